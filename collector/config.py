@@ -1,0 +1,144 @@
+"""The collector's config file (`config.yaml` in a device bundle): the single schema for it.
+
+`cli.py provision-device` writes it through `CollectorConfig`; the collector loads it with
+`load_config`. Relative file paths resolve against the config file's directory, so a bundle works
+wherever it is mounted (the container mounts it read-only at /bundle).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from collector.topics import NAME_PATTERN, NAME_RULE, thing_name
+from collector.validation import ConfigError, describe
+
+CONFIG_FILE = "config.yaml"
+CERT_FILE = "device.pem.crt"
+KEY_FILE = "private.pem.key"
+CA_FILE = "root-ca.pem"
+DEFAULT_CIP_PORT = 44818
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN.pattern, description=NAME_RULE)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def check_host(value: str) -> str:
+    """A meter/broker host: an IP address or a DNS name."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOSTNAME.match(value):
+            raise ValueError("expected host or IP") from None
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MeterConfig(_Model):
+    """One PowerMonitor 500 on the plant network."""
+
+    asset: Name = Field(description="asset id, unique within the collector (Sparkplug device id)")
+    breaker: str = Field(min_length=1, max_length=64, description="breaker / feeder label (InfluxDB tag)")
+    host: str = Field(description="meter IP address or DNS name")
+    port: Port = Field(DEFAULT_CIP_PORT, description="EtherNet/IP TCP port")
+
+    _host = field_validator("host")(check_host)
+
+
+class MqttConfig(_Model):
+    endpoint: str = Field(description="AWS IoT data endpoint (ATS) or a local broker host")
+    port: Port = 8883
+    ca_file: Path = Field(Path(CA_FILE), description="CA that signed the broker's certificate")
+    cert_file: Path = Field(Path(CERT_FILE), description="device certificate (PEM)")
+    key_file: Path = Field(Path(KEY_FILE), description="device private key (PEM, mode 0600)")
+    keepalive_s: int = Field(30, ge=5, le=1200)
+
+    _endpoint = field_validator("endpoint")(check_host)
+
+
+class InfluxConfig(_Model):
+    enabled: bool = True
+    url: str = Field("http://127.0.0.1:8086", pattern=r"^https?://", description="InfluxDB 1.x base URL")
+    database: str = Field("pm500", min_length=1)
+    username: str | None = None
+    password: SecretStr | None = None
+    batch_size: int = Field(500, ge=1, le=50_000, description="max lines per /write")
+    flush_interval_s: float = Field(1.0, gt=0, le=60)
+
+
+class BufferConfig(_Model):
+    path: Path = Field(Path("/var/lib/pm500/buffer.sqlite"), description="SQLite store-and-forward file")
+    max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024, description="bound; oldest dropped when full")
+
+
+class HealthConfig(_Model):
+    host: str = Field("127.0.0.1", description="health endpoint bind address (loopback by default)")
+    port: int = Field(8081, ge=0, le=65535)
+
+
+class CollectorConfig(_Model):
+    """Everything one collector needs. `thing_name` is also the MQTT client id and certificate CN."""
+
+    stack: Name
+    site: Name
+    collector: Name
+    thing_name: str
+    poll_interval_s: float = Field(1.0, ge=0.1, le=3600)
+    meters: list[MeterConfig] = Field(min_length=1)
+    mqtt: MqttConfig
+    influx: InfluxConfig = InfluxConfig()
+    buffer: BufferConfig = BufferConfig()
+    health: HealthConfig = HealthConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CollectorConfig:
+        expected = thing_name(self.stack, self.site, self.collector)
+        if self.thing_name != expected:
+            raise ValueError(f"thing_name must be {expected!r} (stack:site:collector)")
+        assets = [m.asset for m in self.meters]
+        dupes = sorted({a for a in assets if assets.count(a) > 1})
+        if dupes:
+            raise ValueError(f"meters: asset ids must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    def resolve_paths(self, base: Path) -> CollectorConfig:
+        """Relative bundle/buffer paths made absolute against `base` (the config file's folder)."""
+        mqtt = self.mqtt.model_copy(
+            update={k: base / getattr(self.mqtt, k) for k in ("ca_file", "cert_file", "key_file")}
+        )
+        buffer = self.buffer.model_copy(update={"path": base / self.buffer.path})
+        return self.model_copy(update={"mqtt": mqtt, "buffer": buffer})
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json")
+        if self.influx.password is not None:
+            data["influx"]["password"] = self.influx.password.get_secret_value()
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def parse_config(data: object, source: str) -> CollectorConfig:
+    try:
+        return CollectorConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(describe(e, source)) from None
+
+
+def load_config(path: Path) -> CollectorConfig:
+    """Load and validate a config file; relative paths resolve against its folder."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return parse_config(data, str(path)).resolve_paths(path.parent)

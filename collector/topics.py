@@ -1,0 +1,104 @@
+"""Sparkplug-style topic templates: the one source for the collector, the IoT policy and the broker ACL.
+
+A template is a tuple of topic levels. `{thing}` stands for the edge node (the AWS IoT thing name) and
+`{asset}` for a device (one meter). The collector renders them with real names; the IoT policy renders
+them with the `${iot:Connection.Thing.ThingName}` policy variable and `*` wildcards; the Mosquitto ACL
+renders them with `%u` (the certificate CN, which is the thing name) and `+`/`#` wildcards.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+SPARKPLUG_NAMESPACE = "spBv1.0"
+GROUP_ID = "pm500"
+THING_SEPARATOR = ":"
+# Stack, site, collector and asset names: lower-case DNS-label style. `:` is excluded on purpose so
+# that `<stack>:` is an unambiguous prefix of every thing name of that stack.
+NAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+NAME_RULE = "1-32 characters of a-z, 0-9 and '-', starting and ending with a letter or digit"
+
+THING = "{thing}"
+ASSET = "{asset}"
+
+
+@dataclass(frozen=True)
+class TopicTemplate:
+    """One Sparkplug message family and whether the collector publishes or subscribes to it."""
+
+    message_type: str
+    levels: tuple[str, ...]
+    direction: str  # "publish" | "subscribe"
+
+    def render(self, thing: str, asset: str | None = None) -> str:
+        return "/".join(_fill(level, thing, asset) for level in self.levels)
+
+
+def _fill(level: str, thing: str, asset: str | None) -> str:
+    if level == ASSET:
+        if asset is None:
+            raise ValueError("this topic needs an asset")
+        return asset
+    return thing if level == THING else level
+
+
+def _sparkplug(message_type: str, *device: str, direction: str = "publish") -> TopicTemplate:
+    return TopicTemplate(
+        message_type, (SPARKPLUG_NAMESPACE, GROUP_ID, message_type, THING, *device), direction
+    )
+
+
+NBIRTH = _sparkplug("NBIRTH")
+NDEATH = _sparkplug("NDEATH")
+DBIRTH = _sparkplug("DBIRTH", ASSET)
+DDATA = _sparkplug("DDATA", ASSET)
+DDEATH = _sparkplug("DDEATH", ASSET)
+NCMD = _sparkplug("NCMD", direction="subscribe")
+SHADOW = TopicTemplate("SHADOW", ("$aws", "things", THING, "shadow", "#"), "both")
+
+COLLECTOR_TOPICS: tuple[TopicTemplate, ...] = (NBIRTH, NDEATH, DBIRTH, DDATA, DDEATH, NCMD, SHADOW)
+
+
+def thing_name(stack: str, site: str, collector: str) -> str:
+    """The AWS IoT thing name (= MQTT client id = certificate CN) of one collector."""
+    for label, value in (("stack", stack), ("site", site), ("collector", collector)):
+        if THING_SEPARATOR in value:
+            raise ValueError(f"{label} name {value!r} must not contain {THING_SEPARATOR!r}")
+    return THING_SEPARATOR.join((stack, site, collector))
+
+
+def stack_thing_prefix(stack: str) -> str:
+    """Prefix shared by every thing of `stack` and by no thing of any other stack."""
+    return stack + THING_SEPARATOR
+
+
+def ddata_filter() -> str:
+    """MQTT filter matching the DDATA traffic of every collector (topic rules narrow it by stack)."""
+    return "/".join((SPARKPLUG_NAMESPACE, GROUP_ID, DDATA.message_type, "+", "+"))
+
+
+def _pattern(template: TopicTemplate, thing: str, single: str, multi: str) -> str:
+    levels = [thing if lvl == THING else single if lvl == ASSET else lvl for lvl in template.levels]
+    if levels[-1] == "#":
+        levels[-1] = multi
+    return "/".join(levels)
+
+
+def iot_policy_topics(direction: str, thing_variable: str = "${iot:Connection.Thing.ThingName}") -> list[str]:
+    """Topic names (for `topic/...` ARNs) a collector may publish or receive, with IoT policy wildcards."""
+    return [
+        _pattern(t, thing_variable, "*", "*")
+        for t in COLLECTOR_TOPICS
+        if t.direction in (direction, "both")
+    ]
+
+
+def mosquitto_acl_patterns(templates: Iterable[TopicTemplate] = COLLECTOR_TOPICS) -> list[str]:
+    """Mosquitto `pattern` ACL lines equivalent to the IoT policy: each client only under its own CN."""
+    lines = []
+    for t in templates:
+        access = {"publish": "write", "subscribe": "read", "both": "readwrite"}[t.direction]
+        lines.append(f"pattern {access} {_pattern(t, '%u', '+', '#')}")
+    return lines

@@ -1,0 +1,60 @@
+"""Stack output names and shapes: exported by the program, read by `cli.py` by name.
+
+Kept free of Pulumi imports so the CLI can parse `pulumi stack output --json` without the Pulumi SDK
+doing anything. `collector_output` is the per-collector entry of the `collectors` output: everything
+`provision-device` needs to write a collector's bundle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from collector.config import MeterConfig
+from collector.topics import COLLECTOR_TOPICS, thing_name
+
+# Output names (the CLI reads these keys from `pulumi stack output --json`).
+STACK = "stack"
+ENVIRONMENT = "environment"
+IOT_ENDPOINT = "iotEndpoint"
+COLLECTOR_POLICY_NAME = "collectorPolicyName"
+THING_TYPE_NAME = "thingTypeName"
+ROOT_THING_GROUP = "rootThingGroupName"
+SITE_THING_GROUPS = "siteThingGroupNames"  # {site: group name}
+THING_NAMES = "thingNames"  # {site: {collector: thing name}}
+COLLECTORS = "collectors"  # {thing name: CollectorOutput}
+PROVISIONING_TEMPLATE_NAME = "provisioningTemplateName"
+RULE_NAMES = "ruleNames"  # {route: rule name}
+RULE_ARNS = "ruleArns"  # {route: rule arn}
+ROLE_NAMES = "roleNames"  # {purpose: role name}
+STREAM_NAME = "kinesisStreamName"
+ARCHIVE_BUCKET = "archiveBucketName"
+FIREHOSE_NAME = "firehoseName"
+
+
+class CollectorOutput(BaseModel):
+    """One collector as the stack exports it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    site: str
+    collector: str
+    thing_name: str = Field(alias="thingName")
+    poll_interval_s: float = Field(alias="pollIntervalS")
+    meters: list[MeterConfig]
+    topics: dict[str, str]
+
+
+def topics_for(thing: str) -> dict[str, str]:
+    """The collector's topics, `{asset}` left as a placeholder, for operators reading the outputs."""
+    return {t.message_type: t.render(thing, "{asset}") for t in COLLECTOR_TOPICS}
+
+
+def collector_output(stack: str, site: str, collector: str, meters: list[MeterConfig],
+                     poll_interval_s: float) -> dict[str, Any]:
+    thing = thing_name(stack, site, collector)
+    return CollectorOutput(
+        site=site, collector=collector, thing_name=thing, poll_interval_s=poll_interval_s,
+        meters=meters, topics=topics_for(thing),
+    ).model_dump(mode="json", by_alias=True)
