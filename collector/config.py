@@ -7,16 +7,26 @@ wherever it is mounted (the container mounts it read-only at /bundle).
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from collector.topics import NAME_PATTERN, NAME_RULE, thing_name
-from collector.validation import ConfigError, describe
+from collector.validation import ConfigError, describe, field_path
 
 CONFIG_FILE = "config.yaml"
 CERT_FILE = "device.pem.crt"
@@ -62,6 +72,9 @@ class MqttConfig(_Model):
     cert_file: Path = Field(Path(CERT_FILE), description="device certificate (PEM)")
     key_file: Path = Field(Path(KEY_FILE), description="device private key (PEM, mode 0600)")
     keepalive_s: int = Field(30, ge=5, le=1200)
+    inflight_window: int = Field(
+        256, ge=1, le=10_000, description="QoS 1 publishes awaiting PUBACK at once (replay speed vs memory)"
+    )
 
     _endpoint = field_validator("endpoint")(check_host)
 
@@ -79,6 +92,10 @@ class InfluxConfig(_Model):
 class BufferConfig(_Model):
     path: Path = Field(Path("/var/lib/pm500/buffer.sqlite"), description="SQLite store-and-forward file")
     max_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024, description="bound; oldest dropped when full")
+    synchronous: Literal["NORMAL", "FULL"] = Field(
+        "NORMAL",
+        description="SQLite fsync policy: NORMAL survives a process kill, FULL also a power cut (slower)",
+    )
 
 
 class HealthConfig(_Model):
@@ -133,12 +150,74 @@ def parse_config(data: object, source: str) -> CollectorConfig:
         raise ConfigError(describe(e, source)) from None
 
 
-def load_config(path: Path) -> CollectorConfig:
-    """Load and validate a config file; relative paths resolve against its folder."""
+ENV_PREFIX = "PM500_"
+ENV_NESTING = "__"
+
+
+def apply_env_overrides(data: object, environ: Mapping[str, str]) -> tuple[object, dict[str, str]]:
+    """Overlay `PM500_<FIELD>[__<SUBFIELD>...]` variables on the loaded YAML (for containers).
+
+    `PM500_INFLUX__PASSWORD` sets `influx.password`, `PM500_POLL_INTERVAL_S` sets `poll_interval_s`,
+    `PM500_METERS__0__HOST` sets `meters[0].host`. Values stay strings; the model converts and
+    validates them like any YAML value. Returns the new data and {field path: variable name}.
+    """
+    if not isinstance(data, dict):
+        return data, {}
+    result = copy.deepcopy(data)
+    sources: dict[str, str] = {}
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX:
+            continue
+        path = tuple(int(p) if p.isdigit() else p.lower() for p in var[len(ENV_PREFIX) :].split(ENV_NESTING))
+        if _set_path(result, path, environ[var]):
+            sources[field_path(path)] = var
+    return result, sources
+
+
+def _set_path(node: Any, path: tuple[str | int, ...], value: str) -> bool:
+    """Set `value` at `path`, creating mappings on the way; False if it points into a missing list item."""
+    for part in path[:-1]:
+        if isinstance(node, list):
+            if not (isinstance(part, int) and 0 <= part < len(node)):
+                return False
+        elif isinstance(node, dict):
+            if not isinstance(node.get(part), dict | list):
+                node[part] = {}
+        else:
+            return False
+        node = node[part]
+    if isinstance(node, list) or not isinstance(node, dict):
+        return False
+    node[path[-1]] = value
+    return True
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> CollectorConfig:
+    """Load and validate a config file; relative paths resolve against its folder.
+
+    With `environ`, `PM500_*` variables override file values (see `apply_env_overrides`); an error in
+    an overridden field names the variable too.
+    """
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return parse_config(data, str(path)).resolve_paths(path.parent)
+    sources: dict[str, str] = {}
+    if environ is not None:
+        data, sources = apply_env_overrides(data, environ)
+    try:
+        return parse_config(data, str(path)).resolve_paths(path.parent)
+    except ConfigError as e:
+        if not sources:
+            raise
+        named = (_name_variable(line, str(path), sources) for line in str(e).splitlines())
+        raise ConfigError("\n".join(named)) from None
+
+
+def _name_variable(line: str, source: str, sources: Mapping[str, str]) -> str:
+    for field, var in sources.items():
+        if line.startswith(f"{source}: {field}: "):
+            return f"{line} (set by {var})"
+    return line

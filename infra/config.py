@@ -13,7 +13,7 @@ import glob
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -52,8 +52,10 @@ class CollectorSpec(_Model):
 class EdgeHostSpec(_Model):
     """The site's edge Docker host (InfluxDB, Grafana and the collector containers run there)."""
 
-    docker_host: str = Field(pattern=r"^(ssh|tcp|unix)://", description="Docker endpoint, e.g. ssh://pm500@edge.example")
-    bundle_root: str = Field("/opt/pm500/bundles", pattern=r"^/", description="where operators copy CLI bundles")
+    docker_host: str = Field(pattern=r"^(ssh|tcp|unix)://",
+                             description="Docker endpoint, e.g. ssh://pm500@edge.example")
+    bundle_root: str = Field("/opt/pm500/bundles", pattern=r"^/",
+                             description="where operators copy CLI bundles")
     bind_address: str = Field("127.0.0.1", description="interface InfluxDB/Grafana ports bind to")
 
 
@@ -78,6 +80,10 @@ class ArchiveSpec(_Model):
     buffer_interval_s: int = Field(300, ge=60, le=900)
     buffer_size_mb: int = Field(64, ge=64, le=128, description="dynamic partitioning needs >= 64 MiB")
     noncurrent_version_expiry_days: int = Field(30, ge=1)
+    active_partition_limit: int = Field(
+        500, ge=1, le=5000,
+        description="the account's Firehose active-partition quota (default 500); raise after AWS raises it",
+    )
 
 
 class FeaturesSpec(_Model):
@@ -110,6 +116,9 @@ class StackConfig(_Model):
     provisioning: ProvisioningSpec = ProvisioningSpec()
     edge: EdgeSettingsSpec = EdgeSettingsSpec()
     deletion_protection: bool = False
+    region: str | None = Field(None, pattern=r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$",
+                               description="aws:region, e.g. eu-west-1")
+    secret_keys: frozenset[str] = Field(frozenset(), description="pm500 keys Pulumi holds as secrets")
 
     @model_validator(mode="after")
     def _sites_unique(self) -> StackConfig:
@@ -118,7 +127,24 @@ class StackConfig(_Model):
             missing = [s.name for s in self.sites if s.edge is None]
             if missing:
                 raise ValueError(f"features.edge is on but sites have no edge host: {', '.join(missing)}")
+        # Firehose keeps one active partition per site and day; around midnight UTC (and when buffered
+        # data is replayed) two days per site are open at once.
+        worst_case = 2 * len(self.sites)
+        if worst_case > self.archive.active_partition_limit:
+            raise ValueError(
+                f"{len(self.sites)} sites need up to {worst_case} active Firehose partitions (site x day), "
+                f"above archive.activePartitionLimit={self.archive.active_partition_limit}: ask AWS to raise "
+                "the delivery stream's active-partition quota, then raise archive.activePartitionLimit"
+            )
         return self
+
+    @property
+    def collector_count(self) -> int:
+        return sum(len(s.collectors) for s in self.sites)
+
+    def is_secret(self, key: str) -> bool:
+        """Whether `pm500:<key>` is a Pulumi secret: anything exported from it must stay secret."""
+        return key in self.secret_keys
 
 
 # Keys under the `pm500:` namespace and the StackConfig field each feeds.
@@ -138,13 +164,16 @@ KNOWN_KEYS = frozenset({*_SCALAR_KEYS, *_OBJECT_KEYS, "inventory"})
 
 
 def _decode(key: str, raw: Any) -> Any:
-    """Pulumi passes objects as JSON text and scalars as text: decode both the way the engine does."""
+    """Pulumi passes objects (and lists) as JSON text and scalars as text: decode the JSON ones."""
     if not isinstance(raw, str):
         return raw
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
+    text = raw.strip()
+    if not text.startswith(("{", "[")) and text not in ("true", "false"):
         return raw
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{NAMESPACE}:{key}: not valid JSON ({e.msg} at character {e.pos})") from None
 
 
 def _read_inventory(patterns: Any, project_dir: Path) -> list[Any]:
@@ -152,20 +181,39 @@ def _read_inventory(patterns: Any, project_dir: Path) -> list[Any]:
         patterns = [patterns]
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
         raise ConfigError(f"{NAMESPACE}:inventory: expected a path or glob, or a list of them")
-    sites: list[Any] = []
+    sites: list[SiteSpec] = []
+    seen: dict[str, Path] = {}
     for pattern in patterns:
         files = sorted(glob.glob(str(project_dir / pattern)))
         if not files:
             raise ConfigError(f"{NAMESPACE}:inventory: {pattern!r} matches no file under {project_dir}")
         for name in files:
-            sites.append(_load_site_file(Path(name), project_dir))
+            path = Path(name)
+            if path in seen.values():
+                continue  # two patterns naming the same file
+            site = _load_site_file(path, project_dir)
+            if site.name in seen:
+                raise ConfigError(
+                    f"{_shown(path, project_dir)}: name: site {site.name!r} is also defined in "
+                    f"{_shown(seen[site.name], project_dir)}"
+                )
+            seen[site.name] = path
+            sites.append(site)
     return sites
 
 
+def _shown(path: Path, project_dir: Path) -> Path:
+    return path.relative_to(project_dir) if path.is_relative_to(project_dir) else path
+
+
 def _load_site_file(path: Path, project_dir: Path) -> SiteSpec:
-    shown = path.relative_to(project_dir) if path.is_relative_to(project_dir) else path
+    """One inventory file = one site. YAML's C loader keeps 10,000-collector fleets fast to read."""
+    shown = _shown(path, project_dir)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader
+    except OSError as e:
+        raise ConfigError(f"{shown}: cannot read inventory file: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{shown}: not valid YAML: {e}") from None
     try:
@@ -174,13 +222,19 @@ def _load_site_file(path: Path, project_dir: Path) -> SiteSpec:
         raise ConfigError(describe(e, str(shown))) from None
 
 
-def parse_stack_config(values: Mapping[str, Any], *, stack: str, project_dir: Path) -> StackConfig:
-    """Validate the `pm500:*` config of one stack. `values` maps keys without the namespace to raw values."""
+def parse_stack_config(values: Mapping[str, Any], *, stack: str, project_dir: Path,
+                       region: str | None = None, secret_keys: frozenset[str] = frozenset()) -> StackConfig:
+    """Validate the `pm500:*` config of one stack. `values` maps keys without the namespace to raw values.
+
+    `region` is `aws:region`; `secret_keys` the pm500 keys (without namespace) Pulumi marks secret.
+    """
+    if not NAME_PATTERN.match(stack):
+        raise ConfigError(f"stack name {stack!r}: {stack_name_rule()}")
     unknown = sorted(set(values) - KNOWN_KEYS)
     if unknown:
         known = ", ".join(sorted(KNOWN_KEYS))
         raise ConfigError(f"{NAMESPACE}:{unknown[0]}: unknown config key (known: {known})")
-    data: dict[str, Any] = {"stack": stack, "environment": stack}
+    data: dict[str, Any] = {"stack": stack, "environment": stack, "region": region, "secretKeys": secret_keys}
     for key, field in {**_SCALAR_KEYS, **_OBJECT_KEYS}.items():
         if key in values:
             data[field] = _decode(key, values[key])
@@ -189,11 +243,23 @@ def parse_stack_config(values: Mapping[str, Any], *, stack: str, project_dir: Pa
             raise ConfigError(f"{NAMESPACE}:inventory: set either pm500:sites or pm500:inventory, not both")
         data["sites"] = _read_inventory(_decode("inventory", values["inventory"]), project_dir)
     elif "sites" not in values:
-        raise ConfigError(f"{NAMESPACE}:sites: required (inline sites) unless {NAMESPACE}:inventory names files")
+        raise ConfigError(
+            f"{NAMESPACE}:sites: required (inline sites) unless {NAMESPACE}:inventory names inventory files"
+        )
     try:
         return StackConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(describe(e, NAMESPACE, joiner=":")) from None
+        raise ConfigError(_describe_stack_error(e)) from None
+
+
+def _describe_stack_error(error: ValidationError) -> str:
+    """Name the config key as the operator writes it: `pm500:kinesis.shards`, `aws:region`."""
+    lines = []
+    for line in describe(error, NAMESPACE, joiner=":").splitlines():
+        if line.startswith(f"{NAMESPACE}:region:"):
+            line = "aws:region:" + line.removeprefix(f"{NAMESPACE}:region:")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def stack_name_rule() -> str:

@@ -7,12 +7,15 @@ doing anything. `collector_output` is the per-collector entry of the `collectors
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from collector.config import MeterConfig
 from collector.topics import COLLECTOR_TOPICS, thing_name
+
+if TYPE_CHECKING:
+    from infra.config import StackConfig
 
 # Output names (the CLI reads these keys from `pulumi stack output --json`).
 STACK = "stack"
@@ -31,6 +34,12 @@ ROLE_NAMES = "roleNames"  # {purpose: role name}
 STREAM_NAME = "kinesisStreamName"
 ARCHIVE_BUCKET = "archiveBucketName"
 FIREHOSE_NAME = "firehoseName"
+AWS_REGION = "awsRegion"
+KMS_KEY_ARN = "dataKeyArn"
+RULE_ERROR_LOG_GROUP = "ruleErrorLogGroupName"
+EVENT_BUS_NAME = "eventBusName"  # only with features.eventBridgePipe
+LATEST_VALUE_TABLE = "latestValueTableName"  # only with features.latestValueTable
+EDGE = "edge"  # only with features.edge: image and per-site edge URLs (infra.edge.EdgeStack.summary)
 
 
 class CollectorOutput(BaseModel):
@@ -58,3 +67,13 @@ def collector_output(stack: str, site: str, collector: str, meters: list[MeterCo
         site=site, collector=collector, thing_name=thing, poll_interval_s=poll_interval_s,
         meters=meters, topics=topics_for(thing),
     ).model_dump(mode="json", by_alias=True)
+
+
+def collectors_output(cfg: StackConfig) -> dict[str, dict[str, Any]]:
+    """The `collectors` output: every collector of the stack keyed by its thing name."""
+    out: dict[str, dict[str, Any]] = {}
+    for site in cfg.sites:
+        for c in site.collectors:
+            entry = collector_output(cfg.stack, site.name, c.name, c.meters, c.poll_interval_s)
+            out[entry["thingName"]] = entry
+    return out

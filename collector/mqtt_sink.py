@@ -1,0 +1,133 @@
+"""Forward buffered readings to MQTT as DDATA, keeping a window of QoS 1 publishes in flight.
+
+Its own thread and its own buffer cursor, so a slow or dead broker never holds up InfluxDB. A row is
+acknowledged in the buffer only when its PUBACK arrived (paho `on_publish` mid -> row id). Acks are
+committed in batches: an ack lost to kill -9 only means the row is sent again (a duplicate, not a gap).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from collector import topics
+from collector.buffer import Buffer, Entry
+from collector.config import CollectorConfig, MeterConfig
+from collector.mqtt_link import MqttLink
+from collector.payload import dbirth, ddata, encode
+
+log = logging.getLogger(__name__)
+
+SINK = "mqtt"
+_ACK_BATCH_WAIT_S = 0.005
+
+
+class MqttSink:
+    def __init__(
+        self,
+        cfg: CollectorConfig,
+        buffer: Buffer,
+        window: int = 256,
+        on_delivered: Callable[[Sequence[Entry], int], None] | None = None,
+    ) -> None:
+        self._thing = cfg.thing_name
+        self._site = cfg.site
+        self._meters: list[MeterConfig] = list(cfg.meters)
+        self._buffer = buffer
+        self._cursor = buffer.cursor(SINK)
+        self._window = window
+        self.on_delivered = on_delivered  # (entries, ack time ms): latency measurement hook
+        self._inflight: dict[int, Entry] = {}  # mid -> row, owned by the sink thread
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_command: Callable[[bytes], None] = lambda payload: None
+        self.link = MqttLink(
+            cfg,
+            on_puback=self._puback,
+            on_connected=self._publish_births,
+            on_command=lambda payload: self.on_command(payload),
+            max_inflight=window + len(self._meters) + 2,
+        )
+
+    def start(self) -> None:
+        self.link.start()
+        self._thread = threading.Thread(target=self._run, name="mqtt-sink", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.link.stop()
+        self._commit_acks()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def notify(self) -> None:
+        """New rows were appended: wake up instead of waiting for the poll tick."""
+        self._wake.set()
+
+    def status(self) -> dict[str, object]:
+        return {
+            "connected": self.link.connected.is_set(),
+            "in_flight": len(self._inflight),
+            **self.link.stats,
+        }
+
+    def _puback(self, mid: int) -> None:
+        self._acks.put(mid)
+        self._wake.set()
+
+    def _publish_births(self) -> None:
+        now = int(time.time() * 1000)
+        for m in self._meters:
+            body = dbirth(self._thing, self._site, m.asset, m.breaker, now, self._buffer.last_seq(m.asset))
+            self.link.publish(topics.DBIRTH.render(self._thing, m.asset), encode(body))
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            if self._inflight and self._acks.qsize() < self._window // 4:
+                # Let PUBACKs accumulate a moment: one SQLite commit per batch, not per message.
+                self._stopping.wait(_ACK_BATCH_WAIT_S)
+            self._commit_acks()
+            if self.link.connected.is_set():
+                self._fill_window()
+
+    def _commit_acks(self) -> None:
+        delivered: list[Entry] = []
+        while True:
+            try:
+                mid = self._acks.get_nowait()
+            except queue.Empty:
+                break
+            entry = self._inflight.pop(mid, None)
+            if entry is not None:  # births and NDEATH have no row
+                delivered.append(entry)
+        if delivered:
+            self._cursor.ack([e.id for e in delivered])
+            if self.on_delivered is not None:
+                self.on_delivered(delivered, int(time.time() * 1000))
+
+    def _fill_window(self) -> None:
+        room = self._window - len(self._inflight)
+        if room < max(1, self._window // 4) and self._inflight:
+            return  # refill in chunks: fewer, larger buffer reads
+        for entry in self._cursor.next_batch(room):
+            r = entry.reading
+            mid = self.link.publish(
+                topics.DDATA.render(self._thing, r.asset), encode(ddata(r, self._thing, entry.seq))
+            )
+            if mid is None:
+                # Not queued by paho: hand this row (and those after it) out again on the next pass.
+                self._cursor.rewind(entry.id - 1)
+                return
+            self._inflight[mid] = entry

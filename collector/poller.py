@@ -1,0 +1,287 @@
+"""Poll many PowerMonitor 500s concurrently at a fixed rate and hand each decoded poll to a callback.
+
+One thread per meter, each on its own fixed-rate schedule (ticks at start + k * interval): a slow
+or dead meter only ever blocks its own thread, so it never delays another meter's readings. A
+thread that overruns its period skips the missed ticks (counted as `overrun`) instead of bursting.
+
+Per poll the thread reads attribute 3 of instances 101, 102 and 107 over one re-used driver and
+decodes with the pre-compiled register map. Failure handling, per kind:
+- `comm`: the driver is closed and a new one built after exponential backoff (with jitter);
+- `cip_status`: the meter answered with an error; the driver is kept, the poll is dropped;
+- `size_mismatch`: attribute 4 disagrees with the register map; nothing is decoded, the check is
+  retried on the backoff schedule (a replaced meter may fix it);
+- `short_payload`: a data attribute of the wrong length; the whole poll is dropped;
+- `nan`: an element decoded as NaN; only the metrics built from it are left out of the reading
+  (the others are good measurements), and the reading is dropped only if nothing is left.
+Each is counted; the log gets one line per state change (e.g. ok -> comm_error, and back), never
+one per poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from collector.config import MeterConfig
+from collector.meter import (
+    CipStatusError,
+    CommError,
+    DriverFactory,
+    MeterDriver,
+    SizeMismatchError,
+    check_sizes,
+    pycomm_driver,
+)
+from collector.reading import Reading
+from collector.registers import PayloadError, RegisterMap, register_map
+
+log = logging.getLogger(__name__)
+
+ERROR_KINDS = ("comm", "cip_status", "size_mismatch", "short_payload", "nan", "callback")
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 30.0
+BACKOFF_MAX_PERIODS = 10  # a dead meter is retried at least every 10 poll periods (within the cap)
+
+
+def socket_timeout_for(interval_s: float) -> float:
+    """A read must give up before the next poll is due: 80% of the period, capped at 5 s."""
+    return max(0.05, min(interval_s * 0.8, 5.0))
+
+
+@dataclass
+class MeterStatus:
+    """Snapshot of one meter's health, as served by the health endpoint."""
+
+    asset: str
+    # starting | ok | degraded (some metrics NaN) | comm_error | cip_error | size_mismatch | bad_payload
+    # | callback_error | stopped
+    state: str = "starting"
+    last_success_ms: int | None = None
+    consecutive_failures: int = 0
+    reads: int = 0  # successful polls (readings handed to on_reading)
+    overruns: int = 0  # ticks skipped because a poll took longer than the interval
+    reconnects: int = 0  # drivers built after the first
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
+    last_error: str | None = None
+
+    def snapshot(self) -> MeterStatus:
+        return MeterStatus(
+            self.asset,
+            self.state,
+            self.last_success_ms,
+            self.consecutive_failures,
+            self.reads,
+            self.overruns,
+            self.reconnects,
+            dict(self.errors),
+            self.last_error,
+        )
+
+
+class Poller:
+    """Polls `meters` every `interval_s` seconds; `on_reading` is called from the meter threads."""
+
+    def __init__(
+        self,
+        site: str,
+        meters: Sequence[MeterConfig],
+        interval_s: float,
+        on_reading: Callable[[Reading], None],
+        driver_factory: DriverFactory = pycomm_driver,
+        regmap: RegisterMap | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        """`timeout_s` (socket timeout per read) defaults to `socket_timeout_for(interval_s)`."""
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        timeout = timeout_s if timeout_s is not None else socket_timeout_for(interval_s)
+        self._stop = threading.Event()
+        self._workers = [
+            _MeterWorker(
+                site, m, interval_s, timeout, on_reading, driver_factory, regmap or register_map(), self._stop
+            )
+            for m in meters
+        ]
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if self._threads:
+            raise RuntimeError("Poller already started")
+        # Spread the meters over the first period so 100 meters don't fire in the same millisecond.
+        n = max(1, len(self._workers))
+        for i, w in enumerate(self._workers):
+            t = threading.Thread(target=w.run, args=(i / n,), name=f"poll-{w.meter.asset}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop all meter threads; an in-flight read ends at the latest after the socket timeout."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def status(self) -> dict[str, MeterStatus]:
+        return {w.meter.asset: w.status_snapshot() for w in self._workers}
+
+
+class _MeterWorker:
+    def __init__(
+        self,
+        site: str,
+        meter: MeterConfig,
+        interval_s: float,
+        timeout_s: float,
+        on_reading: Callable[[Reading], None],
+        driver_factory: DriverFactory,
+        regmap: RegisterMap,
+        stop: threading.Event,
+    ) -> None:
+        self.site, self.meter, self.interval_s = site, meter, interval_s
+        self.on_reading, self.driver_factory, self.regmap, self.stop = (
+            on_reading,
+            driver_factory,
+            regmap,
+            stop,
+        )
+        self.timeout_s = timeout_s
+        self.name = f"{meter.asset} ({meter.host}:{meter.port})"
+        self.instances = tuple(regmap.instances.values())
+        self.data_attribute = regmap.data_attribute
+        self.status = MeterStatus(meter.asset)
+        self.lock = threading.Lock()
+        self.driver: MeterDriver | None = None
+        self.drivers_built = 0
+        self.backoff_initial_s = min(BACKOFF_INITIAL_S, interval_s)
+        self.backoff_max_s = min(BACKOFF_MAX_S, max(1.0, BACKOFF_MAX_PERIODS * interval_s))
+        self.backoff_s = self.backoff_initial_s
+
+    def status_snapshot(self) -> MeterStatus:
+        with self.lock:
+            return self.status.snapshot()
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, phase: float) -> None:
+        next_tick = time.monotonic() + phase * self.interval_s
+        try:
+            while not self.stop.wait(max(0.0, next_tick - time.monotonic())):
+                retry_after = self.poll_once()
+                now = time.monotonic()
+                next_tick += self.interval_s
+                if retry_after is not None:  # backing off: don't come back before the delay
+                    next_tick = max(next_tick, now + retry_after)
+                if next_tick < now:
+                    missed = int((now - next_tick) // self.interval_s) + 1
+                    next_tick += missed * self.interval_s
+                    with self.lock:
+                        self.status.overruns += missed
+        finally:
+            self.close_driver()
+            self.set_state("stopped", None)
+
+    def poll_once(self) -> float | None:
+        """One poll; returns a backoff delay (seconds) when the next attempt must wait."""
+        timestamp_ms = time.time_ns() // 1_000_000
+        try:
+            driver = self.driver or self.connect()
+            payloads = {
+                i.instance: driver.read_attribute(i.instance, self.data_attribute) for i in self.instances
+            }
+        except CommError as e:
+            self.close_driver()
+            return self.fail("comm", "comm_error", f"{e}", backoff=True)
+        except SizeMismatchError as e:
+            self.close_driver()
+            return self.fail("size_mismatch", "size_mismatch", f"{e}", backoff=True)
+        except CipStatusError as e:
+            return self.fail("cip_status", "cip_error", f"{e}")
+        try:
+            values, nan = self.regmap.decode(payloads)
+        except PayloadError as e:
+            return self.fail("short_payload", "bad_payload", f"{e}")
+        if nan:
+            with self.lock:
+                self.status.errors["nan"] += 1
+            if not values:
+                return self.fail(
+                    "nan", "bad_payload", f"every element is NaN ({len(nan)} metrics)", count=False
+                )
+        reading = Reading(self.site, self.meter.asset, self.meter.breaker, timestamp_ms, values)
+        try:
+            self.on_reading(reading)
+        except Exception as e:  # a sink bug must not kill the meter thread; it is counted and logged
+            log.exception("meter %s: on_reading failed", self.name)
+            return self.fail("callback", "callback_error", f"on_reading failed: {e}")
+        self.backoff_s = self.backoff_initial_s
+        with self.lock:
+            self.status.reads += 1
+            self.status.last_success_ms = timestamp_ms
+            failures, self.status.consecutive_failures = self.status.consecutive_failures, 0
+        if nan:
+            self.set_state("degraded", f"NaN in {', '.join(sorted(nan))}; those metrics are left out")
+        else:
+            self.set_state("ok", f"after {failures} failed polls" if failures else None)
+        return None
+
+    # -- driver lifecycle -------------------------------------------------------------------------
+
+    def connect(self) -> MeterDriver:
+        driver = self.driver_factory(self.meter, self.timeout_s)
+        self.drivers_built += 1
+        if self.drivers_built > 1:
+            with self.lock:
+                self.status.reconnects += 1
+        try:
+            check_sizes(driver, self.regmap, self.name)
+        except BaseException:
+            _close(driver)
+            raise
+        self.driver = driver
+        return driver
+
+    def close_driver(self) -> None:
+        if self.driver is not None:
+            _close(self.driver)
+            self.driver = None
+
+    # -- bookkeeping --------------------------------------------------------------------------------
+
+    def fail(
+        self, kind: str, state: str, message: str, backoff: bool = False, count: bool = True
+    ) -> float | None:
+        with self.lock:
+            if count:
+                self.status.errors[kind] += 1
+            self.status.consecutive_failures += 1
+            self.status.last_error = message
+        self.set_state(state, message)
+        if not backoff:
+            return None
+        delay = self.backoff_s * random.uniform(0.8, 1.2)
+        self.backoff_s = min(self.backoff_s * 2, self.backoff_max_s)
+        return delay
+
+    def set_state(self, state: str, detail: str | None) -> None:
+        with self.lock:
+            previous = self.status.state
+            if state == previous:
+                return
+            self.status.state = state
+        if state == "ok":
+            log.info("meter %s: ok (was %s%s)", self.name, previous, f", {detail}" if detail else "")
+        elif state == "stopped":
+            log.info("meter %s: stopped", self.name)
+        else:
+            log.warning("meter %s: %s: %s", self.name, state, detail)
+
+
+def _close(driver: MeterDriver) -> None:
+    try:
+        driver.close()
+    except Exception:  # a broken driver may fail to close; it is discarded either way
+        log.debug("closing a broken driver failed", exc_info=True)

@@ -1,0 +1,221 @@
+"""Wiring: poller -> durable buffer -> (MQTT sink, InfluxDB sink), plus health and downlink commands.
+
+Every reading is committed to the buffer (and given its `seq`) before any sink sees it; each sink
+drains the buffer on its own thread at its own pace. `Collector.start` turns unusable files (certificate,
+key, CA, buffer directory) into a `ConfigError` naming the field, so `python -m collector` can exit with
+the configuration exit code instead of crash-looping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import ssl
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from collector.buffer import Buffer
+from collector.config import CollectorConfig, MeterConfig
+from collector.health import UNHEALTHY, HealthServer
+from collector.influx_sink import InfluxSink
+from collector.metrics import METRICS_BY_NAME
+from collector.mqtt_link import tls_context
+from collector.mqtt_sink import MqttSink
+from collector.reading import Reading
+from collector.validation import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class PollerLike(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+
+
+PollerFactory = Callable[[str, Sequence[MeterConfig], float, Callable[[Reading], None]], PollerLike]
+
+
+def default_poller(
+    site: str, meters: Sequence[MeterConfig], interval_s: float, on_reading: Callable[[Reading], None]
+) -> PollerLike:
+    from collector.poller import Poller  # the EtherNet/IP side; imported here to keep this module light
+
+    poller: PollerLike = Poller(site, meters, interval_s, on_reading)
+    return poller
+
+
+def check_files(cfg: CollectorConfig) -> None:
+    """Fail early, naming the field, when a bundle file is missing or unusable."""
+    problems = []
+    for field in ("ca_file", "cert_file", "key_file"):
+        path = getattr(cfg.mqtt, field)
+        if not os.access(path, os.R_OK):
+            problems.append(f"mqtt.{field}: cannot read {path}")
+    if not problems:
+        try:
+            tls_context(cfg)
+        except (ssl.SSLError, ValueError, OSError) as e:
+            problems.append(f"mqtt: certificate, key or CA file unusable: {e}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+class Collector:
+    def __init__(
+        self, cfg: CollectorConfig, debug: bool = False, poller_factory: PollerFactory = default_poller
+    ) -> None:
+        self.cfg = cfg
+        self.debug = debug
+        self._poller_factory = poller_factory
+        self._poll_interval_s = cfg.poll_interval_s
+        self._poller: PollerLike | None = None
+        self._poller_lock = threading.Lock()
+        self.counters = {"readings": 0, "append_errors": 0, "commands": 0, "rejected_commands": 0}
+        self._buffer_failed = False
+        check_files(cfg)
+        sinks = ("mqtt", "influx") if cfg.influx.enabled else ("mqtt",)
+        try:
+            self.buffer = Buffer(cfg.buffer.path, cfg.buffer.max_bytes, sinks, cfg.buffer.synchronous)
+        except Exception as e:  # sqlite3 errors, permissions, read-only mount...
+            raise ConfigError(f"buffer.path: cannot open {cfg.buffer.path}: {e}") from None
+        self.mqtt = MqttSink(cfg, self.buffer, window=cfg.mqtt.inflight_window)
+        self.mqtt.on_command = self.handle_command
+        self.influx = InfluxSink(cfg.influx, self.buffer) if cfg.influx.enabled else None
+        try:
+            self.health = HealthServer(cfg.health.host, cfg.health.port, self.snapshot)
+        except OSError as e:
+            where = f"{cfg.health.host}:{cfg.health.port}"
+            raise ConfigError(f"health.port: cannot listen on {where}: {e}") from None
+
+    def start(self) -> None:
+        self.health.start()
+        self.mqtt.start()
+        if self.influx is not None:
+            self.influx.start()
+        self._start_poller()
+        log.info(
+            "collector started",
+            extra={
+                "thing": self.cfg.thing_name,
+                "meters": len(self.cfg.meters),
+                "poll_interval_s": self._poll_interval_s,
+                "health_port": self.health.port,
+                "buffered": self.buffer.stats()["depth"],
+            },
+        )
+
+    def stop(self) -> None:
+        """Stop polling first, then the sinks (acks already received are committed), then the rest."""
+        with self._poller_lock:
+            if self._poller is not None:
+                self._poller.stop()
+        if self.influx is not None:
+            self.influx.stop()
+        self.mqtt.stop()
+        self.health.stop()
+        self.buffer.close()
+        log.info("collector stopped")
+
+    def _start_poller(self) -> None:
+        with self._poller_lock:
+            if self._poller is not None:
+                self._poller.stop()
+            self._poller = self._poller_factory(
+                self.cfg.site, self.cfg.meters, self._poll_interval_s, self.on_reading
+            )
+            self._poller.start()
+
+    def on_reading(self, reading: Reading) -> None:
+        """Called from poller threads: commit first, then wake the sinks."""
+        try:
+            seq = self.buffer.append(reading)
+        except Exception:
+            self.counters["append_errors"] += 1
+            self._buffer_failed = True
+            log.exception("cannot write reading to the buffer", extra={"asset": reading.asset})
+            return
+        self._buffer_failed = False
+        self.counters["readings"] += 1
+        self.mqtt.notify()
+        if self.influx is not None:
+            self.influx.notify()
+        if self.debug:
+            print_reading(reading, seq)
+
+    def handle_command(self, payload: bytes) -> None:
+        """NCMD downlink: `{"poll_interval_s": 5}` re-schedules polling, `{"debug": true}` toggles debug."""
+        try:
+            command = json.loads(payload)
+            if not isinstance(command, dict) or not command.keys() <= {"poll_interval_s", "debug"}:
+                raise ValueError("expected an object with poll_interval_s and/or debug")
+            interval = command.get("poll_interval_s", self._poll_interval_s)
+            numeric = isinstance(interval, int | float) and not isinstance(interval, bool)
+            if not numeric or not 0.1 <= interval <= 3600:
+                raise ValueError("poll_interval_s must be a number of seconds in 0.1..3600")
+            debug = command.get("debug", self.debug)
+            if not isinstance(debug, bool):
+                raise ValueError("debug must be true or false")
+        except ValueError as e:
+            self.counters["rejected_commands"] += 1
+            log.warning("NCMD rejected", extra={"reason": str(e)})
+            return
+        self.counters["commands"] += 1
+        self.debug = debug
+        log.info("NCMD applied", extra={"poll_interval_s": interval, "debug": debug})
+        if interval != self._poll_interval_s:
+            self._poll_interval_s = float(interval)
+            # Restart off the MQTT network thread: stopping a poller may wait for a slow meter.
+            threading.Thread(target=self._start_poller, name="poller-restart", daemon=True).start()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._poller_lock:
+            meters = self._poller.status() if self._poller is not None else {}
+        workers_alive = self.mqtt.alive() and (self.influx is None or self.influx.alive())
+        mqtt_status = self.mqtt.status()
+        influx_status = self.influx.status() if self.influx is not None else {"enabled": False}
+        meter_states = {asset: _plain(s) for asset, s in meters.items()}
+        if not workers_alive or self._buffer_failed:
+            status = UNHEALTHY
+        elif not mqtt_status["connected"] or (self.influx is not None and not self.influx.healthy) or any(
+            m.get("state") not in ("ok", "up", "online") for m in meter_states.values()
+        ):
+            status = "degraded"
+        else:
+            status = "ok"
+        return {
+            "status": status,
+            "thing": self.cfg.thing_name,
+            "poll_interval_s": self._poll_interval_s,
+            "debug": self.debug,
+            "meters": meter_states,
+            "buffer": self.buffer.stats(),
+            "sinks": {"mqtt": mqtt_status, "influx": influx_status},
+            "counters": dict(self.counters),
+        }
+
+
+def _plain(status: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(status) and not isinstance(status, type):
+        return {k: _enum_value(v) for k, v in dataclasses.asdict(status).items()}
+    if isinstance(status, dict):
+        return {k: _enum_value(v) for k, v in status.items()}
+    return {k: _enum_value(v) for k, v in vars(status).items()}
+
+
+def _enum_value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def print_reading(reading: Reading, seq: int) -> None:
+    """--debug: one decoded reading per line on stdout, values with their units."""
+    values = {
+        name: f"{value:g} {METRICS_BY_NAME[name].unit}".strip() if name in METRICS_BY_NAME else value
+        for name, value in reading.values.items()
+    }
+    line = {"asset": reading.asset, "seq": seq, "timestamp": reading.timestamp_ms, "values": values}
+    print(json.dumps(line), file=sys.stdout, flush=True)

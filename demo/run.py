@@ -1,0 +1,345 @@
+"""Bring the local pipeline up in dependency order, watch data flow, tear everything down by pid.
+
+Order: stack (real program on the mock runtime) -> moto seeded with it -> dev CA -> InfluxDB ->
+Mosquitto -> `cli.py provision-device` (bundle) -> meter simulators -> collector (from the bundle) ->
+observer subscriber. Every child process is a `sandbox.procs.ManagedProcess` in its own process
+group; the teardown stops them in reverse order, then checks that none of their pids is alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.live import Live
+
+from collector.config import CONFIG_FILE, CollectorConfig, load_config
+from demo import inspect, observe, stack, view
+from demo.signals import Shutdown, SignalGuard
+from demo.verdict import Verdict, judge
+from sandbox.ca import DevCA
+from sandbox.influx import InfluxServer
+from sandbox.mosquitto import MosquittoBroker
+from sandbox.moto import MotoServer
+from sandbox.mqtt import Recorder
+from sandbox.net import LOOPBACK, free_port, wait_for_port
+from sandbox.procs import ManagedProcess
+
+SUMMARY_PREFIX = "PM500_DEMO_SUMMARY "
+LEAVE_OUT = ("meters", "influxdb")  # pieces `--without` can leave out, to see a leg fail
+REFRESH_S = 1.0
+PLAIN_STATUS_EVERY_S = 5.0
+PROCESS_START_TIMEOUT_S = 60.0
+
+EXIT_OK = 0
+EXIT_NO_DATA = 1
+EXIT_START_FAILED = 2
+
+T = TypeVar("T")
+
+
+class StartError(RuntimeError):
+    """A piece of the pipeline could not be brought up; the message names it and its log."""
+
+
+@dataclass
+class Pipeline:
+    """What is running: enough to observe it, print how to inspect it, and prove it all stopped."""
+
+    workdir: Path
+    moto: MotoServer | None = None
+    ca: DevCA | None = None
+    influx: InfluxServer | None = None
+    broker: MosquittoBroker | None = None
+    observer: tuple[Path, Path] | None = None
+    bundle: CollectorConfig | None = None
+    bundle_dir: Path | None = None
+    outputs_file: Path | None = None
+    recorder: Recorder | None = None
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def logs(self) -> Path:
+        return self.workdir / "logs"
+
+
+def python_module(module: str, *args: str | Path) -> list[str]:
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def _child_env() -> dict[str, str]:
+    # Unbuffered output: a log file shows what a child did up to the moment it was stopped.
+    return {"PYTHONUNBUFFERED": "1"}
+
+
+class Demo:
+    """One run of the demo against one fresh work directory."""
+
+    def __init__(self, console: Console, workdir: Path, duration_s: float | None,
+                 without: frozenset[str] = frozenset()) -> None:
+        self.console = console
+        self.duration_s = duration_s
+        self.without = without
+        self.pipeline = Pipeline(workdir)
+        # The bundle is used unchanged; like the edge container, the host-specific settings the CLI
+        # does not write (buffer file, health port) come from the collector's PM500_* variables.
+        self.collector_env = {
+            "PM500_BUFFER__PATH": str(workdir / "collector" / "buffer.sqlite"),
+            "PM500_HEALTH__PORT": str(free_port()),
+        }
+        self._teardown = ExitStack()
+        self._processes: list[tuple[str, ManagedProcess | Any]] = []
+
+    # --- console --------------------------------------------------------------------------
+
+    @contextmanager
+    def _step(self, label: str) -> Iterator[None]:
+        started = time.monotonic()
+        with self.console.status(label):
+            yield
+        self.console.print(f"[green]✓[/] {label} [dim]({time.monotonic() - started:.1f}s)[/]")
+
+    def _track(self, name: str, pid: int | None) -> None:
+        if pid is not None:
+            self.pipeline.pids[name] = pid
+
+    # --- bring-up -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        p = self.pipeline
+        with self._step("local stack: the real Pulumi program evaluated on Pulumi's mock runtime "
+                        "(stand-in for `pulumi up -s local`)"):
+            local, notes = stack.evaluate(p.workdir / "stack")
+        p.outputs_file = local.outputs_file
+        for note in notes:
+            self.console.print(f"  [yellow]note[/] {note}")
+        with self._step("dev CA (the plant's own CA, on the CLI's bring-your-own-CA path)"):
+            p.ca = DevCA.create(p.workdir / "ca")
+        with self._step("moto server (stand-in for the AWS APIs) seeded with the stack's things, groups, "
+                        "IoT policy and the registered dev CA"):
+            p.moto = MotoServer()
+            p.moto.start()
+            self._teardown.callback(p.moto.stop)
+            stack.seed(p.moto, local, p.ca)
+        influx = InfluxServer(p.workdir / "influxdb")
+        if "influxdb" in self.without:
+            self.console.print(f"[yellow]-[/] InfluxDB left out (--without influxdb): {influx.url} refuses")
+        else:
+            with self._step("InfluxDB 1.x (the site's edge historian)"):
+                self._server(influx)
+        p.influx = influx
+        with self._step("Mosquitto, mutual TLS + ACL from collector.topics (stand-in for the IoT Core "
+                        "endpoint)"):
+            p.broker = self._server(MosquittoBroker(p.workdir / "mosquitto", p.ca))
+            p.observer = p.broker.observer_credentials(p.workdir / "observer")
+        with self._step("cli.py provision-device: key generated locally, CSR signed by the dev CA, "
+                        "certificate registered in moto, bundle written"):
+            p.bundle_dir = p.workdir / "bundle"
+            stack.provision(local, p.moto, p.ca, p.broker, influx, p.bundle_dir, p.logs / "provision.log")
+            p.bundle = load_config(p.bundle_dir / CONFIG_FILE, self.collector_env)
+            if influx.running:
+                influx.create_database(p.bundle.influx.database)
+        if "meters" in self.without:
+            self.console.print("[yellow]-[/] meter simulators left out (--without meters)")
+        else:
+            with self._step(f"{len(p.bundle.meters)} simulated PM500 meters (cpppo EtherNet/IP)"):
+                for m in p.bundle.meters:
+                    self._process(
+                        f"meter {m.asset}",
+                        python_module("collector.simulator", "--meters", "1", "--base-port", m.port),
+                        p.logs / f"meter-{m.asset}.log",
+                        ready=lambda alive, m=m: wait_for_port(m.host, m.port, PROCESS_START_TIMEOUT_S,
+                                                               alive),
+                    )
+        with self._step("collector, from the bundle as the CLI wrote it"):
+            (p.workdir / "collector").mkdir(exist_ok=True)
+            self._process(
+                "collector",
+                python_module("collector", "--config", p.bundle_dir / CONFIG_FILE),
+                p.logs / "collector.log",
+                env=self.collector_env,
+                ready=lambda alive: wait_for_port(p.bundle.health.host,  # type: ignore[union-attr]
+                                                  p.bundle.health.port, PROCESS_START_TIMEOUT_S, alive),
+            )
+        with self._step("observer subscriber on spBv1.0/pm500/# (what reached the \"cloud\")"):
+            cert, key = p.observer
+            p.recorder = Recorder(LOOPBACK, p.broker.port, p.ca.cert_path, cert, key, "spBv1.0/pm500/#")
+            p.recorder.start()
+            self._teardown.callback(p.recorder.stop)
+
+    def _server(self, server: T) -> T:
+        server.start()  # type: ignore[attr-defined]
+        self._teardown.callback(server.stop)  # type: ignore[attr-defined]
+        self._processes.append((server.name, server))  # type: ignore[attr-defined]
+        self._track(server.name, server.pid)  # type: ignore[attr-defined]
+        return server
+
+    def _process(self, name: str, args: list[str], log: Path, *, env: dict[str, str] | None = None,
+                 ready: Callable[[Callable[[], bool]], None] | None = None) -> ManagedProcess:
+        env = {**_child_env(), **(env or {})}
+        proc = ManagedProcess(args, log, env=env, cwd=self.pipeline.workdir).start()
+        self._teardown.callback(proc.stop)
+        self._processes.append((name, proc))
+        self._track(name, proc.pid)
+        try:
+            if ready is not None:
+                ready(lambda: proc.running)
+        except Exception as exc:
+            raise StartError(f"{name} did not become ready: {exc}\n--- {log} (tail) ---\n{proc.log_tail()}") \
+                from exc
+        if not proc.running:
+            raise StartError(f"{name} exited with status {proc.returncode}\n--- {log} (tail) ---\n"
+                             f"{proc.log_tail()}")
+        return proc
+
+    # --- watching -------------------------------------------------------------------------
+
+    def watch(self) -> observe.Snapshot:
+        """Refresh the view every second until `duration_s` has passed (or forever until a signal)."""
+        p = self.pipeline
+        assert p.bundle is not None and p.recorder is not None and p.influx is not None
+        thing = p.bundle.thing_name
+        snapshot = observe.new_snapshot(thing, [(m.asset, m.breaker) for m in p.bundle.meters])
+        health_url = inspect.health_url(p.bundle)
+        seen = 0
+        started = time.monotonic()
+        last_plain = started
+
+        def refresh() -> float:
+            nonlocal seen
+            messages = p.recorder.messages() if p.recorder else []
+            observe.count_messages(snapshot, thing, ((m.topic, m.payload) for m in messages[seen:]))
+            seen = len(messages)
+            observe.count_points(snapshot, p.influx.url if p.influx else "", p.bundle.influx.database)  # type: ignore[union-attr]
+            observe.read_health(snapshot, health_url)
+            self._check_alive()
+            return time.monotonic() - started
+
+        def finished(elapsed: float) -> bool:
+            return self.duration_s is not None and elapsed >= self.duration_s
+
+        if self.console.is_terminal:
+            with Live(console=self.console, refresh_per_second=4, transient=False) as live:
+                while True:
+                    elapsed = refresh()
+                    live.update(view.render(snapshot, elapsed, self.duration_s))
+                    if finished(elapsed):
+                        return snapshot
+                    time.sleep(REFRESH_S)
+        while True:
+            elapsed = refresh()
+            if finished(elapsed):
+                self.console.print(view.status_line(snapshot, elapsed))
+                return snapshot
+            if time.monotonic() - last_plain >= PLAIN_STATUS_EVERY_S:
+                last_plain = time.monotonic()
+                self.console.print(view.status_line(snapshot, elapsed))
+            time.sleep(REFRESH_S)
+
+    def _check_alive(self) -> None:
+        """A piece that died mid-run is reported at once, with the end of its log."""
+        for name, proc in self._processes:
+            if not proc.running:
+                log = getattr(proc, "log_path", "")
+                tail = proc.log_tail() if isinstance(proc, ManagedProcess) else ""
+                raise StartError(f"{name} stopped unexpectedly; see {log}\n{tail}")
+
+    # --- teardown -------------------------------------------------------------------------
+
+    def stop(self) -> list[str]:
+        """Stop everything started, newest first; return the names of any process still alive."""
+        self._teardown.close()
+        return [f"{name} (pid {pid})" for name, pid in self.pipeline.pids.items() if pid_alive(pid)]
+
+
+def pid_alive(pid: int) -> bool:
+    """True if `pid` exists and is not a zombie (a zombie is already dead, just not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def summary(demo: Demo, verdict: Verdict | None, snapshot: observe.Snapshot | None,
+            stray: list[str], reason: str) -> dict[str, Any]:
+    p = demo.pipeline
+    return {
+        "ok": bool(verdict and verdict.ok and not stray),
+        "reason": reason,
+        "failures": list(verdict.failures) if verdict else [],
+        "workdir": str(p.workdir),
+        "pids": p.pids,
+        "stray_processes": stray,
+        "assets": {
+            a.asset: {"mqtt_messages": a.mqtt_messages, "influx_points": a.influx_points,
+                      "last_seq": a.last_seq}
+            for a in (snapshot.assets.values() if snapshot else [])
+        },
+        "influx": {
+            "data_dir": str(p.influx.workdir) if p.influx else None,
+            "database": p.bundle.influx.database if p.bundle else None,
+        },
+    }
+
+
+def run(console: Console, workdir: Path, duration_s: float | None, guard: SignalGuard,
+        without: frozenset[str] = frozenset()) -> int:
+    """The whole demo; returns the process exit status."""
+    demo = Demo(console, workdir, duration_s, without)
+    snapshot: observe.Snapshot | None = None
+    verdict: Verdict | None = None
+    code, reason = EXIT_OK, "completed"
+    try:
+        demo.start()
+        inspect.print_commands(console, demo.pipeline)
+        snapshot = demo.watch()
+        verdict = judge(snapshot)
+    except Shutdown as stop:
+        reason = str(stop)
+        console.print(f"\n[yellow]{reason}[/]: stopping everything the demo started")
+    except StartError as exc:
+        code, reason = EXIT_START_FAILED, str(exc).splitlines()[0]
+        console.print(f"[red]✗ {exc}[/]")
+    except Exception as exc:  # any failure while starting a piece: say which, then clean up
+        code, reason = EXIT_START_FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        console.print(f"[red]✗ {type(exc).__name__}: {exc}[/]")
+    finally:
+        with guard.shielded(), console.status("stopping every process the demo started"):
+            stray = demo.stop()
+    if stray:
+        console.print(f"[red]✗ still running after teardown: {', '.join(stray)}[/]")
+    else:
+        console.print(f"[green]✓[/] stopped {len(demo.pipeline.pids)} processes: "
+                      + ", ".join(f"{n} ({pid})" for n, pid in demo.pipeline.pids.items()))
+    if verdict is not None:
+        if verdict.ok:
+            console.print("[green bold]✓ data flowed end to end[/]: "
+                          "readings of every meter reached the broker and InfluxDB")
+        else:
+            code = EXIT_NO_DATA
+            for line in verdict.failures:
+                console.print(f"[red bold]✗ leg failed[/] {line}")
+    elif duration_s is not None and code == EXIT_OK:
+        code = EXIT_NO_DATA  # interrupted before the verdict: --duration promised one
+    if stray and code == EXIT_OK:
+        code = EXIT_START_FAILED
+    result = summary(demo, verdict, snapshot, stray, reason)
+    (workdir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    console.print(f"logs, bundle and databases kept in {workdir}")
+    print(SUMMARY_PREFIX + json.dumps(result, separators=(",", ":")), flush=True)
+    return code

@@ -1,0 +1,153 @@
+"""The cloud side, locally: the `local` stack's outputs from the real program, moto seeded with them,
+and `cli.py provision-device` run against moto exactly as an operator runs it against AWS.
+
+`pulumi up -s local` cannot run here (no Pulumi CLI, no AWS), so the program in `infra/` is evaluated
+on Pulumi's mock runtime for `Pulumi.local.yaml`: the thing names, policy name and policy document
+are the ones that same code would create in AWS. moto then holds those resources, and the CLI finds
+them by the names in the outputs file, as it would after a real `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from collector.config import DEFAULT_CIP_PORT
+from demo.workdir import REPO_ROOT
+from infra.outputs import COLLECTORS
+from sandbox.aws_seed import seed_stack
+from sandbox.ca import DevCA
+from sandbox.influx import InfluxServer
+from sandbox.mosquitto import MosquittoBroker
+from sandbox.moto import MotoServer
+from sandbox.net import LOOPBACK, free_port
+
+STACK = "local"
+IOT_POLICY_TYPE = "aws:iot/policy:Policy"
+SITES_KEY = "pm500:sites"
+CLI = REPO_ROOT / "cli.py"
+PROVISION_TIMEOUT_S = 120
+
+
+class StackError(RuntimeError):
+    """The local stack could not be evaluated or provisioned; the message says which step and why."""
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    outputs: dict[str, Any]
+    policy_document: str
+    outputs_file: Path
+
+    @property
+    def collector(self) -> dict[str, Any]:
+        """The one collector the local stack declares (thing name -> its outputs entry)."""
+        collectors: dict[str, Any] = self.outputs[COLLECTORS]
+        if len(collectors) != 1:
+            raise StackError(f"Pulumi.{STACK}.yaml must declare one collector, found {len(collectors)}")
+        return next(iter(collectors.values()))
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_meter_ports(config: dict[str, str]) -> list[str]:
+    """Move meters whose port is taken on this machine to free ports, in the config the program gets.
+
+    `Pulumi.local.yaml` puts the simulated meters on the EtherNet/IP port 44818 (and the next); when
+    something else already listens there, the demo still runs. Returns one note per moved meter.
+    """
+    sites = json.loads(config[SITES_KEY])
+    notes = []
+    for site in sites:
+        for collector in site["collectors"]:
+            for meter in collector["meters"]:
+                port = meter.get("port", DEFAULT_CIP_PORT)
+                if not _bindable(meter["host"], port):
+                    meter["port"] = free_port()
+                    notes.append(f"{meter['asset']}: port {port} is in use here, using {meter['port']}")
+    config[SITES_KEY] = json.dumps(sites)
+    return notes
+
+
+def evaluate(directory: Path) -> tuple[LocalStack, list[str]]:
+    """Run `infra/` on the mock runtime for the local stack; save its outputs as `outputs.json`.
+
+    Returns the stack and notes on any meter moved to a free port (see `free_meter_ports`).
+    """
+    from infra.mock_runtime import evaluate_stack, load_stack_config_file
+
+    config, secret_keys = load_stack_config_file(STACK)
+    notes = free_meter_ports(config)
+    result = evaluate_stack(STACK, config=config, secret_keys=secret_keys)
+    policy = result.one(IOT_POLICY_TYPE).inputs["policy"]
+    document = policy if isinstance(policy, str) else json.dumps(policy)
+    directory.mkdir(parents=True, exist_ok=True)
+    outputs_file = directory / "outputs.json"
+    outputs_file.write_text(json.dumps(result.outputs, indent=2) + "\n")
+    (directory / "collector-policy.json").write_text(json.dumps(json.loads(document), indent=2) + "\n")
+    return LocalStack(dict(result.outputs), document, outputs_file), notes
+
+
+def seed(moto: MotoServer, stack: LocalStack, ca: DevCA) -> None:
+    """Create the stack's things, groups and policy in moto, and register the dev CA (BYO CA)."""
+    env = moto.aws_env()
+    iot = boto3.client(
+        "iot", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    seed_stack(iot, stack.outputs, stack.policy_document, ca_pem=ca.cert_pem.decode())
+
+
+def provision_command(stack: LocalStack, ca: DevCA, broker: MosquittoBroker, influx: InfluxServer,
+                      bundle_dir: Path) -> list[str]:
+    """`cli.py provision-device` as an operator types it, pointed at the local stand-ins."""
+    entry = stack.collector
+    return [
+        sys.executable, str(CLI), "provision-device",
+        "--stack", STACK, "--site", entry["site"], "--collector", entry["collector"],
+        "--outputs-file", str(stack.outputs_file),
+        "--ca-cert", str(ca.cert_path), "--ca-key", str(ca.key_path),
+        "--server-ca", str(ca.cert_path),
+        "--endpoint", LOOPBACK, "--mqtt-port", str(broker.port),
+        "--influx-url", influx.url,
+        "--out", str(bundle_dir),
+    ]
+
+
+def provision(stack: LocalStack, moto: MotoServer, ca: DevCA, broker: MosquittoBroker, influx: InfluxServer,
+              bundle_dir: Path, log: Path) -> None:
+    """Run the CLI as a subprocess (its output goes to `log`); raise `StackError` with it on failure."""
+    command = provision_command(stack, ca, broker, influx, bundle_dir)
+    env = {**_clean_env(), **moto.aws_env()}
+    with log.open("w") as out:
+        out.write("$ " + " ".join(command) + "\n")
+        out.flush()
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
+                              timeout=PROVISION_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise StackError(f"cli.py provision-device exited {done.returncode}; see {log}\n{tail}")
+
+
+def _clean_env() -> dict[str, str]:
+    """Our environment without settings that could send the CLI to a real AWS account."""
+    import os
+
+    from sandbox.moto import overriding_aws_vars
+
+    drop = set(overriding_aws_vars())
+    return {k: v for k, v in os.environ.items() if k not in drop}

@@ -1,0 +1,117 @@
+"""What the fleet holds in AWS IoT (list-devices) and taking a device's identity away (revoke-device)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+from cryptography import x509
+
+from devices.aws import IoTClient, is_not_found
+from devices.errors import DeviceError
+from devices.outputs import StackOutputs
+from devices.provision import retire_certificate, thing_certificates
+from infra.outputs import CollectorOutput
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    certificate_id: str
+    status: str
+    not_after: dt.datetime | None
+    policies: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    thing_name: str
+    site: str
+    collector: str
+    in_aws: bool
+    certificates: tuple[CertificateInfo, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "thingName": self.thing_name,
+            "site": self.site,
+            "collector": self.collector,
+            "inAws": self.in_aws,
+            "certificates": [
+                {
+                    "certificateId": c.certificate_id,
+                    "status": c.status,
+                    "notAfter": c.not_after.isoformat() if c.not_after else None,
+                    "policies": list(c.policies),
+                }
+                for c in self.certificates
+            ],
+        }
+
+
+def list_devices(
+    iot: IoTClient, outputs: StackOutputs, sites: list[str], workers: int = 8
+) -> list[DeviceInfo]:
+    """Every collector of the stack (or of `sites`) with its certificates, status, expiry and policies."""
+    targets = outputs.select(sites, None)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda t: _device(iot, t), targets))
+
+
+def _device(iot: IoTClient, target: CollectorOutput) -> DeviceInfo:
+    try:
+        pages = iot.get_paginator("list_thing_principals").paginate(thingName=target.thing_name)
+        arns = [p for page in pages for p in page.get("principals", []) if ":cert/" in p]
+    except ClientError as exc:
+        if not is_not_found(exc):
+            raise
+        return DeviceInfo(target.thing_name, target.site, target.collector, False, ())
+    certs = tuple(_certificate(iot, arn) for arn in arns)
+    return DeviceInfo(target.thing_name, target.site, target.collector, True, certs)
+
+
+def _certificate(iot: IoTClient, arn: str) -> CertificateInfo:
+    certificate_id = arn.rsplit("/", 1)[-1]
+    description = iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]
+    pages = iot.get_paginator("list_attached_policies").paginate(target=arn)
+    policies = tuple(p["policyName"] for page in pages for p in page.get("policies", []))
+    return CertificateInfo(certificate_id, description["status"], _not_after(description), policies)
+
+
+def _not_after(description: dict[str, Any]) -> dt.datetime | None:
+    """Expiry from the certificate itself (authoritative), else from the service's validity field."""
+    pem = description.get("certificatePem")
+    if pem:
+        try:
+            return x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc
+        except ValueError:
+            pass
+    value = description.get("validity", {}).get("notAfter")
+    return value if isinstance(value, dt.datetime) else None
+
+
+def revoke_device(
+    iot: IoTClient, outputs: StackOutputs, target: CollectorOutput, certificate_id: str | None = None
+) -> list[str]:
+    """Detach, deactivate and delete the collector's certificates (or just `certificate_id`).
+
+    The thing itself stays: it belongs to the stack and `pulumi up` manages it.
+    """
+    arns = thing_certificates(iot, target.thing_name, outputs.stack)
+    if certificate_id is not None:
+        arns = [a for a in arns if a.rsplit("/", 1)[-1] == certificate_id]
+        if not arns:
+            raise DeviceError(f"--certificate-id {certificate_id}: not attached to {target.thing_name}")
+    revoked: list[str] = []
+    for arn in arns:
+        cert_id = arn.rsplit("/", 1)[-1]
+        problem = retire_certificate(iot, cert_id, arn, target.thing_name, delete=True)
+        if problem:
+            done = f" (revoked before it: {', '.join(revoked)})" if revoked else ""
+            raise DeviceError(
+                f"revoking certificate {cert_id} of {target.thing_name} failed: {problem}{done}"
+            )
+        revoked.append(cert_id)
+    return revoked

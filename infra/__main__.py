@@ -1,0 +1,77 @@
+"""pm500 Pulumi program: wires the components and exports the stack outputs (names: infra/outputs.py).
+
+Pulumi runs this file as a script from `infra/`, so every import is absolute (`infra.*`, `collector.*`:
+the project is installed in `.venv`). The config is read and validated before any resource exists.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import outputs
+from infra.data_routes import DataRoutes
+from infra.extras import LATEST_ROUTE, EventPipe, LatestValues
+from infra.naming import Names
+from infra.provisioning import Provisioning
+from infra.registry import Registry
+from infra.stack_config import load_stack_config
+
+cfg = load_stack_config()
+names = Names(cfg.stack)
+account_id = aws.get_caller_identity_output().account_id
+endpoint = aws.iot.get_endpoint_output(endpoint_type="iot:Data-ATS").endpoint_address
+
+registry = Registry("registry", cfg, names, account_id)
+provisioning = Provisioning("provisioning", cfg, names, account_id, registry.policy_name,
+                            opts=pulumi.ResourceOptions(depends_on=[registry]))
+routes = DataRoutes("data-routes", cfg, names, account_id)
+rules = dict(routes.rules)
+roles = {
+    "provisioning": provisioning.role_name,
+    "firehose": routes.archive.role_name,
+    **{route: rule.role_name for route, rule in routes.rules.items()},
+}
+if cfg.features.event_bridge_pipe:
+    pipe = EventPipe("event-pipe", cfg, names, account_id, routes.stream_arn, routes.key_arn)
+    roles["pipe"] = pipe.role_name
+    pulumi.export(outputs.EVENT_BUS_NAME, pipe.bus_name)
+if cfg.features.latest_value_table:
+    latest = LatestValues("latest-values", cfg, routes.rule_context, routes.key_arn)
+    rules[LATEST_ROUTE] = latest.rule
+    roles[LATEST_ROUTE] = latest.rule.role_name
+    pulumi.export(outputs.LATEST_VALUE_TABLE, latest.table_name)
+
+# --- edge stack (issue 5): only when features.edge is on, so cloud-only stacks need no Docker host.
+if cfg.features.edge:
+    from infra.edge import EdgeStack
+
+    edge = EdgeStack("edge", cfg)
+    pulumi.export(outputs.EDGE, edge.summary)
+
+
+def _inventory(value: object) -> object:
+    """Inventory-derived outputs stay secret when the operator made the inventory a secret."""
+    secret = cfg.is_secret("sites") or cfg.is_secret("inventory")
+    return pulumi.Output.secret(value) if secret else value
+
+
+pulumi.export(outputs.STACK, cfg.stack)
+pulumi.export(outputs.ENVIRONMENT, cfg.environment)
+pulumi.export(outputs.AWS_REGION, cfg.region)
+pulumi.export(outputs.IOT_ENDPOINT, endpoint)
+pulumi.export(outputs.THING_TYPE_NAME, registry.thing_type_name)
+pulumi.export(outputs.ROOT_THING_GROUP, registry.root_group_name)
+pulumi.export(outputs.SITE_THING_GROUPS, _inventory(registry.site_group_names))
+pulumi.export(outputs.THING_NAMES, _inventory(registry.thing_names))
+pulumi.export(outputs.COLLECTORS, _inventory(outputs.collectors_output(cfg)))
+pulumi.export(outputs.COLLECTOR_POLICY_NAME, registry.policy_name)
+pulumi.export(outputs.PROVISIONING_TEMPLATE_NAME, provisioning.template_name)
+pulumi.export(outputs.RULE_NAMES, {route: rule.name for route, rule in rules.items()})
+pulumi.export(outputs.RULE_ARNS, {route: rule.arn for route, rule in rules.items()})
+pulumi.export(outputs.ROLE_NAMES, roles)
+pulumi.export(outputs.STREAM_NAME, routes.stream_name)
+pulumi.export(outputs.KMS_KEY_ARN, routes.key_arn)
+pulumi.export(outputs.RULE_ERROR_LOG_GROUP, routes.rule_context.error_log_group_name)
+pulumi.export(outputs.ARCHIVE_BUCKET, routes.archive.bucket_name)
+pulumi.export(outputs.FIREHOSE_NAME, routes.archive.firehose_name)

@@ -1,0 +1,94 @@
+"""Data routes of one stack: a KMS key, the Kinesis stream, the S3 archive, and the IoT topic rules
+that route this stack's DDATA into both (each rule with its own role and error action).
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam
+from infra.archive import Archive
+from infra.config import StackConfig
+from infra.naming import Names
+from infra.rules import RouteRule, RuleContext, ddata_sql, route_rule
+
+KINESIS_ROUTE = "ddata_kinesis"
+FIREHOSE_ROUTE = "ddata_archive"
+# One partition key per meter: a meter's readings stay in order on one shard.
+KINESIS_PARTITION_KEY = "${topic(4)}/${topic(5)}"
+
+
+class DataRoutes(pulumi.ComponentResource):
+    """Stream + archive + the topic rules feeding them."""
+
+    key_arn: pulumi.Output[str]
+    stream_name: pulumi.Output[str]
+    stream_arn: pulumi.Output[str]
+    archive: Archive
+    rules: dict[str, RouteRule]
+    rule_context: RuleContext
+
+    def __init__(self, name: str, cfg: StackConfig, names: Names, account_id: pulumi.Input[str],
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pm500:data:DataRoutes", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        protect = pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection)
+
+        key = aws.kms.Key("data-key", aws.kms.KeyArgs(
+            description=f"pm500 {cfg.stack}: Kinesis stream, Firehose and S3 archive encryption",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags={"pm500:stack": cfg.stack},
+        ), opts=protect)
+        aws.kms.Alias("data-key-alias", aws.kms.AliasArgs(
+            name=f"alias/{names.prefix}-data", target_key_id=key.key_id,
+        ), opts=child)
+
+        on_demand = cfg.kinesis.capacity_mode == "ON_DEMAND"
+        stream = aws.kinesis.Stream("stream", aws.kinesis.StreamArgs(
+            name=names.resource("ddata"),
+            shard_count=None if on_demand else cfg.kinesis.shards,
+            stream_mode_details=aws.kinesis.StreamStreamModeDetailsArgs(stream_mode=cfg.kinesis.capacity_mode),
+            retention_period=cfg.kinesis.retention_hours,
+            encryption_type="KMS",
+            kms_key_id=key.arn,
+            tags={"pm500:stack": cfg.stack},
+        ), opts=protect)
+
+        self.archive = Archive("archive", cfg, names, account_id, key.arn, opts=child)
+
+        errors = aws.cloudwatch.LogGroup("rule-errors", aws.cloudwatch.LogGroupArgs(
+            name=f"/aws/iot/{names.prefix}/rule-errors", retention_in_days=30,
+            tags={"pm500:stack": cfg.stack},
+        ), opts=child)
+        self.rule_context = RuleContext(names, self, account_id, errors.name, errors.arn)
+        stream_name = stream.name
+        self.rules = {
+            KINESIS_ROUTE: route_rule(
+                self.rule_context, KINESIS_ROUTE,
+                description=f"DDATA of stack {cfg.stack} into Kinesis",
+                sql=ddata_sql(cfg.stack),
+                policy=lambda a: iam.kinesis_rule(a[0], a[1], a[2]),
+                policy_arns=[stream.arn, key.arn],
+                actions=lambda role_arn: {"kineses": [aws.iot.TopicRuleKinesisArgs(
+                    stream_name=stream_name, role_arn=role_arn, partition_key=KINESIS_PARTITION_KEY)]},
+            ),
+            FIREHOSE_ROUTE: route_rule(
+                self.rule_context, FIREHOSE_ROUTE,
+                description=f"DDATA of stack {cfg.stack} into the S3 archive",
+                sql=ddata_sql(cfg.stack),
+                policy=lambda a: iam.firehose_rule(a[0], a[1]),
+                policy_arns=[self.archive.firehose_arn],
+                actions=lambda role_arn: {"firehoses": [aws.iot.TopicRuleFirehoseArgs(
+                    delivery_stream_name=self.archive.firehose_name, role_arn=role_arn, batch_mode=False)]},
+            ),
+        }
+
+        self.key_arn = key.arn
+        self.stream_name = stream.name
+        self.stream_arn = stream.arn
+        self.register_outputs({
+            "streamName": self.stream_name,
+            "ruleNames": {k: r.name for k, r in self.rules.items()},
+        })

@@ -1,0 +1,101 @@
+"""Optional routes (config `features`, off by default): an EventBridge Pipe from the Kinesis stream to
+the stack's event bus, and a DynamoDB table holding each meter's latest reading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam
+from infra.config import StackConfig
+from infra.naming import Names
+from infra.rules import RouteRule, RuleContext, ddata_sql, route_rule
+
+LATEST_ROUTE = "ddata_latest"
+LATEST_KEY = "meter"  # `<thing>/<asset>`
+
+
+class EventPipe(pulumi.ComponentResource):
+    """Kinesis stream -> EventBridge Pipe -> the stack's event bus (ticketing, automation)."""
+
+    bus_name: pulumi.Output[str]
+    pipe_name: pulumi.Output[str]
+    role_name: pulumi.Output[str]
+
+    def __init__(self, name: str, cfg: StackConfig, names: Names, account_id: pulumi.Input[str],
+                 stream_arn: pulumi.Input[str], key_arn: pulumi.Input[str],
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pm500:data:EventPipe", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        account = pulumi.Output.from_input(account_id)
+        bus = aws.cloudwatch.EventBus("bus", aws.cloudwatch.EventBusArgs(
+            name=names.resource("events"), tags={"pm500:stack": cfg.stack},
+        ), opts=child)
+        role = aws.iam.Role("pipe-role", aws.iam.RoleArgs(
+            name=names.resource("pipe"),
+            description="EventBridge Pipe from the pm500 Kinesis stream to the event bus",
+            assume_role_policy=account.apply(lambda a: json.dumps(iam.assume_role("pipes.amazonaws.com", a))),
+            tags={"pm500:stack": cfg.stack},
+        ), opts=child)
+        policy = aws.iam.RolePolicy("pipe-policy", aws.iam.RolePolicyArgs(
+            role=role.name,
+            policy=pulumi.Output.all(stream_arn, key_arn, bus.arn).apply(
+                lambda a: json.dumps(iam.pipe(a[0], a[1], a[2]))),
+        ), opts=child)
+        pipe = aws.pipes.Pipe("pipe", aws.pipes.PipeArgs(
+            name=names.resource("ddata-events"),
+            role_arn=role.arn,
+            source=stream_arn,
+            target=bus.arn,
+            source_parameters=aws.pipes.PipeSourceParametersArgs(
+                kinesis_stream_parameters=aws.pipes.PipeSourceParametersKinesisStreamParametersArgs(
+                    starting_position="LATEST", batch_size=100, maximum_batching_window_in_seconds=5)),
+            target_parameters=aws.pipes.PipeTargetParametersArgs(
+                eventbridge_event_bus_parameters=aws.pipes.PipeTargetParametersEventbridgeEventBusParametersArgs(
+                    source=f"pm500.{cfg.stack}", detail_type="pm500.DDATA")),
+            tags={"pm500:stack": cfg.stack},
+        ), opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]))
+        self.bus_name = bus.name
+        self.pipe_name = pipe.name
+        self.role_name = role.name
+        self.register_outputs({"busName": self.bus_name, "pipeName": self.pipe_name})
+
+
+class LatestValues(pulumi.ComponentResource):
+    """DynamoDB table keyed by meter (`<thing>/<asset>`), overwritten by each DDATA."""
+
+    table_name: pulumi.Output[str]
+    rule: RouteRule
+
+    def __init__(self, name: str, cfg: StackConfig, rule_context: RuleContext, key_arn: pulumi.Input[str],
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pm500:data:LatestValues", name, None, opts)
+        names = rule_context.names
+        table = aws.dynamodb.Table("latest", aws.dynamodb.TableArgs(
+            name=names.resource("latest"),
+            billing_mode="PAY_PER_REQUEST",
+            hash_key=LATEST_KEY,
+            attributes=[aws.dynamodb.TableAttributeArgs(name=LATEST_KEY, type="S")],
+            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(
+                enabled=True, kms_key_arn=key_arn),
+            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=cfg.deletion_protection),
+            deletion_protection_enabled=cfg.deletion_protection,
+            tags={"pm500:stack": cfg.stack},
+        ), opts=pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection))
+        table_name = table.name
+        self.rule = route_rule(
+            dataclasses.replace(rule_context, parent=self), LATEST_ROUTE,
+            description=f"latest DDATA per meter of stack {cfg.stack} into DynamoDB",
+            sql=ddata_sql(cfg.stack,
+                          f"*, topic(4) AS thing, concat(topic(4), '/', topic(5)) AS {LATEST_KEY}"),
+            policy=lambda a: iam.dynamodb_rule(a[0], a[1]),
+            policy_arns=[table.arn],
+            actions=lambda role_arn: {"dynamodbv2s": [aws.iot.TopicRuleDynamodbv2Args(
+                role_arn=role_arn, put_item=aws.iot.TopicRuleDynamodbv2PutItemArgs(table_name=table_name))]},
+        )
+        self.table_name = table.name
+        self.register_outputs({"tableName": self.table_name, "ruleName": self.rule.name})

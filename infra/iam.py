@@ -1,0 +1,142 @@
+"""IAM and IoT policy documents as plain dicts, built from resolved ARNs.
+
+Kept free of Pulumi so that the exact documents the program deploys can be linted (parliament) and
+checked by the policy pack. Each role gets exactly the actions its user performs, on exactly the
+resources it touches: no `Resource: "*"`, no service-wide wildcards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector.topics import iot_policy_topics
+
+Document = dict[str, Any]
+VERSION = "2012-10-17"
+THING_NAME_VARIABLE = "${iot:Connection.Thing.ThingName}"
+
+
+def _doc(*statements: Document) -> Document:
+    return {"Version": VERSION, "Statement": list(statements)}
+
+
+def _allow(sid: str, actions: list[str], resources: list[str], condition: Document | None = None) -> Document:
+    statement: Document = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def assume_role(service: str, account_id: str) -> Document:
+    """Trust policy for an AWS service, limited to calls made on behalf of this account."""
+    return _doc({
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+    })
+
+
+def collector_iot_policy(region: str, account_id: str) -> Document:
+    """The IoT policy every collector certificate gets: its own client id, its own topics only.
+
+    Topic resources come only from `collector.topics.iot_policy_topics`, the same templates the collector
+    publishes with and the Mosquitto ACL is rendered from.
+    """
+    arn = f"arn:aws:iot:{region}:{account_id}"
+    publish = [f"{arn}:topic/{t}" for t in iot_policy_topics("publish", THING_NAME_VARIABLE)]
+    receive = [f"{arn}:topic/{t}" for t in iot_policy_topics("subscribe", THING_NAME_VARIABLE)]
+    subscribe = [f"{arn}:topicfilter/{t}" for t in iot_policy_topics("subscribe", THING_NAME_VARIABLE)]
+    return _doc(
+        _allow("ConnectAsOwnThing", ["iot:Connect"], [f"{arn}:client/{THING_NAME_VARIABLE}"],
+               {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}),
+        _allow("PublishOwnTopics", ["iot:Publish"], publish),
+        _allow("SubscribeOwnTopics", ["iot:Subscribe"], subscribe),
+        _allow("ReceiveOwnTopics", ["iot:Receive"], receive),
+    )
+
+
+def _log_writes(log_group_arn: str) -> list[Document]:
+    return [
+        _allow("CreateErrorLogStreams", ["logs:CreateLogStream"], [f"{log_group_arn}:*"]),
+        _allow("WriteErrorLogEvents", ["logs:PutLogEvents"], [f"{log_group_arn}:log-stream:*"]),
+    ]
+
+
+def kinesis_rule(stream_arn: str, key_arn: str, error_log_group_arn: str) -> Document:
+    """IoT rule -> Kinesis: put records into the (KMS-encrypted) stream; errors to the rule log group."""
+    return _doc(
+        _allow("PutIntoStream", ["kinesis:PutRecord"], [stream_arn]),
+        _allow("EncryptForStream", ["kms:GenerateDataKey"], [key_arn]),
+        *_log_writes(error_log_group_arn),
+    )
+
+
+def firehose_rule(delivery_stream_arn: str, error_log_group_arn: str) -> Document:
+    """IoT rule -> Firehose: put records into the archive delivery stream."""
+    return _doc(
+        _allow("PutIntoDeliveryStream", ["firehose:PutRecord"], [delivery_stream_arn]),
+        *_log_writes(error_log_group_arn),
+    )
+
+
+def dynamodb_rule(table_arn: str, error_log_group_arn: str) -> Document:
+    """IoT rule -> DynamoDB latest-value table (dynamoDBv2 action = PutItem)."""
+    return _doc(
+        _allow("PutLatestValue", ["dynamodb:PutItem"], [table_arn]),
+        *_log_writes(error_log_group_arn),
+    )
+
+
+def firehose_delivery(bucket_arn: str, key_arn: str, log_group_arn: str, region: str) -> Document:
+    """Firehose -> S3 archive: the S3 calls Firehose documents for an S3 destination, nothing more."""
+    return _doc(
+        _allow("ArchiveBucket", ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
+               [bucket_arn]),
+        _allow("ArchiveObjects", ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+               [f"{bucket_arn}/*"]),
+        _allow("EncryptArchiveObjects", ["kms:Decrypt", "kms:GenerateDataKey"], [key_arn],
+               {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}),
+        _allow("DeliveryErrorLogs", ["logs:PutLogEvents"], [f"{log_group_arn}:log-stream:*"]),
+    )
+
+
+def provisioning(region: str, account_id: str, thing_prefix: str, group_prefix: str, policy_name: str,
+                 thing_type: str) -> Document:
+    """Fleet provisioning role: create this stack's things, activate their certificates, attach the policy."""
+    arn = f"arn:aws:iot:{region}:{account_id}"
+    things = f"{arn}:thing/{thing_prefix}*"  # thing_prefix = "<stack>:": no other stack's things
+    groups = [f"{arn}:thinggroup/{group_prefix}", f"{arn}:thinggroup/{group_prefix}-*"]  # root + sites
+    return _doc(
+        _allow("RegisterStackThings", ["iot:CreateThing", "iot:DescribeThing", "iot:UpdateThing"], [things]),
+        _allow("GroupStackThings", ["iot:AddThingToThingGroup"], [things, *groups]),
+        _allow("AttachThingCertificates", ["iot:AttachThingPrincipal"], [things, f"{arn}:cert/*"]),
+        _allow("UseStackThingType", ["iot:DescribeThingType"], [f"{arn}:thingtype/{thing_type}"]),
+        _allow("ActivateCertificates", ["iot:DescribeCertificate", "iot:UpdateCertificate"],
+               [f"{arn}:cert/*"]),
+        _allow("AttachCollectorPolicy", ["iot:AttachPolicy", "iot:GetPolicy"],
+               [f"{arn}:policy/{policy_name}"]),
+    )
+
+
+def pipe(stream_arn: str, key_arn: str, bus_arn: str) -> Document:
+    """EventBridge Pipe: read the Kinesis stream (decrypting), put events on the stack's bus."""
+    return _doc(
+        _allow("ReadStream", ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
+                              "kinesis:GetShardIterator", "kinesis:ListShards"],
+               [stream_arn]),
+        _allow("DecryptStream", ["kms:Decrypt"], [key_arn]),
+        _allow("PutBusEvents", ["events:PutEvents"], [bus_arn]),
+    )
+
+
+def tls_only_bucket(bucket_arn: str) -> Document:
+    """Bucket policy: refuse any request not made over TLS."""
+    return _doc({
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    })

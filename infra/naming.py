@@ -1,0 +1,56 @@
+"""Every AWS name the program creates, derived from the stack name in one place.
+
+All names start with the stack so that staging and prod (or any other stack) can live in the same AWS
+account and region without colliding. IoT topic-rule names only allow `[A-Za-z0-9_]`: stack names are
+`[a-z0-9-]` (collector.topics.NAME_PATTERN), so mapping `-` to `_` is injective and two stacks can never
+share a rule name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from collector.topics import GROUP_ID, thing_name
+
+PRODUCT = GROUP_ID  # "pm500"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Physical names for one stack."""
+
+    stack: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{PRODUCT}-{self.stack}"
+
+    def resource(self, purpose: str) -> str:
+        """`pm500-<stack>-<purpose>`: roles, stream, delivery stream, log groups, bus, table."""
+        return f"{self.prefix}-{purpose}"
+
+    @property
+    def thing_type(self) -> str:
+        return self.resource("collector")
+
+    @property
+    def root_group(self) -> str:
+        return self.prefix
+
+    def site_group(self, site: str) -> str:
+        return f"{self.prefix}-{site}"
+
+    def thing(self, site: str, collector: str) -> str:
+        return thing_name(self.stack, site, collector)
+
+    @property
+    def collector_policy(self) -> str:
+        return self.resource("collector")
+
+    @property
+    def provisioning_template(self) -> str:
+        return self.resource("claim")
+
+    def rule(self, route: str) -> str:
+        """IoT topic-rule names: only letters, digits and `_`."""
+        return f"{PRODUCT}_{self.stack.replace('-', '_')}_{route}"

@@ -1,0 +1,110 @@
+"""Fleet provisioning by claim: the template (and the role IoT assumes to run it) that turns a claim
+certificate's `RegisterThing` call into a registered collector of this stack.
+
+The device passes `Site` and `Collector`; the template names the thing `<stack>:<Site>:<Collector>`
+(the same `collector.topics.thing_name` rule the CLI uses), puts it in the stack's root and site
+groups, activates its certificate and attaches the collector policy. An optional pre-provisioning
+hook Lambda (an existing function named by ARN in config) can refuse unknown sites or serials.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from collector.topics import THING_SEPARATOR, stack_thing_prefix
+from infra import iam
+from infra.config import StackConfig
+from infra.naming import Names
+
+TEMPLATE_PARAMETERS = ("Site", "Collector")
+
+
+def template_body(cfg: StackConfig, names: Names) -> dict[str, Any]:
+    """The fleet provisioning template (AWS IoT template language)."""
+    thing_name = {"Fn::Join": [THING_SEPARATOR, [cfg.stack, {"Ref": "Site"}, {"Ref": "Collector"}]]}
+    return {
+        "Parameters": {
+            **{p: {"Type": "String"} for p in TEMPLATE_PARAMETERS},
+            "AWS::IoT::Certificate::Id": {"Type": "String"},
+        },
+        "Resources": {
+            "thing": {
+                "Type": "AWS::IoT::Thing",
+                "OverrideSettings": {"AttributePayload": "MERGE", "ThingTypeName": "REPLACE",
+                                     "ThingGroups": "DO_NOTHING"},
+                "Properties": {
+                    "ThingName": thing_name,
+                    "ThingTypeName": names.thing_type,
+                    "AttributePayload": {"site": {"Ref": "Site"}, "env": cfg.environment},
+                    "ThingGroups": [names.root_group,
+                                    {"Fn::Join": ["-", [names.root_group, {"Ref": "Site"}]]}],
+                },
+            },
+            "certificate": {
+                "Type": "AWS::IoT::Certificate",
+                "Properties": {"CertificateId": {"Ref": "AWS::IoT::Certificate::Id"}, "Status": "ACTIVE"},
+            },
+            "policy": {"Type": "AWS::IoT::Policy", "Properties": {"PolicyName": names.collector_policy}},
+        },
+    }
+
+
+class Provisioning(pulumi.ComponentResource):
+    """Provisioning template + its IAM role (+ permission for the optional pre-provisioning hook)."""
+
+    template_name: pulumi.Output[str]
+    role_name: pulumi.Output[str]
+
+    def __init__(self, name: str, cfg: StackConfig, names: Names, account_id: pulumi.Input[str],
+                 policy_name: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("pm500:iot:Provisioning", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        region = cfg.region or ""
+        account = pulumi.Output.from_input(account_id)
+
+        role = aws.iam.Role("provisioning-role", aws.iam.RoleArgs(
+            name=names.resource("provisioning"),
+            description="AWS IoT fleet provisioning for pm500 collectors",
+            assume_role_policy=account.apply(lambda a: json.dumps(iam.assume_role("iot.amazonaws.com", a))),
+            tags={"pm500:stack": cfg.stack},
+        ), opts=child)
+        role_policy = aws.iam.RolePolicy("provisioning-policy", aws.iam.RolePolicyArgs(
+            role=role.name,
+            policy=account.apply(lambda a: json.dumps(iam.provisioning(
+                region, a, stack_thing_prefix(cfg.stack), names.root_group, names.collector_policy,
+                names.thing_type))),
+        ), opts=child)
+
+        hook = None
+        depends: list[pulumi.Resource] = [role_policy]
+        hook_arn = cfg.provisioning.pre_provisioning_hook_lambda_arn
+        if hook_arn:
+            permission = aws.lambda_.Permission("hook-permission", aws.lambda_.PermissionArgs(
+                function=hook_arn,
+                action="lambda:InvokeFunction",
+                principal="iot.amazonaws.com",
+                source_arn=account.apply(
+                    lambda a: f"arn:aws:iot:{region}:{a}:provisioningtemplate/{names.provisioning_template}"),
+            ), opts=child)
+            depends.append(permission)
+            hook = aws.iot.ProvisioningTemplatePreProvisioningHookArgs(
+                target_arn=hook_arn, payload_version="2020-04-01")
+
+        template = aws.iot.ProvisioningTemplate("template", aws.iot.ProvisioningTemplateArgs(
+            name=names.provisioning_template,
+            description=f"pm500 collectors of stack {cfg.stack}, provisioned by claim",
+            enabled=True,
+            type="FLEET_PROVISIONING",
+            provisioning_role_arn=role.arn,
+            template_body=json.dumps(template_body(cfg, names)),
+            pre_provisioning_hook=hook,
+            tags={"pm500:stack": cfg.stack},
+        ), opts=pulumi.ResourceOptions(parent=self, depends_on=depends))
+
+        self.template_name = template.name
+        self.role_name = role.name
+        self.register_outputs({"templateName": self.template_name, "roleName": self.role_name})

@@ -1,0 +1,89 @@
+"""IoT topic rules that take only this stack's DDATA, each with its own least-privilege role and an
+error action (CloudWatch Logs) so a failing route is visible instead of silently dropping data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from collector.topics import ddata_filter, stack_thing_prefix
+from infra import iam
+from infra.naming import Names
+
+SQL_VERSION = "2016-03-23"
+
+
+def ddata_sql(stack: str, select: str = "*, topic(4) AS thing") -> str:
+    """`SELECT ... FROM <every collector's DDATA> WHERE` the thing (topic level 4) is one of this stack's."""
+    # IoT SQL built from our own validated names (NAME_PATTERN: no quotes possible), not user text.
+    return (f"SELECT {select} FROM '{ddata_filter()}' "  # noqa: S608
+            f"WHERE startswith(topic(4), '{stack_thing_prefix(stack)}')")
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What every route of a stack shares: naming, parent component, account, the error log group."""
+
+    names: Names
+    parent: pulumi.Resource
+    account_id: pulumi.Input[str]
+    error_log_group_name: pulumi.Input[str]
+    error_log_group_arn: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    name: pulumi.Output[str]
+    arn: pulumi.Output[str]
+    role_name: pulumi.Output[str]
+
+
+def route_rule(
+    ctx: RuleContext,
+    route: str,
+    *,
+    policy: Callable[[list[str]], iam.Document],
+    policy_arns: list[pulumi.Input[str]],
+    description: str,
+    sql: str,
+    actions: Callable[[pulumi.Output[str]], dict[str, Any]],
+) -> RouteRule:
+    """Role + inline policy + topic rule for one route.
+
+    `policy` gets the resolved `policy_arns` followed by the error log group ARN; `actions` gets the
+    role ARN and returns the rule's action arguments (e.g. `{"kineses": [...]}`).
+    """
+    names = ctx.names
+    child = pulumi.ResourceOptions(parent=ctx.parent)
+    account = pulumi.Output.from_input(ctx.account_id)
+    role = aws.iam.Role(f"rule-role/{route}", aws.iam.RoleArgs(
+        name=names.resource(f"rule-{route}"),
+        description=f"IoT rule {names.rule(route)}: {description}",
+        assume_role_policy=account.apply(lambda a: json.dumps(iam.assume_role("iot.amazonaws.com", a))),
+        tags={"pm500:stack": names.stack},
+    ), opts=child)
+    role_policy = aws.iam.RolePolicy(f"rule-policy/{route}", aws.iam.RolePolicyArgs(
+        role=role.name,
+        policy=pulumi.Output.all(*policy_arns, ctx.error_log_group_arn).apply(
+            lambda arns: json.dumps(policy(arns))),
+    ), opts=child)
+    rule = aws.iot.TopicRule(f"rule/{route}", aws.iot.TopicRuleArgs(
+        name=names.rule(route),
+        description=description,
+        enabled=True,
+        sql=sql,
+        sql_version=SQL_VERSION,
+        error_action=aws.iot.TopicRuleErrorActionArgs(
+            cloudwatch_logs=aws.iot.TopicRuleErrorActionCloudwatchLogsArgs(
+                log_group_name=ctx.error_log_group_name, role_arn=role.arn),
+        ),
+        tags={"pm500:stack": names.stack},
+        **actions(role.arn),
+    ), opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[role_policy]))
+    return RouteRule(name=rule.name, arn=rule.arn, role_name=role.name)

@@ -1,0 +1,107 @@
+"""list-devices and revoke-device against moto."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from collector.topics import thing_name
+from tests.cli.conftest import STACK, Stack
+
+pytestmark = pytest.mark.usefixtures("csr_signing")
+runner = CliRunner()
+EDGE_01 = thing_name(STACK, "plant-a", "edge-01")
+
+
+def provision(stack: Stack, site: str = "plant-a", collector: str = "edge-01") -> str:
+    result = runner.invoke(cli.app, [*stack.args("provision-device", site, collector), "--json"])
+    assert result.exit_code == 0, result.output
+    return str(json.loads(result.stdout)["certificateId"])
+
+
+def list_json(stack: Stack, *extra: str) -> dict[str, dict[str, object]]:
+    result = runner.invoke(
+        cli.app,
+        ["list-devices", "--stack", STACK, "--outputs-file", str(stack.outputs_file), "--json", *extra],
+    )
+    assert result.exit_code == 0, result.output
+    return {d["thingName"]: d for d in json.loads(result.stdout)}
+
+
+def test_list_devices_shows_certificates_status_expiry_and_policies(stack: Stack) -> None:
+    cert_id = provision(stack)
+    stack.iot.delete_thing(thingName=thing_name(STACK, "plant-b", "edge-01"))
+    devices = list_json(stack)
+    assert set(devices) == set(stack.outputs["collectors"])
+    [cert] = devices[EDGE_01]["certificates"]  # type: ignore[misc]
+    assert cert["certificateId"] == cert_id and cert["status"] == "ACTIVE"
+    assert cert["policies"] == ["test-collector"]
+    assert dt.datetime.fromisoformat(cert["notAfter"]) > dt.datetime.now(dt.UTC)
+    assert devices[thing_name(STACK, "plant-a", "edge-02")]["certificates"] == []
+    assert devices[thing_name(STACK, "plant-b", "edge-01")]["inAws"] is False
+
+
+def test_list_devices_table_and_site_filter(stack: Stack) -> None:
+    provision(stack)
+    assert set(list_json(stack, "--site", "plant-b")) == {thing_name(STACK, "plant-b", "edge-01")}
+    result = runner.invoke(
+        cli.app, ["list-devices", "--stack", STACK, "--outputs-file", str(stack.outputs_file)]
+    )
+    assert result.exit_code == 0
+    assert (
+        "ACTIVE" in result.stdout and "not provisioned" in result.stdout and "test-collector" in result.stdout
+    )
+
+
+def test_revoke_device_deletes_certificates_and_keeps_the_thing(stack: Stack) -> None:
+    provision(stack)
+    runner.invoke(cli.app, [*stack.args("provision-device"), "--rotate"])
+    assert len(stack.certificates()) == 2  # one ACTIVE, one INACTIVE after rotation
+    result = runner.invoke(cli.app, [*stack.args("revoke-device"), "--yes", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["revoked"]) == 1  # only the attached one was still on the thing
+    remaining = stack.certificates()
+    assert all(c["status"] == "INACTIVE" for c in remaining)
+    assert stack.attachments() == ([], [])
+    assert stack.iot.describe_thing(thingName=EDGE_01)["thingName"] == EDGE_01
+
+
+def test_revoke_single_certificate_id(stack: Stack) -> None:
+    cert_id = provision(stack)
+    other = provision(stack, "plant-b", "edge-01")
+    wrong = runner.invoke(cli.app, [*stack.args("revoke-device"), "--yes", "--certificate-id", other])
+    assert wrong.exit_code == 1 and "not attached to test:plant-a:edge-01" in wrong.stderr
+    result = runner.invoke(cli.app, [*stack.args("revoke-device"), "--yes", "--certificate-id", cert_id])
+    assert result.exit_code == 0, result.output
+    assert [c["certificateId"] for c in stack.certificates()] == [other]
+
+
+def test_revoke_needs_confirmation(stack: Stack) -> None:
+    provision(stack)
+    result = runner.invoke(cli.app, stack.args("revoke-device"), input="n\n")
+    assert result.exit_code == 1 and "not confirmed; nothing changed" in result.stderr
+    assert len(stack.certificates()) == 1
+
+
+def test_reprovision_after_revoke_needs_force(stack: Stack) -> None:
+    provision(stack)
+    assert runner.invoke(cli.app, [*stack.args("revoke-device"), "--yes"]).exit_code == 0
+    again = runner.invoke(cli.app, stack.args("provision-device"))
+    assert again.exit_code == 1 and "re-run with --force" in again.stderr
+    forced = runner.invoke(cli.app, [*stack.args("provision-device"), "--force", "--json"])
+    assert forced.exit_code == 0, forced.output
+    assert [c["status"] for c in stack.certificates()] == ["ACTIVE"]
+
+
+def test_certificate_on_thing_without_local_bundle_is_not_duplicated(stack: Stack) -> None:
+    """Another host already provisioned this collector: refuse, unless --force."""
+    provision(stack)
+    elsewhere = stack.args("provision-device")
+    elsewhere[elsewhere.index("--out") + 1] = str(stack.tmp / "other-host")
+    result = runner.invoke(cli.app, elsewhere)
+    assert result.exit_code == 1 and "already has 1 certificate(s) in AWS IoT" in result.stderr
+    assert len(stack.certificates()) == 1 and not (stack.tmp / "other-host").exists()

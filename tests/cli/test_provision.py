@@ -1,0 +1,130 @@
+"""provision-device through typer's CliRunner against the moto server: the happy path and re-runs."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+from cryptography import x509
+from typer.testing import CliRunner
+
+import cli
+from collector.config import CA_FILE, CERT_FILE, KEY_FILE, load_config
+from collector.topics import thing_name
+from devices.bundle import MANIFEST_FILE
+from devices.crypto import amazon_root_ca_pem, cert_matches_key
+from tests.cli.conftest import ENDPOINT, STACK, Stack
+
+pytestmark = pytest.mark.usefixtures("csr_signing")
+runner = CliRunner()
+THING = thing_name(STACK, "plant-a", "edge-01")
+
+
+def provision(
+    stack: Stack, *extra: str, site: str = "plant-a", collector: str = "edge-01"
+) -> dict[str, object]:
+    result = runner.invoke(cli.app, [*stack.args("provision-device", site, collector), "--json", *extra])
+    assert result.exit_code == 0, result.output
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def test_provision_writes_a_bundle_the_collector_loads(stack: Stack) -> None:
+    result = provision(stack)
+    bundle = stack.bundle()
+    assert result["status"] == "provisioned" and result["thingName"] == THING
+
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o700
+    assert stat.S_IMODE((bundle / KEY_FILE).stat().st_mode) == 0o600
+    assert cert_matches_key((bundle / CERT_FILE).read_bytes(), (bundle / KEY_FILE).read_bytes())
+    assert (bundle / CA_FILE).read_bytes() == amazon_root_ca_pem()
+    cert = x509.load_pem_x509_certificate((bundle / CERT_FILE).read_bytes())
+    assert cert.subject.rfc4514_string() == f"CN={THING}"
+
+    config = load_config(bundle / "config.yaml")  # the collector's own loader, unchanged
+    assert (config.thing_name, config.mqtt.endpoint, config.mqtt.port) == (THING, ENDPOINT, 8883)
+    assert [m.asset for m in config.meters] == ["pm-0-0", "pm-0-1"]
+    assert config.mqtt.key_file == bundle / KEY_FILE
+    assert config.influx.url == "http://127.0.0.1:8086"
+
+    cert_id = str(result["certificateId"])
+    description = stack.iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
+    assert description["status"] == "ACTIVE"
+    arn = description["certificateArn"]
+    assert stack.iot.list_thing_principals(thingName=THING)["principals"] == [arn]
+    assert [p["policyName"] for p in stack.iot.list_attached_policies(target=arn)["policies"]] == [
+        "test-collector"
+    ]
+    assert len(stack.certificates()) == 1
+
+
+def test_key_material_is_never_printed(stack: Stack) -> None:
+    result = runner.invoke(cli.app, stack.args("provision-device"))
+    assert result.exit_code == 0, result.output
+    key = (stack.bundle() / KEY_FILE).read_text()
+    body = "".join(key.splitlines()[1:-1])
+    assert "PRIVATE KEY" not in result.output and body[:40] not in result.output
+
+
+def test_rerun_after_success_is_a_no_op(stack: Stack) -> None:
+    first = provision(stack)
+    key_before = (stack.bundle() / KEY_FILE).read_bytes()
+    again = provision(stack)
+    assert again["status"] == "unchanged" and again["certificateId"] == first["certificateId"]
+    assert (stack.bundle() / KEY_FILE).read_bytes() == key_before
+    assert len(stack.certificates()) == 1
+
+
+def test_rotate_keeps_old_certificate_inactive_and_detached(stack: Stack) -> None:
+    first = provision(stack, "--influx-database", "plant_a")
+    rotated = provision(stack, "--rotate", "--key-type", "rsa-2048")
+    old, new = str(first["certificateId"]), str(rotated["certificateId"])
+    assert rotated["status"] == "rotated" and old != new and rotated["retired"] == "deactivated"
+    assert stack.iot.describe_certificate(certificateId=old)["certificateDescription"]["status"] == "INACTIVE"
+    new_arn = stack.iot.describe_certificate(certificateId=new)["certificateDescription"]["certificateArn"]
+    assert stack.iot.list_thing_principals(thingName=THING)["principals"] == [new_arn]
+    assert stack.iot.list_targets_for_policy(policyName="test-collector")["targets"] == [new_arn]
+    bundle = stack.bundle()
+    assert cert_matches_key((bundle / CERT_FILE).read_bytes(), (bundle / KEY_FILE).read_bytes())
+    assert json.loads((bundle / MANIFEST_FILE).read_text())["certificate_id"] == new
+    assert load_config(bundle / "config.yaml").influx.database == "plant_a"  # kept from the first bundle
+    assert not list(bundle.parent.glob(".edge-01.*"))  # no staging or set-aside dirs left
+
+
+def test_force_deletes_the_old_certificate(stack: Stack) -> None:
+    first = provision(stack)
+    forced = provision(stack, "--force")
+    assert forced["retired"] == "deleted"
+    assert [c["certificateId"] for c in stack.certificates()] == [forced["certificateId"]]
+    assert first["certificateId"] != forced["certificateId"]
+
+
+def test_rotate_cert_command_with_revoke_old(stack: Stack) -> None:
+    first = provision(stack)
+    result = runner.invoke(cli.app, [*stack.args("rotate-cert"), "--revoke-old", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["retiredCertificateId"] == first["certificateId"] and data["retired"] == "deleted"
+    assert [c["certificateId"] for c in stack.certificates()] == [data["certificateId"]]
+
+
+def test_bundle_options_reach_the_config(stack: Stack, tmp_path: object) -> None:
+    provision(
+        stack,
+        "--endpoint",
+        "broker.plant-a.example",
+        "--mqtt-port",
+        "18883",
+        "--influx-url",
+        "http://influx.plant-a.example:8086",
+        "--influx-username",
+        "pm500",
+        "--influx-password",
+        "s3cret",
+    )
+    config = load_config(stack.bundle() / "config.yaml")
+    assert (config.mqtt.endpoint, config.mqtt.port) == ("broker.plant-a.example", 18883)
+    assert config.influx.username == "pm500" and config.influx.password is not None
+    assert config.influx.password.get_secret_value() == "s3cret"
+    assert stat.S_IMODE((stack.bundle() / "config.yaml").stat().st_mode) == 0o600

@@ -1,0 +1,255 @@
+"""The edge component on Pulumi's mock runtime: what each edge host gets, and how the image flows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pulumi
+import pytest
+from pulumi.runtime.sync_await import _sync_await
+
+from collector.topics import thing_name
+from infra import edge as edge_mod
+from infra.config import StackConfig
+from infra.edge import EdgeStack
+from infra.images import content_tag
+from tests.edge.conftest import ECR_TOKEN, REGISTRY, RecordingMocks, evaluate, is_secret, plain, stack_config
+
+CONTAINER = "docker:index/container:Container"
+PROVIDER = "pulumi:providers:docker"
+
+
+def run(cfg: StackConfig, context: Path) -> RecordingMocks:
+    return evaluate(lambda: EdgeStack("edge", cfg, context=context), cfg.stack)
+
+
+def env_of(container: object) -> dict[str, str]:
+    envs = container.get("envs")  # type: ignore[attr-defined]
+    return dict(e.split("=", 1) for e in envs)
+
+
+@pytest.fixture(params=["staging", "prod"])
+def stack(request: pytest.FixtureRequest) -> StackConfig:
+    # prod: two sites (two edge hosts); staging: one site without Grafana.
+    if request.param == "prod":
+        return stack_config("prod", sites=2)
+    return stack_config("staging", sites=1, grafana=False)
+
+
+def test_one_docker_provider_per_edge_host_with_auth(stack: StackConfig, image_context: Path) -> None:
+    mocks = run(stack, image_context)
+    providers = mocks.of_type(PROVIDER)
+    hosts = sorted(s.edge.docker_host for s in stack.sites if s.edge)
+    assert sorted(p.get("host") for p in providers) == hosts
+    for p in providers:
+        assert is_secret(p.inputs["registryAuth"]), "ECR pull token must stay a secret"
+        auth = json.loads(p.get("registryAuth"))
+        assert auth == [{"address": f"https://{REGISTRY}", "username": "AWS", "password": ECR_TOKEN}]
+    # Every resource on an edge host goes through that host's provider, never the default one.
+    on_hosts = [d for d in mocks.docker() if d.typ != PROVIDER and d.typ != "docker:index/image:Image"]
+    assert on_hosts and all(d.provider_name.startswith("edge-") for d in on_hosts)
+    for site in stack.sites:
+        mine = [d for d in on_hosts if d.provider_name == f"edge-{site.name}-docker"]
+        assert {f"edge-{site.name}-influxdb", f"edge-{site.name}-network"} <= {d.name for d in mine}
+
+
+def test_ecr_repository_settings(stack: StackConfig, image_context: Path) -> None:
+    mocks = run(stack, image_context)
+    (repo,) = mocks.of_type("aws:ecr/repository:Repository")
+    assert repo.get("name") == f"pm500-{stack.stack}-collector"
+    assert repo.get("imageTagMutability") == "IMMUTABLE"
+    assert repo.get("imageScanningConfiguration") == {"scanOnPush": True}
+    (policy,) = mocks.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
+    rule = json.loads(policy.get("policy"))["rules"][0]
+    assert rule["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan",
+                                 "countNumber": stack.edge.ecr_keep_images}
+    assert rule["action"] == {"type": "expire"}
+
+
+def test_image_built_from_repo_context_and_pushed_with_auth(stack: StackConfig, image_context: Path) -> None:
+    mocks = run(stack, image_context)
+    (image,) = mocks.of_type("docker:index/image:Image")
+    tag = content_tag(image_context, "collector/Dockerfile")
+    assert image.get("imageName") == f"{REGISTRY}/pm500-{stack.stack}-collector:{tag}"
+    assert image.get("build")["context"] == str(image_context)
+    assert image.get("build")["dockerfile"] == str(image_context / "collector" / "Dockerfile")
+    assert image.get("registry") == {"server": f"{REGISTRY}/pm500-{stack.stack}-collector",
+                                     "username": "AWS", "password": ECR_TOKEN}
+    registry = image.inputs["registry"]
+    assert is_secret(registry) or is_secret(registry["password"]), "the ECR token must stay a secret"
+    assert image.get("skipPush") is False
+
+
+def test_collector_containers_run_the_pushed_digest(stack: StackConfig, image_context: Path) -> None:
+    mocks = run(stack, image_context)
+    (image,) = mocks.of_type("docker:index/image:Image")
+    digest = image.outputs["repoDigest"]
+    for site in stack.sites:
+        pulled = mocks.named(f"edge-{site.name}-collector-image")
+        assert pulled.get("name") == digest, "edge hosts pull by repo digest, never by tag"
+        for c in site.collectors:
+            container = mocks.named(f"edge-{site.name}-{c.name}-collector")
+            assert container.get("image") == pulled.outputs["imageId"]
+
+
+def _inputs(mocks: RecordingMocks) -> dict[tuple[str, str], object]:
+    return {(d.typ, d.name): plain(d.inputs) for d in mocks.declared}
+
+
+def _collector_images(mocks: RecordingMocks) -> dict[str, str]:
+    return {d.name: d.get("image") for d in mocks.of_type(CONTAINER) if d.name.endswith("-collector")}
+
+
+def test_code_change_rolls_collectors_and_no_op_changes_nothing(image_context: Path) -> None:
+    cfg = stack_config("prod", sites=2)
+    first = run(cfg, image_context)
+    again = run(cfg, image_context)
+    # No-op: the same resources with identical inputs -> the engine has nothing to do.
+    assert _inputs(first) == _inputs(again)
+    assert _collector_images(first) == _collector_images(again)
+
+    (image_context / "collector" / "__init__.py").write_text('"""collector, changed"""\n')
+    changed = run(cfg, image_context)
+    before, after = _collector_images(first), _collector_images(changed)
+    assert before.keys() == after.keys() and len(before) == 3
+    assert all(before[k] != after[k] for k in before), "a code change must roll every collector"
+    # InfluxDB and Grafana do not move for a collector change.
+    for name in ("edge-plant-a-influxdb", "edge-plant-a-grafana"):
+        assert first.named(name).get("image") == changed.named(name).get("image")
+
+    # A file the Dockerfile does not copy changes nothing.
+    (image_context / "docs" / "notes.md").write_text("edited\n")
+    assert _collector_images(run(cfg, image_context)) == after
+
+
+def test_influxdb_container(stack: StackConfig, image_context: Path) -> None:
+    mocks = run(stack, image_context)
+    for site in stack.sites:
+        assert site.edge is not None
+        influx = mocks.named(f"edge-{site.name}-influxdb")
+        assert influx.get("name") == f"pm500-{stack.stack}-influxdb"
+        pulled = mocks.named(f"edge-{site.name}-influxdb-image")
+        assert pulled.get("name") == "influxdb:1.8"
+        assert influx.get("image") == pulled.outputs["imageId"]
+        assert influx.get("restart") == "unless-stopped"
+        assert influx.get("ports") == [
+            {"internal": 8086, "external": 8086, "ip": "127.0.0.1", "protocol": "tcp"}]
+        assert influx.get("mounts") == [{"type": "volume", "source": f"pm500-{stack.stack}-influxdb-data",
+                                         "target": "/var/lib/influxdb"}]
+        volume = mocks.named(f"edge-{site.name}-influxdb-data")
+        assert volume.typ == "docker:index/volume:Volume"
+        env = env_of(influx)
+        assert env["INFLUXDB_DB"] == "pm500"
+        assert env["INFLUXDB_HTTP_AUTH_ENABLED"] == "true"
+        assert env["INFLUXDB_ADMIN_USER"] and env["INFLUXDB_WRITE_USER"] and env["INFLUXDB_READ_USER"]
+        assert env["INFLUXDB_ADMIN_PASSWORD"] == f"generated-edge-{site.name}-passwords-influx-admin"
+        assert env["INFLUXDB_WRITE_USER_PASSWORD"] == f"generated-edge-{site.name}-passwords-influx-writer"
+        assert is_secret(influx.inputs["envs"]), "a container env holding passwords must be secret"
+        health = influx.get("healthcheck")
+        assert health["tests"] == ["CMD", "curl", "-sf", "http://127.0.0.1:8086/ping"]
+        assert health["retries"] >= 1 and health["interval"]
+        assert influx.get("networksAdvanced") == [{"name": f"pm500-{stack.stack}", "aliases": ["influxdb"]}]
+        assert influx.get("logOpts") == {"max-size": "10m", "max-file": "5"}
+
+
+def test_ports_bind_the_configured_interface_only(image_context: Path) -> None:
+    cfg = stack_config("prod", sites=1)
+    data = cfg.model_dump(by_alias=True)
+    data["sites"][0]["edge"]["bindAddress"] = "198.51.100.7"  # TEST-NET-2: never contacted
+    cfg = StackConfig.model_validate(data)
+    mocks = run(cfg, image_context)
+    published = [p for c in mocks.of_type(CONTAINER) for p in (c.get("ports") or [])]
+    assert {p["internal"] for p in published} == {8086, 3000}
+    assert all(p["ip"] == "198.51.100.7" for p in published)
+    collectors = [c for c in mocks.of_type(CONTAINER) if c.name.endswith("-collector")]
+    assert collectors and all(not c.get("ports") for c in collectors), "collectors publish nothing"
+
+
+def test_collector_containers(stack: StackConfig, image_context: Path) -> None:
+    mocks = run(stack, image_context)
+    for site in stack.sites:
+        assert site.edge is not None
+        for c in site.collectors:
+            container = mocks.named(f"edge-{site.name}-{c.name}-collector")
+            assert container.get("name") == f"pm500-{stack.stack}-collector-{c.name}"
+            bundle = f"{site.edge.bundle_root}/{thing_name(stack.stack, site.name, c.name)}"
+            assert container.get("mounts") == [
+                {"type": "bind", "source": bundle, "target": "/bundle", "readOnly": True},
+                {"type": "volume", "source": f"pm500-{stack.stack}-buffer-{c.name}",
+                 "target": "/var/lib/pm500"},
+            ]
+            buffer = mocks.named(f"edge-{site.name}-buffer-{c.name}")
+            assert buffer.typ == "docker:index/volume:Volume"
+            env = env_of(container)
+            assert env[edge_mod.COLLECTOR_ENV_INFLUX_URL] == "http://influxdb:8086"
+            assert env[edge_mod.COLLECTOR_ENV_INFLUX_DATABASE] == stack.edge.influx_database
+            influx_env = env_of(mocks.named(f"edge-{site.name}-influxdb"))
+            assert env[edge_mod.COLLECTOR_ENV_INFLUX_USERNAME] == influx_env["INFLUXDB_WRITE_USER"]
+            assert env[edge_mod.COLLECTOR_ENV_INFLUX_PASSWORD] == influx_env["INFLUXDB_WRITE_USER_PASSWORD"]
+            assert is_secret(container.inputs["envs"])
+            assert container.get("restart") == "unless-stopped"
+            assert container.get("logDriver") == "json-file"
+            assert container.get("logOpts") == {"max-size": "10m", "max-file": "5"}
+            health = container.get("healthcheck")
+            assert health["tests"] == ["CMD", "python", "-m", "collector", "--config", "/bundle/config.yaml",
+                                       "--healthcheck"]
+            assert container.get("networksAdvanced") == [{"name": f"pm500-{stack.stack}"}]
+
+
+def test_grafana_is_optional_and_provisioned_from_repo_files(image_context: Path) -> None:
+    without = run(stack_config("staging", grafana=False), image_context)
+    assert not [d for d in without.declared if "grafana" in d.name]
+
+    mocks = run(stack_config("prod"), image_context)
+    grafana = mocks.named("edge-plant-a-grafana")
+    uploads = {u["file"]: u["content"] for u in grafana.get("uploads")}
+    assert uploads == {
+        edge_mod.GRAFANA_DATASOURCE_PATH: edge_mod.DATASOURCE_FILE.read_text(),
+        edge_mod.GRAFANA_PROVIDER_PATH: edge_mod.DASHBOARD_PROVIDER_FILE.read_text(),
+        edge_mod.GRAFANA_DASHBOARD_PATH: edge_mod.DASHBOARD_FILE.read_text(),
+    }
+    # The dashboard provider reads the folder the dashboard is uploaded to.
+    assert str(Path(edge_mod.GRAFANA_DASHBOARD_PATH).parent) in uploads[edge_mod.GRAFANA_PROVIDER_PATH]
+    env = env_of(grafana)
+    influx_env = env_of(mocks.named("edge-plant-a-influxdb"))
+    assert env["PM500_INFLUX_READ_USER"] == influx_env["INFLUXDB_READ_USER"]
+    assert env["PM500_INFLUX_READ_PASSWORD"] == influx_env["INFLUXDB_READ_USER_PASSWORD"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == "generated-edge-plant-a-passwords-grafana-admin"
+    assert is_secret(grafana.inputs["envs"])
+    assert grafana.get("mounts") == [{"type": "volume", "source": "pm500-prod-grafana-data",
+                                      "target": "/var/lib/grafana"}]
+    assert grafana.get("healthcheck")["tests"][0] == "CMD-SHELL"
+    assert grafana.get("restart") == "unless-stopped"
+
+
+def test_every_password_is_generated_per_site(image_context: Path) -> None:
+    mocks = run(stack_config("prod", sites=2), image_context)
+    passwords = mocks.of_type("random:index/randomPassword:RandomPassword")
+    assert len(passwords) == 2 * 4
+    assert all(p.get("length") >= 32 for p in passwords)
+    a = env_of(mocks.named("edge-plant-a-influxdb"))["INFLUXDB_ADMIN_PASSWORD"]
+    b = env_of(mocks.named("edge-plant-b-influxdb"))["INFLUXDB_ADMIN_PASSWORD"]
+    assert a != b
+
+
+def test_secrets_stay_secret_in_outputs(image_context: Path) -> None:
+    """`Output.is_secret` on what the program holds, not just on the recorded inputs."""
+    cfg = stack_config("prod")
+    held: dict[str, pulumi.Output[object]] = {}
+
+    def build() -> None:
+        stack = EdgeStack("edge", cfg, context=image_context)
+        host = stack.hosts["plant-a"]
+        held.update(
+            influx_admin=host.passwords.influx_admin,
+            registry_password=stack.image.registry_auth.password,
+            collector_env=host.collectors["edge-01"].envs,
+            influx_env=host.influxdb.envs,
+            image_digest=stack.image.repo_digest,
+        )
+
+    evaluate(build, cfg.stack)
+    secret = {k: _sync_await(v.is_secret()) for k, v in held.items()}
+    assert secret == {"influx_admin": True, "registry_password": True, "collector_env": True,
+                      "influx_env": True, "image_digest": False}

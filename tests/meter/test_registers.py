@@ -1,0 +1,119 @@
+"""The register map file: validation, coverage of the metric contract, and decoding (no network)."""
+
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+
+import pytest
+import yaml
+
+from collector.metrics import METRICS
+from collector.registers import DEFAULT_MAP, PayloadError, RegisterMapError, load_register_map, register_map
+
+
+def test_bundled_map_has_the_three_pm500_instances_with_documented_sizes() -> None:
+    regmap = register_map()
+    assert regmap.assembly_class == 0x04
+    assert (regmap.data_attribute, regmap.size_attribute) == (3, 4)
+    assert {n: i.size_bytes for n, i in regmap.instances.items()} == {101: 48, 102: 72, 107: 72}
+
+
+def test_every_contract_metric_is_decoded_from_exactly_one_instance() -> None:
+    regmap = register_map()
+    decoded = {
+        metric
+        for inst in regmap.instances.values()
+        for r in inst.registers
+        if r.metric
+        for metric in [r.metric]
+    }
+    assert decoded == {m.name for m in METRICS}
+
+
+def test_every_element_states_its_provenance() -> None:
+    for inst in register_map().instances.values():
+        assert "CONFIRMED" in inst.provenance and "ASSUMED" in inst.provenance
+        for r in inst.registers:
+            assert r.provenance
+
+
+def test_decode_follows_offsets_little_endian_float32() -> None:
+    inst = register_map().instances[101]
+    raw = [float(i) + 0.5 for i in range(12)]
+    out: dict[str, float] = {}
+    nan = inst.decode(struct.pack("<12f", *raw), out)
+    assert nan == []
+    assert out["voltageAN"] == 0.5  # offset 0
+    assert out["voltageAB"] == 4.5  # offset 16
+    assert out["currentAverage"] == 11.5  # offset 44
+
+
+def test_net_energy_combines_the_giga_kilo_pairs_of_import_and_export() -> None:
+    inst = register_map().instances[107]
+    raw = [0.0] * 18
+    raw[0], raw[1] = 2.0, 345_678.5  # total kWh+ = 2 GWh + 345678.5 kWh
+    raw[4], raw[5] = 0.0, 78.5  # total kWh- = 78.5 kWh
+    out: dict[str, float] = {}
+    inst.decode(struct.pack("<18f", *raw), out)
+    assert out == {"energy": 2_000_000 + 345_678.5 - 78.5}
+
+
+def test_nan_element_drops_only_the_metrics_built_from_it() -> None:
+    inst = register_map().instances[102]
+    raw = [1.0] * 18
+    raw[16] = math.nan  # frequency
+    out: dict[str, float] = {}
+    assert inst.decode(struct.pack("<18f", *raw), out) == ["frequency"]
+    assert "frequency" not in out and out["realPowerA"] == 1.0
+
+
+@pytest.mark.parametrize("length", [0, 44, 52])
+def test_wrong_payload_length_is_refused(length: int) -> None:
+    with pytest.raises(PayloadError, match=f"instance 101: payload is {length} bytes, expected 48"):
+        register_map().instances[101].decode(b"\0" * length, {})
+
+
+def test_encode_is_the_inverse_of_decode() -> None:
+    inst = register_map().instances[101]
+    out: dict[str, float] = {}
+    inst.decode(inst.encode({"v_l1_n": 277.25, "a_l3": 12.5}), out)
+    assert out["voltageAN"] == 277.25 and out["currentC"] == 12.5 and out["voltageBN"] == 0.0
+
+
+def _broken_map(tmp_path: Path, edit: object) -> Path:
+    data = yaml.safe_load(DEFAULT_MAP.read_text())
+    edit(data)  # type: ignore[operator]
+    path = tmp_path / "map.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda d: d["instances"][101]["registers"][0].update(metric="voltsA"),
+            r"registers\[0\]\.metric: 'voltsA'",
+        ),
+        (
+            lambda d: d["instances"][101]["registers"][1].update(offset=0),
+            r"instances\.101\.registers: offsets",
+        ),
+        (lambda d: d["instances"][102]["registers"][0].pop("provenance"), r"registers\[0\]\.provenance"),
+        (
+            lambda d: d["instances"][101].update(elements=13),
+            r"instances\.101\.registers: offsets must be 0\.\.48",
+        ),
+        (lambda d: d["instances"][101]["registers"][0].update(unit="kV"), r"registers\[0\]\.unit"),
+        (lambda d: d.update(byte_order="big"), "only little-endian REAL"),
+        (
+            lambda d: d["instances"][102]["registers"][0].update(metric="voltageAN", unit="V"),
+            "metric voltageAN is also decoded from instance 101",
+        ),
+    ],
+)
+def test_malformed_map_is_refused_naming_the_field(tmp_path: Path, edit: object, message: str) -> None:
+    with pytest.raises(RegisterMapError, match=message):
+        load_register_map(_broken_map(tmp_path, edit))
