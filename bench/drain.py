@@ -143,7 +143,7 @@ def main() -> None:
 ## Backlog drain (store-and-forward replay) and poll -> PUBACK latency
 
 Local Mosquitto 2.0 with mutual TLS 1.2, QoS 1, in-flight window {WINDOW}, {args.backlog} buffered
-readings (DDATA ~1.9 KB each).
+readings (DDATA ~2.9 KB each).
 
 | | messages/s |
 |---|---|

@@ -36,17 +36,37 @@ def fleet_shape(collectors: int, per_site: int = COLLECTORS_PER_SITE) -> list[in
     return [per_site] * full + ([rest] if rest else [])
 
 
-def write_fleet(project_dir: Path, collectors: int, *, inline: bool = False,
-                per_site: int = COLLECTORS_PER_SITE, meters: int = METERS_PER_COLLECTOR) -> Path:
+def write_fleet(
+    project_dir: Path,
+    collectors: int,
+    *,
+    inline: bool = False,
+    per_site: int = COLLECTORS_PER_SITE,
+    meters: int = METERS_PER_COLLECTOR,
+) -> Path:
     """A project folder with `Pulumi.fleet.yaml` and (unless `inline`) one inventory file per site."""
     sites = []
     for s, count in enumerate(fleet_shape(collectors, per_site)):
         site = f"site-{s:03d}"
-        sites.append({"name": site, "collectors": [
-            {"name": f"edge-{c:04d}", "meters": [
-                {"asset": f"meter-{m}", "breaker": f"MCC-{c % 40} F{m}", "host": f"pm500-{c:04d}-{m}.{site}.example"}
-                for m in range(meters)]}
-            for c in range(count)]})
+        sites.append(
+            {
+                "name": site,
+                "collectors": [
+                    {
+                        "name": f"edge-{c:04d}",
+                        "meters": [
+                            {
+                                "asset": f"meter-{m}",
+                                "breaker": f"MCC-{c % 40} F{m}",
+                                "host": f"pm500-{c:04d}-{m}.{site}.example",
+                            }
+                            for m in range(meters)
+                        ],
+                    }
+                    for c in range(count)
+                ],
+            }
+        )
     config: dict[str, Any] = {"aws:region": "eu-west-1", "pm500:kinesis": {"capacityMode": "ON_DEMAND"}}
     if inline:
         config["pm500:sites"] = sites
@@ -56,6 +76,7 @@ def write_fleet(project_dir: Path, collectors: int, *, inline: bool = False,
         for site_doc in sites:
             (inventory / f"{site_doc['name']}.yaml").write_text(yaml.safe_dump(site_doc, sort_keys=False))
         config["pm500:inventory"] = "inventory/*.yaml"
+    project_dir.mkdir(parents=True, exist_ok=True)
     stack_file = project_dir / f"Pulumi.{STACK}.yaml"
     stack_file.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
     return stack_file
@@ -71,9 +92,13 @@ def _measure_program(project_dir: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"seconds": seconds, "peak_mib": peak / 2**20, "resources": len(evaluated.resources),
-            "things": sum(len(v) for v in evaluated.outputs["thingNames"].values()),
-            "config_bytes": len(language_host_config_json(config).encode())}
+    return {
+        "seconds": seconds,
+        "peak_mib": peak / 2**20,
+        "resources": len(evaluated.resources),
+        "things": sum(len(v) for v in evaluated.outputs["thingNames"].values()),
+        "config_bytes": len(language_host_config_json(config).encode()),
+    }
 
 
 def _measure_bare(resources: int) -> dict[str, Any]:
@@ -114,8 +139,12 @@ def _child(kind: str, size: int) -> None:
 
 
 def _run_child(kind: str, size: int) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "bench.fleet_scale", "--child", kind, str(size)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.fleet_scale", "--child", kind, str(size)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -136,12 +165,14 @@ def main() -> None:
         rows.append(
             f"| {size:,} | {program['resources']:,} | {program['seconds']:.2f} | {per_prog:.3f} | "
             f"{bare['seconds']:.2f} | {per_bare:.3f} | {per_prog / per_bare:.2f}x | "
-            f"{program['peak_mib']:.0f} | {bare['peak_mib']:.0f} | {program['config_bytes']:,} |")
+            f"{program['peak_mib']:.0f} | {bare['peak_mib']:.0f} | {program['config_bytes']:,} |"
+        )
         print(rows[-1], flush=True)
     body = (
-        f"Program evaluated on Pulumi's mock runtime from inventory files ({COLLECTORS_PER_SITE} collectors "
-        f"per site file, {METERS_PER_COLLECTOR} meters each) vs a bare program registering the same number of "
-        "resources on the same mock runtime, each in a fresh process. Goal: per-resource cost <= 1.25x bare. "
+        f"Program evaluated on Pulumi's mock runtime from inventory files ({COLLECTORS_PER_SITE} collectors"
+        f" per site file, {METERS_PER_COLLECTOR} meters each) vs a bare program registering the same number"
+        " of plain `pulumi.CustomResource`s on the same mock runtime, each in a fresh process."
+        " Goal: per-resource cost <= 1.25x bare. "
         "Peak memory by tracemalloc (Python heap). `PULUMI_CONFIG` = the config JSON the engine would pass "
         "(Linux caps one environment string at 128 KiB).\n\n"
         "| collectors | resources | program s | program ms/resource | bare s | bare ms/resource | ratio | "

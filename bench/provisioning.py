@@ -91,7 +91,9 @@ def reset_and_seed(env: dict[str, str], devices: int) -> dict[str, Any]:
     return outputs
 
 
-def run_bulk(outputs: dict[str, Any], out_root: Path, workers: int, label: str) -> tuple[float, list[BulkResult]]:
+def run_bulk(
+    outputs: dict[str, Any], out_root: Path, workers: int, label: str
+) -> tuple[float, list[BulkResult]]:
     """Ours, in-process like `cli.py provision-site`, with a rich progress bar."""
     from devices.aws import iot_client
 
@@ -101,8 +103,16 @@ def run_bulk(outputs: dict[str, Any], out_root: Path, workers: int, label: str) 
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         task = progress.add_task(label, total=len(targets))
         start = time.perf_counter()
-        results = provision_many(iot, parsed, targets, out_root, IssueOptions(), BundleSettings(), workers,
-                                 on_result=lambda _: progress.advance(task))
+        results = provision_many(
+            iot,
+            parsed,
+            targets,
+            out_root,
+            IssueOptions(),
+            BundleSettings(),
+            workers,
+            on_result=lambda _: progress.advance(task),
+        )
         elapsed = time.perf_counter() - start
     failed = [r for r in results if r.status != "provisioned"]
     if failed:
@@ -110,24 +120,45 @@ def run_bulk(outputs: dict[str, Any], out_root: Path, workers: int, label: str) 
     return elapsed, results
 
 
-def run_cli_per_device(outputs: dict[str, Any], things: list[dict[str, Any]], work: Path, env: dict[str, str]) -> float:
+def run_cli_per_device(
+    outputs: dict[str, Any], things: list[dict[str, Any]], work: Path, env: dict[str, str]
+) -> float:
     """`cli.py provision-device` as one process per device (an operator typing it per collector)."""
     outputs_file = work / "outputs.json"
     outputs_file.write_text(json.dumps(outputs))
     start = time.perf_counter()
     for entry in things:
         subprocess.run(
-            [sys.executable, str(ROOT / "cli.py"), "provision-device", "--stack", STACK, "--site", entry["site"],
-             "--collector", entry["collector"], "--outputs-file", str(outputs_file),
-             "--out", str(work / "single" / entry["collector"])],
-            check=True, capture_output=True, env={**os.environ, **env},
+            [
+                sys.executable,
+                str(ROOT / "cli.py"),
+                "provision-device",
+                "--stack",
+                STACK,
+                "--site",
+                entry["site"],
+                "--collector",
+                entry["collector"],
+                "--outputs-file",
+                str(outputs_file),
+                "--out",
+                str(work / "single" / entry["collector"]),
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **env},
         )
     return time.perf_counter() - start
 
 
 def _aws(env: dict[str, str], *args: str) -> dict[str, Any]:
-    done = subprocess.run([str(AWS), "iot", *args, "--output", "json"], check=True, capture_output=True,
-                          text=True, env={**os.environ, **env})
+    done = subprocess.run(
+        [str(AWS), "iot", *args, "--output", "json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
     return json.loads(done.stdout) if done.stdout.strip() else {}
 
 
@@ -139,13 +170,33 @@ def run_aws_cli_baseline(things: list[dict[str, Any]], policy: str, work: Path, 
         d = work / "awscli" / entry["collector"]
         d.mkdir(parents=True)
         subprocess.run(
-            ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", str(d / "private.pem.key"), "-out", str(d / "device.csr"), "-subj", f"/CN={thing}"],
-            check=True, capture_output=True,
+            [
+                "openssl",
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                str(d / "private.pem.key"),
+                "-out",
+                str(d / "device.csr"),
+                "-subj",
+                f"/CN={thing}",
+            ],
+            check=True,
+            capture_output=True,
         )
         _aws(env, "list-thing-principals", "--thing-name", thing)
-        cert = _aws(env, "create-certificate-from-csr", "--certificate-signing-request", f"file://{d / 'device.csr'}",
-                    "--set-as-active")
+        cert = _aws(
+            env,
+            "create-certificate-from-csr",
+            "--certificate-signing-request",
+            f"file://{d / 'device.csr'}",
+            "--set-as-active",
+        )
         _aws(env, "attach-policy", "--policy-name", policy, "--target", cert["certificateArn"])
         _aws(env, "attach-thing-principal", "--thing-name", thing, "--principal", cert["certificateArn"])
         (d / "device.pem.crt").write_text(cert["certificatePem"])
@@ -159,12 +210,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
     if not AWS.exists():
-        raise SystemExit(f"{AWS} missing: install the dev extra (`pip install -e .[dev]`) for the awscli baseline")
+        raise SystemExit(
+            f"{AWS} missing: install the dev extra (`pip install -e .[dev]`) for the awscli baseline"
+        )
 
     with tempfile.TemporaryDirectory() as tmp, moto_process() as env:
         work = Path(tmp)
         outputs = reset_and_seed(env, args.devices)
-        bulk_s, _ = run_bulk(outputs, work / "bundles", args.workers, f"provision-site ({args.devices} devices)")
+        bulk_s, _ = run_bulk(
+            outputs, work / "bundles", args.workers, f"provision-site ({args.devices} devices)"
+        )
 
         outputs = reset_and_seed(env, args.devices)
         sample = list(outputs["collectors"].values())[: args.sample]
@@ -180,13 +235,15 @@ def main() -> None:
     }
     body = (
         "## Device provisioning (issue 3)\n\n"
-        f"moto server in its own process on 127.0.0.1; EC P-256 keys; {args.workers} workers for provision-site.\n\n"
+        f"moto server in its own process on 127.0.0.1; EC P-256 keys; {args.workers} workers for "
+        "provision-site.\n\n"
         "| path | devices | total (s) | per device (ms) | speed-up vs AWS CLI |\n|---|---:|---:|---:|---:|\n"
         f"| AWS CLI sequence (openssl + 4 × `aws iot`) — baseline | {args.sample} | {baseline_s:.1f} | "
         f"{per['awscli'] * 1000:.0f} | 1.0× |\n"
         f"| `cli.py provision-device`, one process per device | {args.sample} | {single_s:.1f} | "
         f"{per['single'] * 1000:.0f} | {per['awscli'] / per['single']:.1f}× |\n"
-        f"| `cli.py provision-site` (progress bar, {args.workers} workers) | {args.devices} | {bulk_s:.1f} | "
+        f"| `provision-site` path, in-process (progress bar, {args.workers} workers) | {args.devices} | "
+        f"{bulk_s:.1f} | "
         f"{per['bulk'] * 1000:.1f} | **{per['awscli'] / per['bulk']:.1f}×** |\n\n"
         f"Goal ≥ 10× per device (provision-site vs the AWS CLI sequence): "
         f"{'met' if per['awscli'] / per['bulk'] >= 10 else 'NOT met'}. The one-process-per-device row is"

@@ -1,12 +1,17 @@
 """Durable store-and-forward buffer: every reading is committed here before any sink sees it.
 
-One SQLite file in WAL mode. Each row is one reading with the per-asset `seq` it was given at append
-time (the `seqs` table persists the last one in the same transaction, so `seq` keeps counting across
-restarts). Each sink (MQTT, InfluxDB) has its own cursor: a read position kept in memory plus a durable
-`pending_<sink>` flag per row. A sink clears its flag only when its peer acknowledged the row (PUBACK,
-HTTP 204); the row is deleted once no sink needs it. After a restart every cursor starts again at the
-oldest row it has not acknowledged, so nothing committed is lost and order per asset is kept
-(duplicates are possible downstream, gaps are not).
+One SQLite file in WAL mode. Each row is one reading, stored as what the sinks will send: the DDATA
+payload (with the per-asset `seq` given at append time) and the InfluxDB line protocol, each
+zlib-compressed. Encoding once at append time (on the poller threads, ~100 readings/s) means a backlog
+drain only reads rows and hands bytes to the network: no JSON work per replayed message. The `seqs`
+table persists the last `seq` per asset in the same transaction, so `seq` keeps counting across restarts.
+
+Each sink (MQTT, InfluxDB) has its own cursor: a read position kept in memory plus a durable
+`pending_<sink>` table listing the rows it still owes its peer. A sink removes a row from its table
+only when the peer acknowledged it (PUBACK, HTTP 204); the reading is deleted, in the same transaction,
+once no sink needs it. Acks touch only those small tables, never the (kilobyte) reading rows. After a
+restart every cursor starts again at the oldest row it has not acknowledged, so nothing committed is
+lost and order per asset is kept (duplicates are possible downstream, gaps are not).
 
 The buffer is bounded in bytes: when an append would exceed `max_bytes`, the oldest rows are dropped,
 counted and logged, whatever sinks still wanted them (an outage longer than the buffer can hold must not
@@ -15,108 +20,134 @@ stop the collector from taking new readings).
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector.lineprotocol import lines
+from collector.payload import ddata, encode
 from collector.reading import Reading
 
 log = logging.getLogger(__name__)
 
 SINKS = ("mqtt", "influx")
-# SQLite's own cost per row (record header, rowid, index entry); counted so that max_bytes bounds the
-# file size rather than just the JSON payloads.
+# Bumped whenever the row format changes: a file from another format is refused, never misread.
+SCHEMA_VERSION = 2
+# SQLite's own cost per row (record header, rowid, pending entries); counted so that max_bytes bounds
+# the file size rather than just the compressed payloads.
 ROW_OVERHEAD_BYTES = 64
+# zlib level 1: ~3.3 KB of DDATA JSON + ~1 KB of line protocol shrink to ~1.4 KB per reading.
+_COMPRESSION_LEVEL = 1
 
-# Per-sink SQL, built once from the fixed SINKS tuple (no caller-supplied text reaches a query).
+
+def _done(sinks: Iterable[str]) -> str:
+    """SQL condition: no sink in `sinks` still needs the `readings` row."""
+    return " AND ".join(
+        f"NOT EXISTS (SELECT 1 FROM pending_{s} p WHERE p.id = readings.id)" for s in sinks
+    ) or "1"
+
+
+# Per-sink SQL, built once from the fixed SINKS tuple (no caller-supplied text reaches a query). Ack
+# batches travel as one JSON array parameter: one statement per batch, not one per row.
+_IDS = "SELECT value FROM json_each(?)"
 _SQL = {
     s: {
-        "release": f"UPDATE readings SET pending_{s} = 0 WHERE pending_{s} = 1",  # noqa: S608
-        "fetch": f"SELECT id, seq, body FROM readings WHERE pending_{s} = 1 AND id > ? ORDER BY id LIMIT ?",  # noqa: S608
-        "ack": f"UPDATE readings SET pending_{s} = 0 WHERE id = ?",  # noqa: S608
-        "depth": f"SELECT COUNT(*) FROM readings WHERE pending_{s} = 1",  # noqa: S608
+        "queue": f"INSERT INTO pending_{s} (id) VALUES (?)",
+        "release": f"DELETE FROM pending_{s}",
+        "fetch": f"SELECT r.id, r.asset, r.seq, r.timestamp_ms, r.{s} FROM pending_{s} p"  # noqa: S608
+        " JOIN readings r ON r.id = p.id WHERE p.id > ? ORDER BY p.id LIMIT ?",
+        "ack": f"DELETE FROM pending_{s} WHERE id IN ({_IDS})",  # noqa: S608
+        "delete_acked": f"DELETE FROM readings WHERE id IN ({_IDS}) AND "  # noqa: S608
+        f"{_done(o for o in SINKS if o != s)} RETURNING size",
+        "drop_oldest": f"DELETE FROM pending_{s} WHERE id <= ?",  # noqa: S608
+        "depth": f"SELECT COUNT(*) FROM pending_{s}",  # noqa: S608
     }
     for s in SINKS
 }
-_DELETE_DONE = "DELETE FROM readings WHERE pending_mqtt = 0 AND pending_influx = 0"
-_ACKED_SIZE = (
-    "SELECT COALESCE(SUM(LENGTH(body)), 0), COUNT(*) FROM temp.acked JOIN readings USING (id)"
-    " WHERE pending_mqtt = 0 AND pending_influx = 0"
-)
-_DELETE_ACKED = (
-    "DELETE FROM readings WHERE id IN (SELECT id FROM temp.acked) AND pending_mqtt = 0 AND pending_influx = 0"
-)
+_DELETE_DONE = f"DELETE FROM readings WHERE {_done(SINKS)}"  # noqa: S608
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS readings (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: cursors compare ids
     asset TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    pending_mqtt INTEGER NOT NULL,
-    pending_influx INTEGER NOT NULL
+    timestamp_ms INTEGER NOT NULL,
+    size INTEGER NOT NULL,                 -- bytes counted against max_bytes
+    mqtt BLOB NOT NULL,                    -- zlib(DDATA JSON payload), empty when MQTT is off
+    influx BLOB NOT NULL                   -- zlib(line protocol), empty when InfluxDB is off
 );
-CREATE INDEX IF NOT EXISTS readings_pending_mqtt ON readings(id) WHERE pending_mqtt = 1;
-CREATE INDEX IF NOT EXISTS readings_pending_influx ON readings(id) WHERE pending_influx = 1;
+{"".join(f"CREATE TABLE IF NOT EXISTS pending_{s} (id INTEGER PRIMARY KEY);" for s in SINKS)}
 CREATE TABLE IF NOT EXISTS seqs (asset TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
-@dataclass(frozen=True)
+class BufferFormatError(Exception):
+    """The file holds a buffer written in another row format."""
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
-    """One buffered reading as a sink sees it."""
+    """One buffered reading as a sink sees it: the bytes to send, plus what to log and measure."""
 
     id: int
+    asset: str
     seq: int
-    reading: Reading
-
-
-def encode_reading(reading: Reading) -> bytes:
-    return json.dumps(
-        [reading.site, reading.asset, reading.breaker, reading.timestamp_ms, reading.values],
-        separators=(",", ":"),
-    ).encode()
-
-
-def decode_reading(body: bytes) -> Reading:
-    site, asset, breaker, timestamp_ms, values = json.loads(body)
-    return Reading(site=site, asset=asset, breaker=breaker, timestamp_ms=timestamp_ms, values=values)
+    timestamp_ms: int
+    payload: bytes  # DDATA JSON for "mqtt", line protocol (one line per phase row) for "influx"
 
 
 class Buffer:
-    """Thread-safe: the poller appends from its threads while each sink reads and acks from its own."""
+    """Thread-safe: the poller appends from its threads while each sink reads and acks from its own.
+
+    `thing` is the collector's thing name, which every DDATA payload carries (asset uuid).
+    """
 
     def __init__(
-        self, path: Path, max_bytes: int, sinks: Sequence[str] = SINKS, synchronous: str = "NORMAL"
+        self,
+        path: Path,
+        max_bytes: int,
+        thing: str,
+        sinks: Sequence[str] = SINKS,
+        synchronous: str = "NORMAL",
     ) -> None:
         unknown = set(sinks) - set(SINKS)
-        if unknown:
-            raise ValueError(f"unknown sink(s): {', '.join(sorted(unknown))}")
+        if unknown or not sinks:
+            raise ValueError(f"sinks must be some of {', '.join(SINKS)}, got {', '.join(sinks) or 'none'}")
         self.path = path
         self.max_bytes = max_bytes
+        self.thing = thing
         self.sinks = tuple(sinks)
+        self._ddata = "mqtt" in self.sinks
+        self._lines = "influx" in self.sinks
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._check_format()
         # WAL: a committed transaction survives kill -9 of this process. synchronous=FULL also makes it
         # survive a power cut, at the cost of one fsync per append.
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
-        self._db.execute("CREATE TEMP TABLE IF NOT EXISTS acked (id INTEGER PRIMARY KEY)")
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._release_unused_sinks()
         self._last_seq: dict[str, int] = dict(self._db.execute("SELECT asset, last_seq FROM seqs").fetchall())
-        self._bytes = int(
-            self._db.execute(
-                "SELECT COALESCE(SUM(LENGTH(body)), 0) + COUNT(*) * ? FROM readings", (ROW_OVERHEAD_BYTES,)
-            ).fetchone()[0]
-        )
+        self._bytes = int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM readings").fetchone()[0])
         self._dropped = self._counter("dropped")
+
+    def _check_format(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        has_rows = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'readings'").fetchone()
+        if has_rows and version != SCHEMA_VERSION:
+            self._db.close()
+            raise BufferFormatError(
+                f"{self.path} is a buffer in format {version}, this collector writes format {SCHEMA_VERSION};"
+                " drain it with the collector version that wrote it, or move the file away"
+            )
 
     def _release_unused_sinks(self) -> None:
         """A sink that was configured before (e.g. InfluxDB, now disabled) must not pin rows forever."""
@@ -141,31 +172,48 @@ class Buffer:
 
     def append_many(self, readings: Iterable[Reading]) -> list[int]:
         """Commit several readings in one transaction (one fsync); returns their seqs in order."""
-        flags = tuple(1 if s in self.sinks else 0 for s in SINKS)
+        # The line protocol does not depend on seq: encode it before taking the lock.
+        batch = [(r, self._encode_lines(r)) for r in readings]
         seqs: list[int] = []
         with self._lock:
-            rows = [(r, encode_reading(r)) for r in readings]
-            incoming = sum(len(body) + ROW_OVERHEAD_BYTES for _, body in rows)
             last = dict(self._last_seq)
+            rows = []
+            for reading, influx in batch:
+                seq = last.get(reading.asset, 0) + 1
+                last[reading.asset] = seq
+                seqs.append(seq)
+                mqtt = self._encode_ddata(reading, seq)
+                size = len(mqtt) + len(influx) + ROW_OVERHEAD_BYTES
+                rows.append((reading.asset, seq, reading.timestamp_ms, size, mqtt, influx))
+            incoming = sum(row[3] for row in rows)
             with self._transaction():
                 self._make_room(incoming)
-                for reading, body in rows:
-                    seq = last.get(reading.asset, 0) + 1
-                    last[reading.asset] = seq
-                    seqs.append(seq)
-                    self._db.execute(
-                        "INSERT INTO readings (asset, seq, body, pending_mqtt, pending_influx)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (reading.asset, seq, body, *flags),
+                for row in rows:
+                    cursor = self._db.execute(
+                        "INSERT INTO readings (asset, seq, timestamp_ms, size, mqtt, influx)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        row,
                     )
+                    for sink in self.sinks:
+                        self._db.execute(_SQL[sink]["queue"], (cursor.lastrowid,))
                 self._db.executemany(
                     "INSERT INTO seqs (asset, last_seq) VALUES (?, ?)"
                     " ON CONFLICT(asset) DO UPDATE SET last_seq = excluded.last_seq",
-                    [(a, last[a]) for a in {r.asset for r, _ in rows}],
+                    [(a, last[a]) for a in {row[0] for row in rows}],
                 )
             self._last_seq = last
             self._bytes += incoming
         return seqs
+
+    def _encode_ddata(self, reading: Reading, seq: int) -> bytes:
+        if not self._ddata:
+            return b""
+        return zlib.compress(encode(ddata(reading, self.thing, seq)), _COMPRESSION_LEVEL)
+
+    def _encode_lines(self, reading: Reading) -> bytes:
+        if not self._lines:
+            return b""
+        return zlib.compress("\n".join(lines(reading)).encode(), _COMPRESSION_LEVEL)
 
     def _make_room(self, incoming: int) -> None:
         """Drop the oldest rows until `incoming` bytes fit under max_bytes (inside the caller's txn)."""
@@ -173,14 +221,16 @@ class Buffer:
             return
         need = self._bytes + incoming - self.max_bytes
         freed = dropped = 0
-        doomed: list[int] = []
-        for row_id, size in self._db.execute("SELECT id, LENGTH(body) FROM readings ORDER BY id"):
+        last_doomed = 0
+        for row_id, size in self._db.execute("SELECT id, size FROM readings ORDER BY id"):
             if freed >= need:
                 break
-            doomed.append(row_id)
-            freed += size + ROW_OVERHEAD_BYTES
+            last_doomed = row_id
+            freed += size
             dropped += 1
-        self._db.executemany("DELETE FROM readings WHERE id = ?", [(i,) for i in doomed])
+        self._db.execute("DELETE FROM readings WHERE id <= ?", (last_doomed,))
+        for sink in SINKS:
+            self._db.execute(_SQL[sink]["drop_oldest"], (last_doomed,))
         self._dropped += dropped
         self._db.execute(
             "INSERT INTO counters (name, value) VALUES ('dropped', ?)"
@@ -206,27 +256,24 @@ class Buffer:
     def _fetch(self, sink: str, after_id: int, limit: int) -> list[Entry]:
         with self._lock:
             rows = self._db.execute(_SQL[sink]["fetch"], (after_id, limit)).fetchall()
-        return [Entry(id=i, seq=s, reading=decode_reading(b)) for i, s, b in rows]
+        # Decompress outside the lock: appends from the poller threads need not wait for it.
+        return [Entry(i, a, s, t, zlib.decompress(body)) for i, a, s, t, body in rows]
 
     def _ack(self, sink: str, ids: Sequence[int]) -> None:
         if not ids:
             return
+        # Row ids are ints from our own SELECT: the JSON array is built from them alone.
+        id_list = f"[{','.join(map(str, ids))}]"
         with self._lock, self._transaction():
-            params = [(i,) for i in ids]
-            self._db.executemany(_SQL[sink]["ack"], params)
-            # Rows no sink needs any more leave the buffer in the same transaction.
-            self._db.execute("DELETE FROM temp.acked")
-            self._db.executemany("INSERT OR IGNORE INTO temp.acked (id) VALUES (?)", params)
-            size, count = self._db.execute(_ACKED_SIZE).fetchone()
-            self._db.execute(_DELETE_ACKED)
-            self._bytes -= int(size) + int(count) * ROW_OVERHEAD_BYTES
+            self._db.execute(_SQL[sink]["ack"], (id_list,))
+            # Rows no other sink needs any more leave the buffer in the same transaction.
+            freed = self._db.execute(_SQL[sink]["delete_acked"], (id_list,)).fetchall()
+            self._bytes -= sum(size for (size,) in freed)
 
     def depth(self, sink: str) -> int:
         """Rows this sink has not acknowledged yet."""
         with self._lock:
-            return int(
-                self._db.execute(_SQL[sink]["depth"]).fetchone()[0]
-            )
+            return int(self._db.execute(_SQL[sink]["depth"]).fetchone()[0])
 
     def stats(self) -> dict[str, object]:
         return {

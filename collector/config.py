@@ -34,7 +34,8 @@ KEY_FILE = "private.pem.key"
 CA_FILE = "root-ca.pem"
 DEFAULT_CIP_PORT = 44818
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN.pattern, description=NAME_RULE)]
 Port = Annotated[int, Field(ge=1, le=65535)]

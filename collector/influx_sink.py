@@ -1,6 +1,7 @@
 """Forward buffered readings to InfluxDB 1.x: batched line protocol on `/write?precision=ms`.
 
-Its own thread and cursor: InfluxDB being down never holds up MQTT. HTTP 204 acknowledges the batch.
+Its own thread and cursor: InfluxDB being down never holds up MQTT. The buffer holds each reading's
+lines ready to send (encoded when it was appended). HTTP 204 acknowledges the batch.
 Connection errors, 5xx and auth/database errors (401/403/404, fixable by the operator) are retried with
 backoff and jitter, keeping the rows. A 400 means InfluxDB will never accept those lines: the batch is
 counted as rejected, logged with InfluxDB's message and acknowledged, so one bad reading cannot stall the
@@ -19,7 +20,6 @@ import urllib.request
 from collector.backoff import Backoff
 from collector.buffer import Buffer
 from collector.config import InfluxConfig
-from collector.lineprotocol import lines
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class InfluxSink:
                 self._wake.wait(self._cfg.flush_interval_s)
                 self._wake.clear()
                 continue
-            body = "\n".join(line for e in entries for line in lines(e.reading)).encode()
+            body = b"\n".join(e.payload for e in entries)
             try:
                 self._client.write(body)
             except InfluxWriteError as e:

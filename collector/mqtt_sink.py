@@ -1,8 +1,10 @@
 """Forward buffered readings to MQTT as DDATA, keeping a window of QoS 1 publishes in flight.
 
-Its own thread and its own buffer cursor, so a slow or dead broker never holds up InfluxDB. A row is
-acknowledged in the buffer only when its PUBACK arrived (paho `on_publish` mid -> row id). Acks are
-committed in batches: an ack lost to kill -9 only means the row is sent again (a duplicate, not a gap).
+Its own thread and its own buffer cursor, so a slow or dead broker never holds up InfluxDB. The buffer
+holds each reading's DDATA payload ready to send (encoded when it was appended), so draining a backlog
+is reading rows and handing bytes to paho. A row is acknowledged in the buffer only when its PUBACK
+arrived (paho `on_publish` mid -> row id). Acks are committed in batches, one transaction per burst of
+PUBACKs: an ack lost to kill -9 only means the row is sent again (a duplicate, not a gap).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collector import topics
 from collector.buffer import Buffer, Entry
 from collector.config import CollectorConfig, MeterConfig
 from collector.mqtt_link import MqttLink
-from collector.payload import dbirth, ddata, encode
+from collector.payload import dbirth, encode
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class MqttSink:
         self._thing = cfg.thing_name
         self._site = cfg.site
         self._meters: list[MeterConfig] = list(cfg.meters)
+        self._topics = {m.asset: topics.DDATA.render(self._thing, m.asset) for m in self._meters}
         self._buffer = buffer
         self._cursor = buffer.cursor(SINK)
         self._window = window
@@ -81,6 +84,12 @@ class MqttSink:
             **self.link.stats,
         }
 
+    def _topic(self, asset: str) -> str:
+        topic = self._topics.get(asset)
+        if topic is None:  # a row buffered for a meter since removed from the config: still delivered
+            topic = self._topics[asset] = topics.DDATA.render(self._thing, asset)
+        return topic
+
     def _puback(self, mid: int) -> None:
         self._acks.put(mid)
         self._wake.set()
@@ -122,10 +131,7 @@ class MqttSink:
         if room < max(1, self._window // 4) and self._inflight:
             return  # refill in chunks: fewer, larger buffer reads
         for entry in self._cursor.next_batch(room):
-            r = entry.reading
-            mid = self.link.publish(
-                topics.DDATA.render(self._thing, r.asset), encode(ddata(r, self._thing, entry.seq))
-            )
+            mid = self.link.publish(self._topic(entry.asset), entry.payload)
             if mid is None:
                 # Not queued by paho: hand this row (and those after it) out again on the next pass.
                 self._cursor.rewind(entry.id - 1)

@@ -200,6 +200,10 @@ class _MeterWorker:
             return self.fail("size_mismatch", "size_mismatch", f"{e}", backoff=True)
         except CipStatusError as e:
             return self.fail("cip_status", "cip_error", f"{e}")
+        except Exception as e:  # anything unforeseen (a driver bug, OSError): same cure as a comm error
+            log.debug("meter %s: unexpected error", self.name, exc_info=True)
+            self.close_driver()
+            return self.fail("comm", "comm_error", f"unexpected {type(e).__name__}: {e}", backoff=True)
         try:
             values, nan = self.regmap.decode(payloads)
         except PayloadError as e:
@@ -238,6 +242,9 @@ class _MeterWorker:
                 self.status.reconnects += 1
         try:
             check_sizes(driver, self.regmap, self.name)
+        except CipStatusError as e:  # the size cannot be verified: refuse, like a mismatch (with backoff)
+            _close(driver)
+            raise SizeMismatchError(f"meter {self.name}: cannot verify the assembly size: {e}") from None
         except BaseException:
             _close(driver)
             raise

@@ -80,7 +80,9 @@ class Collector:
         check_files(cfg)
         sinks = ("mqtt", "influx") if cfg.influx.enabled else ("mqtt",)
         try:
-            self.buffer = Buffer(cfg.buffer.path, cfg.buffer.max_bytes, sinks, cfg.buffer.synchronous)
+            self.buffer = Buffer(
+                cfg.buffer.path, cfg.buffer.max_bytes, cfg.thing_name, sinks, cfg.buffer.synchronous
+            )
         except Exception as e:  # sqlite3 errors, permissions, read-only mount...
             raise ConfigError(f"buffer.path: cannot open {cfg.buffer.path}: {e}") from None
         self.mqtt = MqttSink(cfg, self.buffer, window=cfg.mqtt.inflight_window)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from demo.run import EXIT_START_FAILED, LEAVE_OUT, run
+from demo.run import EXIT_PIECE_FAILED, LEAVE_OUT, run
 from demo.signals import stop_signals
 from demo.workdir import DEFAULT_WORKDIR, WorkdirError, prepare
 
@@ -47,12 +47,14 @@ def main(
     unknown = sorted(set(without or ()) - set(LEAVE_OUT))
     if unknown:
         console.print(f"[red]✗ --without {unknown[0]}: expected one of {', '.join(LEAVE_OUT)}[/]")
-        raise typer.Exit(EXIT_START_FAILED)
+        raise typer.Exit(EXIT_PIECE_FAILED)
     try:
-        folder = prepare(workdir)
+        folder, leftovers = prepare(workdir)
     except WorkdirError as exc:
-        console.print(f"[red]✗ {exc}[/]")
-        raise typer.Exit(EXIT_START_FAILED) from None
+        console.print(f"✗ {exc}", style="red", markup=False)
+        raise typer.Exit(EXIT_PIECE_FAILED) from None
+    if leftovers:
+        console.print(f"[yellow]stopped what a killed earlier run left running:[/] {', '.join(leftovers)}")
     console.rule("pm500 local demo: meters -> collector -> broker + InfluxDB, all on 127.0.0.1, no cloud")
     with stop_signals() as guard:
         code = run(console, folder, duration, guard, frozenset(without or ()))

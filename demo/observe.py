@@ -76,8 +76,10 @@ def count_messages(snapshot: Snapshot, thing: str, messages: Iterable[tuple[str,
         if isinstance(body, dict):
             traffic.last_seq = body.get("seq", traffic.last_seq)
             for metric in body.get("metrics", []):
-                if isinstance(metric, dict) and metric.get("name") in SHOWN_METRICS:
-                    traffic.last_values[metric["name"]] = metric.get("value")
+                if not isinstance(metric, dict) or metric.get("name") not in SHOWN_METRICS:
+                    continue
+                if isinstance(metric.get("value"), int | float):
+                    traffic.last_values[metric["name"]] = float(metric["value"])
 
 
 def influx_query(base_url: str, database: str, query: str) -> dict[str, Any]:

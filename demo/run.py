@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +20,13 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.live import Live
+from rich.text import Text
 
 from collector.config import CONFIG_FILE, CollectorConfig, load_config
 from demo import inspect, observe, stack, view
 from demo.signals import Shutdown, SignalGuard
 from demo.verdict import Verdict, judge
+from demo.workdir import record_pids
 from sandbox.ca import DevCA
 from sandbox.influx import InfluxServer
 from sandbox.mosquitto import MosquittoBroker
@@ -32,6 +34,7 @@ from sandbox.moto import MotoServer
 from sandbox.mqtt import Recorder
 from sandbox.net import LOOPBACK, free_port, wait_for_port
 from sandbox.procs import ManagedProcess
+from sandbox.server import ChildServer
 
 SUMMARY_PREFIX = "PM500_DEMO_SUMMARY "
 LEAVE_OUT = ("meters", "influxdb")  # pieces `--without` can leave out, to see a leg fail
@@ -41,13 +44,13 @@ PROCESS_START_TIMEOUT_S = 60.0
 
 EXIT_OK = 0
 EXIT_NO_DATA = 1
-EXIT_START_FAILED = 2
+EXIT_PIECE_FAILED = 2
 
-T = TypeVar("T")
+S = TypeVar("S", bound=ChildServer)
 
 
-class StartError(RuntimeError):
-    """A piece of the pipeline could not be brought up; the message names it and its log."""
+class PieceError(RuntimeError):
+    """A piece of the pipeline did not start, or stopped on its own; the message names it and its log."""
 
 
 @dataclass
@@ -96,7 +99,7 @@ class Demo:
             "PM500_HEALTH__PORT": str(free_port()),
         }
         self._teardown = ExitStack()
-        self._processes: list[tuple[str, ManagedProcess | Any]] = []
+        self._processes: list[tuple[str, ManagedProcess | ChildServer]] = []
 
     # --- console --------------------------------------------------------------------------
 
@@ -110,6 +113,7 @@ class Demo:
     def _track(self, name: str, pid: int | None) -> None:
         if pid is not None:
             self.pipeline.pids[name] = pid
+            record_pids(self.pipeline.workdir, self.pipeline.pids)
 
     # --- bring-up -------------------------------------------------------------------------
 
@@ -154,10 +158,9 @@ class Demo:
                 for m in p.bundle.meters:
                     self._process(
                         f"meter {m.asset}",
-                        python_module("collector.simulator", "--meters", "1", "--base-port", m.port),
+                        python_module("collector.simulator", "--meters", "1", "--base-port", str(m.port)),
                         p.logs / f"meter-{m.asset}.log",
-                        ready=lambda alive, m=m: wait_for_port(m.host, m.port, PROCESS_START_TIMEOUT_S,
-                                                               alive),
+                        listens_on=(m.host, m.port),
                     )
         with self._step("collector, from the bundle as the CLI wrote it"):
             (p.workdir / "collector").mkdir(exist_ok=True)
@@ -166,8 +169,7 @@ class Demo:
                 python_module("collector", "--config", p.bundle_dir / CONFIG_FILE),
                 p.logs / "collector.log",
                 env=self.collector_env,
-                ready=lambda alive: wait_for_port(p.bundle.health.host,  # type: ignore[union-attr]
-                                                  p.bundle.health.port, PROCESS_START_TIMEOUT_S, alive),
+                listens_on=(p.bundle.health.host, p.bundle.health.port),  # its health endpoint
             )
         with self._step("observer subscriber on spBv1.0/pm500/# (what reached the \"cloud\")"):
             cert, key = p.observer
@@ -175,28 +177,28 @@ class Demo:
             p.recorder.start()
             self._teardown.callback(p.recorder.stop)
 
-    def _server(self, server: T) -> T:
-        server.start()  # type: ignore[attr-defined]
-        self._teardown.callback(server.stop)  # type: ignore[attr-defined]
-        self._processes.append((server.name, server))  # type: ignore[attr-defined]
-        self._track(server.name, server.pid)  # type: ignore[attr-defined]
+    def _server(self, server: S) -> S:
+        server.start()
+        self._teardown.callback(server.stop)
+        self._processes.append((server.name, server))
+        self._track(server.name, server.pid)
         return server
 
-    def _process(self, name: str, args: list[str], log: Path, *, env: dict[str, str] | None = None,
-                 ready: Callable[[Callable[[], bool]], None] | None = None) -> ManagedProcess:
-        env = {**_child_env(), **(env or {})}
-        proc = ManagedProcess(args, log, env=env, cwd=self.pipeline.workdir).start()
+    def _process(self, name: str, args: list[str], log: Path, *, listens_on: tuple[str, int],
+                 env: dict[str, str] | None = None) -> ManagedProcess:
+        """Start a child and wait until it accepts connections on `listens_on` (or died trying)."""
+        proc = ManagedProcess(args, log, env={**_child_env(), **(env or {})}, cwd=self.pipeline.workdir)
+        proc.start()
         self._teardown.callback(proc.stop)
         self._processes.append((name, proc))
         self._track(name, proc.pid)
         try:
-            if ready is not None:
-                ready(lambda: proc.running)
+            wait_for_port(*listens_on, PROCESS_START_TIMEOUT_S, alive=lambda: proc.running)
         except Exception as exc:
-            raise StartError(f"{name} did not become ready: {exc}\n--- {log} (tail) ---\n{proc.log_tail()}") \
+            raise PieceError(f"{name} did not become ready: {exc}\n--- {log} (tail) ---\n{proc.log_tail()}") \
                 from exc
         if not proc.running:
-            raise StartError(f"{name} exited with status {proc.returncode}\n--- {log} (tail) ---\n"
+            raise PieceError(f"{name} exited with status {proc.returncode}\n--- {log} (tail) ---\n"
                              f"{proc.log_tail()}")
         return proc
 
@@ -248,9 +250,8 @@ class Demo:
         """A piece that died mid-run is reported at once, with the end of its log."""
         for name, proc in self._processes:
             if not proc.running:
-                log = getattr(proc, "log_path", "")
-                tail = proc.log_tail() if isinstance(proc, ManagedProcess) else ""
-                raise StartError(f"{name} stopped unexpectedly; see {log}\n{tail}")
+                raise PieceError(f"{name} stopped unexpectedly\n--- {proc.log_path} (tail) ---\n"
+                                 f"{log_tail(proc.log_path)}")
 
     # --- teardown -------------------------------------------------------------------------
 
@@ -258,6 +259,13 @@ class Demo:
         """Stop everything started, newest first; return the names of any process still alive."""
         self._teardown.close()
         return [f"{name} (pid {pid})" for name, pid in self.pipeline.pids.items() if pid_alive(pid)]
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def pid_alive(pid: int) -> bool:
@@ -312,12 +320,12 @@ def run(console: Console, workdir: Path, duration_s: float | None, guard: Signal
     except Shutdown as stop:
         reason = str(stop)
         console.print(f"\n[yellow]{reason}[/]: stopping everything the demo started")
-    except StartError as exc:
-        code, reason = EXIT_START_FAILED, str(exc).splitlines()[0]
-        console.print(f"[red]✗ {exc}[/]")
+    except PieceError as exc:
+        code, reason = EXIT_PIECE_FAILED, str(exc).splitlines()[0]
+        console.print(f"✗ {exc}", style="red", markup=False, highlight=False)
     except Exception as exc:  # any failure while starting a piece: say which, then clean up
-        code, reason = EXIT_START_FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0]
-        console.print(f"[red]✗ {type(exc).__name__}: {exc}[/]")
+        code, reason = EXIT_PIECE_FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        console.print(f"✗ {type(exc).__name__}: {exc}", style="red", markup=False, highlight=False)
     finally:
         with guard.shielded(), console.status("stopping every process the demo started"):
             stray = demo.stop()
@@ -333,11 +341,11 @@ def run(console: Console, workdir: Path, duration_s: float | None, guard: Signal
         else:
             code = EXIT_NO_DATA
             for line in verdict.failures:
-                console.print(f"[red bold]✗ leg failed[/] {line}")
+                console.print(Text.assemble(("✗ leg failed ", "red bold"), line))
     elif duration_s is not None and code == EXIT_OK:
         code = EXIT_NO_DATA  # interrupted before the verdict: --duration promised one
     if stray and code == EXIT_OK:
-        code = EXIT_START_FAILED
+        code = EXIT_PIECE_FAILED
     result = summary(demo, verdict, snapshot, stray, reason)
     (workdir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"logs, bundle and databases kept in {workdir}")

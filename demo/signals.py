@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM: stop the demo once, then let the teardown finish undisturbed.
 
-The first SIGINT/SIGTERM raises `Shutdown` in the main thread, which unwinds into the teardown that
+The first SIGINT/SIGTERM/SIGHUP raises `Shutdown` in the main thread, which unwinds into the teardown that
 stops every process the demo started. From then on (and during any teardown) further signals are only
 noted: a second Ctrl-C must not abandon the teardown halfway and leave a broker or database running.
 """
@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: the terminal was closed. Its default action would end the demo without any teardown.
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Shutdown(Exception):

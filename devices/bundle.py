@@ -144,7 +144,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def remove_bundle(target: Path) -> None:
-    shutil.rmtree(target)

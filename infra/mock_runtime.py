@@ -208,15 +208,16 @@ def _make_mocks(region: str, account: str) -> Any:
             return mock_state(args.typ, args.name, args.inputs, region, account)
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:
-            if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            token = args.token  # an invoke token (function name), not a credential
+            if token == "aws:index/getCallerIdentity:getCallerIdentity":
                 return {"accountId": account, "arn": f"arn:aws:iam::{account}:user/mock",
                         "userId": "AIDAMOCKUSER", "id": account}, []
-            if args.token == "aws:iot/getEndpoint:getEndpoint":
+            if token == "aws:iot/getEndpoint:getEndpoint":
                 return {"endpointAddress": f"a1b2c3d4e5f6g7-ats.iot.{region}.amazonaws.com",
                         "endpointType": args.args.get("endpointType"), "id": region}, []
-            if args.token == "aws:index/getRegion:getRegion":
+            if token == "aws:index/getRegion:getRegion":
                 return {"region": region, "name": region, "id": region}, []
-            if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
                 return {"userName": "AWS", "password": "mock-ecr-token", "authorizationToken": "bW9jaw==",
                         "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com",
                         "expiresAt": "2030-01-01T00:00:00Z", "id": region}, []
@@ -228,11 +229,11 @@ def _make_mocks(region: str, account: str) -> Any:
 def _make_monitor(mocks: Any, record: Callable[[RegisteredResource], None]) -> Any:
     from pulumi.runtime.mocks import MockMonitor
 
-    class RecordingMonitor(MockMonitor):  # type: ignore[misc]
+    class RecordingMonitor(MockMonitor):
         """The stock mock monitor, also recording parent and inputs of every registration."""
 
-        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-            response = super().RegisterResource(request)
+        def RegisterResource(self, request: Any) -> Any:
+            response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
             if request.type != "pulumi:pulumi:Stack":
                 urn = self.make_urn(request.parent, request.type, request.name)
                 reg = self.resources.get(urn)
@@ -255,11 +256,24 @@ def _resolve_outputs(root: Any) -> tuple[dict[str, Any], frozenset[str]]:
     values: dict[str, Any] = {}
     secret: set[str] = set()
     for name, value in root.outputs.items():
+        if not _has_outputs(value):  # plain data (e.g. 10,000 collector entries): nothing to await
+            values[name] = value
+            continue
         out = pulumi.Output.from_input(value)
         values[name] = _sync_await(out.future())
         if _sync_await(out.is_secret()):
             secret.add(name)
     return values, frozenset(secret)
+
+
+def _has_outputs(value: Any) -> bool:
+    import pulumi
+
+    if isinstance(value, dict):
+        return any(_has_outputs(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_outputs(v) for v in value)
+    return isinstance(value, pulumi.Output) or asyncio.isfuture(value) or asyncio.iscoroutine(value)
 
 
 def _evaluate_here(stack: str, project_dir: Path, program_dir: Path, config: dict[str, str],
@@ -293,7 +307,8 @@ def _evaluate_here(stack: str, project_dir: Path, program_dir: Path, config: dic
 
 def evaluate_stack(stack: str, project_dir: Path | None = None, *,
                    config: Mapping[str, str] | None = None, secret_keys: Iterable[str] | None = None,
-                   secrets: Mapping[str, str] | None = None, program_dir: Path | None = None) -> EvaluatedStack:
+                   secrets: Mapping[str, str] | None = None,
+                   program_dir: Path | None = None) -> EvaluatedStack:
     """Run the program for `stack` on the mock runtime and return its outputs and resources.
 
     By default the config is the real `Pulumi.<stack>.yaml` of `project_dir` (the repo); `config` and
@@ -315,7 +330,7 @@ def evaluate_stack(stack: str, project_dir: Path | None = None, *,
         asyncio.set_event_loop(loop)
         try:
             result.append(_evaluate_here(stack, project_dir, program, dict(config), keys, region))
-        except BaseException as e:  # noqa: BLE001 - handed to the calling thread
+        except BaseException as e:
             errors.append(e)
         finally:
             loop.close()
@@ -335,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     evaluated = evaluate_stack(args.stack, args.project_dir)
-    json.dump({"outputs": evaluated.outputs, "secretOutputs": sorted(evaluated.secret_outputs),
-               "resourceCounts": evaluated.count_by_type()}, sys.stdout, indent=2, sort_keys=True, default=str)
+    report = {"outputs": evaluated.outputs, "secretOutputs": sorted(evaluated.secret_outputs),
+              "resourceCounts": evaluated.count_by_type()}
+    json.dump(report, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
     return 0
 

@@ -27,7 +27,7 @@ class Registry(pulumi.ComponentResource):
     thing_type_name: pulumi.Output[str]
     root_group_name: pulumi.Output[str]
     site_group_names: dict[str, pulumi.Output[str]]
-    thing_names: dict[str, dict[str, pulumi.Output[str]]]
+    thing_names: dict[str, dict[str, str]]
     policy_name: pulumi.Output[str]
     policy_arn: pulumi.Output[str]
 
@@ -70,18 +70,22 @@ class Registry(pulumi.ComponentResource):
             ), opts=protect)
             self.site_group_names[site.name] = group.name
             self.thing_names[site.name] = {}
+            # Names are deterministic, so inputs are plain strings and ordering comes from depends_on:
+            # at 10,000 collectors, Output-valued inputs cost the mock runtime (and preview) measurably more.
+            thing_opts = pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection,
+                                                depends_on=[thing_type])
+            member_opts = pulumi.ResourceOptions(parent=self, depends_on=[group])
+            attributes = {"site": site.name, "env": cfg.environment}
             for collector in site.collectors:
                 key = f"{site.name}/{collector.name}"
+                name = names.thing(site.name, collector.name)
                 thing = aws.iot.Thing(f"thing/{key}", aws.iot.ThingArgs(
-                    name=names.thing(site.name, collector.name),
-                    thing_type_name=thing_type.name,
-                    attributes={"site": site.name, "env": cfg.environment},
-                ), opts=protect)
+                    name=name, thing_type_name=names.thing_type, attributes=attributes,
+                ), opts=thing_opts)
                 aws.iot.ThingGroupMembership(f"member/{key}", aws.iot.ThingGroupMembershipArgs(
-                    thing_group_name=group.name,
-                    thing_name=thing.name,
-                ), opts=child)
-                self.thing_names[site.name][collector.name] = thing.name
+                    thing_group_name=names.site_group(site.name), thing_name=name,
+                ), opts=pulumi.ResourceOptions.merge(member_opts, pulumi.ResourceOptions(depends_on=[thing])))
+                self.thing_names[site.name][collector.name] = name
 
         region = cfg.region or ""
         policy = aws.iot.Policy("collector-policy", aws.iot.PolicyArgs(

@@ -102,7 +102,7 @@ class DevCA:
     @classmethod
     def create(cls, directory: Path, name: str = "pm500 dev CA") -> DevCA:
         """Generate a new CA in `directory` (created if missing); refuses to overwrite an existing one."""
-        directory = Path(directory)
+        directory = Path(directory).absolute()  # servers read these paths from another cwd
         if (directory / CA_KEY_FILE).exists():
             raise FileExistsError(f"{directory / CA_KEY_FILE} exists; use DevCA.load() to reuse that CA")
         key = _new_key()
@@ -136,7 +136,7 @@ class DevCA:
     @classmethod
     def load(cls, directory: Path) -> DevCA:
         """Load the CA that `create` wrote to `directory`."""
-        directory = Path(directory)
+        directory = Path(directory).absolute()
         cert = x509.load_pem_x509_certificate((directory / CA_CERT_FILE).read_bytes())
         key = serialization.load_pem_private_key((directory / CA_KEY_FILE).read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -169,7 +169,8 @@ class DevCA:
             ip_addresses=[ipaddress.ip_address(ip) for ip in ip_addresses],
         )
         stem = file_stem(cn)
-        cert_path, key_path = Path(directory) / f"{stem}.pem", Path(directory) / f"{stem}.key"
+        directory = Path(directory).absolute()
+        cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
         write_private(key_path, _key_pem(key))
         write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return cert_path, key_path

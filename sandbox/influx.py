@@ -41,6 +41,7 @@ class InfluxServer(ChildServer):
     """
 
     name = "influxd"
+    debian_package = "influxdb"
 
     def __init__(self, workdir: Path, port: int | None = None, auth: bool = False) -> None:
         super().__init__(workdir, port)

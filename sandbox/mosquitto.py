@@ -52,6 +52,7 @@ class MosquittoBroker(ChildServer):
     """
 
     name = "mosquitto"
+    debian_package = "mosquitto"
 
     def __init__(
         self,
@@ -93,6 +94,8 @@ class MosquittoBroker(ChildServer):
             f"acl_file {self.acl_path}",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
+            # Default 1000: a slow observer would silently lose QoS 1 messages in a benchmark burst.
+            "max_queued_messages 0",
             "log_dest stdout",
             "log_type error",
             "log_type warning",

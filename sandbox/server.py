@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
@@ -35,10 +36,11 @@ class ChildServer(ABC):
     """
 
     name: str
+    debian_package: str  # named in the error when the binary is missing
     host = LOOPBACK
 
     def __init__(self, workdir: Path, port: int | None) -> None:
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).absolute()  # children run with cwd=workdir
         self._auto_port = port is None
         self.port = port if port is not None else free_port()
         self.log_path = self.workdir / f"{self.name}.log"
@@ -87,6 +89,12 @@ class ChildServer(ABC):
                 return
 
     def _start_once(self, timeout: float) -> None:
+        program = self._command()[0]
+        if shutil.which(program) is None:
+            raise ServerStartError(
+                f"{program} is not installed: install the Debian package {self.debian_package!r} "
+                "(./dev setup does it)"
+            )
         self._prepare()
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         process = ManagedProcess(self._command(), self.log_path, cwd=self.workdir)

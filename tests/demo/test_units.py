@@ -13,8 +13,9 @@ from collector.topics import DDATA, NBIRTH
 from demo import observe
 from demo.signals import Shutdown, stop_signals
 from demo.verdict import LEG_INFLUX, LEG_METERS, LEG_MQTT, judge
-from demo.workdir import MARKER, WorkdirError, prepare
+from demo.workdir import MARKER, WorkdirError, prepare, record_pids
 from sandbox.influx import InfluxServer
+from sandbox.procs import ManagedProcess
 
 THING = "local:plant:edge-1"
 
@@ -29,12 +30,27 @@ def _ddata(asset: str, seq: int, kw: float) -> tuple[str, bytes]:
 
 
 def test_workdir_is_recreated_from_scratch(tmp_path):
-    folder = prepare(tmp_path / "demo")
+    folder, _ = prepare(tmp_path / "demo")
     (folder / "logs" / "old.log").write_text("previous run")
-    again = prepare(tmp_path / "demo")
-    assert again == folder
+    again, leftovers = prepare(tmp_path / "demo")
+    assert again == folder and leftovers == []
     assert (again / MARKER).exists()
     assert list((again / "logs").iterdir()) == []
+
+
+def test_a_killed_runs_children_are_stopped_by_the_next_run_and_nothing_else(tmp_path):
+    folder, _ = prepare(tmp_path / "demo")
+    ours = ManagedProcess(["sleep", "300"], folder / "logs" / "sleep.log", cwd=folder).start()
+    unrelated = ManagedProcess(["sleep", "300"], tmp_path / "other.log", cwd=tmp_path).start()
+    try:
+        record_pids(folder, {"collector": ours.pid, "recycled pid": unrelated.pid})
+        _, leftovers = prepare(folder)
+        assert leftovers == [f"collector ({ours.pid})"]
+        assert ours.wait(timeout=30) == -signal.SIGKILL
+        assert unrelated.running
+    finally:
+        ours.stop()
+        unrelated.stop()
 
 
 def test_workdir_refuses_a_foreign_non_empty_folder(tmp_path):
@@ -85,7 +101,7 @@ def test_points_are_counted_per_asset_from_a_real_influxdb(tmp_path):
         assert snap.influx_error and "no_such_db" in snap.influx_error
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_first_stop_signal_raises_once_then_teardown_is_shielded(sig):
     before = signal.getsignal(sig)
     with stop_signals() as guard:

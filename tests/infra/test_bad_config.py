@@ -33,25 +33,45 @@ def _duplicate_collector() -> str:
 
 CASES = [
     ({"pm500:sites": None}, "pm500:sites: required"),
-    ({"pm500:kinesis": json.dumps({"shards": 0})}, "pm500:kinesis.shards: Input should be greater than or equal to 1"),
+    (
+        {"pm500:kinesis": json.dumps({"shards": 0})},
+        "pm500:kinesis.shards: Input should be greater than or equal to 1",
+    ),
     ({"pm500:kinesis": json.dumps({"capacityMode": "AUTO"})}, "pm500:kinesis.capacityMode: Input should be"),
     ({"pm500:kinesis": json.dumps({"retentionHours": 12})}, "pm500:kinesis.retentionHours"),
     ({"pm500:archive": json.dumps({"bufferSizeMb": 16})}, "pm500:archive.bufferSizeMb"),
     ({"pm500:kinesis": json.dumps({"shardz": 2})}, "pm500:kinesis.shardz: unknown field"),
     ({"pm500:sitez": "[]"}, "pm500:sitez: unknown config key"),
-    ({"pm500:sites": _sites(meter__host="not a host!")}, "pm500:sites[0].collectors[0].meters[0].host: expected host or IP"),
+    (
+        {"pm500:sites": _sites(meter__host="not a host!")},
+        "pm500:sites[0].collectors[0].meters[0].host: expected host or IP",
+    ),
     ({"pm500:sites": _sites(meter__port=70000)}, "pm500:sites[0].collectors[0].meters[0].port"),
     ({"pm500:sites": _sites(site__name="Plant_A")}, "pm500:sites[0].name: String should match pattern"),
-    ({"pm500:sites": _sites(collector__meters=[])}, "pm500:sites[0].collectors[0].meters: List should have at least 1"),
-    ({"pm500:sites": _duplicate_collector()}, "pm500:sites[0]: collectors[].name must be unique, repeated: edge-01"),
+    (
+        {"pm500:sites": _sites(collector__meters=[])},
+        "pm500:sites[0].collectors[0].meters: List should have at least 1",
+    ),
+    (
+        {"pm500:sites": _duplicate_collector()},
+        "pm500:sites[0]: collectors[].name must be unique, repeated: edge-01",
+    ),
     ({"pm500:sites": _sites(meter__asset=None)}, "pm500:sites[0].collectors[0].meters[0].asset"),
-    ({"pm500:sites": "[{\"name\": \"plant-a\""}, "pm500:sites: not valid JSON"),
-    ({"pm500:features": json.dumps({"edge": True})}, "features.edge is on but sites have no edge host: plant-a, plant-b"),
-    ({"pm500:provisioning": json.dumps({"preProvisioningHookLambdaArn": "my-function"})},
-     "pm500:provisioning.preProvisioningHookLambdaArn"),
+    ({"pm500:sites": '[{"name": "plant-a"'}, "pm500:sites: not valid JSON"),
+    (
+        {"pm500:features": json.dumps({"edge": True})},
+        "features.edge is on but sites have no edge host: plant-a, plant-b",
+    ),
+    (
+        {"pm500:provisioning": json.dumps({"preProvisioningHookLambdaArn": "my-function"})},
+        "pm500:provisioning.preProvisioningHookLambdaArn",
+    ),
     ({"aws:region": None}, "aws:region: required"),
     ({"aws:region": "Europe"}, "aws:region: String should match pattern"),
-    ({"pm500:inventory": "inventory/nothing-here/*.yaml"}, "pm500:inventory: set either pm500:sites or pm500:inventory, not both"),
+    (
+        {"pm500:inventory": "inventory/nothing-here/*.yaml"},
+        "pm500:inventory: set either pm500:sites or pm500:inventory, not both",
+    ),
 ]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from infra.mock_runtime import PROJECT_DIR
 
-RUNNER = '''
+RUNNER = """
 import json, pathlib, sys
 repo = pathlib.Path(sys.argv[1]).resolve()
 on_path = [p for p in sys.path if p and pathlib.Path(p).resolve() == repo]
@@ -19,7 +19,7 @@ from infra.mock_runtime import evaluate_stack
 evaluated = evaluate_stack("staging", program_dir=pathlib.Path.cwd())
 print(json.dumps({"repo_on_path": on_path, "things": evaluated.outputs["thingNames"],
                   "types": sorted({r.type for r in evaluated.resources})}))
-'''
+"""
 
 
 def test_program_runs_from_its_folder_with_absolute_imports(tmp_path: Path) -> None:
@@ -28,13 +28,19 @@ def test_program_runs_from_its_folder_with_absolute_imports(tmp_path: Path) -> N
     python = PROJECT_DIR / ".venv" / "bin" / "python"
     done = subprocess.run(
         [str(python if python.exists() else Path(sys.executable)), str(runner), str(PROJECT_DIR)],
-        cwd=PROJECT_DIR / "infra", capture_output=True, text=True, timeout=300,
+        cwd=PROJECT_DIR / "infra",
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["repo_on_path"] == []
-    assert result["things"]["plant-b"] == {"edge-01": "staging:plant-b:edge-01", "edge-02": "staging:plant-b:edge-02"}
+    assert result["things"]["plant-b"] == {
+        "edge-01": "staging:plant-b:edge-01",
+        "edge-02": "staging:plant-b:edge-02",
+    }
     assert "aws:iot/topicRule:TopicRule" in result["types"]
 
 

@@ -29,7 +29,7 @@ ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 
 def _config(stack: str) -> StackConfig:
     """The same config the program saw, validated independently of the program."""
-    config, secrets = load_stack_config_file(stack)
+    config, _ = load_stack_config_file(stack)
     values = {k.removeprefix("pm500:"): v for k, v in config.items() if k.startswith("pm500:")}
     return parse_stack_config(values, stack=stack, project_dir=PROJECT_DIR, region=config["aws:region"])
 
@@ -75,7 +75,10 @@ def test_prod_is_bigger_and_safer_than_staging(staging: EvaluatedStack, prod: Ev
     assert p.kinesis.retention_hours > s.kinesis.retention_hours
     assert p.kinesis.capacity_mode == "ON_DEMAND" and s.kinesis.capacity_mode == "PROVISIONED"
     stream = prod.one("aws:kinesis/stream:Stream")
-    assert stream.inputs["streamModeDetails"] == {"streamMode": "ON_DEMAND"} and "shardCount" not in stream.inputs
+    assert (
+        stream.inputs["streamModeDetails"] == {"streamMode": "ON_DEMAND"}
+        and "shardCount" not in stream.inputs
+    )
     assert staging.one("aws:kinesis/stream:Stream").inputs["shardCount"] == s.kinesis.shards
     assert p.deletion_protection and not s.deletion_protection
     assert prod.one("aws:dynamodb/table:Table").inputs["deletionProtectionEnabled"] is True
@@ -85,7 +88,11 @@ def test_every_resource_is_parented_to_a_component(stack: EvaluatedStack) -> Non
     by_urn = stack.by_urn()
     components = {r.urn for r in stack.resources if not r.custom}
     assert {r.type for r in stack.resources if not r.custom} >= {
-        "pm500:iot:Registry", "pm500:iot:Provisioning", "pm500:data:DataRoutes", "pm500:data:Archive"}
+        "pm500:iot:Registry",
+        "pm500:iot:Provisioning",
+        "pm500:data:DataRoutes",
+        "pm500:data:Archive",
+    }
     for r in stack.resources:
         if r.custom:
             assert r.parent in components, f"{r.type} {r.name} is not under a component"
@@ -111,7 +118,9 @@ def test_things_named_by_stack_site_collector_with_attributes_and_group(stack: E
             assert thing.inputs["attributes"] == {"site": site.name, "env": cfg.environment}
             assert thing.inputs["thingTypeName"] == f"pm500-{cfg.stack}-collector"
             assert members[f"member/{key}"].inputs == {
-                "thingGroupName": site_group.inputs["name"], "thingName": thing.inputs["name"]}
+                "thingGroupName": site_group.inputs["name"],
+                "thingName": thing.inputs["name"],
+            }
     thing_type = stack.one("aws:iot/thingType:ThingType")
     assert thing_type.inputs["properties"]["searchableAttributes"] == ["site", "env"]
 
@@ -123,12 +132,21 @@ def test_iot_policy_is_rendered_from_the_topic_templates(stack: EvaluatedStack) 
     by_sid = {s["Sid"]: s for s in doc["Statement"]}
     assert by_sid["ConnectAsOwnThing"]["Resource"] == [f"{arn}:client/{var}"]
     assert by_sid["ConnectAsOwnThing"]["Condition"] == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
-    assert by_sid["PublishOwnTopics"]["Resource"] == [f"{arn}:topic/{t}" for t in iot_policy_topics("publish")]
+    assert by_sid["PublishOwnTopics"]["Resource"] == [
+        f"{arn}:topic/{t}" for t in iot_policy_topics("publish")
+    ]
     assert by_sid["SubscribeOwnTopics"]["Resource"] == [
-        f"{arn}:topicfilter/{t}" for t in iot_policy_topics("subscribe")]
-    assert by_sid["ReceiveOwnTopics"]["Resource"] == [f"{arn}:topic/{t}" for t in iot_policy_topics("subscribe")]
+        f"{arn}:topicfilter/{t}" for t in iot_policy_topics("subscribe")
+    ]
+    assert by_sid["ReceiveOwnTopics"]["Resource"] == [
+        f"{arn}:topic/{t}" for t in iot_policy_topics("subscribe")
+    ]
     assert {a for s in doc["Statement"] for a in s["Action"]} == {
-        "iot:Connect", "iot:Publish", "iot:Subscribe", "iot:Receive"}
+        "iot:Connect",
+        "iot:Publish",
+        "iot:Subscribe",
+        "iot:Receive",
+    }
     # AWS IoT policy documents are capped at 2048 characters (whitespace excluded).
     assert len(json.dumps(doc, separators=(",", ":"))) <= 2048
 
@@ -142,7 +160,9 @@ def test_topic_rules_take_only_this_stacks_ddata(stack: EvaluatedStack) -> None:
         assert sql.endswith(f"WHERE startswith(topic(4), '{stack.stack}:')")
         assert rule.inputs["sqlVersion"] == "2016-03-23" and rule.inputs["enabled"] is True
         assert rule.inputs["name"].startswith(f"pm500_{stack.stack}_")
-        assert set(rule.inputs["name"]) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+        assert set(rule.inputs["name"]) <= set(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+        )
         error = rule.inputs["errorAction"]["cloudwatchLogs"]
         assert error["logGroupName"] == f"/aws/iot/pm500-{stack.stack}/rule-errors"
     kinesis = stack.one(RULE, "rule/ddata_kinesis").inputs["kineses"][0]
@@ -182,11 +202,18 @@ def test_data_stores_are_encrypted_versioned_and_private(stack: EvaluatedStack) 
     bucket = stack.one("aws:s3/bucket:Bucket")
     bucket_name = stack.outputs[outputs.ARCHIVE_BUCKET]
     pab = stack.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
-    assert pab == {"bucket": bucket_name, "blockPublicAcls": True, "blockPublicPolicy": True,
-                   "ignorePublicAcls": True, "restrictPublicBuckets": True}
+    assert pab == {
+        "bucket": bucket_name,
+        "blockPublicAcls": True,
+        "blockPublicPolicy": True,
+        "ignorePublicAcls": True,
+        "restrictPublicBuckets": True,
+    }
     sse = stack.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
     assert sse.inputs["rules"][0]["applyServerSideEncryptionByDefault"] == {
-        "sseAlgorithm": "aws:kms", "kmsMasterKeyId": key_arn}
+        "sseAlgorithm": "aws:kms",
+        "kmsMasterKeyId": key_arn,
+    }
     versioning = stack.one("aws:s3/bucketVersioning:BucketVersioning").inputs
     assert versioning["versioningConfiguration"] == {"status": "Enabled"}
     tls = _doc(stack.one("aws:s3/bucketPolicy:BucketPolicy"))["Statement"][0]
@@ -199,8 +226,11 @@ def test_firehose_writes_partitioned_gzip_json(stack: EvaluatedStack) -> None:
     cfg = _config(stack.stack)
     fh = stack.one("aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream").inputs
     s3 = fh["extendedS3Configuration"]
-    assert fh["serverSideEncryption"] == {"enabled": True, "keyType": "CUSTOMER_MANAGED_CMK",
-                                          "keyArn": stack.outputs[outputs.KMS_KEY_ARN]}
+    assert fh["serverSideEncryption"] == {
+        "enabled": True,
+        "keyType": "CUSTOMER_MANAGED_CMK",
+        "keyArn": stack.outputs[outputs.KMS_KEY_ARN],
+    }
     assert s3["compressionFormat"] == "GZIP"
     assert s3["prefix"].startswith("site=!{partitionKeyFromQuery:site}/year=")
     assert s3["errorOutputPrefix"].startswith("errors/")
@@ -218,7 +248,10 @@ def test_provisioning_template_registers_this_stacks_things(stack: EvaluatedStac
     body = json.loads(template["templateBody"])
     thing = body["Resources"]["thing"]["Properties"]
     assert thing["ThingName"] == {"Fn::Join": [":", [stack.stack, {"Ref": "Site"}, {"Ref": "Collector"}]]}
-    assert body["Resources"]["policy"]["Properties"]["PolicyName"] == stack.outputs[outputs.COLLECTOR_POLICY_NAME]
+    assert (
+        body["Resources"]["policy"]["Properties"]["PolicyName"]
+        == stack.outputs[outputs.COLLECTOR_POLICY_NAME]
+    )
     assert body["Resources"]["certificate"]["Properties"]["Status"] == "ACTIVE"
     assert "preProvisioningHook" not in template  # not configured in either stack
 
@@ -232,7 +265,8 @@ def test_outputs_carry_what_the_cli_needs(stack: EvaluatedStack) -> None:
     assert out[outputs.ROOT_THING_GROUP] == f"pm500-{stack.stack}"
     assert out[outputs.SITE_THING_GROUPS] == {s.name: f"pm500-{stack.stack}-{s.name}" for s in cfg.sites}
     assert out[outputs.THING_NAMES] == {
-        s.name: {c.name: thing_name(stack.stack, s.name, c.name) for c in s.collectors} for s in cfg.sites}
+        s.name: {c.name: thing_name(stack.stack, s.name, c.name) for c in s.collectors} for s in cfg.sites
+    }
     assert out[outputs.COLLECTORS] == outputs.collectors_output(cfg)
     for entry in out[outputs.COLLECTORS].values():
         parsed = outputs.CollectorOutput.model_validate(entry)
@@ -251,9 +285,11 @@ def test_outputs_carry_what_the_cli_needs(stack: EvaluatedStack) -> None:
 def test_staging_and_prod_share_no_physical_name(staging: EvaluatedStack, prod: EvaluatedStack) -> None:
     def physical(stack: EvaluatedStack) -> set[str]:
         # Log streams are named inside their (stack-prefixed) log group, so they are not account-wide.
-        return {str(r.inputs["name"]) for r in stack.resources
-                if r.custom and "name" in r.inputs and r.type != "aws:cloudwatch/logStream:LogStream"} | {
-            stack.outputs[outputs.ARCHIVE_BUCKET]}
+        return {
+            str(r.inputs["name"])
+            for r in stack.resources
+            if r.custom and "name" in r.inputs and r.type != "aws:cloudwatch/logStream:LogStream"
+        } | {stack.outputs[outputs.ARCHIVE_BUCKET]}
 
     s, p = physical(staging), physical(prod)
     assert not s & p
@@ -267,8 +303,9 @@ def test_reordering_sites_and_collectors_replaces_nothing() -> None:
     config, secret_keys = load_stack_config_file("staging")
     sites = json.loads(config["pm500:sites"])
     shuffled = [{**s, "collectors": list(reversed(s["collectors"]))} for s in reversed(sites)]
-    reordered = evaluate_stack("staging", config={**config, "pm500:sites": json.dumps(shuffled)},
-                               secret_keys=secret_keys)
+    reordered = evaluate_stack(
+        "staging", config={**config, "pm500:sites": json.dumps(shuffled)}, secret_keys=secret_keys
+    )
     original = evaluate_stack("staging")
 
     def by_urn(stack: EvaluatedStack) -> dict[str, dict[str, Any]]:
@@ -294,8 +331,11 @@ def test_optional_features_add_pipe_and_latest_table(prod: EvaluatedStack) -> No
 def test_pre_provisioning_hook_when_configured() -> None:
     config, secret_keys = load_stack_config_file("staging")
     hook = "arn:aws:lambda:eu-west-1:123456789012:function:pm500-claim-check"
-    evaluated = evaluate_stack("staging", config={**config, "pm500:provisioning": json.dumps(
-        {"preProvisioningHookLambdaArn": hook})}, secret_keys=secret_keys)
+    evaluated = evaluate_stack(
+        "staging",
+        config={**config, "pm500:provisioning": json.dumps({"preProvisioningHookLambdaArn": hook})},
+        secret_keys=secret_keys,
+    )
     template = evaluated.one("aws:iot/provisioningTemplate:ProvisioningTemplate").inputs
     assert template["preProvisioningHook"] == {"targetArn": hook, "payloadVersion": "2020-04-01"}
     permission = evaluated.one("aws:lambda/permission:Permission").inputs
@@ -316,8 +356,9 @@ def test_secure_values_in_a_stack_file_are_passed_as_secrets(tmp_path: Any) -> N
     sites = json.loads(load_stack_config_file("staging")[0]["pm500:sites"])
     text = text.split("  pm500:sites:")[0] + "  pm500:sites:\n    secure: v1:AAAAbm90LXJlYWw=\n"
     (tmp_path / "Pulumi.staging.yaml").write_text(text)
-    config, secret_keys = load_stack_config_file(
-        "staging", tmp_path, secrets={"pm500:sites": json.dumps(sites)})
+    _, secret_keys = load_stack_config_file(
+        "staging", tmp_path, secrets={"pm500:sites": json.dumps(sites)}
+    )
     assert secret_keys == ["pm500:sites"]
     evaluated = evaluate_stack("staging", tmp_path, secrets={"pm500:sites": json.dumps(sites)})
     assert outputs.COLLECTORS in evaluated.secret_outputs

@@ -31,8 +31,11 @@ class Res:
 
 def _resources(stack: EvaluatedStack) -> list[Res]:
     # Mocked ids equal the provider-assigned physical names (e.g. the auto-named bucket).
-    return [Res(r.type, {**copy.deepcopy(r.inputs), "id": r.id}, r.urn, r.name)
-            for r in stack.resources if r.custom]
+    return [
+        Res(r.type, {**copy.deepcopy(r.inputs), "id": r.id}, r.urn, r.name)
+        for r in stack.resources
+        if r.custom
+    ]
 
 
 @pytest.fixture(scope="module", params=["staging", "prod"])
@@ -40,8 +43,9 @@ def resources(request: pytest.FixtureRequest) -> list[Res]:
     return _resources(evaluate_stack(request.param))
 
 
-def _mutate(resources: list[Res], type_: str, change: Callable[[dict[str, Any]], None],
-            name: str | None = None) -> list[Res]:
+def _mutate(
+    resources: list[Res], type_: str, change: Callable[[dict[str, Any]], None], name: str | None = None
+) -> list[Res]:
     out = []
     hit = False
     for r in resources:
@@ -60,6 +64,7 @@ def _json_edit(prop: str, edit: Callable[[dict[str, Any]], None]) -> Callable[[d
         doc = json.loads(props[prop])
         edit(doc)
         props[prop] = json.dumps(doc)
+
     return change
 
 
@@ -68,42 +73,90 @@ def test_real_stacks_pass_every_policy(resources: list[Res]) -> None:
 
 
 BROKEN: list[tuple[str, Callable[[list[Res]], list[Res]], str]] = [
-    ("pm500-encryption-at-rest",
-     lambda rs: _mutate(rs, v.STREAM, lambda p: p.pop("encryptionType")), "Kinesis stream"),
-    ("pm500-encryption-at-rest",
-     lambda rs: _mutate(rs, v.FIREHOSE, lambda p: p["serverSideEncryption"].update(enabled=False)), "Firehose"),
-    ("pm500-encryption-at-rest",
-     lambda rs: [r for r in rs if r.resource_type != v.BUCKET_SSE], "no server-side encryption"),
-    ("pm500-s3-public-access-blocked",
-     lambda rs: _mutate(rs, v.BUCKET_PAB, lambda p: p.update(restrictPublicBuckets=False)), "public access"),
-    ("pm500-s3-public-access-blocked",
-     lambda rs: [r for r in rs if r.resource_type != v.BUCKET_PAB], "public access"),
-    ("pm500-iam-no-wildcard-writes",
-     lambda rs: _mutate(rs, "aws:iam/rolePolicy:RolePolicy", _json_edit(
-         "policy", lambda d: d["Statement"][0].update(Resource="*")), "rule-policy/ddata_kinesis"),
-     "kinesis:PutRecord on Resource '*'"),
-    ("pm500-iot-policy-thing-name",
-     lambda rs: _mutate(rs, v.IOT_POLICY, _json_edit(
-         "policy", lambda d: d["Statement"][1]["Resource"].append("arn:aws:iot:eu-west-1:1:topic/spBv1.0/#"))),
-     "not scoped"),
-    ("pm500-iot-policy-thing-name",
-     lambda rs: _mutate(rs, v.IOT_POLICY, _json_edit("policy", lambda d: d["Statement"][0].pop("Condition"))),
-     "IsAttached"),
-    ("pm500-iot-policy-thing-name",
-     lambda rs: _mutate(rs, v.IOT_POLICY, _json_edit(
-         "policy", lambda d: d["Statement"][0].update(Resource=["arn:aws:iot:eu-west-1:1:client/*"]))),
-     "connect only as"),
-    ("pm500-rules-error-actions",
-     lambda rs: _mutate(rs, v.TOPIC_RULE, lambda p: p.pop("errorAction")), "errorAction"),
-    ("pm500-no-certificates",
-     lambda rs: [*rs, Res(v.IOT_CERTIFICATE, {"active": True}, "urn:x::cert", "cert")], "not allowed"),
+    (
+        "pm500-encryption-at-rest",
+        lambda rs: _mutate(rs, v.STREAM, lambda p: p.pop("encryptionType")),
+        "Kinesis stream",
+    ),
+    (
+        "pm500-encryption-at-rest",
+        lambda rs: _mutate(rs, v.FIREHOSE, lambda p: p["serverSideEncryption"].update(enabled=False)),
+        "Firehose",
+    ),
+    (
+        "pm500-encryption-at-rest",
+        lambda rs: [r for r in rs if r.resource_type != v.BUCKET_SSE],
+        "no server-side encryption",
+    ),
+    (
+        "pm500-s3-public-access-blocked",
+        lambda rs: _mutate(rs, v.BUCKET_PAB, lambda p: p.update(restrictPublicBuckets=False)),
+        "public access",
+    ),
+    (
+        "pm500-s3-public-access-blocked",
+        lambda rs: [r for r in rs if r.resource_type != v.BUCKET_PAB],
+        "public access",
+    ),
+    (
+        "pm500-iam-no-wildcard-writes",
+        lambda rs: _mutate(
+            rs,
+            "aws:iam/rolePolicy:RolePolicy",
+            _json_edit("policy", lambda d: d["Statement"][0].update(Resource="*")),
+            "rule-policy/ddata_kinesis",
+        ),
+        "kinesis:PutRecord on Resource '*'",
+    ),
+    (
+        "pm500-iot-policy-thing-name",
+        lambda rs: _mutate(
+            rs,
+            v.IOT_POLICY,
+            _json_edit(
+                "policy",
+                lambda d: d["Statement"][1]["Resource"].append("arn:aws:iot:eu-west-1:1:topic/spBv1.0/#"),
+            ),
+        ),
+        "not scoped",
+    ),
+    (
+        "pm500-iot-policy-thing-name",
+        lambda rs: _mutate(
+            rs, v.IOT_POLICY, _json_edit("policy", lambda d: d["Statement"][0].pop("Condition"))
+        ),
+        "IsAttached",
+    ),
+    (
+        "pm500-iot-policy-thing-name",
+        lambda rs: _mutate(
+            rs,
+            v.IOT_POLICY,
+            _json_edit(
+                "policy", lambda d: d["Statement"][0].update(Resource=["arn:aws:iot:eu-west-1:1:client/*"])
+            ),
+        ),
+        "connect only as",
+    ),
+    (
+        "pm500-rules-error-actions",
+        lambda rs: _mutate(rs, v.TOPIC_RULE, lambda p: p.pop("errorAction")),
+        "errorAction",
+    ),
+    (
+        "pm500-no-certificates",
+        lambda rs: [*rs, Res(v.IOT_CERTIFICATE, {"active": True}, "urn:x::cert", "cert")],
+        "not allowed",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("policy", "breaker", "message"), BROKEN,
-                         ids=[f"{b[0]}-{i}" for i, b in enumerate(BROKEN)])
-def test_each_policy_catches_its_fault(resources: list[Res], policy: str,
-                                       breaker: Callable[[list[Res]], list[Res]], message: str) -> None:
+@pytest.mark.parametrize(
+    ("policy", "breaker", "message"), BROKEN, ids=[f"{b[0]}-{i}" for i, b in enumerate(BROKEN)]
+)
+def test_each_policy_catches_its_fault(
+    resources: list[Res], policy: str, breaker: Callable[[list[Res]], list[Res]], message: str
+) -> None:
     results = v.validate_all(breaker(resources))
     assert [m for m, _ in results[policy]] and all(message in m for m, _ in results[policy]), results[policy]
     assert all(not found for name, found in results.items() if name != policy)
@@ -117,8 +170,9 @@ def test_unknown_values_during_preview_are_skipped() -> None:
 def test_bucket_link_by_property_dependency() -> None:
     """In a preview the bucket name may be unknown: the link comes from property dependencies."""
     bucket = Res(v.BUCKET, {}, "urn:bucket", "archive")
-    pab = Res(v.BUCKET_PAB, {flag: True for flag in v.PUBLIC_ACCESS_FLAGS}, "urn:pab", "pab",
-              {"bucket": [bucket]})
+    pab = Res(
+        v.BUCKET_PAB, {flag: True for flag in v.PUBLIC_ACCESS_FLAGS}, "urn:pab", "pab", {"bucket": [bucket]}
+    )
     assert v.public_access_blocked([bucket, pab]) == []
     assert v.public_access_blocked([bucket]) != []
 
@@ -136,12 +190,16 @@ def test_pack_registers_every_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     by_name = {p.name: p for p in pack["policies"]}
     by_name["pm500-no-certificates"].validate(
         pulumi_policy.StackValidationArgs(resources=[cert]),  # type: ignore[list-item]
-        lambda message, urn=None: violations.append((message, urn)))
-    assert violations == [("cert: aws:iot/certificate resources are not allowed (certificates come from the CLI)",
-                           "urn:cert")]
+        lambda message, urn=None: violations.append((message, urn)),
+    )
+    assert violations == [
+        ("cert: aws:iot/certificate resources are not allowed (certificates come from the CLI)", "urn:cert")
+    ]
 
 
 def test_policy_pack_file_points_at_the_project_venv() -> None:
     text = (PROJECT_DIR / "policy" / "PulumiPolicy.yaml").read_text()
     assert "runtime:" in text and "python" in text
-    assert Path(PROJECT_DIR / "policy" / text.split("virtualenv:")[1].strip()).resolve() == PROJECT_DIR / ".venv"
+    assert (
+        Path(PROJECT_DIR / "policy" / text.split("virtualenv:")[1].strip()).resolve() == PROJECT_DIR / ".venv"
+    )

@@ -17,7 +17,7 @@ from sandbox.mosquitto import OBSERVER_CN, MosquittoBroker, render_acl
 from sandbox.mqtt import MqttError, Recorder, close_client, tls_client
 from sandbox.net import listening_sockets
 from sandbox.procs import running_processes
-from sandbox.server import PortInUseError
+from sandbox.server import PortInUseError, ServerStartError
 
 EDGE_01 = thing_name("staging", "plant-a", "edge-01")
 EDGE_02 = thing_name("staging", "plant-a", "edge-02")
@@ -202,3 +202,20 @@ def test_persistence_keeps_retained_messages_across_restart(dev_ca: DevCA, tmp_p
         cert, key = broker.observer_credentials(tmp_path / "observer")
         with Recorder(broker.host, broker.port, broker.ca_file, cert, key) as late_observer:
             assert [m.payload for m in late_observer.wait_for_topic(topic)] == [b"birth"]
+
+
+def test_relative_paths_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker runs with cwd=workdir: paths given relative to the caller must still resolve."""
+    monkeypatch.chdir(tmp_path)
+    ca = DevCA.create(Path("ca"))
+    with MosquittoBroker(Path("var/mosquitto"), ca) as broker:
+        cert, key = broker.observer_credentials(Path("observer"))
+        with Recorder(broker.host, broker.port, broker.ca_file, cert, key) as recorder:
+            assert recorder.live
+
+
+def test_missing_binary_names_the_package(dev_ca: DevCA, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sandbox.mosquitto.MOSQUITTO_BIN", "mosquitto-not-installed-pm500")
+    with pytest.raises(ServerStartError, match="Debian package 'mosquitto'"):
+        MosquittoBroker(tmp_path / "b", dev_ca).start()
