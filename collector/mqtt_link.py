@@ -3,7 +3,8 @@
 - MQTT 3.1.1, TLS 1.2+, client certificate; the server certificate is verified against `mqtt.ca_file`
   with hostname checking on.
 - NDEATH is the last will (QoS 1); on every CONNACK the link publishes NBIRTH, then lets the owner
-  publish its DBIRTHs (`on_connected`), then subscribes to NCMD.
+  publish its DBIRTHs (`on_connected`), then subscribes to NCMD, then tells the owner it may publish
+  data (`on_online`), so DDATA never precedes the births and a backlog drain starts at once.
 - Reconnects itself with exponential backoff and full jitter (paho's own reconnect has no jitter):
   paho's network thread (`loop_start`) runs one connection; when it ends, our supervisor thread waits
   the jittered delay and starts the next. Every socket write then happens on paho's thread (its
@@ -52,6 +53,7 @@ class MqttLink:
         on_puback: Callable[[int], None],
         on_connected: Callable[[], None] = lambda: None,
         on_command: Callable[[bytes], None] = lambda payload: None,
+        on_online: Callable[[], None] = lambda: None,
         max_inflight: int = 256,
         backoff: Backoff | None = None,
     ) -> None:
@@ -60,6 +62,7 @@ class MqttLink:
         self._on_puback = on_puback
         self._on_connected = on_connected
         self._on_command = on_command
+        self._on_online = on_online
         self._backoff = backoff or Backoff(base_s=0.5, cap_s=30.0)
         self.connected = threading.Event()
         self._stopping = threading.Event()
@@ -162,6 +165,7 @@ class MqttLink:
         self._on_connected()
         client.subscribe(topics.NCMD.render(self._thing), qos=QOS)
         self.connected.set()
+        self._on_online()  # births are queued first: the owner may now publish data
 
     def _handle_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object

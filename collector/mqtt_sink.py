@@ -54,6 +54,7 @@ class MqttSink:
             on_puback=self._puback,
             on_connected=self._publish_births,
             on_command=lambda payload: self.on_command(payload),
+            on_online=self._wake.set,
             max_inflight=window + len(self._meters) + 2,
         )
 

@@ -208,16 +208,16 @@ def _make_mocks(region: str, account: str) -> Any:
             return mock_state(args.typ, args.name, args.inputs, region, account)
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:
-            token = args.token  # an invoke token (function name), not a credential
-            if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            function = args.token  # the invoked function, e.g. aws:iot/getEndpoint:getEndpoint
+            if function == "aws:index/getCallerIdentity:getCallerIdentity":
                 return {"accountId": account, "arn": f"arn:aws:iam::{account}:user/mock",
                         "userId": "AIDAMOCKUSER", "id": account}, []
-            if token == "aws:iot/getEndpoint:getEndpoint":
+            if function == "aws:iot/getEndpoint:getEndpoint":
                 return {"endpointAddress": f"a1b2c3d4e5f6g7-ats.iot.{region}.amazonaws.com",
                         "endpointType": args.args.get("endpointType"), "id": region}, []
-            if token == "aws:index/getRegion:getRegion":
+            if function == "aws:index/getRegion:getRegion":
                 return {"region": region, "name": region, "id": region}, []
-            if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            if function == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
                 return {"userName": "AWS", "password": "mock-ecr-token", "authorizationToken": "bW9jaw==",
                         "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com",
                         "expiresAt": "2030-01-01T00:00:00Z", "id": region}, []

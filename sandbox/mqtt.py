@@ -181,14 +181,17 @@ class Recorder:
         with self._changed:
             return [m for m in self._messages if topic_prefix is None or m.topic.startswith(topic_prefix)]
 
-    def wait_for(self, predicate: Callable[[list[Message]], bool], timeout: float = 30.0) -> list[Message]:
-        """Block until `predicate(messages so far)` is true; return that snapshot.
+    def wait_for(
+        self, predicate: Callable[[Sequence[Message]], bool], timeout: float = 30.0
+    ) -> list[Message]:
+        """Block until `predicate(messages so far)` is true; return a snapshot of the messages.
 
+        The predicate is re-checked on every arrival and sees the live list (read-only, lock held).
         Raises `TimeoutError` (listing what did arrive) if it is still false after `timeout` seconds.
         """
         deadline = time.monotonic() + timeout
         with self._changed:
-            while not predicate(list(self._messages)):
+            while not predicate(self._messages):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     topics = sorted({m.topic for m in self._messages})
@@ -201,7 +204,15 @@ class Recorder:
 
     def wait_for_topic(self, topic_prefix: str, count: int = 1, timeout: float = 30.0) -> list[Message]:
         """Block until `count` messages arrived under `topic_prefix`; return those messages."""
-        self.wait_for(lambda ms: sum(m.topic.startswith(topic_prefix) for m in ms) >= count, timeout)
+        seen = {"scanned": 0, "matched": 0}  # only new arrivals are scanned: linear in a long burst
+
+        def enough(messages: Sequence[Message]) -> bool:
+            for m in messages[seen["scanned"] :]:
+                seen["matched"] += m.topic.startswith(topic_prefix)
+            seen["scanned"] = len(messages)
+            return seen["matched"] >= count
+
+        self.wait_for(enough, timeout)
         return self.messages(topic_prefix)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:

@@ -12,8 +12,6 @@ from sandbox.net import LOOPBACK, free_port
 from sandbox.procs import ManagedProcess
 
 START_TIMEOUT = 30.0  # generous: the CI machine has 2 shared cores
-
-
 _PORT_ATTEMPTS = 3  # free_port() can race with another process picking the same port
 
 

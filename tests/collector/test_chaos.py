@@ -25,6 +25,7 @@ from sandbox.mosquitto import MosquittoBroker
 from sandbox.mqtt import Message, Recorder
 from tests.collector.harness import (
     SITE,
+    THING,
     CollectorProcess,
     PersistentObserver,
     Simulator,
@@ -51,9 +52,9 @@ def committed_seqs(buffer_path: Path) -> dict[str, int]:
 
 
 def pending(buffer_path: Path, sink: str) -> int:
-    column = {"mqtt": "pending_mqtt", "influx": "pending_influx"}[sink]
+    table = {"mqtt": "pending_mqtt", "influx": "pending_influx"}[sink]
     with sqlite3.connect(buffer_path) as db:
-        return int(db.execute(f"SELECT COUNT(*) FROM readings WHERE {column} = 1").fetchone()[0])  # noqa: S608
+        return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
 
 
 def influx_counts(influx: InfluxServer, db: str) -> dict[str, int]:
@@ -215,7 +216,7 @@ def test_collector_kill9_during_backlog_drain(
     collector = CollectorProcess(config, tmp_path)
     backlog = 10_000
     values = {m.name: 1.0 for m in METRICS}
-    buffer = Buffer(collector.buffer_path, 256 * 1024 * 1024)
+    buffer = Buffer(collector.buffer_path, 256 * 1024 * 1024, THING)
     now = int(time.time() * 1000) - backlog * 10
     buffer.append_many(
         Reading(SITE, f"meter-{i % 2}", f"F{i % 2}", now + i * 5, values) for i in range(backlog)

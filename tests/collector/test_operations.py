@@ -133,7 +133,7 @@ def fake_influx() -> Iterator[FakeInflux]:
 
 
 def test_influx_sink_retries_keeps_rows_and_acks_only_204(tmp_path: Path, fake_influx: FakeInflux) -> None:
-    buffer = Buffer(tmp_path / "b.sqlite", 16 * 1024 * 1024, sinks=("influx",))
+    buffer = Buffer(tmp_path / "b.sqlite", 16 * 1024 * 1024, "test:plant-a:edge-01", sinks=("influx",))
     cfg = InfluxConfig(url=fake_influx.url, database="db1", username="u", password="s3cret", batch_size=3)  # type: ignore[arg-type]
     buffer.append_many(Reading("plant-a", "m1", "F1", 1000 + i, {"frequency": 50.0}) for i in range(4))
     sink = InfluxSink(cfg, buffer)

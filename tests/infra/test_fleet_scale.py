@@ -70,8 +70,8 @@ def test_inventory_yaml_and_duplicate_site_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^inventory/site-001.yaml: not valid YAML"):
         evaluate_stack(STACK, tmp_path)
     (inventory / "site-001.yaml").write_text((inventory / "site-000.yaml").read_text())
-    with pytest.raises(ConfigError, match=r"inventory/site-001.yaml: name: site 'site-000' is also defined in "
-                                          r"inventory/site-000.yaml"):
+    duplicate = r"inventory/site-001.yaml: name: site 'site-000' is also defined in inventory/site-000.yaml"
+    with pytest.raises(ConfigError, match=duplicate):
         evaluate_stack(STACK, tmp_path)
 
 
