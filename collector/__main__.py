@@ -7,6 +7,7 @@ stderr; restarting will not help, fix the config), 1 health check failed.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -32,9 +33,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_thread_death(args: threading.ExceptHookArgs) -> None:
+    """A worker thread killed by an uncaught error: one JSON log line (health reports it as failing)."""
+    logging.getLogger("collector").critical(
+        "thread died",
+        exc_info=args.exc_value or True,
+        extra={"thread": args.thread.name if args.thread is not None else None},
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.debug)
+    threading.excepthook = _log_thread_death
     try:
         cfg = load_config(args.config, os.environ)
         if args.healthcheck:

@@ -126,9 +126,7 @@ class MqttLink:
         host, port = self._cfg.mqtt.endpoint, self._cfg.mqtt.port
         while not self._stopping.is_set():
             # The will's timestamp is the moment we (re)connect: the last time we know we were alive.
-            self._client.will_set(
-                topics.NDEATH.render(self._thing), self._node_state(online=False), qos=QOS
-            )
+            self._client.will_set(topics.NDEATH.render(self._thing), self._node_state(online=False), qos=QOS)
             self._lost.clear()
             try:
                 with self._io_lock:

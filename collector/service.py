@@ -30,6 +30,9 @@ from collector.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
+HEALTHY_METER_STATES = ("ok",)
+DEAD_METER_STATE = "stopped"  # collector.poller.MeterStatus.state once a meter thread has ended
+
 
 class PollerLike(Protocol):
     def start(self) -> None: ...
@@ -74,7 +77,10 @@ class Collector:
         self._poller_factory = poller_factory
         self._poll_interval_s = cfg.poll_interval_s
         self._poller: PollerLike | None = None
-        self._poller_lock = threading.Lock()
+        self._poller_lock = threading.Lock()  # guards _poller/_polling/_stopped, held briefly
+        self._restart_lock = threading.Lock()  # one poller (re)start or stop at a time
+        self._polling = False  # between start() and stop(): a stopped meter thread is then a dead one
+        self._stopped = False
         self.counters = {"readings": 0, "append_errors": 0, "commands": 0, "rejected_commands": 0}
         self._buffer_failed = False
         check_files(cfg)
@@ -113,9 +119,12 @@ class Collector:
 
     def stop(self) -> None:
         """Stop polling first, then the sinks (acks already received are committed), then the rest."""
-        with self._poller_lock:
-            if self._poller is not None:
-                self._poller.stop()
+        with self._restart_lock, self._poller_lock:  # waits for an NCMD restart under way
+            self._polling = False
+            self._stopped = True
+            poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.stop()
         if self.influx is not None:
             self.influx.stop()
         self.mqtt.stop()
@@ -124,13 +133,21 @@ class Collector:
         log.info("collector stopped")
 
     def _start_poller(self) -> None:
-        with self._poller_lock:
-            if self._poller is not None:
-                self._poller.stop()
-            self._poller = self._poller_factory(
+        """(Re)start polling. The old poller is stopped outside `_poller_lock`, which the health
+        endpoint takes: stopping may wait for a slow meter's socket timeout."""
+        with self._restart_lock:
+            with self._poller_lock:
+                if self._stopped:  # an NCMD restart racing a shutdown must not start a new poller
+                    return
+                old, self._poller, self._polling = self._poller, None, False
+            if old is not None:
+                old.stop()
+            poller = self._poller_factory(
                 self.cfg.site, self.cfg.meters, self._poll_interval_s, self.on_reading
             )
-            self._poller.start()
+            with self._poller_lock:
+                poller.start()
+                self._poller, self._polling = poller, True
 
     def on_reading(self, reading: Reading) -> None:
         """Called from poller threads: commit first, then wake the sinks."""
@@ -177,20 +194,33 @@ class Collector:
     def snapshot(self) -> dict[str, Any]:
         with self._poller_lock:
             meters = self._poller.status() if self._poller is not None else {}
-        workers_alive = self.mqtt.alive() and (self.influx is None or self.influx.alive())
+            polling = self._polling
         mqtt_status = self.mqtt.status()
         influx_status = self.influx.status() if self.influx is not None else {"enabled": False}
         meter_states = {asset: _plain(s) for asset, s in meters.items()}
-        if not workers_alive or self._buffer_failed:
-            status = UNHEALTHY
-        elif not mqtt_status["connected"] or (self.influx is not None and not self.influx.healthy) or any(
-            m.get("state") not in ("ok", "up", "online") for m in meter_states.values()
-        ):
-            status = "degraded"
-        else:
-            status = "ok"
+        failing, degraded = [], []
+        if not self.mqtt.alive():
+            failing.append("mqtt sink thread died")
+        if self.influx is not None and not self.influx.alive():
+            failing.append("influx sink thread died")
+        if self._buffer_failed:
+            failing.append("buffer cannot be written")
+        for asset, meter in meter_states.items():
+            state = meter.get("state")
+            if polling and state == DEAD_METER_STATE:
+                # A meter thread ends only when the poller is stopped: while we poll, "stopped" means
+                # it died of an error nothing caught, and that meter is not polled again until a restart.
+                failing.append(f"meter {asset}: polling thread died")
+            elif state not in HEALTHY_METER_STATES:
+                degraded.append(f"meter {asset}: {state}")
+        if not mqtt_status["connected"]:
+            degraded.append("mqtt not connected")
+        if self.influx is not None and not self.influx.healthy:
+            degraded.append("influxdb writes failing")
+        status = UNHEALTHY if failing else "degraded" if degraded else "ok"
         return {
             "status": status,
+            "problems": failing + degraded,
             "thing": self.cfg.thing_name,
             "poll_interval_s": self._poll_interval_s,
             "debug": self.debug,

@@ -28,7 +28,7 @@ def reading(asset: str = "m1", ts: int = 1_700_000_000_000, value: float = 230.0
 def full_reading(i: int, asset: str = "m1") -> Reading:
     """Every metric, with float32-like values as the poller produces them."""
     values = {m.name: 100.0 + j + i / 7 for j, m in enumerate(METRICS)}
-    return Reading(site="plant-a", asset=asset, breaker="F1", timestamp_ms=1_700_000_000_000 + i, values=values)
+    return Reading("plant-a", asset, "F1", 1_700_000_000_000 + i, values)
 
 
 def test_seq_counts_per_asset_and_survives_reopen(tmp_path: Path) -> None:
