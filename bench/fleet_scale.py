@@ -1,9 +1,10 @@
 """Fleet-scale benchmark (issue 7): the program on the mock runtime at 100 / 1,000 / 10,000 collectors
-from inventory files, against the bare mock runtime registering the same number of resources.
+from inventory files, against synthetic programs registering the same number of resources.
 
-Reports per-resource cost (ratio to the bare runtime; goal <= 1.25x), peak memory (peak RSS, both),
-and the size of the config string the engine would pass (`PULUMI_CONFIG`, capped at 128 KiB by Linux).
-Each measurement runs in a fresh subprocess so one size's memory does not leak into the next.
+Reports per-resource cost against the bare runtime (goal <= 1.25x) and against the floor set by
+pulumi_aws's typed classes (`bench/synthetic_fleet`), peak memory (peak RSS), and the size of the config
+string the engine would pass (`PULUMI_CONFIG`, capped at 128 KiB by Linux). Each measurement runs in a
+fresh subprocess so one measurement's memory and caches do not leak into the next.
 
 Also home of `write_fleet`, the synthetic inventory generator the tests and `bench.infra_eval` use.
 """
@@ -82,6 +83,10 @@ def write_fleet(
     return stack_file
 
 
+SYNTHETIC_PROGRAM = Path(__file__).resolve().parent / "synthetic_fleet"
+KINDS = ("program", "bare", "plain", "typed")
+
+
 def _measure_program(project_dir: Path) -> dict[str, Any]:
     from infra.mock_runtime import evaluate_stack, language_host_config_json, load_stack_config_file
 
@@ -98,28 +103,29 @@ def _measure_program(project_dir: Path) -> dict[str, Any]:
     }
 
 
-def _measure_bare(resources: int) -> dict[str, Any]:
-    """The same number of registrations with no program logic: `resources` plain custom resources."""
-    import pulumi
+def _measure_synthetic(kind: str, resources: int) -> dict[str, Any]:
+    """`resources` registrations of `bench/synthetic_fleet` (`bare`, `plain` or `typed`), no program logic."""
+    from infra.mock_runtime import evaluate_stack
 
+    config = {"aws:region": "eu-west-1", "bench:kind": kind, "bench:resources": str(resources)}
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        evaluated = evaluate_stack(STACK, Path(tmp), config=config, program_dir=SYNTHETIC_PROGRAM)
+        seconds = time.perf_counter() - start
+    if len(evaluated.resources) != resources:
+        raise RuntimeError(f"{kind}: registered {len(evaluated.resources)} resources, expected {resources}")
+    return {"seconds": seconds, "peak_mib": _peak_rss_mib(), "resources": resources}
+
+
+def _warm_up() -> None:
+    """Pay one-off costs before timing, alike for every kind: imports (pulumi_aws loads each service
+    module on first use), pulumi's per-class type caches. Evaluating the program once for one collector
+    does all of it, so every kind starts from the same interpreter state (and the same heap)."""
     from infra.mock_runtime import evaluate_stack
 
     with tempfile.TemporaryDirectory() as tmp:
-        program = Path(tmp) / "bare"
-        program.mkdir()
-        (program / "__main__.py").write_text(
-            "import pulumi\n"
-            "class Bare(pulumi.CustomResource):\n"
-            "    def __init__(self, name, props):\n"
-            "        super().__init__('bare:index:Thing', name, props)\n"
-            f"for i in range({resources}):\n"
-            "    Bare(f'r{i}', {'name': f'r{i}', 'attributes': {'site': 'x', 'env': 'y'}})\n"
-        )
-        assert pulumi  # the bare program imports it itself; imported here so import time is excluded
-        start = time.perf_counter()
-        evaluate_stack(STACK, Path(tmp), config={"aws:region": "eu-west-1"}, program_dir=program)
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_mib": _peak_rss_mib(), "resources": resources}
+        write_fleet(Path(tmp), 1)
+        evaluate_stack(STACK, Path(tmp))
 
 
 def _peak_rss_mib() -> float:
@@ -127,28 +133,29 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child(kind: str, size: int) -> None:
-    # One-off import cost (pulumi_aws is large) is paid before timing, by both kinds alike: the
-    # comparison is per resource.
-    import pulumi_aws  # noqa: F401
-
-    import infra.data_routes
-    import infra.extras
-    import infra.provisioning
-    import infra.registry  # noqa: F401
-
+def _child(kind: str, size: int, cold: bool) -> None:
+    """One measurement in this fresh process. `cold`: the program alone, first thing the interpreter
+    does (what `pulumi up` pays, imports included); otherwise after `_warm_up`, for per-resource ratios."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    if not cold:
+        _warm_up()
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "program":
             write_fleet(Path(tmp), size)
             result = _measure_program(Path(tmp))
         else:
-            result = _measure_bare(size)
+            result = _measure_synthetic(kind, size)
     print(json.dumps(result))
 
 
-def _run_child(kind: str, size: int) -> dict[str, Any]:
+def run_child(kind: str, size: int, *, cold: bool = False) -> dict[str, Any]:
+    """Measure `kind` (`program`: `size` collectors; else: `size` registrations) in a fresh process."""
+    command = [sys.executable, "-m", "bench.fleet_scale", "--child", kind, str(size)]
+    if cold:
+        command.append("--cold")
     done = subprocess.run(
-        [sys.executable, "-m", "bench.fleet_scale", "--child", kind, str(size)],
+        command,
         capture_output=True,
         text=True,
         check=True,
@@ -159,34 +166,51 @@ def _run_child(kind: str, size: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--child", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     args = parser.parse_args()
     if args.child:
-        _child(args.child[0], int(args.child[1]))
+        _child(args.child[0], int(args.child[1]), args.cold)
         return
     rows = []
     for size in args.sizes:
-        program = _run_child("program", size)
-        bare = _run_child("bare", program["resources"])
-        per_prog = program["seconds"] / program["resources"] * 1e3
-        per_bare = bare["seconds"] / bare["resources"] * 1e3
+        program = run_child("program", size)
+        n = program["resources"]
+        per = {"program": program["seconds"] / n * 1e3}
+        peak = {"program": program["peak_mib"]}
+        for kind in ("bare", "plain", "typed"):
+            measured = run_child(kind, n)
+            per[kind], peak[kind] = measured["seconds"] / n * 1e3, measured["peak_mib"]
         rows.append(
-            f"| {size:,} | {program['resources']:,} | {program['seconds']:.2f} | {per_prog:.3f} | "
-            f"{bare['seconds']:.2f} | {per_bare:.3f} | {per_prog / per_bare:.2f}x | "
-            f"{program['peak_mib']:.0f} | {bare['peak_mib']:.0f} | {program['config_bytes']:,} |"
+            f"| {size:,} | {n:,} | {program['seconds']:.2f} | {per['program']:.3f} | {per['bare']:.3f} | "
+            f"{per['plain']:.3f} | {per['typed']:.3f} | **{per['program'] / per['bare']:.2f}x** | "
+            f"{per['typed'] / per['plain']:.2f}x | {per['program'] / per['typed']:.2f}x | "
+            f"{peak['program']:.0f} | {peak['bare']:.0f} | {peak['typed']:.0f} | "
+            f"{program['config_bytes']:,} |"
         )
         print(rows[-1], flush=True)
     body = (
-        f"Program evaluated on Pulumi's mock runtime from inventory files ({COLLECTORS_PER_SITE} collectors"
-        f" per site file, {METERS_PER_COLLECTOR} meters each) vs a bare program registering the same number"
-        " of plain `pulumi.CustomResource`s on the same mock runtime, each in a fresh process."
-        " Goal: per-resource cost <= 1.25x bare. "
-        "Peak memory = peak RSS of the measuring process (interpreter and imports included)."
-        " `PULUMI_CONFIG` = the config JSON the engine would pass "
-        "(Linux caps one environment string at 128 KiB).\n\n"
-        "| collectors | resources | program s | program ms/resource | bare s | bare ms/resource | ratio | "
-        "program peak MiB | bare peak MiB | PULUMI_CONFIG bytes |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows)
+        "The program evaluated on Pulumi's mock runtime from inventory files"
+        f" ({COLLECTORS_PER_SITE} collectors per site file, {METERS_PER_COLLECTOR} meters each), against"
+        " synthetic programs (`bench/synthetic_fleet`) registering the same number of resources on the same"
+        " mock runtime (`infra.mock_runtime`, same mocks and recorder), each in a fresh process after the"
+        " same warm-up (one 1-collector evaluation: imports, type caches):\n\n"
+        "- **bare**: plain `pulumi.CustomResource`s, two small inputs, no parent (the goal's baseline);\n"
+        "- **plain**: the program's per-collector resources (thing + group membership, same type tokens and"
+        " inputs, parented to a component) as plain `pulumi.CustomResource`s;\n"
+        "- **typed**: the same through pulumi_aws's typed classes and `*Args`, which the program must use"
+        " (a misspelt argument raises): the floor for any program registering these resources.\n\n"
+        "Goal: program per-resource cost <= 1.25x bare. *typed/plain* is the cost of pulumi_aws's typed"
+        " classes alone; *program/typed* is the program's own overhead over that floor (config and inventory"
+        " parsing, the other components, `depends_on`, outputs). Peak memory = peak RSS of the measuring"
+        " process (interpreter, imports and warm-up included). `PULUMI_CONFIG` = the config JSON the engine"
+        " would pass (Linux caps one environment string at 128 KiB). Where the time goes (Pulumi's runtime"
+        " and Python's cyclic GC dominate every kind; what the program adds): docs/infra.md,"
+        " \"Evaluation cost at fleet scale\".\n\n"
+        "| collectors | resources | program s | program ms/res | bare ms/res | plain ms/res | typed ms/res | "
+        "program/bare | typed/plain | program/typed | program peak MiB | bare peak MiB | typed peak MiB | "
+        "PULUMI_CONFIG bytes |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows)
     )
     write_section("fleet_scale", body)
 

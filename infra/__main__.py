@@ -23,8 +23,7 @@ account_id = aws.get_caller_identity_output().account_id
 endpoint = aws.iot.get_endpoint_output(endpoint_type="iot:Data-ATS").endpoint_address
 
 registry = Registry("registry", cfg, names, account_id)
-provisioning = Provisioning("provisioning", cfg, names, account_id, registry.policy_name,
-                            opts=pulumi.ResourceOptions(depends_on=[registry]))
+provisioning = Provisioning("provisioning", cfg, names, account_id, registry.provisioning_prerequisites)
 routes = DataRoutes("data-routes", cfg, names, account_id)
 rules = dict(routes.rules)
 roles = {

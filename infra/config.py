@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +32,7 @@ class _Model(BaseModel):
 
 
 def _unique(names: list[str], what: str) -> None:
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
     if dupes:
         raise ValueError(f"{what} must be unique, repeated: {', '.join(dupes)}")
 

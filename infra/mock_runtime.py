@@ -51,6 +51,7 @@ class RegisteredResource:
     inputs: dict[str, Any]
     parent: str | None  # parent URN (None: the stack itself)
     custom: bool
+    dependencies: tuple[str, ...] = ()  # URNs it waits for (`depends_on` and Output-valued inputs)
 
 
 @dataclass
@@ -240,7 +241,7 @@ def _make_monitor(mocks: Any, record: Callable[[RegisteredResource], None]) -> A
                 record(RegisteredResource(
                     type=request.type, name=request.name, urn=urn, id=(reg.id if reg else "") or "",
                     inputs=getattr(mocks.local, "inputs", {}), parent=request.parent or None,
-                    custom=bool(request.custom),
+                    custom=bool(request.custom), dependencies=tuple(request.dependencies),
                 ))
             return response
 
@@ -266,14 +267,25 @@ def _resolve_outputs(root: Any) -> tuple[dict[str, Any], frozenset[str]]:
     return values, frozenset(secret)
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _has_outputs(value: Any) -> bool:
+    """Whether `value` holds anything to await; iterative, as it walks every collector's entry."""
     import pulumi
 
-    if isinstance(value, dict):
-        return any(_has_outputs(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_outputs(v) for v in value)
-    return isinstance(value, pulumi.Output) or asyncio.isfuture(value) or asyncio.iscoroutine(value)
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, _PLAIN):
+            continue
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+        elif isinstance(item, pulumi.Output) or asyncio.isfuture(item) or asyncio.iscoroutine(item):
+            return True
+    return False
 
 
 def _evaluate_here(stack: str, project_dir: Path, program_dir: Path, config: dict[str, str],

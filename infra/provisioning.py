@@ -10,6 +10,7 @@ hook Lambda (an existing function named by ARN in config) can refuse unknown sit
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -60,7 +61,9 @@ class Provisioning(pulumi.ComponentResource):
     role_name: pulumi.Output[str]
 
     def __init__(self, name: str, cfg: StackConfig, names: Names, account_id: pulumi.Input[str],
-                 policy_name: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> None:
+                 prerequisites: Sequence[pulumi.Resource],
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        """`prerequisites`: what the template names and must exist first (thing type, groups, policy)."""
         super().__init__("pm500:iot:Provisioning", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         region = cfg.region or ""
@@ -80,7 +83,7 @@ class Provisioning(pulumi.ComponentResource):
         ), opts=child)
 
         hook = None
-        depends: list[pulumi.Resource] = [role_policy]
+        depends: list[pulumi.Resource] = [role_policy, *prerequisites]
         hook_arn = cfg.provisioning.pre_provisioning_hook_lambda_arn
         if hook_arn:
             permission = aws.lambda_.Permission("hook-permission", aws.lambda_.PermissionArgs(

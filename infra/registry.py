@@ -9,12 +9,13 @@ on the operator's machine so that no private key ever enters Pulumi state.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_aws as aws
 
 from infra import iam
-from infra.config import StackConfig
+from infra.config import CollectorSpec, StackConfig
 from infra.naming import Names
 
 # Thing attributes that fleet searches filter on (a thing type allows at most three).
@@ -30,6 +31,7 @@ class Registry(pulumi.ComponentResource):
     thing_names: dict[str, dict[str, str]]
     policy_name: pulumi.Output[str]
     policy_arn: pulumi.Output[str]
+    provisioning_prerequisites: list[pulumi.Resource]
 
     def __init__(self, name: str, cfg: StackConfig, names: Names, account_id: pulumi.Input[str],
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -57,6 +59,7 @@ class Registry(pulumi.ComponentResource):
 
         self.site_group_names = {}
         self.thing_names = {}
+        site_groups: list[pulumi.Resource] = []
         for site in cfg.sites:
             group = aws.iot.ThingGroup(f"group/{site.name}", aws.iot.ThingGroupArgs(
                 name=names.site_group(site.name),
@@ -68,24 +71,10 @@ class Registry(pulumi.ComponentResource):
                 ),
                 tags={"pm500:stack": cfg.stack, "pm500:site": site.name},
             ), opts=protect)
+            site_groups.append(group)
             self.site_group_names[site.name] = group.name
-            self.thing_names[site.name] = {}
-            # Names are deterministic, so inputs are plain strings and ordering comes from depends_on:
-            # at 10,000 collectors, Output-valued inputs cost the mock runtime (and preview) measurably more.
-            thing_opts = pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection,
-                                                depends_on=[thing_type])
-            member_opts = pulumi.ResourceOptions(parent=self, depends_on=[group])
-            attributes = {"site": site.name, "env": cfg.environment}
-            for collector in site.collectors:
-                key = f"{site.name}/{collector.name}"
-                name = names.thing(site.name, collector.name)
-                thing = aws.iot.Thing(f"thing/{key}", aws.iot.ThingArgs(
-                    name=name, thing_type_name=names.thing_type, attributes=attributes,
-                ), opts=thing_opts)
-                aws.iot.ThingGroupMembership(f"member/{key}", aws.iot.ThingGroupMembershipArgs(
-                    thing_group_name=names.site_group(site.name), thing_name=name,
-                ), opts=pulumi.ResourceOptions.merge(member_opts, pulumi.ResourceOptions(depends_on=[thing])))
-                self.thing_names[site.name][collector.name] = name
+            self.thing_names[site.name] = self._declare_things(cfg, names, site.name, site.collectors,
+                                                               thing_type, group)
 
         region = cfg.region or ""
         policy = aws.iot.Policy("collector-policy", aws.iot.PolicyArgs(
@@ -99,9 +88,37 @@ class Registry(pulumi.ComponentResource):
         self.root_group_name = root.name
         self.policy_name = policy.name
         self.policy_arn = policy.arn
+        # What a claim-provisioned device needs to exist: never the things themselves (depending on the
+        # component would make the template wait for, and the engine track, every one of 10,000 things).
+        self.provisioning_prerequisites = [thing_type, root, *site_groups, policy]
         self.register_outputs({
             "thingTypeName": self.thing_type_name,
             "rootThingGroupName": self.root_group_name,
             "siteThingGroupNames": self.site_group_names,
             "collectorPolicyName": self.policy_name,
         })
+
+    def _declare_things(self, cfg: StackConfig, names: Names, site: str, collectors: Sequence[CollectorSpec],
+                        thing_type: pulumi.Resource, group: pulumi.Resource) -> dict[str, str]:
+        """One thing and one group membership per collector of `site`; returns `{collector: thing}`.
+
+        This loop runs once per collector (10,000 per stack), so it stays lean: names are deterministic,
+        so inputs are plain strings and ordering comes from `depends_on` (Output-valued inputs cost the
+        runtime more), and the options shared by a site's things are built once.
+        """
+        thing_opts = pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection,
+                                            depends_on=[thing_type])
+        attributes = {"site": site, "env": cfg.environment}
+        group_name = names.site_group(site)
+        thing_names: dict[str, str] = {}
+        for collector in collectors:
+            key = f"{site}/{collector.name}"
+            name = names.thing(site, collector.name)
+            thing = aws.iot.Thing(f"thing/{key}", aws.iot.ThingArgs(
+                name=name, thing_type_name=names.thing_type, attributes=attributes,
+            ), opts=thing_opts)
+            aws.iot.ThingGroupMembership(f"member/{key}", aws.iot.ThingGroupMembershipArgs(
+                thing_group_name=group_name, thing_name=name,
+            ), opts=pulumi.ResourceOptions(parent=self, depends_on=[group, thing]))
+            thing_names[collector.name] = name
+        return thing_names

@@ -125,6 +125,26 @@ def test_things_named_by_stack_site_collector_with_attributes_and_group(stack: E
     assert thing_type.inputs["properties"]["searchableAttributes"] == ["site", "env"]
 
 
+def test_creation_order_follows_what_each_resource_names(stack: EvaluatedStack) -> None:
+    """Inputs are plain names, so ordering comes from dependencies: a thing waits for its thing type, a
+    membership for its thing and site group, the provisioning template for the thing type, groups and
+    policy it names, and never for the things (at 10,000 collectors that would be 20,000 edges)."""
+    thing_type = stack.one("aws:iot/thingType:ThingType").urn
+    groups = {r.inputs["name"]: r.urn for r in stack.of_type(GROUP)}
+    things = {r.name: r.urn for r in stack.of_type(THING)}
+    for thing in stack.of_type(THING):
+        assert thing_type in thing.dependencies
+    for member in stack.of_type(MEMBER):
+        key = member.name.removeprefix("member/")
+        assert {things[f"thing/{key}"], groups[member.inputs["thingGroupName"]]} <= set(member.dependencies)
+    template = stack.one("aws:iot/provisioningTemplate:ProvisioningTemplate")
+    policy = stack.one("aws:iot/policy:Policy").urn
+    assert {thing_type, policy, *groups.values()} <= set(template.dependencies)
+    per_collector = set(things.values()) | {r.urn for r in stack.of_type(MEMBER)}
+    provisioning = stack.one("pm500:iot:Provisioning")
+    assert not per_collector & (set(template.dependencies) | set(provisioning.dependencies))
+
+
 def test_iot_policy_is_rendered_from_the_topic_templates(stack: EvaluatedStack) -> None:
     doc = _doc(stack.one("aws:iot/policy:Policy"))
     arn = "arn:aws:iot:eu-west-1:123456789012"
