@@ -304,11 +304,13 @@ def test_outputs_carry_what_the_cli_needs(stack: EvaluatedStack) -> None:
 
 def test_staging_and_prod_share_no_physical_name(staging: EvaluatedStack, prod: EvaluatedStack) -> None:
     def physical(stack: EvaluatedStack) -> set[str]:
-        # Log streams are named inside their (stack-prefixed) log group, so they are not account-wide.
+        # Log streams are named inside their (stack-prefixed) log group, so they are not account-wide;
+        # a docker RemoteImage's `name` is the image it pulls (e.g. influxdb:1.8), not a resource name.
+        not_names = {"aws:cloudwatch/logStream:LogStream", "docker:index/remoteImage:RemoteImage"}
         return {
             str(r.inputs["name"])
             for r in stack.resources
-            if r.custom and "name" in r.inputs and r.type != "aws:cloudwatch/logStream:LogStream"
+            if r.custom and "name" in r.inputs and r.type not in not_names
         } | {stack.outputs[outputs.ARCHIVE_BUCKET]}
 
     s, p = physical(staging), physical(prod)
