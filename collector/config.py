@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from collector.topics import NAME_PATTERN, NAME_RULE, thing_name
-from collector.validation import ConfigError, describe, field_path
+from collector.validation import ConfigError, describe, field_path, read_yaml
 
 CONFIG_FILE = "config.yaml"
 CERT_FILE = "device.pem.crt"
@@ -199,12 +199,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Collect
     With `environ`, `PM500_*` variables override file values (see `apply_env_overrides`); an error in
     an overridden field names the variable too.
     """
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    data = read_yaml(path, "config file")
     sources: dict[str, str] = {}
     if environ is not None:
         data, sources = apply_env_overrides(data, environ)

@@ -15,9 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from collector.metrics import METRICS_BY_NAME
+from collector.validation import read_yaml
 
 DEFAULT_MAP = Path(__file__).with_name("pm500_registers.yaml")
 ELEMENT_SIZE = 4  # REAL = IEEE-754 float32
@@ -206,12 +205,7 @@ def parse_register_map(data: Any, source: str) -> RegisterMap:
 
 
 def load_register_map(path: Path = DEFAULT_MAP) -> RegisterMap:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise RegisterMapError(f"{path}: cannot read register map: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise RegisterMapError(f"{path}: not valid YAML: {e}") from None
+    data = read_yaml(path, "register map", error=RegisterMapError)
     return parse_register_map(data, str(path))
 
 

@@ -16,13 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from collector.config import MeterConfig, Name
 from collector.topics import NAME_PATTERN, NAME_RULE
-from collector.validation import ConfigError, describe
+from collector.validation import ConfigError, describe, read_yaml
 
 NAMESPACE = "pm500"
 
@@ -208,15 +207,9 @@ def _shown(path: Path, project_dir: Path) -> Path:
 
 
 def _load_site_file(path: Path, project_dir: Path) -> SiteSpec:
-    """One inventory file = one site. YAML's C loader keeps 10,000-collector fleets fast to read."""
+    """One inventory file = one site."""
     shown = _shown(path, project_dir)
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        data = yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader
-    except OSError as e:
-        raise ConfigError(f"{shown}: cannot read inventory file: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{shown}: not valid YAML: {e}") from None
+    data = read_yaml(path, "inventory file", shown)
     try:
         return SiteSpec.model_validate(data)
     except ValidationError as e:
