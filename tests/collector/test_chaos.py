@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,12 +38,6 @@ from tests.collector.harness import (
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[Simulator]:
-    sim = Simulator(tmp_path, meters=2).start()
-    yield sim
-    sim.stop()
 
 
 def committed_seqs(buffer_path: Path) -> dict[str, int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,6 @@ from tests.collector.harness import (
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[Simulator]:
-    sim = Simulator(tmp_path, meters=2).start()
-    yield sim
-    sim.stop()
 
 
 def test_readings_reach_broker_and_influx(
