@@ -67,8 +67,10 @@ def _bindable(host: str, port: int) -> bool:
 def free_meter_ports(config: dict[str, str]) -> list[str]:
     """Move meters whose port is taken on this machine to free ports, in the config the program gets.
 
-    `Pulumi.local.yaml` puts the simulated meters on the EtherNet/IP port 44818 (and the next); when
-    something else already listens there, the demo still runs. Returns one note per moved meter.
+    `Pulumi.local.yaml` puts the simulated meters on ports 14818 and 14819: below Linux's ephemeral
+    range (32768+), so no outgoing connection can be holding them (EtherNet/IP's own 44818 is inside
+    it). When something else already listens there, the demo still runs. Returns one note per moved
+    meter.
     """
     sites = json.loads(config[SITES_KEY])
     notes = []

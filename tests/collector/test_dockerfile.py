@@ -14,6 +14,7 @@ import pytest
 from collector.config import CONFIG_FILE, BufferConfig
 from sandbox.ca import DevCA
 from sandbox.mosquitto import MosquittoBroker
+from sandbox.net import free_port
 from tests.collector.harness import CollectorProcess, write_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +73,7 @@ def test_entrypoint_cmd_and_healthcheck_run(
 ) -> None:
     """Run the image's command with a temp dir standing in for /bundle and another for the volume."""
     bundle = tmp_path / "bundle"
-    config = write_bundle(bundle, dev_ca, mqtt_broker, [44818], influx_url=None)
+    config = write_bundle(bundle, dev_ca, mqtt_broker, [free_port()], influx_url=None)  # no meter there
     volume = tmp_path / "volume"
 
     def container_argv(args: list[str]) -> list[str]:
