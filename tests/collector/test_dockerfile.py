@@ -64,7 +64,8 @@ def test_image_layout_matches_the_product() -> None:
         if word == "COPY":
             for src in shlex.split(args)[:-1]:
                 assert (ROOT / src).exists(), f"COPY source {src} missing"
-    assert exec_form(last("CMD"))[-1] == f"{BUNDLE}/{CONFIG_FILE}"
+    # The bundle's config, and waiting for a fixed bundle rather than crash-looping on a broken one.
+    assert exec_form(last("CMD")) == ["--config", f"{BUNDLE}/{CONFIG_FILE}", "--wait-for-valid-config"]
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +19,10 @@ from collector.config import InfluxConfig, load_config
 from collector.influx_sink import InfluxSink
 from collector.reading import Reading
 from collector.validation import ConfigError
-from tests.collector.harness import wait_until
+from sandbox.ca import DevCA
+from sandbox.mosquitto import MosquittoBroker
+from sandbox.net import free_port
+from tests.collector.harness import CollectorProcess, wait_until, write_bundle
 
 CONFIG = {
     "stack": "test",
@@ -155,3 +159,29 @@ def test_influx_sink_retries_keeps_rows_and_acks_only_204(tmp_path: Path, fake_i
     }
     assert all(h["Authorization"].startswith("Basic ") for _, h, _ in fake_influx.requests)
     assert all("s3cret" not in p for p in paths)
+
+
+def test_container_mode_waits_for_a_fixed_bundle_instead_of_crash_looping(
+    tmp_path: Path, dev_ca: DevCA, mqtt_broker: MosquittoBroker
+) -> None:
+    """The image's CMD passes --wait-for-valid-config: a broken bundle is reported once and waited on."""
+    bundle = tmp_path / "bundle"
+    valid = write_bundle(bundle, dev_ca, mqtt_broker, [free_port()], influx_url=None)
+    good_text = valid.read_text()
+    broken = yaml.safe_load(good_text)
+    broken["poll_interval_s"] = 0  # below the 0.1 s minimum
+    valid.write_text(yaml.safe_dump(broken))
+
+    waiting = ["--wait-for-valid-config", "--config-recheck-s", "0.1"]
+    collector = CollectorProcess(valid, tmp_path, args=waiting)
+    collector.process.start()
+    log = collector.process.log_path
+    wait_until(lambda: "config error: " in log.read_text(), 30, "the config error to be reported")
+    checks_before = log.read_text().count("config error: ")
+    time.sleep(1.0)  # ten re-checks of the still-broken file
+    assert collector.process.running and collector.health() is None
+    assert log.read_text().count("config error: ") == checks_before == 1  # reported once, not per re-check
+
+    valid.write_text(good_text)  # the operator fixes the bundle
+    wait_until(collector.health, 30, f"collector to start once the config is valid\n{log.read_text()}")
+    assert collector.process.stop() == 0

@@ -39,7 +39,7 @@ def _instruction(name: str) -> list[str]:
 
 def test_containers_match_the_image_layout() -> None:
     assert _instruction("HEALTHCHECK") == edge_mod.COLLECTOR_HEALTHCHECK[1:]
-    assert _instruction("CMD") == ["--config", edge_mod.COLLECTOR_CONFIG]
+    assert _instruction("CMD")[:2] == ["--config", edge_mod.COLLECTOR_CONFIG]
     assert edge_mod.BUFFER_MOUNT in _instruction("VOLUME")
 
 
