@@ -21,6 +21,7 @@ from pulumi_aws.kinesis import (
 from infra import archive_layout, iam
 from infra.config import StackConfig
 from infra.naming import Names
+from infra.roles import service_role
 
 s3 = aws.s3
 kinesis = aws.kinesis
@@ -90,18 +91,15 @@ class Archive(pulumi.ComponentResource):
             name="S3Delivery", log_group_name=log_group.name,
         ), opts=child)
 
-        role = aws.iam.Role("firehose-role", aws.iam.RoleArgs(
-            name=names.resource("firehose"),
+        firehose_role = service_role(
+            "firehose-role", "firehose-policy", name=names.resource("firehose"),
+            service="firehose.amazonaws.com",
             description="Firehose delivery of pm500 DDATA into the S3 archive",
-            assume_role_policy=account.apply(
-                lambda a: json.dumps(iam.assume_role("firehose.amazonaws.com", a))),
-            tags={"pm500:stack": cfg.stack},
-        ), opts=child)
-        role_policy = aws.iam.RolePolicy("firehose-policy", aws.iam.RolePolicyArgs(
-            role=role.name,
+            stack=cfg.stack, account_id=account, opts=child,
             policy=pulumi.Output.all(bucket.arn, key_arn, log_group.arn).apply(
                 lambda a: json.dumps(iam.firehose_delivery(a[0], a[1], a[2], region))),
-        ), opts=child)
+        )
+        role, role_policy = firehose_role.role, firehose_role.policy
 
         delivery = kinesis.FirehoseDeliveryStream("firehose", kinesis.FirehoseDeliveryStreamArgs(
             name=names.resource("archive"),

@@ -13,6 +13,7 @@ import pulumi_aws as aws
 from infra import iam
 from infra.config import StackConfig
 from infra.naming import Names
+from infra.roles import service_role
 from infra.rules import RouteRule, RuleContext, ddata_sql, route_rule
 
 LATEST_ROUTE = "ddata_latest"
@@ -35,17 +36,14 @@ class EventPipe(pulumi.ComponentResource):
         bus = aws.cloudwatch.EventBus("bus", aws.cloudwatch.EventBusArgs(
             name=names.resource("events"), tags={"pm500:stack": cfg.stack},
         ), opts=child)
-        role = aws.iam.Role("pipe-role", aws.iam.RoleArgs(
-            name=names.resource("pipe"),
+        pipe_role = service_role(
+            "pipe-role", "pipe-policy", name=names.resource("pipe"), service="pipes.amazonaws.com",
             description="EventBridge Pipe from the pm500 Kinesis stream to the event bus",
-            assume_role_policy=account.apply(lambda a: json.dumps(iam.assume_role("pipes.amazonaws.com", a))),
-            tags={"pm500:stack": cfg.stack},
-        ), opts=child)
-        policy = aws.iam.RolePolicy("pipe-policy", aws.iam.RolePolicyArgs(
-            role=role.name,
+            stack=cfg.stack, account_id=account, opts=child,
             policy=pulumi.Output.all(stream_arn, key_arn, bus.arn).apply(
                 lambda a: json.dumps(iam.pipe(a[0], a[1], a[2]))),
-        ), opts=child)
+        )
+        role, policy = pipe_role.role, pipe_role.policy
         pipe = aws.pipes.Pipe("pipe", aws.pipes.PipeArgs(
             name=names.resource("ddata-events"),
             role_arn=role.arn,

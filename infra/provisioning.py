@@ -20,6 +20,7 @@ from collector.topics import THING_SEPARATOR, stack_thing_prefix
 from infra import iam
 from infra.config import StackConfig
 from infra.naming import Names
+from infra.roles import service_role
 
 TEMPLATE_PARAMETERS = ("Site", "Collector")
 
@@ -69,18 +70,15 @@ class Provisioning(pulumi.ComponentResource):
         region = cfg.region or ""
         account = pulumi.Output.from_input(account_id)
 
-        role = aws.iam.Role("provisioning-role", aws.iam.RoleArgs(
-            name=names.resource("provisioning"),
-            description="AWS IoT fleet provisioning for pm500 collectors",
-            assume_role_policy=account.apply(lambda a: json.dumps(iam.assume_role("iot.amazonaws.com", a))),
-            tags={"pm500:stack": cfg.stack},
-        ), opts=child)
-        role_policy = aws.iam.RolePolicy("provisioning-policy", aws.iam.RolePolicyArgs(
-            role=role.name,
+        provisioning_role = service_role(
+            "provisioning-role", "provisioning-policy", name=names.resource("provisioning"),
+            service="iot.amazonaws.com", description="AWS IoT fleet provisioning for pm500 collectors",
+            stack=cfg.stack, account_id=account, opts=child,
             policy=account.apply(lambda a: json.dumps(iam.provisioning(
                 region, a, stack_thing_prefix(cfg.stack), names.root_group, names.collector_policy,
                 names.thing_type))),
-        ), opts=child)
+        )
+        role, role_policy = provisioning_role.role, provisioning_role.policy
 
         hook = None
         depends: list[pulumi.Resource] = [role_policy, *prerequisites]

@@ -15,6 +15,7 @@ import pulumi_aws as aws
 from collector.topics import ddata_filter, stack_thing_prefix
 from infra import iam
 from infra.naming import Names
+from infra.roles import service_role
 
 SQL_VERSION = "2016-03-23"
 
@@ -61,18 +62,14 @@ def route_rule(
     """
     names = ctx.names
     child = pulumi.ResourceOptions(parent=ctx.parent)
-    account = pulumi.Output.from_input(ctx.account_id)
-    role = aws.iam.Role(f"rule-role/{route}", aws.iam.RoleArgs(
-        name=names.resource(f"rule-{route}"),
-        description=f"IoT rule {names.rule(route)}: {description}",
-        assume_role_policy=account.apply(lambda a: json.dumps(iam.assume_role("iot.amazonaws.com", a))),
-        tags={"pm500:stack": names.stack},
-    ), opts=child)
-    role_policy = aws.iam.RolePolicy(f"rule-policy/{route}", aws.iam.RolePolicyArgs(
-        role=role.name,
+    rule_role = service_role(
+        f"rule-role/{route}", f"rule-policy/{route}", name=names.resource(f"rule-{route}"),
+        service="iot.amazonaws.com", description=f"IoT rule {names.rule(route)}: {description}",
+        stack=names.stack, account_id=ctx.account_id, opts=child,
         policy=pulumi.Output.all(*policy_arns, ctx.error_log_group_arn).apply(
             lambda arns: json.dumps(policy(arns))),
-    ), opts=child)
+    )
+    role, role_policy = rule_role.role, rule_role.policy
     rule = aws.iot.TopicRule(f"rule/{route}", aws.iot.TopicRuleArgs(
         name=names.rule(route),
         description=description,

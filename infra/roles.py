@@ -1,0 +1,42 @@
+"""A service role with its inline least-privilege policy: the pair every pm500 component needs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import iam
+
+
+@dataclass(frozen=True)
+class ServiceRole:
+    role: aws.iam.Role
+    policy: aws.iam.RolePolicy  # resources using the role depend on it: the role is useless before
+
+
+def service_role(
+    role_resource: str,
+    policy_resource: str,
+    *,
+    name: str,
+    service: str,
+    description: str,
+    stack: str,
+    account_id: pulumi.Input[str],
+    policy: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> ServiceRole:
+    """Role `name` assumable only by `service` from this account, with `policy` (JSON) inline."""
+    account = pulumi.Output.from_input(account_id)
+    role = aws.iam.Role(role_resource, aws.iam.RoleArgs(
+        name=name,
+        description=description,
+        assume_role_policy=account.apply(lambda a: json.dumps(iam.assume_role(service, a))),
+        tags={"pm500:stack": stack},
+    ), opts=opts)
+    inline = aws.iam.RolePolicy(
+        policy_resource, aws.iam.RolePolicyArgs(role=role.name, policy=policy), opts=opts)
+    return ServiceRole(role, inline)
