@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.collector.harness import Simulator
+from sandbox.ca import DevCA
+from sandbox.influx import InfluxServer
+from sandbox.mosquitto import MosquittoBroker
+from tests.collector.harness import Simulator, write_bundle
 
 
 @pytest.fixture
@@ -16,3 +19,17 @@ def simulator(tmp_path: Path) -> Iterator[Simulator]:
     sim = Simulator(tmp_path, meters=2).start()
     yield sim
     sim.stop()
+
+
+@pytest.fixture
+def bundle_config(
+    tmp_path: Path,
+    dev_ca: DevCA,
+    mqtt_broker: MosquittoBroker,
+    influx_server: InfluxServer,
+    influx_db: str,
+    simulator: Simulator,
+) -> Path:
+    """A bundle for the simulated meters, the test's broker and its fresh InfluxDB database."""
+    ports = simulator.ports
+    return write_bundle(tmp_path / "bundle", dev_ca, mqtt_broker, ports, influx_server.url, influx_db)

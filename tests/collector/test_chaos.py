@@ -149,18 +149,14 @@ def test_influxdb_down_and_back(
 
 def test_meter_delayed_past_timeout_then_killed(
     tmp_path: Path,
-    dev_ca: DevCA,
-    mqtt_broker: MosquittoBroker,
     mqtt_observer: Recorder,
     influx_server: InfluxServer,
     influx_db: str,
     simulator: Simulator,
+    bundle_config: Path,
 ) -> None:
     assert simulator.control is not None
-    config = write_bundle(
-        tmp_path / "bundle", dev_ca, mqtt_broker, simulator.ports, influx_server.url, influx_db
-    )
-    collector = CollectorProcess(config, tmp_path).start()
+    collector = CollectorProcess(bundle_config, tmp_path).start()
     try:
         wait_until(lambda: len(ddata_by_asset(mqtt_observer.messages())) == 2, 30, "DDATA from both meters")
         simulator.control.set_faults(0, delay_ms=3000)  # poll every 0.2 s: socket timeout is far below
@@ -197,17 +193,13 @@ def test_meter_delayed_past_timeout_then_killed(
 
 def test_collector_kill9_during_backlog_drain(
     tmp_path: Path,
-    dev_ca: DevCA,
-    mqtt_broker: MosquittoBroker,
     mqtt_observer: Recorder,
     influx_server: InfluxServer,
     influx_db: str,
     simulator: Simulator,
+    bundle_config: Path,
 ) -> None:
-    config = write_bundle(
-        tmp_path / "bundle", dev_ca, mqtt_broker, simulator.ports, influx_server.url, influx_db
-    )
-    collector = CollectorProcess(config, tmp_path)
+    collector = CollectorProcess(bundle_config, tmp_path)
     backlog = 10_000
     values = {m.name: 1.0 for m in METRICS}
     buffer = Buffer(collector.buffer_path, 256 * 1024 * 1024, THING)
@@ -220,7 +212,7 @@ def test_collector_kill9_during_backlog_drain(
     wait_until(lambda: len(mqtt_observer.messages()) >= 500, 30, "drain under way", interval=0.02)
     collector.kill9()
     assert pending(collector.buffer_path, "mqtt") > 0  # killed mid-drain, not after
-    collector = CollectorProcess(config, tmp_path).start()
+    collector = CollectorProcess(bundle_config, tmp_path).start()
     try:
         drain_and_verify(collector, simulator, mqtt_observer.messages, influx_server, influx_db)
     finally:

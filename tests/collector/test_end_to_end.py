@@ -10,9 +10,7 @@ import pytest
 from collector.lineprotocol import MEASUREMENT, field_names
 from collector.metrics import METRICS, METRICS_BY_NAME
 from collector.payload import asset_uuid
-from sandbox.ca import DevCA
 from sandbox.influx import InfluxServer
-from sandbox.mosquitto import MosquittoBroker
 from sandbox.mqtt import Recorder
 from tests.collector.harness import (
     SITE,
@@ -22,7 +20,6 @@ from tests.collector.harness import (
     assert_no_gaps,
     ddata_by_asset,
     wait_until,
-    write_bundle,
 )
 
 pytestmark = pytest.mark.slow
@@ -31,20 +28,16 @@ pytestmark = pytest.mark.slow
 
 def test_readings_reach_broker_and_influx(
     tmp_path: Path,
-    dev_ca: DevCA,
-    mqtt_broker: MosquittoBroker,
     mqtt_observer: Recorder,
     influx_server: InfluxServer,
     influx_db: str,
     simulator: Simulator,
+    bundle_config: Path,
 ) -> None:
     assert simulator.control is not None
     simulator.control.freeze(0)
     registers = simulator.control.registers(0)
-    config = write_bundle(
-        tmp_path / "bundle", dev_ca, mqtt_broker, simulator.ports, influx_server.url, influx_db
-    )
-    collector = CollectorProcess(config, tmp_path).start()
+    collector = CollectorProcess(bundle_config, tmp_path).start()
     try:
         mqtt_observer.wait_for(
             lambda ms: (
