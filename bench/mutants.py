@@ -613,6 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.report_only:
         for module in args.modules or list(MODULE_TESTS):
             result = run_module(REPO, module, MODULE_TESTS[module], args.timeout)
+            results = load_results()  # another run may have finished meanwhile: keep its modules
             results[module] = {k: v for k, v in asdict(result).items() if k != "module"}
             RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
             print(f"{module}: {result.caught}/{result.mutants} caught, {len(result.survivors)} survived "

@@ -163,3 +163,78 @@ def test_kill_9_loses_nothing_committed(tmp_path: Path) -> None:
     stored = [e.seq for e in Buffer(path, 64 * 1024 * 1024, THING).cursor("mqtt").next_batch(1_000_000)]
     assert set(printed) <= set(stored)
     assert stored == list(range(1, len(stored) + 1))
+
+
+def test_consecutive_batches_do_not_overlap(tmp_path: Path) -> None:
+    """The cursor advances: a sink never re-reads a row it was handed (until it rewinds)."""
+    buf = Buffer(tmp_path / "b.sqlite", 10 * 1024 * 1024, THING)
+    buf.append_many([reading(ts=i) for i in range(5)])
+    cur = buf.cursor("influx")
+    assert [e.seq for e in cur.next_batch(2)] == [1, 2]
+    assert [e.seq for e in cur.next_batch(2)] == [3, 4]
+    assert [e.seq for e in cur.next_batch(2)] == [5]
+    assert cur.next_batch(2) == []
+    buf.append(reading(ts=5))
+    assert [e.seq for e in cur.next_batch(2)] == [6]  # new rows after an empty batch
+    assert cur.depth() == 6  # nothing acked: handed out is not delivered
+    cur.rewind(3)
+    assert [e.seq for e in cur.next_batch(10)] == [4, 5, 6]
+    buf.close()
+
+
+def test_overflow_keeps_the_newest_rows_up_to_the_bound(tmp_path: Path) -> None:
+    """Only as many of the oldest rows as needed are dropped: the buffer stays full, not emptied."""
+    max_bytes = 64 * 1024
+    buf = Buffer(tmp_path / "b.sqlite", max_bytes, THING)
+    buf.append(full_reading(0))
+    row = int(buf.stats()["bytes"])  # type: ignore[call-overload]
+    assert 500 < row < 2000  # about 1 KB per reading with every metric (see buffer docstring)
+    for i in range(1, 200):
+        buf.append(full_reading(i))
+    stats = buf.stats()
+    kept = buf.cursor("mqtt").next_batch(1000)
+    assert int(stats["bytes"]) <= max_bytes < int(stats["bytes"]) + 2 * row  # type: ignore[call-overload]
+    assert [e.seq for e in kept] == list(range(201 - len(kept), 201))
+    assert stats["dropped"] == 200 - len(kept)
+    assert stats["depth"] == {"mqtt": len(kept), "influx": len(kept)}
+    buf.close()
+
+
+def test_row_bigger_than_the_bound_empties_the_buffer_and_is_kept(tmp_path: Path) -> None:
+    buf = Buffer(tmp_path / "b.sqlite", 400, THING)  # smaller than one full reading
+    buf.append_many([full_reading(0), full_reading(1)])
+    assert [e.seq for e in buf.cursor("mqtt").next_batch(10)] == [1, 2]
+    buf.append(full_reading(2))
+    assert [e.seq for e in buf.cursor("mqtt").next_batch(10)] == [3]
+    assert buf.stats()["dropped"] == 2
+    buf.close()
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("FULL", 2), ("NORMAL", 1), ("anything else", 1)])
+def test_synchronous_setting(tmp_path: Path, setting: str, expected: int) -> None:
+    """FULL: one fsync per commit (survives a power cut); NORMAL otherwise. SQLite codes: 2 and 1."""
+    buf = Buffer(tmp_path / "b.sqlite", 1024 * 1024, THING, synchronous=setting)
+    assert buf._db.execute("PRAGMA synchronous").fetchone()[0] == expected
+    assert buf._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    buf.close()
+    with sqlite3.connect(tmp_path / "b.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+@pytest.mark.parametrize("sinks", [(), ("mqtt", "kafka")])
+def test_unknown_or_no_sinks_are_refused(tmp_path: Path, sinks: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="sinks must be some of mqtt, influx"):
+        Buffer(tmp_path / "b.sqlite", 1024, THING, sinks=sinks)
+
+
+def test_only_the_enabled_sinks_get_payloads(tmp_path: Path) -> None:
+    buf = Buffer(tmp_path / "b.sqlite", 1024 * 1024, THING, sinks=("influx",))
+    assert buf.append(full_reading(1)) == 1
+    (entry,) = buf.cursor("influx").next_batch(10)
+    assert entry.payload.decode().splitlines() == lines(full_reading(1))
+    assert buf.stats()["depth"] == {"influx": 1}
+    assert buf.last_seq("m1") == 1 and buf.last_seq("m9") == 0
+    with pytest.raises(ValueError, match="sink 'mqtt' is not enabled"):
+        buf.cursor("mqtt")
+    buf.close()
