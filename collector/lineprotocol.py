@@ -10,7 +10,9 @@ TAGS = ("site", "asset", "phase", "breaker")
 
 
 def _escape_tag(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+    """InfluxDB 1.x escapes only `,`, `=` and space in tag values; it keeps a backslash literally, so
+    doubling it would store two (checked against a real InfluxDB in tests/contracts)."""
+    return value.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
 def _fields_by_phase(reading: Reading) -> dict[str, dict[str, float]]:
