@@ -1,0 +1,73 @@
+"""Sparkplug-style JSON payloads against literal expectations: every field, not only metric names."""
+
+from __future__ import annotations
+
+import json
+
+from collector.payload import asset_uuid, dbirth, ddata, encode, node_state
+from collector.reading import Reading
+
+THING = "prod:plant-a:edge-01"
+# uuid5(6f1d3c1e-5a0b-4c55-9d2e-70d1f4a5c500, "prod:plant-a:edge-01/meter-1"): stable across releases,
+# consumers key on it.
+METER_1_UUID = "429bdb5e-c906-5922-887b-1f9b307048a4"
+
+
+def test_asset_uuid_is_stable_and_per_thing_and_asset() -> None:
+    assert asset_uuid(THING, "meter-1") == METER_1_UUID
+    assert asset_uuid(THING, "meter-2") != METER_1_UUID
+    assert asset_uuid("prod:plant-b:edge-01", "meter-1") != METER_1_UUID
+
+
+def test_ddata_literal() -> None:
+    reading = Reading("plant-a", "meter-1", "F1", 1_700_000_000_123,
+                      {"frequency": 50.0, "voltageAN": 230.5, "powerFactorA": 0.98})
+    assert ddata(reading, THING, 7) == {
+        "metrics": [  # canonical order (collector.metrics), not the order of the reading
+            {"name": "voltageAN", "alias": "PM500/voltage/AN", "value": 230.5, "properties": {"unit": "V"}},
+            {"name": "powerFactorA", "alias": "PM500/powerFactor/A", "value": 0.98,
+             "properties": {"unit": ""}},
+            {"name": "frequency", "alias": "PM500/frequency", "value": 50.0, "properties": {"unit": "Hz"}},
+        ],
+        "timestamp": 1_700_000_000_123,
+        "seq": 7,
+        "uuid": METER_1_UUID,
+        "site": "plant-a",
+        "asset": "meter-1",
+    }
+
+
+def test_dbirth_announces_every_metric_with_alias_and_unit() -> None:
+    birth = dbirth(THING, "plant-a", "meter-1", "F1", 1_700_000_000_000, 3)
+    assert {k: v for k, v in birth.items() if k != "metrics"} == {
+        "timestamp": 1_700_000_000_000,
+        "seq": 3,
+        "uuid": METER_1_UUID,
+        "site": "plant-a",
+        "asset": "meter-1",
+        "breaker": "F1",
+    }
+    metrics = birth["metrics"]
+    assert len(metrics) == 30
+    assert metrics[0] == {"name": "voltageAN", "alias": "PM500/voltage/AN", "value": None,
+                          "properties": {"unit": "V"}}
+    assert metrics[-1] == {"name": "energy", "alias": "PM500/energy/net", "value": None,
+                           "properties": {"unit": "kWh"}}
+    assert {"name": "reactivePowerC", "alias": "PM500/reactivePower/C", "value": None,
+            "properties": {"unit": "kVAR"}} in metrics
+    assert all(m["value"] is None for m in metrics)
+
+
+def test_nbirth_and_ndeath() -> None:
+    assert node_state(THING, "plant-a", True, 1_700_000_000_000) == {
+        "timestamp": 1_700_000_000_000, "site": "plant-a", "node": THING, "online": True,
+    }
+    assert node_state(THING, "plant-a", False, 1_700_000_000_999) == {
+        "timestamp": 1_700_000_000_999, "site": "plant-a", "node": THING, "online": False,
+    }
+
+
+def test_encode_is_compact_json() -> None:
+    payload = {"timestamp": 1, "site": "plant-a", "online": True}
+    assert encode(payload) == b'{"timestamp":1,"site":"plant-a","online":true}'
+    assert json.loads(encode(dbirth(THING, "s", "a", "b", 1, 0)))["breaker"] == "b"
