@@ -47,14 +47,14 @@ GOAL = 0.95
 
 # Module -> the tests that guard it, fastest first (pytest stops at the first failure).
 MODULE_TESTS: dict[str, list[str]] = {
-    "collector/topics.py": ["tests/contracts/test_topics.py"],
-    "collector/lineprotocol.py": ["tests/contracts/test_lineprotocol.py"],
-    "collector/payload.py": ["tests/contracts/test_payload.py"],
-    "collector/buffer.py": ["tests/collector/test_buffer.py"],
-    "collector/registers.py": ["tests/meter/test_registers.py"],
-    "collector/backoff.py": ["tests/collector/test_backoff.py"],
-    "devices/crypto.py": ["tests/cli/test_crypto.py"],
     "infra/naming.py": ["tests/contracts/test_naming.py"],
+    "collector/backoff.py": ["tests/collector/test_backoff.py"],
+    "collector/topics.py": ["tests/contracts/test_topics.py"],
+    "collector/payload.py": ["tests/contracts/test_payload.py"],
+    "collector/lineprotocol.py": ["tests/contracts/test_lineprotocol.py"],
+    "devices/crypto.py": ["tests/cli/test_crypto.py"],
+    "collector/registers.py": ["tests/meter/test_registers.py"],
+    "collector/buffer.py": ["tests/collector/test_buffer.py"],
 }
 
 NO_MUTATE = "pragma: no mutate"
