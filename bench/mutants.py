@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -420,10 +420,16 @@ def run_module(
     tests: Sequence[str],
     timeout: float | None = None,
     progress: Callable[[str], None] = print,
+    only: Collection[tuple[int, str, str]] | None = None,
 ) -> ModuleResult:
-    """Mutate `module` (a path relative to `root`) once per mutant and run `tests` against each."""
+    """Mutate `module` (a path relative to `root`) once per mutant and run `tests` against each.
+
+    `only`: run just the mutants with these (line, original, mutated), e.g. the last run's survivors.
+    """
     source = (root / module).read_text()
     mutants = generate(source, module)
+    if only is not None:
+        mutants = [m for m in mutants if (m.line, m.original, m.mutated) in only]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pm500-mutants-") as tmp:
         scratch = Path(tmp)
@@ -598,6 +604,23 @@ def write_report(results: dict[str, dict[str, object]], report: Path = REPORT) -
     return stale
 
 
+def _rerun_survivors(module: str, last: dict[str, object] | None, timeout: float | None) -> ModuleResult:
+    """The last full run's counts, with its survivors run again against the current tests."""
+    if last is None:
+        raise SystemExit(f"{module}: no previous run in {RESULTS.relative_to(REPO)}; run it in full first")
+    survivors = last["survivors"]
+    assert isinstance(survivors, list)
+    if len(generate((REPO / module).read_text(), module)) != last["mutants"]:
+        raise SystemExit(f"{module} changed since its last full run: run it in full")
+    only = {(int(s["line"]), str(s["original"]), str(s["mutated"])) for s in survivors}
+    again = run_module(REPO, module, MODULE_TESTS[module], timeout, only=only)
+    return ModuleResult(
+        module, again.tests, int(last["mutants"]),  # type: ignore[call-overload]
+        int(last["killed"]) + again.killed, int(last["timeouts"]) + again.timeouts,  # type: ignore[call-overload]
+        again.survivors, float(last["seconds"]), again.commit, again.date,  # type: ignore[arg-type]
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev mutants", description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help="modules to mutate (default: all of MODULE_TESTS)")
@@ -605,6 +628,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--timeout", type=float, help="seconds per mutant (default: 3x the unmutated run + 10)"
     )
     parser.add_argument("--report-only", action="store_true", help="regenerate docs/MUTANTS.md only")
+    parser.add_argument(
+        "--survivors", action="store_true",
+        help="re-run only the last run's survivors (after adding tests; the module must be unchanged)",
+    )
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULE_TESTS]
     if unknown:
@@ -612,8 +639,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = load_results()
     if not args.report_only:
         for module in args.modules or list(MODULE_TESTS):
-            result = run_module(REPO, module, MODULE_TESTS[module], args.timeout)
             results = load_results()  # another run may have finished meanwhile: keep its modules
+            if args.survivors:
+                result = _rerun_survivors(module, results.get(module), args.timeout)
+            else:
+                result = run_module(REPO, module, MODULE_TESTS[module], args.timeout)
             results[module] = {k: v for k, v in asdict(result).items() if k != "module"}
             RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
             print(f"{module}: {result.caught}/{result.mutants} caught, {len(result.survivors)} survived "
