@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,37 @@ def test_only_the_enabled_sinks_get_payloads(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sink 'mqtt' is not enabled"):
         buf.cursor("mqtt")
     buf.close()
+
+
+def test_bytes_count_both_compressed_payloads_plus_the_row_overhead(tmp_path: Path) -> None:
+    """max_bytes bounds the file: each row counts its zlib payloads and 64 bytes of SQLite overhead."""
+    path = tmp_path / "b.sqlite"
+    buf = Buffer(path, 1024 * 1024, THING)
+    buf.append(full_reading(1))
+    (mqtt,) = buf.cursor("mqtt").next_batch(10)
+    (influx,) = buf.cursor("influx").next_batch(10)
+    with sqlite3.connect(path) as db:
+        stored = db.execute("SELECT length(mqtt), length(influx), size FROM readings").fetchall()
+    assert len(stored) == 1
+    mqtt_bytes, influx_bytes, size = stored[0]
+    assert zlib.decompress(db_blob(path, "mqtt")) == mqtt.payload  # stored compressed, handed out plain
+    assert mqtt_bytes < len(mqtt.payload) and influx_bytes < len(influx.payload)
+    assert size == mqtt_bytes + influx_bytes + 64
+    assert buf.stats() == {"bytes": size, "max_bytes": 1024 * 1024, "dropped": 0,
+                           "depth": {"mqtt": 1, "influx": 1}}
+    buf.close()
+    assert Buffer(path, 1024 * 1024, THING).stats()["bytes"] == size  # recounted on open
+
+
+def db_blob(path: Path, column: str) -> bytes:
+    with sqlite3.connect(path) as db:
+        return bytes(db.execute(f"SELECT {column} FROM readings").fetchone()[0])  # noqa: S608
+
+
+def test_close_checkpoints_the_wal_into_the_database(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    buf = Buffer(path, 1024 * 1024, THING)
+    buf.append_many(full_reading(i) for i in range(50))
+    buf.close()
+    wal = path.with_name("b.sqlite-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
