@@ -91,7 +91,9 @@ def test_ca_signs_a_client_certificate(ca: crypto.OrgCA) -> None:
     assert constraints.critical and constraints.value.ca is False
     usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     assert list(usage.value) == [ExtendedKeyUsageOID.CLIENT_AUTH] and not usage.critical
-    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    aki_extension = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    aki = aki_extension.value
+    assert not aki_extension.critical
     assert aki.key_identifier == x509.SubjectKeyIdentifier.from_public_key(
         ca.certificate.public_key()  # type: ignore[arg-type]
     ).digest
