@@ -3,6 +3,8 @@ them, so a broken template must fail here, not be compared with its own output."
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from collector.topics import (
@@ -10,6 +12,7 @@ from collector.topics import (
     DDATA,
     DDEATH,
     NAME_PATTERN,
+    NAME_RULE,
     NBIRTH,
     NCMD,
     NDEATH,
@@ -102,3 +105,13 @@ def test_mosquitto_acl_literal() -> None:
         "pattern readwrite $aws/things/%u/shadow/#",
     ]
     assert mosquitto_acl_patterns([NCMD]) == ["pattern read spBv1.0/pm500/NCMD/%u"]
+
+
+def test_name_rule_says_what_the_pattern_accepts() -> None:
+    """The one sentence every config error about a name quotes."""
+    assert NAME_RULE == "1-32 characters of a-z, 0-9 and '-', starting and ending with a letter or digit"
+
+
+def test_templates_are_immutable() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DDATA.levels = ("x",)  # type: ignore[misc]
