@@ -247,3 +247,18 @@ def test_unit_may_differ_only_for_a_scaled_element() -> None:
     data = _small_map()
     data["instances"][1]["registers"][0].update(unit="kV", scale=1000)  # type: ignore[index]
     assert parse_register_map(data, "map.yaml").instances[1].registers[0].unit == "kV"
+
+
+def test_one_element_instance_and_no_source() -> None:
+    data = _small_map()
+    del data["source"]
+    data["instances"][1].update(elements=1)  # type: ignore[index]
+    data["instances"][1]["registers"].pop()  # type: ignore[index]
+    regmap = parse_register_map(data, "map.yaml")
+    assert regmap.source == ""
+    assert regmap.instances[1].size_bytes == 4
+
+
+def test_unreadable_map_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(RegisterMapError, match=r"missing\.yaml: cannot read register map"):
+        load_register_map(tmp_path / "missing.yaml")
