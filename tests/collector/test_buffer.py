@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sqlite3
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -273,3 +275,65 @@ def test_close_checkpoints_the_wal_into_the_database(tmp_path: Path) -> None:
     buf.close()
     wal = path.with_name("b.sqlite-wal")
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+@pytest.mark.parametrize(("sinks", "empty"), [(("mqtt",), "influx"), (("influx",), "mqtt")])
+def test_a_disabled_sink_costs_no_encoding(tmp_path: Path, sinks: tuple[str, ...], empty: str) -> None:
+    path = tmp_path / "b.sqlite"
+    buf = Buffer(path, 1024 * 1024, THING, sinks=sinks)
+    buf.append(full_reading(1))
+    buf.close()
+    assert db_blob(path, empty) == b""
+    assert len(db_blob(path, sinks[0])) > 100
+
+
+def test_appends_from_other_threads_and_a_new_folder(tmp_path: Path) -> None:
+    """Poller threads append while sink threads read: one connection shared across threads."""
+    buf = Buffer(tmp_path / "new" / "folder" / "b.sqlite", 1024 * 1024, THING)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        seqs = [f.result() for f in [pool.submit(buf.append, reading(f"m{i % 2}")) for i in range(6)]]
+    assert sorted(seqs) == [1, 1, 2, 2, 3, 3]
+    assert len(buf.cursor("mqtt").next_batch(10)) == 6
+    buf.close()
+
+
+def test_rewind_by_default_hands_out_every_unacked_row_again(tmp_path: Path) -> None:
+    buf = Buffer(tmp_path / "b.sqlite", 1024 * 1024, THING)
+    buf.append_many([reading(ts=i) for i in range(3)])
+    cur = buf.cursor("mqtt")
+    assert [e.seq for e in cur.next_batch(10)] == [1, 2, 3]
+    cur.rewind()
+    assert [e.seq for e in cur.next_batch(10)] == [1, 2, 3]
+    cur.rewind(5)  # never forward: rows not yet handed out are not skipped
+    assert cur.next_batch(10) == []
+    buf.close()
+
+
+def _row_sizes(path: Path) -> list[int]:
+    with sqlite3.connect(path) as db:
+        return [size for (size,) in db.execute("SELECT size FROM readings ORDER BY id")]
+
+
+def test_overflow_boundaries_drop_exactly_what_is_needed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rows of equal size s, max_bytes = 3 s: three rows fit exactly; a fourth drops exactly one.
+
+    InfluxDB only: the line protocol of equal readings is equal (DDATA would differ by seq)."""
+    probe = Buffer(tmp_path / "probe.sqlite", 1024 * 1024, THING, sinks=("influx",))
+    probe.append_many([reading(ts=1)] * 2)
+    probe.close()
+    sizes = _row_sizes(tmp_path / "probe.sqlite")
+    assert sizes[0] == sizes[1]
+    size = sizes[0]
+    buf = Buffer(tmp_path / "b.sqlite", 3 * size, THING, sinks=("influx",))
+    with caplog.at_level(logging.WARNING, logger="collector.buffer"):
+        buf.append_many([reading(ts=1)] * 3)
+        assert buf.stats()["dropped"] == 0 and buf.stats()["bytes"] == 3 * size  # exactly full
+        buf.append(reading(ts=1))
+    assert [e.seq for e in buf.cursor("influx").next_batch(10)] == [2, 3, 4]
+    assert buf.stats()["dropped"] == 1 and buf.stats()["bytes"] == 3 * size
+    (record,) = [r for r in caplog.records if r.name == "collector.buffer"]
+    assert record.getMessage() == "buffer full: dropped oldest readings"
+    assert (record.dropped, record.dropped_total, record.max_bytes) == (1, 1, 3 * size)  # type: ignore[attr-defined]
+    buf.close()
