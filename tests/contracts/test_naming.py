@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from infra.naming import PRODUCT, Names
@@ -24,3 +26,8 @@ def test_names_of_a_stack() -> None:
 def test_thing_name_parts_cannot_hold_the_separator() -> None:
     with pytest.raises(ValueError, match="site name 'plant:a' must not contain ':'"):
         Names("prod").thing("plant:a", "edge-01")
+
+
+def test_names_are_immutable() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Names("prod").stack = "staging"  # type: ignore[misc]

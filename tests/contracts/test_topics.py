@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from collector.topics import (
+    COLLECTOR_TOPICS,
     DBIRTH,
     DDATA,
     DDEATH,
@@ -115,3 +116,10 @@ def test_name_rule_says_what_the_pattern_accepts() -> None:
 def test_templates_are_immutable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         DDATA.levels = ("x",)  # type: ignore[misc]
+
+
+def test_message_types_in_order() -> None:
+    """infra/outputs.py keys a stack output by message type: these names are part of the contract."""
+    assert [t.message_type for t in COLLECTOR_TOPICS] == [
+        "NBIRTH", "NDEATH", "DBIRTH", "DDATA", "DDEATH", "NCMD", "SHADOW",
+    ]
