@@ -192,3 +192,20 @@ def test_ca_key_files_that_are_missing_garbled_foreign_or_of_another_type(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     with pytest.raises(DeviceError, match="expected an EC or RSA key"):
         crypto.load_org_ca(cert, key_path)
+
+
+def test_certificate_with_a_key_type_we_never_use_is_a_clear_mismatch(tmp_path: Path) -> None:
+    """A service (or CA) that returns an Ed25519 certificate gets the mismatch error, not a crash."""
+    cert_path, _, ca_key = _ca(tmp_path)
+    ca_cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    odd = (
+        x509.CertificateBuilder().subject_name(crypto.subject_for(THING)).issuer_name(ca_cert.subject)
+        .public_key(ed25519.Ed25519PrivateKey.generate().public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1)).sign(ca_key, hashes.SHA256())
+    )
+    pem = odd.public_bytes(serialization.Encoding.PEM)
+    with pytest.raises(DeviceError, match=r"^certificate/key mismatch"):
+        crypto.check_certificate(pem.decode(), crypto.generate_key("ec-p256"), THING)
+    assert crypto.cert_matches_key(pem, crypto.private_key_pem(crypto.generate_key("ec-p256"))) is False
