@@ -3,6 +3,7 @@ every refusal (CN length, foreign or garbled certificates, CA files that are not
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -209,3 +210,13 @@ def test_certificate_with_a_key_type_we_never_use_is_a_clear_mismatch(tmp_path: 
     with pytest.raises(DeviceError, match=r"^certificate/key mismatch"):
         crypto.check_certificate(pem.decode(), crypto.generate_key("ec-p256"), THING)
     assert crypto.cert_matches_key(pem, crypto.private_key_pem(crypto.generate_key("ec-p256"))) is False
+
+
+def test_missing_ca_cert_names_the_option(tmp_path: Path) -> None:
+    with pytest.raises(DeviceError, match=r"^--ca-cert .*missing\.pem: cannot read it"):
+        crypto.load_org_ca(tmp_path / "missing.pem", tmp_path / "key.pem")
+
+
+def test_org_ca_is_immutable(ca: crypto.OrgCA) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ca.private_key = crypto.generate_key("ec-p256")  # type: ignore[misc]
