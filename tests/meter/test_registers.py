@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 from pathlib import Path
@@ -260,5 +261,19 @@ def test_one_element_instance_and_no_source() -> None:
 
 
 def test_unreadable_map_file_names_it(tmp_path: Path) -> None:
-    with pytest.raises(RegisterMapError, match=r"missing\.yaml: cannot read register map"):
+    with pytest.raises(RegisterMapError, match=r"missing\.yaml: cannot read register map: "):
         load_register_map(tmp_path / "missing.yaml")
+
+
+def test_unit_defaults_to_empty_for_an_unpublished_element() -> None:
+    data = _small_map()
+    del data["instances"][1]["registers"][1]["unit"]  # type: ignore[index]
+    assert parse_register_map(data, "map.yaml").instances[1].registers[1].unit == ""
+
+
+def test_parsed_map_is_immutable() -> None:
+    regmap = parse_register_map(_small_map(), "map.yaml")
+    inst = regmap.instances[1]
+    for obj, name in ((regmap, "source"), (inst, "title"), (inst.registers[0], "scale")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, name, None)
