@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -9,12 +10,14 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+import collector.buffer as buffer_module
 from collector.buffer import Buffer, BufferFormatError
 from collector.lineprotocol import lines
 from collector.metrics import METRICS
@@ -336,4 +339,44 @@ def test_overflow_boundaries_drop_exactly_what_is_needed(
     (record,) = [r for r in caplog.records if r.name == "collector.buffer"]
     assert record.getMessage() == "buffer full: dropped oldest readings"
     assert (record.dropped, record.dropped_total, record.max_bytes) == (1, 1, 3 * size)  # type: ignore[attr-defined]
+    buf.close()
+
+
+def test_checkpointer_folds_the_wal_into_the_database_while_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits never checkpoint (wal_autocheckpoint=0): the checkpointer thread must, or the WAL grows."""
+    monkeypatch.setattr(buffer_module, "_CHECKPOINT_INTERVAL_S", 0.01)
+    path = tmp_path / "b.sqlite"
+    buf = Buffer(path, 10 * 1024 * 1024, THING)
+    buf.append_many(full_reading(i) for i in range(60))  # ~50 KB, first written to the WAL only
+    deadline = time.monotonic() + 30  # a deadline for a hung test, not a speed target
+    while path.stat().st_size <= 32 * 1024:
+        assert time.monotonic() < deadline, "no checkpoint into the database file"
+        time.sleep(0.01)
+    assert buf.stats()["depth"] == {"mqtt": 60, "influx": 60}
+    buf.close()
+
+
+def test_reopening_without_a_sink_frees_rows_only_that_sink_needed(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    buf = Buffer(path, 10 * 1024 * 1024, THING)
+    buf.append_many([reading(), reading()])
+    mqtt = buf.cursor("mqtt")
+    mqtt.ack([e.id for e in mqtt.next_batch(10)])
+    assert int(buf.stats()["bytes"]) > 0  # InfluxDB still owes them  # type: ignore[call-overload]
+    buf.close()
+    reopened = Buffer(path, 10 * 1024 * 1024, THING, sinks=("mqtt",))  # InfluxDB switched off
+    assert reopened.stats()["bytes"] == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 0
+    reopened.close()
+
+
+def test_entries_are_immutable(tmp_path: Path) -> None:
+    buf = Buffer(tmp_path / "b.sqlite", 1024 * 1024, THING)
+    buf.append(reading())
+    (entry,) = buf.cursor("mqtt").next_batch(1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.seq = 9  # type: ignore[misc]
     buf.close()
