@@ -275,9 +275,15 @@ def test_close_checkpoints_the_wal_into_the_database(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
     buf = Buffer(path, 1024 * 1024, THING)
     buf.append_many(full_reading(i) for i in range(50))
-    buf.close()
-    wal = path.with_name("b.sqlite-wal")
-    assert not wal.exists() or wal.stat().st_size == 0
+    reader = sqlite3.connect(path)  # another connection open: SQLite alone would leave the WAL behind
+    try:
+        assert reader.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 50
+        buf.close()
+        assert path.with_name("b.sqlite-wal").stat().st_size == 0
+    finally:
+        reader.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        buf.depth("mqtt")  # closed means closed
 
 
 @pytest.mark.parametrize(("sinks", "empty"), [(("mqtt",), "influx"), (("influx",), "mqtt")])
