@@ -386,3 +386,56 @@ def test_entries_are_immutable(tmp_path: Path) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         entry.seq = 9  # type: ignore[misc]
     buf.close()
+
+
+def test_a_failed_batch_is_rolled_back_and_the_buffer_stays_usable(tmp_path: Path) -> None:
+    buf = Buffer(tmp_path / "b.sqlite", 1024 * 1024, THING, sinks=("mqtt",))
+    bad = Reading("plant-a", None, "F1", 1, {"voltageAN": 1.0})  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):  # asset NOT NULL: fails inside the transaction
+        buf.append_many([reading(), bad])
+    assert buf.depth("mqtt") == 0 and buf.stats()["bytes"] == 0  # the good row went too
+    assert buf.append(reading()) == 1  # seq not consumed by the failed batch
+    buf.close()
+
+
+def test_checkpoint_failures_are_logged_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_connect = sqlite3.connect
+    connections: list[object] = []
+
+    class Busy:
+        """The checkpointer's connection (the second one opened), always busy."""
+
+        def execute(self, sql: str) -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+        def close(self) -> None:
+            connections.append("closed")
+
+    def connect(*args: object, **kwargs: object) -> object:
+        connections.append(args[0])
+        return real_connect(*args, **kwargs) if len(connections) == 1 else Busy()  # type: ignore[arg-type]
+
+    monkeypatch.setattr(buffer_module.sqlite3, "connect", connect)
+    monkeypatch.setattr(buffer_module, "_CHECKPOINT_INTERVAL_S", 0.01)
+    with caplog.at_level(logging.WARNING, logger="collector.buffer"):
+        buf = Buffer(tmp_path / "b.sqlite", 1024 * 1024, THING)
+        deadline = time.monotonic() + 30  # a deadline for a hung test, not a speed target
+        while sum(r.getMessage() == "buffer checkpoint failed; retrying" for r in caplog.records) < 2:
+            assert time.monotonic() < deadline, "no retried checkpoint"
+            time.sleep(0.01)
+        buf.close()
+    assert connections[-1] == "closed"
+
+
+def test_a_process_that_forgets_close_still_exits(tmp_path: Path) -> None:
+    """The checkpointer is a daemon thread: it never keeps a collector process alive."""
+    script = f"""
+from pathlib import Path
+from collector.buffer import Buffer
+Buffer(Path({str(tmp_path / "b.sqlite")!r}), 1024 * 1024, "t")
+print("done", flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "done\n"
