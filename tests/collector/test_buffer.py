@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -439,3 +440,14 @@ print("done", flush=True)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout == "done\n"
+
+
+def test_checkpointer_thread_lives_exactly_as_long_as_the_buffer(tmp_path: Path) -> None:
+    def checkpointers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "buffer-checkpoint"]
+
+    before = len(checkpointers())
+    buf = Buffer(tmp_path / "b.sqlite", 1024 * 1024, THING)
+    assert len(checkpointers()) == before + 1
+    buf.close()  # joins the thread: gone when close returns
+    assert len(checkpointers()) == before
