@@ -81,6 +81,6 @@ def test_report_keeps_equivalent_notes_only_while_the_survivor_exists(tmp_path: 
     kept = read_equivalents(report)
     assert kept == [Equivalent("tiny.py", 14, "10", "11", "moved line, same mutant: kept")]
     text = report.read_text()
-    assert "| `tiny.py` | `test_tiny.py` | 20 | 19 | 0 | 1 | 1 | 100.0% |" in text
+    assert "| `tiny.py` | `test_tiny.py` | 20 | 19 | 0 | 1 | 1 | 100.0% | 95.0% |" in text
     assert "- `tiny.py:14` [constant] `10` → `11`: equivalent (see below)" in text
     json.dumps(results)  # what docs/mutants.json stores
