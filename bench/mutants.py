@@ -68,6 +68,10 @@ _BOUNDARY: dict[type[ast.cmpop], type[ast.cmpop]] = {
 }
 
 
+class RunError(Exception):
+    """A module could not be mutation-tested (its tests fail unmutated, collect nothing, ...)."""
+
+
 @dataclass(frozen=True)
 class Mutant:
     """One mutation; (file, original, mutated) identifies it across runs, line locates it."""
@@ -411,7 +415,7 @@ def _check_imports_copy(scratch: Path, module: str) -> None:
         cwd=scratch, env=env, capture_output=True, text=True, check=True,
     ).stdout.strip()
     if Path(found).resolve() != (scratch / module).resolve():
-        raise SystemExit(f"{module}: tests would import {found}, not the mutated copy")
+        raise RunError(f"{module}: tests would import {found}, not the mutated copy")
 
 
 def run_module(
@@ -438,7 +442,7 @@ def run_module(
         _preload(scratch, tests)
         status, baseline = _pytest(scratch, tests, None)
         if status != "passed":
-            raise SystemExit(f"{module}: the tests {' '.join(tests)} do not pass unmutated ({status})")
+            raise RunError(f"{module}: the tests {' '.join(tests)} do not pass unmutated ({status})")
         limit = timeout if timeout is not None else 3 * baseline + 10
         progress(f"{module}: {len(mutants)} mutants, tests take {baseline:.1f} s, timeout {limit:.0f} s")
         target = scratch / module
@@ -452,7 +456,7 @@ def run_module(
                 os.utime(target, (mtime + n, mtime + n))
                 status, _ = _pytest(scratch, tests, limit)
                 if status == "no tests":
-                    raise SystemExit(f"{module}: pytest collected no tests from {' '.join(tests)}")
+                    raise RunError(f"{module}: pytest collected no tests from {' '.join(tests)}")
                 if status == "failed":
                     killed += 1
                 elif status == "timeout":
@@ -549,7 +553,12 @@ def render_report(results: dict[str, dict[str, object]], equivalents: list[Equiv
         "```",
         "./dev mutants                      # every module below",
         "./dev mutants collector/buffer.py  # one module; the others keep their last result",
+        "./dev mutants --survivors MODULE   # only the last run's survivors, after adding tests",
         "```",
+        "",
+        "Each module runs only the tests mapped to it in `MODULE_TESTS` (bench/mutants.py), fastest first:",
+        "map a new contract module (or a new test file of one) there. A full run of every module takes",
+        "about 15 minutes on the shared 2-core machine; per-mutant timeout: 3x the unmutated run + 10 s.",
         "",
         "This file is generated from `docs/mutants.json`; edit only the *Equivalent mutants* section, whose",
         "entries the generator keeps while a survivor with the same file, original and mutated text exists.",
@@ -609,11 +618,11 @@ def write_report(results: dict[str, dict[str, object]], report: Path = REPORT) -
 def _rerun_survivors(module: str, last: dict[str, object] | None, timeout: float | None) -> ModuleResult:
     """The last full run's counts, with its survivors run again against the current tests."""
     if last is None:
-        raise SystemExit(f"{module}: no previous run in {RESULTS.relative_to(REPO)}; run it in full first")
+        raise RunError(f"{module}: no previous run in {RESULTS.relative_to(REPO)}; run it in full first")
     survivors = last["survivors"]
     assert isinstance(survivors, list)
     if len(generate((REPO / module).read_text(), module)) != last["mutants"]:
-        raise SystemExit(f"{module} changed since its last full run: run it in full")
+        raise RunError(f"{module} changed since its last full run: run it in full")
     only = {(int(s["line"]), str(s["original"]), str(s["mutated"])) for s in survivors}
     again = run_module(REPO, module, MODULE_TESTS[module], timeout, only=only)
     return ModuleResult(
@@ -639,13 +648,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown module(s) {unknown}; expected some of {sorted(MODULE_TESTS)}")
     results = load_results()
+    failed = []
     if not args.report_only:
         for module in args.modules or list(MODULE_TESTS):
             results = load_results()  # another run may have finished meanwhile: keep its modules
-            if args.survivors:
-                result = _rerun_survivors(module, results.get(module), args.timeout)
-            else:
-                result = run_module(REPO, module, MODULE_TESTS[module], args.timeout)
+            try:
+                if args.survivors:
+                    result = _rerun_survivors(module, results.get(module), args.timeout)
+                else:
+                    result = run_module(REPO, module, MODULE_TESTS[module], args.timeout)
+            except RunError as e:  # the other modules still run; this one keeps its last result
+                print(f"NOT RUN: {e}")
+                failed.append(module)
+                continue
             results[module] = {k: v for k, v in asdict(result).items() if k != "module"}
             RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
             print(f"{module}: {result.caught}/{result.mutants} caught, {len(result.survivors)} survived "
@@ -653,7 +668,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for eq in write_report(results):
         print(f"dropped stale equivalent-mutant note: {eq.render()}")
     print(f"wrote {REPORT.relative_to(REPO)}")
-    return 0
+    if failed:
+        print(f"not run (last results kept): {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

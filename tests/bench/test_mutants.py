@@ -6,7 +6,9 @@ import json
 import textwrap
 from pathlib import Path
 
-from bench.mutants import Equivalent, generate, read_equivalents, render_report, run_module
+import pytest
+
+from bench.mutants import Equivalent, RunError, generate, read_equivalents, render_report, run_module
 
 TINY = textwrap.dedent(
     '''
@@ -84,3 +86,10 @@ def test_report_keeps_equivalent_notes_only_while_the_survivor_exists(tmp_path: 
     assert "| `tiny.py` | `test_tiny.py` | 20 | 19 | 0 | 1 | 1 | 100.0% | 95.0% |" in text
     assert "- `tiny.py:14` [constant] `10` → `11`: equivalent (see below)" in text
     json.dumps(results)  # what docs/mutants.json stores
+
+
+def test_tests_failing_before_any_mutation_are_reported_not_scored(tmp_path: Path) -> None:
+    (tmp_path / "tiny.py").write_text(TINY)
+    (tmp_path / "test_tiny.py").write_text(TINY_TEST.replace("clamp(3, 3) == 3", "clamp(3, 3) == 4"))
+    with pytest.raises(RunError, match="do not pass unmutated"):
+        run_module(tmp_path, "tiny.py", ["test_tiny.py"], timeout=60, progress=lambda _: None)
