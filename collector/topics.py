@@ -19,6 +19,9 @@ THING_SEPARATOR = ":"
 # that `<stack>:` is an unambiguous prefix of every thing name of that stack.
 NAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 NAME_RULE = "1-32 characters of a-z, 0-9 and '-', starting and ending with a letter or digit"
+# A thing name is also the collector certificate's CN, and X.509 caps a CN at 64 characters (RFC 5280
+# ub-common-name); AWS IoT would take 128. The stack config and the CLI both apply this one rule.
+MAX_THING_NAME_LENGTH = 64
 
 THING = "{thing}"
 ASSET = "{asset}"
@@ -67,6 +70,15 @@ def thing_name(stack: str, site: str, collector: str) -> str:
         if THING_SEPARATOR in value:
             raise ValueError(f"{label} name {value!r} must not contain {THING_SEPARATOR!r}")
     return THING_SEPARATOR.join((stack, site, collector))
+
+
+def check_thing_name_length(thing: str) -> None:
+    """Refuse a thing name no certificate can carry as its CN (ValueError saying what to shorten)."""
+    if len(thing) > MAX_THING_NAME_LENGTH:
+        raise ValueError(
+            f"thing name {thing!r} is {len(thing)} characters; a thing name is the certificate CN and holds "
+            f"at most {MAX_THING_NAME_LENGTH}: shorten the stack, site or collector name"
+        )
 
 
 def stack_thing_prefix(stack: str) -> str:

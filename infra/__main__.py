@@ -20,10 +20,12 @@ from infra.stack_config import load_stack_config
 cfg = load_stack_config()
 names = Names(cfg.stack)
 account_id = aws.get_caller_identity_output().account_id
+partition = aws.get_partition_output().partition  # aws, aws-cn, aws-us-gov, aws-iso...: ARNs use it
 endpoint = aws.iot.get_endpoint_output(endpoint_type="iot:Data-ATS").endpoint_address
 
-registry = Registry("registry", cfg, names, account_id)
-provisioning = Provisioning("provisioning", cfg, names, account_id, registry.provisioning_prerequisites)
+registry = Registry("registry", cfg, names, account_id, partition)
+provisioning = Provisioning("provisioning", cfg, names, account_id, partition,
+                            registry.provisioning_prerequisites)
 routes = DataRoutes("data-routes", cfg, names, account_id)
 rules = dict(routes.rules)
 roles = {

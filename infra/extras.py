@@ -73,6 +73,7 @@ class LatestValues(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pm500:data:LatestValues", name, None, opts)
         names = rule_context.names
+        region = cfg.region or ""
         table = aws.dynamodb.Table("latest", aws.dynamodb.TableArgs(
             name=names.resource("latest"),
             billing_mode="PAY_PER_REQUEST",
@@ -90,8 +91,8 @@ class LatestValues(pulumi.ComponentResource):
             description=f"latest DDATA per meter of stack {cfg.stack} into DynamoDB",
             sql=ddata_sql(cfg.stack,
                           f"*, topic(4) AS thing, concat(topic(4), '/', topic(5)) AS {LATEST_KEY}"),
-            policy=lambda a: iam.dynamodb_rule(a[0], a[1]),
-            policy_arns=[table.arn],
+            policy=lambda a: iam.dynamodb_rule(a[0], a[1], a[2], region),
+            policy_arns=[table.arn, key_arn],
             actions=lambda role_arn: {"dynamodbv2s": [aws.iot.TopicRuleDynamodbv2Args(
                 role_arn=role_arn, put_item=aws.iot.TopicRuleDynamodbv2PutItemArgs(table_name=table_name))]},
         )

@@ -216,6 +216,9 @@ def _make_mocks(region: str, account: str) -> Any:
             if function == "aws:iot/getEndpoint:getEndpoint":
                 return {"endpointAddress": f"a1b2c3d4e5f6g7-ats.iot.{region}.amazonaws.com",
                         "endpointType": args.args.get("endpointType"), "id": region}, []
+            if function == "aws:index/getPartition:getPartition":
+                return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws",
+                        "reverseDnsPrefix": "com.amazonaws"}, []
             if function == "aws:index/getRegion:getRegion":
                 return {"region": region, "name": region, "id": region}, []
             if function == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
