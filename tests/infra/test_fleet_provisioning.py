@@ -81,7 +81,8 @@ def test_the_old_provisioning_role_is_refused(staging: EvaluatedStack) -> None:
     ({"Site": "nowhere", "Collector": "x"}, "pm500-staging:nowhere does not exist"),
     ({"Site": "plant-a", "Collector": "bad name"}, "not a valid thing name"),
 ])
-def test_bad_parameters_are_refused(staging: EvaluatedStack, parameters: dict[str, str], message: str) -> None:
+def test_bad_parameters_are_refused(staging: EvaluatedStack, parameters: dict[str, str],
+                                    message: str) -> None:
     with pytest.raises(ProvisioningRefused, match=message):
         register_thing(_account(staging), _template(staging), _role(staging), parameters, CERT)
 
@@ -89,12 +90,13 @@ def test_bad_parameters_are_refused(staging: EvaluatedStack, parameters: dict[st
 def test_another_stacks_role_cannot_provision_into_this_stack(staging: EvaluatedStack,
                                                               prod: EvaluatedStack) -> None:
     with pytest.raises(ProvisioningRefused, match="not allowed iot:CreateThing"):
-        register_thing(_account(staging), _template(staging), _role(prod), {"Site": "plant-a", "Collector": "x"},
-                       CERT)
+        register_thing(_account(staging), _template(staging), _role(prod),
+                       {"Site": "plant-a", "Collector": "x"}, CERT)
 
 
 def test_override_settings_are_checked(staging: EvaluatedStack) -> None:
     template = _template(staging)
     template["Resources"]["thing"]["OverrideSettings"]["ThingTypeName"] = "MERGE"
-    with pytest.raises(ProvisioningRefused, match="OverrideSettings.ThingTypeName: 'MERGE'"):
-        register_thing(_account(staging), template, _role(staging), {"Site": "plant-a", "Collector": "x"}, CERT)
+    with pytest.raises(ProvisioningRefused, match=r"OverrideSettings\.ThingTypeName: 'MERGE'"):
+        register_thing(_account(staging), template, _role(staging), {"Site": "plant-a", "Collector": "x"},
+                       CERT)
