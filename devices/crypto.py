@@ -99,9 +99,16 @@ def load_certificate_file(path: Path, option: str) -> x509.Certificate:
         raise DeviceError(f"{option} {path}: not a PEM certificate") from None
 
 
+# Amazon's ATS roots that AWS IoT's `iot:Data-ATS` endpoint chains to: CA 1 for RSA cipher suites, CA 3
+# for ECDSA ones (which one a client sees depends on the negotiated suite). Copied from Debian's
+# ca-certificates (mozilla/Amazon_Root_CA_{1,3}.crt); fingerprints asserted in tests/cli/test_root_ca.py.
+AMAZON_ROOT_CA_FILES = ("AmazonRootCA1.pem", "AmazonRootCA3.pem")
+
+
 def amazon_root_ca_pem() -> bytes:
-    """Amazon Root CA 1, shipped with the CLI: what verifies the AWS IoT ATS endpoint."""
-    return resources.files("devices").joinpath("AmazonRootCA1.pem").read_bytes()
+    """Amazon Root CA 1 and 3 (one PEM file), shipped with the CLI: what verifies the AWS IoT ATS endpoint."""
+    folder = resources.files("devices")
+    return b"".join(folder.joinpath(name).read_bytes() for name in AMAZON_ROOT_CA_FILES)
 
 
 @dataclass(frozen=True)
