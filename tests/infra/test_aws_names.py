@@ -16,7 +16,7 @@ import pytest
 from collector.validation import ConfigError
 from devices.crypto import subject_for
 from infra.config import parse_stack_config
-from infra.mock_runtime import EvaluatedStack
+from infra.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
 from infra.naming import Names
 from tests.infra.conftest import LONG_COLLECTOR, LONG_SITE, LONG_STACK, METER
 
@@ -125,3 +125,14 @@ def test_config_refuses_more_sites_than_a_thing_group_can_hold_children(tmp_path
     with pytest.raises(ConfigError, match=r"^pm500:sites: 101 sites; AWS IoT allows at most 100 direct"):
         parse_stack_config(values, stack="a", project_dir=tmp_path)
     parse_stack_config({"sites": json.dumps(sites[:100])}, stack="a", project_dir=tmp_path)
+
+
+def test_arns_follow_the_partition_of_the_region() -> None:
+    """Config accepts GovCloud/ISO regions: no document may hard-code the commercial `arn:aws:`."""
+    region = "us-gov-west-1"
+    evaluated = evaluate_stack("staging", config={**load_stack_config_file("staging")[0], "aws:region": region})
+    documents = [r.inputs["policy"] for r in evaluated.of_type(ROLE_POLICY)]
+    documents.append(evaluated.one("aws:iot/policy:Policy").inputs["policy"])
+    arns = [a for doc in documents for a in re.findall(r'"(arn:[^"]+)"', doc)]
+    wrong = [a for a in arns if not a.startswith("arn:aws-us-gov:")]
+    assert len(arns) > 20 and wrong == []
