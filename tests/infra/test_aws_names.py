@@ -130,7 +130,8 @@ def test_config_refuses_more_sites_than_a_thing_group_can_hold_children(tmp_path
 def test_arns_follow_the_partition_of_the_region() -> None:
     """Config accepts GovCloud/ISO regions: no document may hard-code the commercial `arn:aws:`."""
     region = "us-gov-west-1"
-    evaluated = evaluate_stack("staging", config={**load_stack_config_file("staging")[0], "aws:region": region})
+    config = {**load_stack_config_file("staging")[0], "aws:region": region}
+    evaluated = evaluate_stack("staging", config=config)
     documents = [r.inputs["policy"] for r in evaluated.of_type(ROLE_POLICY)]
     documents.append(evaluated.one("aws:iot/policy:Policy").inputs["policy"])
     arns = [a for doc in documents for a in re.findall(r'"(arn:[^"]+)"', doc)]
