@@ -78,7 +78,7 @@ ValidityDays = Annotated[
 ServerCa = Annotated[
     Path | None,
     typer.Option(
-        help="CA that verifies the broker, copied into the bundle (default: Amazon Root CA 1 and 3, shipped).",
+        help="CA(s) that verify the broker, copied into the bundle (default: Amazon Root CA 1 and 3).",
         dir_okay=False,
     ),
 ]
