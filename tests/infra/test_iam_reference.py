@@ -35,6 +35,14 @@ def _policies(stack: EvaluatedStack) -> dict[str, dict[str, Any]]:
     return {r.name: json.loads(r.inputs["policy"]) for r in stack.of_type(ROLE_POLICY)}
 
 
+def test_role_policies_are_the_only_iam_identity_documents(
+        staging: EvaluatedStack, prod: EvaluatedStack, longest: EvaluatedStack) -> None:
+    """A new kind of IAM document (managed policy, user policy...) must be added to the check below."""
+    for stack in (staging, prod, longest):
+        iam_types = {r.type for r in stack.resources if r.type.startswith("aws:iam/")}
+        assert iam_types == {"aws:iam/role:Role", ROLE_POLICY}
+
+
 def _statement(actions: list[str], resources: list[str],
                condition: dict[str, Any] | None = None) -> dict[str, Any]:
     s: dict[str, Any] = {"Sid": "S", "Effect": "Allow", "Action": actions, "Resource": resources}
