@@ -7,7 +7,8 @@ Pulumi mock runtime don't evaluate IAM, so the suite checks every Allow against 
 
 - every action exists;
 - every granted ARN is of one of the action's resource types (its ARN format);
-- `Resource: "*"` only for actions without resource-level permissions, and those only on `*`;
+- `Resource: "*"` only for actions without resource-level permissions, and those only on `*`, with a
+  `Condition` when the action supports a service condition key to narrow it;
 - each resource type the action requires is granted somewhere in the document;
 - service condition keys are ones the action supports (global `aws:` keys are always allowed).
 
@@ -172,6 +173,11 @@ def check_document(document: Document) -> list[Finding]:
             references[ref.name] = ref
             granted.setdefault(ref.name, []).extend(resources)
             findings.extend(Finding(sid, ref.name, p) for p in _resource_problems(ref, resources))
+            narrowing = sorted(k for k in ref.condition_keys
+                               if not k.lower().startswith(GLOBAL_CONDITION_PREFIX))
+            if resources == ["*"] and not ref.resource_level and narrowing and not statement.get("Condition"):
+                findings.append(Finding(sid, ref.name,
+                                        f'on "*" without a Condition; narrow it with {narrowing}'))
             unsupported = sorted(k for k in _condition_keys(statement)
                                  if not k.lower().startswith(GLOBAL_CONDITION_PREFIX)
                                  and k.lower() not in {c.lower() for c in ref.condition_keys})

@@ -86,6 +86,7 @@ def test_the_old_provisioning_grants_are_flagged() -> None:
     (_statement(["iot:AddThingToThingGroup"], [f"{ARN}:thing/a:*"]), "requires resource type thinggroup"),
     (_statement(["iot:CreateThingz"], [f"{ARN}:thing/a"]), "not an action of the Service Authorization"),
     (_statement(["iot:*"], [f"{ARN}:thing/a"]), "wildcard action"),
+    (_statement(["ec2:DescribeInstances"], ["*"]), "without a Condition; narrow it with ['ec2:Region']"),
     (_statement(["kms:Decrypt"], ["arn:aws:kms:eu-west-1:123456789012:key/k"],
                 {"StringEquals": {"iot:thingArn": "x"}}),
      "condition keys ['iot:thingArn'] are not supported"),
