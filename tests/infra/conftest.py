@@ -36,8 +36,11 @@ METER = {"asset": "main", "breaker": "MCC-1", "host": "pm500.plant.example"}
 
 @pytest.fixture(scope="session")
 def longest() -> EvaluatedStack:
-    """A generated stack at the longest stack, site and thing names the config accepts."""
+    """A generated stack at the longest stack, site and thing names the config accepts, every optional
+    cloud feature on (so every role exists at the longest names)."""
     sites = [{"name": name, "collectors": [{"name": collector, "meters": [METER]}]}
              for name, collector in ((LONG_SITE, LONG_COLLECTOR), ("b", "c"))]
-    config: dict[str, Any] = {"aws:region": "eu-west-1", "pm500:sites": json.dumps(sites)}
+    features = {"eventBridgePipe": True, "latestValueTable": True}
+    config: dict[str, Any] = {"aws:region": "eu-west-1", "pm500:sites": json.dumps(sites),
+                              "pm500:features": json.dumps(features)}
     return evaluate_stack(LONG_STACK, config=config)
