@@ -8,7 +8,9 @@ https://docs.aws.amazon.com/iot/latest/developerguide/thing-groups.html):
 - resources are `AWS::IoT::Thing`, `AWS::IoT::Certificate`, `AWS::IoT::Policy`; intrinsics here: `Ref`,
   `Fn::Join` (the ones pm500 uses; anything else is refused, not guessed);
 - `OverrideSettings`: `AttributePayload` and `ThingGroups` take DO_NOTHING/REPLACE/FAIL/MERGE,
-  `ThingTypeName` DO_NOTHING/REPLACE/FAIL;
+  `ThingTypeName` DO_NOTHING/REPLACE/FAIL; they decide what happens to a thing that already exists
+  (as every collector declared in the stack does after `pulumi up`): DO_NOTHING keeps the property,
+  MERGE adds to it, REPLACE overwrites it, FAIL refuses the request;
 - the thing name matches the iot service model's ThingName; its type and groups exist; at most 10
   groups, and never two groups of one hierarchy (a group and its ancestor, or two under one root);
 - a named policy (no document) must exist; the certificate status is ACTIVE or INACTIVE;
@@ -42,6 +44,13 @@ class ProvisioningRefused(Exception):
 
 
 @dataclass
+class Thing:
+    thing_type: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    groups: set[str] = field(default_factory=set)
+
+
+@dataclass
 class Account:
     """The registry state RegisterThing reads and changes, plus the account's identity."""
 
@@ -49,7 +58,7 @@ class Account:
     thing_types: set[str] = field(default_factory=set)
     groups: dict[str, str | None] = field(default_factory=dict)  # group -> parent group
     policies: set[str] = field(default_factory=set)
-    things: dict[str, set[str]] = field(default_factory=dict)  # thing -> its groups
+    things: dict[str, Thing] = field(default_factory=dict)
     certificates: dict[str, str] = field(default_factory=dict)  # certificate id -> status
     attached: set[tuple[str, str]] = field(default_factory=set)  # (thing or policy, certificate id)
 
@@ -114,9 +123,10 @@ def register_thing(account: Account, template: Mapping[str, Any], role_policy: M
         raise ProvisioningRefused("a template provisions at most one thing and one certificate")
     cert_arn = f"{account.arn}:cert/{certificate_id}"
     thing_name = None
-    groups: list[str] = []
+    result = Thing()
     for thing in things:
-        for setting, value in thing.get("OverrideSettings", {}).items():
+        overrides = thing.get("OverrideSettings", {})
+        for setting, value in overrides.items():
             if value not in OVERRIDES.get(setting, set()):
                 raise ProvisioningRefused(f"OverrideSettings.{setting}: {value!r} is not allowed")
         props = thing["Properties"]
@@ -124,17 +134,26 @@ def register_thing(account: Account, template: Mapping[str, Any], role_policy: M
         if not THING_NAME.fullmatch(thing_name):
             raise ProvisioningRefused(f"ThingName {thing_name!r}: not a valid thing name")
         thing_arn = f"{account.arn}:thing/{thing_name}"
-        if thing_name in account.things:
-            raise ProvisioningRefused(f"{thing_name}: exists (override handling not modelled)")
-        _require(role_policy, "iot:CreateThing", thing_arn)
+        _require(role_policy, "iot:DescribeThing", thing_arn)  # does it exist?
+        existing = account.things.get(thing_name)
         thing_type = props.get("ThingTypeName")
         if thing_type is not None:
             if thing_type not in account.thing_types:
                 raise ProvisioningRefused(f"ThingTypeName {thing_type}: no such thing type")
             _require(role_policy, "iot:DescribeThingType", f"{account.arn}:thingtype/{thing_type}")
-        groups = [str(g) for g in props.get("ThingGroups", [])]
-        _check_groups(account, thing_name, groups)
-        for group in groups:
+        wanted = Thing(thing_type, {str(k): str(v) for k, v in props.get("AttributePayload", {}).items()},
+                       {str(g) for g in props.get("ThingGroups", [])})
+        if existing is None:
+            _require(role_policy, "iot:CreateThing", thing_arn)
+            result, added = wanted, wanted.groups
+        else:
+            result, added = _override(existing, wanted, overrides)
+            if (result.thing_type, result.attributes) != (existing.thing_type, existing.attributes):
+                _require(role_policy, "iot:UpdateThing", thing_arn)
+            if existing.groups - result.groups:
+                _require(role_policy, "iot:RemoveThingFromThingGroup", thing_arn)
+        _check_groups(account, thing_name, sorted(result.groups))
+        for group in sorted(added):
             _require(role_policy, "iot:AddThingToThingGroup", thing_arn)
             _require(role_policy, "iot:AddThingToThingGroup", f"{account.arn}:thinggroup/{group}")
         _require(role_policy, "iot:AttachThingPrincipal", cert_arn, {"iot:thingArn": thing_arn})
@@ -155,9 +174,27 @@ def register_thing(account: Account, template: Mapping[str, Any], role_policy: M
     for policy in policies:
         account.attached.add((policy["Properties"]["PolicyName"], certificate_id))
     if thing_name is not None:
-        account.things[thing_name] = set(groups)
+        account.things[thing_name] = result
         account.attached.add((thing_name, certificate_id))
     return thing_name or ""
+
+
+def _override(existing: Thing, wanted: Thing, overrides: Mapping[str, str]) -> tuple[Thing, set[str]]:
+    """The thing after RegisterThing applies `overrides` to an existing thing, and the groups it adds.
+
+    A setting not given is DO_NOTHING (the documented default).
+    """
+    def choose(setting: str, old: Any, new: Any, merged: Any) -> Any:
+        mode = overrides.get(setting, "DO_NOTHING")
+        if mode == "FAIL" and new != old:
+            raise ProvisioningRefused(f"OverrideSettings.{setting} is FAIL and the thing differs")
+        return {"DO_NOTHING": old, "FAIL": old, "REPLACE": new, "MERGE": merged}[mode]
+
+    thing_type = choose("ThingTypeName", existing.thing_type, wanted.thing_type, wanted.thing_type)
+    attributes = choose("AttributePayload", existing.attributes, wanted.attributes,
+                        {**existing.attributes, **wanted.attributes})
+    groups = choose("ThingGroups", existing.groups, wanted.groups, existing.groups | wanted.groups)
+    return Thing(thing_type, dict(attributes), set(groups)), set(groups) - existing.groups
 
 
 def _check_groups(account: Account, thing: str, groups: list[str]) -> None:

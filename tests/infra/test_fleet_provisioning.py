@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from infra.mock_runtime import EvaluatedStack
-from sandbox.fleet_provisioning import Account, ProvisioningRefused, register_thing
+from sandbox.fleet_provisioning import Account, ProvisioningRefused, Thing, register_thing
 from tests.infra.conftest import LONG_COLLECTOR, LONG_SITE, LONG_STACK
 
 ARN = "arn:aws:iot:eu-west-1:123456789012"
@@ -42,9 +42,32 @@ def test_staging_template_registers_a_collector_in_its_site_group(staging: Evalu
     thing = register_thing(account, _template(staging), _role(staging),
                            {"Site": "plant-b", "Collector": "edge-09"}, CERT)
     assert thing == "staging:plant-b:edge-09"
-    assert account.things[thing] == {"pm500-staging:plant-b"}
+    assert account.things[thing] == Thing("pm500-staging-collector", {"site": "plant-b", "env": "staging"},
+                                          {"pm500-staging:plant-b"})
     assert account.certificates == {CERT: "ACTIVE"}
     assert account.attached == {("pm500-staging-collector", CERT), (thing, CERT)}
+
+
+def test_a_collector_declared_in_the_stack_is_provisioned_into_its_existing_thing(
+        staging: EvaluatedStack) -> None:
+    """`pulumi up` already created the thing and its membership: the override settings keep it."""
+    account = _account(staging)
+    thing = "staging:plant-a:edge-01"
+    account.things[thing] = Thing("pm500-staging-collector", {"site": "plant-a", "env": "staging"},
+                                  {"pm500-staging:plant-a"})
+    assert register_thing(account, _template(staging), _role(staging),
+                          {"Site": "plant-a", "Collector": "edge-01"}, CERT) == thing
+    assert account.things[thing].groups == {"pm500-staging:plant-a"}
+    assert (thing, CERT) in account.attached
+
+
+def test_override_fail_refuses_a_differing_thing(staging: EvaluatedStack) -> None:
+    template = _template(staging)
+    template["Resources"]["thing"]["OverrideSettings"]["AttributePayload"] = "FAIL"
+    account = _account(staging)
+    account.things["staging:plant-a:edge-01"] = Thing("pm500-staging-collector", {"site": "elsewhere"})
+    with pytest.raises(ProvisioningRefused, match="AttributePayload is FAIL"):
+        register_thing(account, template, _role(staging), {"Site": "plant-a", "Collector": "edge-01"}, CERT)
 
 
 def test_longest_names_provision(longest: EvaluatedStack) -> None:
@@ -89,7 +112,7 @@ def test_bad_parameters_are_refused(staging: EvaluatedStack, parameters: dict[st
 
 def test_another_stacks_role_cannot_provision_into_this_stack(staging: EvaluatedStack,
                                                               prod: EvaluatedStack) -> None:
-    with pytest.raises(ProvisioningRefused, match="not allowed iot:CreateThing"):
+    with pytest.raises(ProvisioningRefused, match="not allowed iot:DescribeThing on .*:thing/staging:"):
         register_thing(_account(staging), _template(staging), _role(prod),
                        {"Site": "plant-a", "Collector": "x"}, CERT)
 
