@@ -112,7 +112,7 @@ def test_bad_parameters_are_refused(staging: EvaluatedStack, parameters: dict[st
 
 def test_another_stacks_role_cannot_provision_into_this_stack(staging: EvaluatedStack,
                                                               prod: EvaluatedStack) -> None:
-    with pytest.raises(ProvisioningRefused, match="not allowed iot:DescribeThing on .*:thing/staging:"):
+    with pytest.raises(ProvisioningRefused, match=r"not allowed iot:DescribeThing on .*:thing/staging:"):
         register_thing(_account(staging), _template(staging), _role(prod),
                        {"Site": "plant-a", "Collector": "x"}, CERT)
 
