@@ -24,6 +24,10 @@ def _account(stack: EvaluatedStack) -> Account:
     account.groups = {r.inputs["name"]: r.inputs.get("parentGroupName")
                       for r in stack.of_type("aws:iot/thingGroup:ThingGroup")}
     account.policies = {r.inputs["name"] for r in stack.of_type("aws:iot/policy:Policy")}
+    for r in stack.of_type("aws:iot/thing:Thing"):
+        account.things[r.inputs["name"]] = Thing(r.inputs["thingTypeName"], dict(r.inputs["attributes"]))
+    for r in stack.of_type("aws:iot/thingGroupMembership:ThingGroupMembership"):
+        account.things[r.inputs["thingName"]].groups.add(r.inputs["thingGroupName"])
     return account
 
 
@@ -53,8 +57,8 @@ def test_a_collector_declared_in_the_stack_is_provisioned_into_its_existing_thin
     """`pulumi up` already created the thing and its membership: the override settings keep it."""
     account = _account(staging)
     thing = "staging:plant-a:edge-01"
-    account.things[thing] = Thing("pm500-staging-collector", {"site": "plant-a", "env": "staging"},
-                                  {"pm500-staging:plant-a"})
+    assert account.things[thing] == Thing("pm500-staging-collector", {"site": "plant-a", "env": "staging"},
+                                          {"pm500-staging:plant-a"})
     assert register_thing(account, _template(staging), _role(staging),
                           {"Site": "plant-a", "Collector": "edge-01"}, CERT) == thing
     assert account.things[thing].groups == {"pm500-staging:plant-a"}
@@ -65,7 +69,7 @@ def test_override_fail_refuses_a_differing_thing(staging: EvaluatedStack) -> Non
     template = _template(staging)
     template["Resources"]["thing"]["OverrideSettings"]["AttributePayload"] = "FAIL"
     account = _account(staging)
-    account.things["staging:plant-a:edge-01"] = Thing("pm500-staging-collector", {"site": "elsewhere"})
+    account.things["staging:plant-a:edge-01"].attributes = {"site": "elsewhere"}
     with pytest.raises(ProvisioningRefused, match="AttributePayload is FAIL"):
         register_thing(account, template, _role(staging), {"Site": "plant-a", "Collector": "edge-01"}, CERT)
 
@@ -85,7 +89,7 @@ def test_root_and_site_group_together_are_refused(staging: EvaluatedStack) -> No
     account = _account(staging)
     with pytest.raises(ProvisioningRefused, match="only one group of a hierarchy"):
         register_thing(account, template, _role(staging), {"Site": "plant-a", "Collector": "x"}, CERT)
-    assert account.things == {} and account.certificates == {}  # nothing half-done
+    assert "staging:plant-a:x" not in account.things and account.certificates == {}  # nothing half-done
 
 
 def test_the_old_provisioning_role_is_refused(staging: EvaluatedStack) -> None:
