@@ -137,3 +137,8 @@ def test_arns_follow_the_partition_of_the_region() -> None:
     arns = [a for doc in documents for a in re.findall(r'"(arn:[^"]+)"', doc)]
     wrong = [a for a in arns if not a.startswith("arn:aws-us-gov:")]
     assert len(arns) > 20 and wrong == []
+
+
+def test_the_stack_name_limit_is_exactly_what_the_template_name_holds() -> None:
+    """Not stricter than AWS needs: the longest accepted stack fills TemplateName to its maximum."""
+    assert len(Names(LONG_STACK).provisioning_template) == _shape("iot", "TemplateName")["max"]
