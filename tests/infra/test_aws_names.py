@@ -142,3 +142,12 @@ def test_arns_follow_the_partition_of_the_region() -> None:
 def test_the_stack_name_limit_is_exactly_what_the_template_name_holds() -> None:
     """Not stricter than AWS needs: the longest accepted stack fills TemplateName to its maximum."""
     assert len(Names(LONG_STACK).provisioning_template) == _shape("iot", "TemplateName")["max"]
+
+
+def test_an_unprovisionable_thing_in_an_inventory_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "inventory").mkdir()
+    site = _site(LONG_SITE, LONG_COLLECTOR, LONG_COLLECTOR + "7")
+    (tmp_path / "inventory" / "long.yaml").write_text(json.dumps(site))  # JSON is YAML
+    expected = r"^inventory/long.yaml: collectors\[1\].name: thing name '.*' is 65 characters"
+    with pytest.raises(ConfigError, match=expected):
+        parse_stack_config({"inventory": "inventory/*.yaml"}, stack=LONG_STACK, project_dir=tmp_path)
