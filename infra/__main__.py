@@ -20,13 +20,15 @@ from infra.stack_config import load_stack_config
 cfg = load_stack_config()
 names = Names(cfg.stack)
 account_id = aws.get_caller_identity_output().account_id
-partition = aws.get_partition_output().partition  # aws, aws-cn, aws-us-gov, aws-iso...: ARNs use it
+aws_partition = aws.get_partition_output()
+partition = aws_partition.partition  # aws, aws-cn, aws-us-gov, aws-iso...: ARNs use it
+dns_suffix = aws_partition.dns_suffix  # amazonaws.com, amazonaws.com.cn...: kms:ViaService uses it
 endpoint = aws.iot.get_endpoint_output(endpoint_type="iot:Data-ATS").endpoint_address
 
 registry = Registry("registry", cfg, names, account_id, partition)
 provisioning = Provisioning("provisioning", cfg, names, account_id, partition,
                             registry.provisioning_prerequisites)
-routes = DataRoutes("data-routes", cfg, names, account_id)
+routes = DataRoutes("data-routes", cfg, names, account_id, dns_suffix)
 rules = dict(routes.rules)
 roles = {
     "provisioning": provisioning.role_name,

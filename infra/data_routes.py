@@ -30,7 +30,8 @@ class DataRoutes(pulumi.ComponentResource):
     rule_context: RuleContext
 
     def __init__(self, name: str, cfg: StackConfig, names: Names, account_id: pulumi.Input[str],
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 dns_suffix: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> None:
+        """`dns_suffix`: the partition's (`aws.get_partition`), for `kms:ViaService` conditions."""
         super().__init__("pm500:data:DataRoutes", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         protect = pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection)
@@ -56,13 +57,13 @@ class DataRoutes(pulumi.ComponentResource):
             tags={"pm500:stack": cfg.stack},
         ), opts=protect)
 
-        self.archive = Archive("archive", cfg, names, account_id, key.arn, opts=child)
+        self.archive = Archive("archive", cfg, names, account_id, key.arn, dns_suffix, opts=child)
 
         errors = aws.cloudwatch.LogGroup("rule-errors", aws.cloudwatch.LogGroupArgs(
             name=f"/aws/iot/{names.prefix}/rule-errors", retention_in_days=30,
             tags={"pm500:stack": cfg.stack},
         ), opts=child)
-        self.rule_context = RuleContext(names, self, account_id, errors.name, errors.arn)
+        self.rule_context = RuleContext(names, self, account_id, dns_suffix, errors.name, errors.arn)
         stream_name = stream.name
         self.rules = {
             KINESIS_ROUTE: route_rule(
@@ -70,7 +71,7 @@ class DataRoutes(pulumi.ComponentResource):
                 description=f"DDATA of stack {cfg.stack} into Kinesis",
                 sql=ddata_sql(cfg.stack),
                 policy=lambda a: iam.kinesis_rule(a[0], a[1], a[2]),
-                policy_arns=[stream.arn, key.arn],
+                policy_inputs=[stream.arn, key.arn],
                 actions=lambda role_arn: {"kineses": [aws.iot.TopicRuleKinesisArgs(
                     stream_name=stream_name, role_arn=role_arn, partition_key=KINESIS_PARTITION_KEY)]},
             ),
@@ -79,7 +80,7 @@ class DataRoutes(pulumi.ComponentResource):
                 description=f"DDATA of stack {cfg.stack} into the S3 archive",
                 sql=ddata_sql(cfg.stack),
                 policy=lambda a: iam.firehose_rule(a[0], a[1]),
-                policy_arns=[self.archive.firehose_arn],
+                policy_inputs=[self.archive.firehose_arn],
                 actions=lambda role_arn: {"firehoses": [aws.iot.TopicRuleFirehoseArgs(
                     delivery_stream_name=self.archive.firehose_name, role_arn=role_arn, batch_mode=False)]},
             ),

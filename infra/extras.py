@@ -91,8 +91,8 @@ class LatestValues(pulumi.ComponentResource):
             description=f"latest DDATA per meter of stack {cfg.stack} into DynamoDB",
             sql=ddata_sql(cfg.stack,
                           f"*, topic(4) AS thing, concat(topic(4), '/', topic(5)) AS {LATEST_KEY}"),
-            policy=lambda a: iam.dynamodb_rule(a[0], a[1], a[2], region),
-            policy_arns=[table.arn, key_arn],
+            policy=lambda a: iam.dynamodb_rule(a[0], a[1], a[3], region, a[2]),
+            policy_inputs=[table.arn, key_arn, rule_context.dns_suffix],
             actions=lambda role_arn: {"dynamodbv2s": [aws.iot.TopicRuleDynamodbv2Args(
                 role_arn=role_arn, put_item=aws.iot.TopicRuleDynamodbv2PutItemArgs(table_name=table_name))]},
         )

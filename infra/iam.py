@@ -44,6 +44,12 @@ def iot_arn(partition: str, region: str, account_id: str) -> str:
     return f"arn:{partition}:iot:{region}:{account_id}"
 
 
+def via_service(service: str, region: str, dns_suffix: str) -> str:
+    """A `kms:ViaService` value: `<service>.<region>.<DNS suffix>`, the suffix from `aws.get_partition`
+    (`amazonaws.com`, `amazonaws.com.cn` in China, others in ISO partitions)."""
+    return f"{service}.{region}.{dns_suffix}"
+
+
 def collector_iot_policy(partition: str, region: str, account_id: str) -> Document:
     """The IoT policy every collector certificate gets: its own client id, its own topics only.
 
@@ -90,7 +96,8 @@ def firehose_rule(delivery_stream_arn: str, error_log_group_arn: str) -> Documen
     )
 
 
-def dynamodb_rule(table_arn: str, key_arn: str, error_log_group_arn: str, region: str) -> Document:
+def dynamodb_rule(table_arn: str, key_arn: str, error_log_group_arn: str, region: str,
+                  dns_suffix: str) -> Document:
     """IoT rule -> DynamoDB latest-value table (dynamoDBv2 action = PutItem).
 
     The table is encrypted with the stack's customer managed key, whose key policy defers to IAM: the
@@ -101,12 +108,13 @@ def dynamodb_rule(table_arn: str, key_arn: str, error_log_group_arn: str, region
         _allow("PutLatestValue", ["dynamodb:PutItem"], [table_arn]),
         _allow("UseTableKeyViaDynamoDB",
                ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"], [key_arn],
-               {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}),
+               {"StringEquals": {"kms:ViaService": via_service("dynamodb", region, dns_suffix)}}),
         *_log_writes(error_log_group_arn),
     )
 
 
-def firehose_delivery(bucket_arn: str, key_arn: str, log_group_arn: str, region: str) -> Document:
+def firehose_delivery(bucket_arn: str, key_arn: str, log_group_arn: str, region: str,
+                      dns_suffix: str) -> Document:
     """Firehose -> S3 archive: the S3 calls Firehose documents for an S3 destination, nothing more."""
     return _doc(
         _allow("ArchiveBucket", ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
@@ -114,7 +122,7 @@ def firehose_delivery(bucket_arn: str, key_arn: str, log_group_arn: str, region:
         _allow("ArchiveObjects", ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
                [f"{bucket_arn}/*"]),
         _allow("EncryptArchiveObjects", ["kms:Decrypt", "kms:GenerateDataKey"], [key_arn],
-               {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}),
+               {"StringEquals": {"kms:ViaService": via_service("s3", region, dns_suffix)}}),
         _allow("DeliveryErrorLogs", ["logs:PutLogEvents"], [f"{log_group_arn}:log-stream:*"]),
     )
 

@@ -228,7 +228,9 @@ def _make_mocks(region: str, account: str) -> Any:
                         "endpointType": args.args.get("endpointType"), "id": region}, []
             if function == "aws:index/getPartition:getPartition":
                 partition = partition_of(region)
-                return {"partition": partition, "id": partition}, []
+                suffix = {"aws-cn": "amazonaws.com.cn", "aws-iso": "c2s.ic.gov", "aws-iso-b": "sc2s.sgov.gov"}
+                return {"partition": partition, "dnsSuffix": suffix.get(partition, "amazonaws.com"),
+                        "id": partition}, []
             if function == "aws:index/getRegion:getRegion":
                 return {"region": region, "name": region, "id": region}, []
             if function == "aws:ecr/getAuthorizationToken:getAuthorizationToken":

@@ -29,11 +29,13 @@ def ddata_sql(stack: str, select: str = "*, topic(4) AS thing") -> str:
 
 @dataclass(frozen=True)
 class RuleContext:
-    """What every route of a stack shares: naming, parent component, account, the error log group."""
+    """What every route of a stack shares: naming, parent component, account and its partition's DNS
+    suffix (`kms:ViaService`), the error log group."""
 
     names: Names
     parent: pulumi.Resource
     account_id: pulumi.Input[str]
+    dns_suffix: pulumi.Input[str]
     error_log_group_name: pulumi.Input[str]
     error_log_group_arn: pulumi.Input[str]
 
@@ -50,15 +52,16 @@ def route_rule(
     route: str,
     *,
     policy: Callable[[list[str]], iam.Document],
-    policy_arns: list[pulumi.Input[str]],
+    policy_inputs: list[pulumi.Input[str]],
     description: str,
     sql: str,
     actions: Callable[[pulumi.Output[str]], dict[str, Any]],
 ) -> RouteRule:
     """Role + inline policy + topic rule for one route.
 
-    `policy` gets the resolved `policy_arns` followed by the error log group ARN; `actions` gets the
-    role ARN and returns the rule's action arguments (e.g. `{"kineses": [...]}`).
+    `policy` gets the resolved `policy_inputs` (ARNs and any other value the document needs) followed
+    by the error log group ARN; `actions` gets the role ARN and returns the rule's action arguments
+    (e.g. `{"kineses": [...]}`).
     """
     names = ctx.names
     child = pulumi.ResourceOptions(parent=ctx.parent)
@@ -66,7 +69,7 @@ def route_rule(
         f"rule-role/{route}", f"rule-policy/{route}", name=names.resource(f"rule-{route}"),
         service="iot.amazonaws.com", description=f"IoT rule {names.rule(route)}: {description}",
         stack=names.stack, account_id=ctx.account_id, opts=child,
-        policy=pulumi.Output.all(*policy_arns, ctx.error_log_group_arn).apply(
+        policy=pulumi.Output.all(*policy_inputs, ctx.error_log_group_arn).apply(
             lambda arns: json.dumps(policy(arns))),
     )
     role, role_policy = rule_role.role, rule_role.policy

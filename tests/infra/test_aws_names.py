@@ -151,3 +151,14 @@ def test_an_unprovisionable_thing_in_an_inventory_file_names_the_file(tmp_path: 
     expected = r"^inventory/long.yaml: collectors\[1\].name: thing name '.*' is 65 characters"
     with pytest.raises(ConfigError, match=expected):
         parse_stack_config({"inventory": "inventory/*.yaml"}, stack=LONG_STACK, project_dir=tmp_path)
+
+
+def test_kms_via_service_uses_the_partitions_dns_suffix() -> None:
+    """kms:ViaService is `<service>.<region>.<DNS suffix>`: `amazonaws.com.cn` in the China partition."""
+    config = {**load_stack_config_file("prod")[0], "aws:region": "cn-north-1"}
+    evaluated = evaluate_stack("prod", config=config)
+    values = sorted(s["Condition"]["StringEquals"]["kms:ViaService"]
+                    for r in evaluated.of_type(ROLE_POLICY)
+                    for s in json.loads(r.inputs["policy"])["Statement"] if "Condition" in s
+                    and "kms:ViaService" in s["Condition"].get("StringEquals", {}))
+    assert values == ["dynamodb.cn-north-1.amazonaws.com.cn", "s3.cn-north-1.amazonaws.com.cn"]
