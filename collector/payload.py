@@ -39,8 +39,7 @@ def dbirth(thing: str, site: str, asset: str, breaker: str, timestamp_ms: int, s
     """DBIRTH: announces an asset and the metrics (name, alias, unit) its DDATA will carry."""
     return {
         "metrics": [
-            {"name": m.name, "alias": m.alias, "value": None, "properties": {"unit": m.unit}}
-            for m in METRICS
+            {"name": m.name, "alias": m.alias, "value": None, "properties": {"unit": m.unit}} for m in METRICS
         ],
         "timestamp": timestamp_ms,
         "seq": seq,

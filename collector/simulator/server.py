@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -31,7 +32,7 @@ from cpppo.server.enip.main import enip_srv
 from cpppo.server.enip.parser import REAL, UINT
 
 from collector.registers import RegisterMap
-from collector.simulator.model import MeterModel
+from collector.simulator.model import PRODUCT_INFO, MeterModel
 
 log = logging.getLogger(__name__)
 BIND_HOST = "127.0.0.1"
@@ -70,6 +71,8 @@ class SimulatedMeter:
 
     def data(self, instance: int) -> bytes:
         self.requests += 1
+        if self.regmap.product_info is not None and instance == self.regmap.product_info.instance:
+            return struct.pack(f"<{len(PRODUCT_INFO)}H", *PRODUCT_INFO)
         inst = self.regmap.instances[instance]
         faults = self.faults
         raw = self.model.registers()
@@ -79,7 +82,11 @@ class SimulatedMeter:
         return payload[:-4] if faults.short else payload
 
     def size(self, instance: int) -> int:
-        return self.faults.size.get(instance, self.regmap.instances[instance].size_bytes)
+        if self.regmap.product_info is not None and instance == self.regmap.product_info.instance:
+            true_size = 2 * len(PRODUCT_INFO)
+        else:
+            true_size = self.regmap.instances[instance].size_bytes
+        return self.faults.size.get(instance, true_size)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -87,6 +94,9 @@ class SimulatedMeter:
             "port": self.port,
             "requests": self.requests,
             "faults": asdict(self.faults),
+            "wiring": self.model.wiring,
+            "alarms": sorted(self.model.alarms),
+            "outputs": sorted(self.model.outputs),
         }
 
 
@@ -147,9 +157,12 @@ class _SimpleUCMM(ucmm.UCMM):  # type: ignore[misc]
 
 
 def _create_objects(regmap: RegisterMap) -> None:
-    for number, inst in regmap.instances.items():
+    elements = {number: inst.elements for number, inst in regmap.instances.items()}
+    if regmap.product_info is not None:
+        elements[regmap.product_info.instance] = len(PRODUCT_INFO)
+    for number, count in elements.items():
         obj = Assembly(name=f"Assembly {number}", instance_id=number)
-        obj.attribute[str(regmap.data_attribute)] = _DataAttribute(number, inst.elements)
+        obj.attribute[str(regmap.data_attribute)] = _DataAttribute(number, count)
         obj.attribute[str(regmap.size_attribute)] = _SizeAttribute(number)
 
 

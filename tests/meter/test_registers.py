@@ -45,7 +45,9 @@ def test_alarm_and_output_bits_of_instance_108_decode_to_0_1_metrics() -> None:
 
 
 def test_int_instances_encode_little_endian_16_bit() -> None:
-    assert register_map().instances[108].encode({"virtual_alarms": 2, "output_status": 3}) == b"\x02\x00\x03\x00"
+    assert (
+        register_map().instances[108].encode({"virtual_alarms": 2, "output_status": 3}) == b"\x02\x00\x03\x00"
+    )
 
 
 def test_every_contract_metric_is_decoded_from_exactly_one_instance() -> None:
