@@ -34,10 +34,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 SQRT3 = math.sqrt(3)
-WIRINGS = ("4-wire", "3-wire")
+Wiring = Literal["4-wire", "3-wire"]  # the meter's electrical system: with or without neutral
+WIRINGS: tuple[str, ...] = get_args(Wiring)
 PHASES = ("l1", "l2", "l3")
 LINE_PAIRS = (("l1", "l2"), ("l2", "l3"), ("l3", "l1"))
 MIN_VOLTAGE_V = 10.0  # below this an input is taken as not connected

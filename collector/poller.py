@@ -15,6 +15,11 @@ decodes with the pre-compiled register map. Failure handling, per kind:
   (the others are good measurements), and the reading is dropped only if nothing is left.
 Each is counted; the log gets one line per state change (e.g. ok -> comm_error, and back), never
 one per poll.
+
+Every decoded poll also goes through the physics self-check of the register map
+(`collector.consistency`): the per-meter verdict is in `status()` (`register_map`), logged when it
+changes and handed to `on_verdict` (the collector re-announces the meter's DBIRTH with it). An
+inconsistent map is a flag, not a stop: the readings are still published.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from collector.config import MeterConfig
+from collector.consistency import ConsistencyMonitor, Verdict
 from collector.meter import (
     CipStatusError,
     CommError,
@@ -67,6 +74,7 @@ class MeterStatus:
     reconnects: int = 0  # drivers built after the first
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
     last_error: str | None = None
+    register_map: dict[str, Any] = field(default_factory=dict)  # self-check verdict (Verdict.as_dict)
 
     def snapshot(self) -> MeterStatus:
         return MeterStatus(
@@ -94,8 +102,10 @@ class Poller:
         driver_factory: DriverFactory = pycomm_driver,
         regmap: RegisterMap | None = None,
         timeout_s: float | None = None,
+        on_verdict: Callable[[str, Verdict], None] | None = None,
     ) -> None:
-        """`timeout_s` (socket timeout per read) defaults to `socket_timeout_for(interval_s)`."""
+        """`timeout_s` (socket timeout per read) defaults to `socket_timeout_for(interval_s)`;
+        `on_verdict(asset, verdict)` is called from the meter's thread when its self-check verdict changes."""
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         timeout = timeout_s if timeout_s is not None else socket_timeout_for(interval_s)
@@ -107,6 +117,8 @@ class Poller:
             for m in meters
         ]
         self._threads: list[threading.Thread] = []
+        for w in self._workers:
+            w.on_verdict = on_verdict
 
     def start(self) -> None:
         if self._threads:
@@ -159,10 +171,14 @@ class _MeterWorker:
         self.backoff_initial_s = min(BACKOFF_INITIAL_S, interval_s)
         self.backoff_max_s = min(BACKOFF_MAX_S, max(1.0, BACKOFF_MAX_PERIODS * interval_s))
         self.backoff_s = self.backoff_initial_s
+        self.monitor = ConsistencyMonitor(wiring=meter.wiring)
+        self.on_verdict: Callable[[str, Verdict], None] | None = None
 
     def status_snapshot(self) -> MeterStatus:
         with self.lock:
-            return self.status.snapshot()
+            snapshot = self.status.snapshot()
+        snapshot.register_map = self.monitor.verdict.as_dict()  # replaced whole on each check: no lock
+        return snapshot
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -215,6 +231,7 @@ class _MeterWorker:
                 return self.fail(
                     "nan", "bad_payload", f"every element is NaN ({len(nan)} metrics)", count=False
                 )
+        self.self_check(payloads)
         reading = Reading(self.site, self.meter.asset, self.meter.breaker, timestamp_ms, values)
         try:
             self.on_reading(reading)
@@ -231,6 +248,21 @@ class _MeterWorker:
         else:
             self.set_state("ok", f"after {failures} failed polls" if failures else None)
         return None
+
+    def self_check(self, payloads: dict[int, bytes]) -> None:
+        """Physics self-check of the map on this poll; log and report only when the verdict changes."""
+        if not self.monitor.observe(self.regmap.by_name(payloads)):
+            return
+        verdict = self.monitor.verdict
+        if verdict.state == "inconsistent":
+            log.warning("meter %s: register map consistency: %s", self.name, verdict.summary())
+        else:
+            log.info("meter %s: register map consistency: %s", self.name, verdict.summary())
+        if self.on_verdict is not None:
+            try:
+                self.on_verdict(self.meter.asset, verdict)
+            except Exception:  # a sink bug must not kill the meter thread
+                log.exception("meter %s: on_verdict failed", self.name)
 
     # -- driver lifecycle -------------------------------------------------------------------------
 

@@ -378,9 +378,7 @@ def test_secure_values_in_a_stack_file_are_passed_as_secrets(tmp_path: Any) -> N
     sites = json.loads(load_stack_config_file("staging")[0]["pm500:sites"])
     text = text.split("  pm500:sites:")[0] + "  pm500:sites:\n    secure: v1:AAAAbm90LXJlYWw=\n"
     (tmp_path / "Pulumi.staging.yaml").write_text(text)
-    _, secret_keys = load_stack_config_file(
-        "staging", tmp_path, secrets={"pm500:sites": json.dumps(sites)}
-    )
+    _, secret_keys = load_stack_config_file("staging", tmp_path, secrets={"pm500:sites": json.dumps(sites)})
     assert secret_keys == ["pm500:sites"]
     evaluated = evaluate_stack("staging", tmp_path, secrets={"pm500:sites": json.dumps(sites)})
     assert outputs.COLLECTORS in evaluated.secret_outputs
