@@ -247,11 +247,23 @@ def _monotonic(previous: Mapping[str, float], current: Mapping[str, float]) -> l
     return found[:1]
 
 
-def check(values: Mapping[str, float], wiring: str = "4-wire") -> list[Violation]:
-    """The relations broken by one poll's elements (by register name), in RELATIONS order."""
+def _checker(values: Mapping[str, float], wiring: str) -> _Checker:
     if wiring not in WIRINGS:
         raise ValueError(f"wiring must be one of {list(WIRINGS)}, got {wiring!r}")
-    return _Checker(values, four_wire=wiring == "4-wire").run()
+    return _Checker(values, four_wire=wiring == "4-wire")
+
+
+def check(values: Mapping[str, float], wiring: str = "4-wire") -> list[Violation]:
+    """The relations broken by one poll's elements (by register name), in RELATIONS order."""
+    return _checker(values, wiring).run()
+
+
+def failures(values: Mapping[str, float], wiring: str = "4-wire") -> int:
+    """How many individual comparisons fail: finer than `check` (which names each relation once),
+    so it ranks two wrong orders; `cli.py meter probe --suggest` minimises it."""
+    checker = _checker(values, wiring)
+    checker.run()
+    return len(checker.found)
 
 
 @dataclass

@@ -8,6 +8,7 @@ plausible mistakes the physics self-check must flag.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,5 +80,17 @@ def scrambled_map(instance: int, order: list[str]) -> RegisterMap:
 
 
 def write_scrambled(path: Path, instance: int, order: list[str]) -> Path:
-    path.write_text(yaml.safe_dump(scrambled_data(instance, order), sort_keys=False))
+    """The bundled map file with the register lines of `instance` moved, as an engineer would edit it:
+    each line keeps its text, only the offsets stay where they were."""
+    lines = DEFAULT_MAP.read_text().splitlines(keepends=True)
+    pattern = re.compile(r"^(\s*- \{offset: )(\d+)(, name: )(\w+)(.*)$", re.S)
+    start = lines.index(f"  {instance}:\n")
+    indexes = [i for i in range(start, len(lines)) if pattern.match(lines[i])][: len(order)]
+    matches = [m for i in indexes if (m := pattern.match(lines[i]))]
+    by_name = {m.group(4): m for m in matches}
+    for i, at, name in zip(indexes, matches, order, strict=True):
+        m = by_name[name]
+        lines[i] = f"{m.group(1)}{at.group(2)}{m.group(3)}{name}{m.group(5)}"
+    path.write_text("".join(lines))
+    parse_register_map(yaml.safe_load(path.read_text()), str(path))  # still a valid map
     return path
