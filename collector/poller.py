@@ -4,8 +4,8 @@ One thread per meter, each on its own fixed-rate schedule (ticks at start + k * 
 or dead meter only ever blocks its own thread, so it never delays another meter's readings. A
 thread that overruns its period skips the missed ticks (counted as `overrun`) instead of bursting.
 
-Per poll the thread reads attribute 3 of instances 101, 102 and 107 over one re-used driver and
-decodes with the pre-compiled register map. Failure handling, per kind:
+Per poll the thread reads attribute 3 of every instance the register map lists (101, 102, 107, 108)
+over one re-used driver and decodes with the pre-compiled register map. Failure handling, per kind:
 - `comm`: the driver is closed and a new one built after exponential backoff (with jitter);
 - `cip_status`: the meter answered with an error; the driver is kept, the poll is dropped;
 - `size_mismatch`: attribute 4 disagrees with the register map; nothing is decoded, the check is
