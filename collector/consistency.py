@@ -32,7 +32,7 @@ to catch a wrong *order*, which is off by factors, not to grade the meter's accu
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -224,15 +224,14 @@ class _Checker:
                 )
 
 
-def counter_prefixes(values: Iterable[str]) -> list[str]:
+def counter_prefixes(values: Mapping[str, float]) -> list[str]:
     """Counters stored as (giga, kilo) pairs, by the prefix of their register names."""
-    names = set(values)
-    return sorted(n[: -len("_giga")] for n in names if n.endswith("_giga") and n[:-5] + "_kilo" in names)
+    return sorted(n[:-5] for n in values if n.endswith("_giga") and n[:-5] + "_kilo" in values)
 
 
 def counter_values(values: Mapping[str, float]) -> dict[str, float]:
     """Each (giga, kilo) counter combined: giga x 1e6 + kilo."""
-    return {p: values[f"{p}_giga"] * GIGA + values[f"{p}_kilo"] for p in counter_prefixes(values)}
+    return {p: values[p + "_giga"] * GIGA + values[p + "_kilo"] for p in counter_prefixes(values)}
 
 
 def _monotonic(previous: Mapping[str, float], current: Mapping[str, float]) -> list[Violation]:

@@ -16,10 +16,11 @@ over one re-used driver and decodes with the pre-compiled register map. Failure 
 Each is counted; the log gets one line per state change (e.g. ok -> comm_error, and back), never
 one per poll.
 
-Every decoded poll also goes through the physics self-check of the register map
-(`collector.consistency`): the per-meter verdict is in `status()` (`register_map`), logged when it
-changes and handed to `on_verdict` (the collector re-announces the meter's DBIRTH with it). An
-inconsistent map is a flag, not a stop: the readings are still published.
+Decoded polls also go through the physics self-check of the register map (`collector.consistency`),
+the first one and then one every `self_check_period_s` (default 5 s: the check costs ~10x a decode,
+and a map does not change between polls). The per-meter verdict is in `status()` (`register_map`),
+logged when it changes and handed to `on_verdict` (the collector re-announces the meter's DBIRTH
+with it). An inconsistent map is a flag, not a stop: the readings are still published.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 ERROR_KINDS = ("comm", "cip_status", "size_mismatch", "short_payload", "nan", "callback")
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
+SELF_CHECK_PERIOD_S = 5.0
 BACKOFF_MAX_PERIODS = 10  # a dead meter is retried at least every 10 poll periods (within the cap)
 
 
@@ -103,6 +105,7 @@ class Poller:
         regmap: RegisterMap | None = None,
         timeout_s: float | None = None,
         on_verdict: Callable[[str, Verdict], None] | None = None,
+        self_check_period_s: float = SELF_CHECK_PERIOD_S,
     ) -> None:
         """`timeout_s` (socket timeout per read) defaults to `socket_timeout_for(interval_s)`;
         `on_verdict(asset, verdict)` is called from the meter's thread when its self-check verdict changes."""
@@ -118,7 +121,7 @@ class Poller:
         ]
         self._threads: list[threading.Thread] = []
         for w in self._workers:
-            w.on_verdict = on_verdict
+            w.on_verdict, w.self_check_period_s = on_verdict, self_check_period_s
 
     def start(self) -> None:
         if self._threads:
@@ -173,6 +176,8 @@ class _MeterWorker:
         self.backoff_s = self.backoff_initial_s
         self.monitor = ConsistencyMonitor(wiring=meter.wiring)
         self.on_verdict: Callable[[str, Verdict], None] | None = None
+        self.self_check_period_s = SELF_CHECK_PERIOD_S
+        self.next_self_check = 0.0  # time.monotonic() of the next due check
 
     def status_snapshot(self) -> MeterStatus:
         with self.lock:
@@ -250,7 +255,11 @@ class _MeterWorker:
         return None
 
     def self_check(self, payloads: dict[int, bytes]) -> None:
-        """Physics self-check of the map on this poll; log and report only when the verdict changes."""
+        """Physics self-check of the map on this poll (when due); log and report only on a change."""
+        now = time.monotonic()
+        if now < self.next_self_check:
+            return
+        self.next_self_check = now + self.self_check_period_s
         if not self.monitor.observe(self.regmap.by_name(payloads)):
             return
         verdict = self.monitor.verdict

@@ -16,6 +16,7 @@ from tests.meter.scramble import WRONG_ORDERS, scrambled_map
 from tests.meter.test_poller import Collected
 
 INTERVAL_S = 0.2
+EVERY_POLL = {"self_check_period_s": 0.0}  # the default checks every 5 s; these tests check each poll
 
 
 def _meter(sim: SimulatorProcess, index: int, wiring: str = "4-wire") -> MeterConfig:
@@ -27,7 +28,12 @@ def _meter(sim: SimulatorProcess, index: int, wiring: str = "4-wire") -> MeterCo
 def test_a_consistent_meter_is_reported_consistent(sim: SimulatorProcess) -> None:
     verdicts: list[tuple[str, Verdict]] = []
     poller = Poller(
-        "plant-a", [_meter(sim, 0)], INTERVAL_S, Collected(), on_verdict=lambda a, v: verdicts.append((a, v))
+        "plant-a",
+        [_meter(sim, 0)],
+        INTERVAL_S,
+        Collected(),
+        on_verdict=lambda a, v: verdicts.append((a, v)),
+        **EVERY_POLL,
     )
     poller.start()
     try:
@@ -51,6 +57,7 @@ def test_a_scrambled_map_is_flagged_in_status_log_and_callback_but_readings_keep
         collected,
         regmap=scrambled_map(instance, order),
         on_verdict=lambda a, v: verdicts.append(v),
+        **EVERY_POLL,
     )
     with caplog.at_level(logging.INFO, logger="collector.poller"):
         poller.start()
@@ -68,7 +75,7 @@ def test_a_scrambled_map_is_flagged_in_status_log_and_callback_but_readings_keep
 
 def test_a_3_wire_meter_configured_3_wire_is_not_a_false_alarm(sim: SimulatorProcess) -> None:
     sim.control.set_wiring(2, "3-wire")
-    poller = Poller("plant-a", [_meter(sim, 2, wiring="3-wire")], INTERVAL_S, Collected())
+    poller = Poller("plant-a", [_meter(sim, 2, wiring="3-wire")], INTERVAL_S, Collected(), **EVERY_POLL)
     poller.start()
     try:
         wait_for(lambda: poller.status()["m2"].register_map["checks"] >= 3, "three self-checks")
@@ -80,3 +87,14 @@ def test_a_3_wire_meter_configured_3_wire_is_not_a_false_alarm(sim: SimulatorPro
         "wiring": "3-wire",
         "checks": poller.status()["m2"].register_map["checks"],
     }
+
+
+def test_the_default_checks_the_first_poll_then_once_per_period(sim: SimulatorProcess) -> None:
+    collected = Collected()
+    poller = Poller("plant-a", [_meter(sim, 0)], INTERVAL_S, collected, self_check_period_s=3600.0)
+    poller.start()
+    try:
+        wait_for(lambda: collected.count("m0") >= 5, "five readings")
+    finally:
+        poller.stop()
+    assert poller.status()["m0"].register_map["checks"] == 1
