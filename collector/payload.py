@@ -49,7 +49,8 @@ def dbirth(
     extra = {"registerMap": register_map} if register_map is not None else {}
     return {
         "metrics": [
-            {"name": m.name, "alias": m.alias, "value": None, "properties": {"unit": m.unit}} for m in METRICS
+            {"name": m.name, "alias": m.alias, "value": None, "properties": {"unit": m.unit}}
+            for m in METRICS
         ],
         "timestamp": timestamp_ms,
         "seq": seq,

@@ -19,7 +19,6 @@ from collector.metrics import METRICS_BY_NAME
 from collector.validation import read_yaml
 
 DEFAULT_MAP = Path(__file__).with_name("pm500_registers.yaml")
-ELEMENT_SIZE = 4  # REAL = IEEE-754 float32
 # CIP elementary types an assembly instance may hold: struct format character and size in bytes.
 ELEMENT_TYPES: dict[str, tuple[str, int]] = {"REAL": ("f", 4), "INT": ("h", 2), "UINT": ("H", 2)}
 

@@ -100,7 +100,9 @@ def _pattern(template: TopicTemplate, thing: str, single: str, multi: str) -> st
 def iot_policy_topics(direction: str, thing_variable: str = "${iot:Connection.Thing.ThingName}") -> list[str]:
     """Topic names (for `topic/...` ARNs) a collector may publish or receive, with IoT policy wildcards."""
     return [
-        _pattern(t, thing_variable, "*", "*") for t in COLLECTOR_TOPICS if t.direction in (direction, "both")
+        _pattern(t, thing_variable, "*", "*")
+        for t in COLLECTOR_TOPICS
+        if t.direction in (direction, "both")
     ]
 
 

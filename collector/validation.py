@@ -40,9 +40,8 @@ class ConfigError(ValueError):
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # C loader: fleet inventories load fast
 
 
-def read_yaml(
-    path: Path, what: str, shown: Path | str | None = None, error: type[ValueError] = ConfigError
-) -> Any:
+def read_yaml(path: Path, what: str, shown: Path | str | None = None,
+              error: type[ValueError] = ConfigError) -> Any:
     """Parse a YAML file; an unreadable or malformed file raises `error` naming the file and `what` it is."""
     name = path if shown is None else shown
     try:

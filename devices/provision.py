@@ -292,7 +292,8 @@ def _retire_steps(
     iot: IoTClient, certificate_id: str, arn: str, policies: list[str], thing: str, *, delete: bool
 ) -> list[tuple[str, Callable[[], object]]]:
     steps: list[tuple[str, Callable[[], object]]] = [
-        (f"detach policy {p}", partial(iot.detach_policy, policyName=p, target=arn)) for p in policies
+        (f"detach policy {p}", partial(iot.detach_policy, policyName=p, target=arn))
+        for p in policies
     ]
     steps += [
         ("detach the thing", lambda: iot.detach_thing_principal(thingName=thing, principal=arn)),

@@ -39,6 +39,7 @@ from tests.collector.harness import (
 pytestmark = pytest.mark.slow
 
 
+
 def committed_seqs(buffer_path: Path) -> dict[str, int]:
     with sqlite3.connect(buffer_path) as db:
         return dict(db.execute("SELECT asset, last_seq FROM seqs").fetchall())

@@ -25,6 +25,7 @@ from tests.collector.harness import (
 pytestmark = pytest.mark.slow
 
 
+
 def test_readings_reach_broker_and_influx(
     tmp_path: Path,
     mqtt_observer: Recorder,

@@ -60,10 +60,8 @@ def test_topic_table_is_rendered_from_the_collector_templates():
     documented = set(re.findall(r"^\| `((?:spBv1\.0)/[^`]+)` \|", DOC, flags=re.M))
     sparkplug = {t for t in topics.COLLECTOR_TOPICS if t.levels[0] == topics.SPARKPLUG_NAMESPACE}
     expected = {
-        "/".join(
-            "<thing>" if lvl == topics.THING else "<asset>" if lvl == topics.ASSET else lvl
-            for lvl in t.levels
-        )
+        "/".join("<thing>" if lvl == topics.THING else "<asset>" if lvl == topics.ASSET else lvl
+                 for lvl in t.levels)
         for t in sparkplug
     }
     assert documented == expected

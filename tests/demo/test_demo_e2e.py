@@ -42,14 +42,8 @@ def readme_command_one() -> list[str]:
 
 
 def run_demo(command: list[str], workdir: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
-    done = subprocess.run(
-        [*command, "--workdir", str(workdir), *extra],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
-    )
+    done = subprocess.run([*command, "--workdir", str(workdir), *extra], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT_S, check=False)
     return done.returncode, _summary(done.stdout), done.stdout + done.stderr
 
 
@@ -136,13 +130,8 @@ def test_without_influxdb_the_influx_leg_fails_and_mqtt_still_flows(tmp_path):
 def test_a_stop_signal_stops_every_process_the_demo_started(tmp_path, sig):
     """The signal goes to the pid of README command one, as Ctrl-C or `kill` would send it."""
     workdir = tmp_path / "demo"
-    demo = subprocess.Popen(
-        [*readme_command_one(), "--workdir", str(workdir)],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    demo = subprocess.Popen([*readme_command_one(), "--workdir", str(workdir)], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert demo.stdout is not None
     output = []
     try:
@@ -169,14 +158,8 @@ def test_a_stop_signal_stops_every_process_the_demo_started(tmp_path, sig):
 
 def test_a_foreign_workdir_is_refused_untouched_and_nothing_starts(tmp_path):
     (tmp_path / "notes.txt").write_text("not the demo's")
-    done = subprocess.run(
-        [*DEMO, "--workdir", str(tmp_path), "--duration", "5"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
-    )
+    done = subprocess.run([*DEMO, "--workdir", str(tmp_path), "--duration", "5"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
     assert done.returncode == 2
     assert "not a previous demo folder" in done.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

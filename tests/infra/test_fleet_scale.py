@@ -51,6 +51,7 @@ def test_inline_and_file_inventories_give_the_same_program(tmp_path: Path) -> No
     assert a.outputs == b.outputs
 
 
+
 def test_inventory_error_names_file_and_path(tmp_path: Path) -> None:
     write_fleet(tmp_path, 20, per_site=10)
     path = tmp_path / "inventory" / "site-001.yaml"

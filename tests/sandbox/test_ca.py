@@ -53,9 +53,8 @@ def test_issue_client_certificate_for_a_thing_name(dev_ca: DevCA, tmp_path: Path
 
 
 def test_issue_server_certificate_names_hosts_and_ips(dev_ca: DevCA, tmp_path: Path) -> None:
-    cert_path, _ = dev_ca.issue(
-        "localhost", tmp_path, server_hostnames=["localhost"], ip_addresses=["127.0.0.1"]
-    )
+    cert_path, _ = dev_ca.issue("localhost", tmp_path, server_hostnames=["localhost"],
+                                ip_addresses=["127.0.0.1"])
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["localhost"]
@@ -67,8 +66,7 @@ def test_issue_server_certificate_names_hosts_and_ips(dev_ca: DevCA, tmp_path: P
 @pytest.mark.parametrize("algorithm", ["ec", "rsa"])
 def test_sign_csr_keeps_the_devices_key_and_subject(dev_ca: DevCA, algorithm: str) -> None:
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
-        ec.generate_private_key(ec.SECP256R1())
-        if algorithm == "ec"
+        ec.generate_private_key(ec.SECP256R1()) if algorithm == "ec"
         else rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "prod:site-9:edge-3")])

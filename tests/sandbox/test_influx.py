@@ -62,12 +62,8 @@ def test_auth_restart_and_data_survive(tmp_path: Path) -> None:
         server.restart()
         assert server.port == port
         assert [r["kw"] for r in server.points("pm500", "plant")] == [1]
-        wrong = requests.post(
-            f"{server.url}/query",
-            params={"q": "SHOW DATABASES"},
-            auth=(server.admin_user, "wrong"),
-            timeout=30,
-        )
+        wrong = requests.post(f"{server.url}/query", params={"q": "SHOW DATABASES"},
+                              auth=(server.admin_user, "wrong"), timeout=30)
         assert wrong.status_code == 401
     assert not server.running
 

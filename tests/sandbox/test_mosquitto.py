@@ -40,15 +40,8 @@ def _publish_v5(client: mqtt.Client, topic: str, payload: bytes = b"x") -> Reaso
 
 def _thing_client(broker: MosquittoBroker, ca: DevCA, thing: str, tmp_path: Path) -> mqtt.Client:
     cert, key = ca.issue(thing, tmp_path / "things")
-    return tls_client(
-        broker.host,
-        broker.port,
-        broker.ca_file,
-        cert,
-        key,
-        client_id=thing,
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
+    return tls_client(broker.host, broker.port, broker.ca_file, cert, key, client_id=thing,
+                      protocol=MQTTProtocolVersion.MQTTv5)
 
 
 def test_acl_is_rendered_from_collector_topics(mqtt_broker: MosquittoBroker) -> None:
@@ -71,9 +64,8 @@ def test_thing_publishes_on_its_own_topics_only(
 ) -> None:
     shadow = SHADOW.render(EDGE_01).replace("#", "update")
     cert, key = mqtt_broker.observer_credentials(tmp_path / "observer-aws")
-    aws_observer = Recorder(
-        mqtt_broker.host, mqtt_broker.port, mqtt_broker.ca_file, cert, key, topic_filter=["$aws/#"]
-    ).start()
+    aws_observer = Recorder(mqtt_broker.host, mqtt_broker.port, mqtt_broker.ca_file, cert, key,
+                            topic_filter=["$aws/#"]).start()
     client = _thing_client(mqtt_broker, dev_ca, EDGE_01, tmp_path)
     try:
         own = DDATA.render(EDGE_01, "meter-1")
@@ -103,18 +95,11 @@ def test_thing_receives_its_commands_but_not_another_things(dev_ca: DevCA, tmp_p
         recorders = {}
         for thing in (EDGE_01, EDGE_02):
             cert, key = dev_ca.issue(thing, tmp_path / "things")
-            recorders[thing] = Recorder(
-                broker.host,
-                broker.port,
-                broker.ca_file,
-                cert,
-                key,
-                topic_filter=[NCMD.render(EDGE_01), NCMD.render(EDGE_02)],
-            ).start()
+            recorders[thing] = Recorder(broker.host, broker.port, broker.ca_file, cert, key,
+                                        topic_filter=[NCMD.render(EDGE_01), NCMD.render(EDGE_02)]).start()
         cert, key = dev_ca.issue("pm500-commander", tmp_path / "commander")
-        client = tls_client(
-            broker.host, broker.port, broker.ca_file, cert, key, protocol=MQTTProtocolVersion.MQTTv5
-        )
+        client = tls_client(broker.host, broker.port, broker.ca_file, cert, key,
+                            protocol=MQTTProtocolVersion.MQTTv5)
         try:
             assert not _publish_v5(client, NCMD.render(EDGE_02), b"for-02").is_failure
             assert not _publish_v5(client, NCMD.render(EDGE_01), b"for-01").is_failure
@@ -130,7 +115,8 @@ def test_thing_receives_its_commands_but_not_another_things(dev_ca: DevCA, tmp_p
 
 def test_client_without_certificate_is_refused(mqtt_broker: MosquittoBroker) -> None:
     with pytest.raises((ssl.SSLError, OSError, MqttError)):
-        client = tls_client(mqtt_broker.host, mqtt_broker.port, mqtt_broker.ca_file, None, None, timeout=10)
+        client = tls_client(mqtt_broker.host, mqtt_broker.port, mqtt_broker.ca_file, None, None,
+                            timeout=10)
         close_client(client)
 
 
@@ -138,20 +124,16 @@ def test_certificate_from_another_ca_is_refused(mqtt_broker: MosquittoBroker, tm
     rogue = DevCA.create(tmp_path / "rogue", name="rogue CA")
     cert, key = rogue.issue(EDGE_01, tmp_path / "rogue-thing")
     with pytest.raises((ssl.SSLError, OSError, MqttError)):
-        client = tls_client(mqtt_broker.host, mqtt_broker.port, mqtt_broker.ca_file, cert, key, timeout=10)
+        client = tls_client(mqtt_broker.host, mqtt_broker.port, mqtt_broker.ca_file, cert, key,
+                            timeout=10)
         close_client(client)
 
 
-def test_observer_is_read_only(mqtt_broker: MosquittoBroker, mqtt_observer: Recorder, tmp_path: Path) -> None:
+def test_observer_is_read_only(mqtt_broker: MosquittoBroker, mqtt_observer: Recorder,
+                               tmp_path: Path) -> None:
     cert, key = mqtt_broker.observer_credentials(tmp_path / "observer2")
-    client = tls_client(
-        mqtt_broker.host,
-        mqtt_broker.port,
-        mqtt_broker.ca_file,
-        cert,
-        key,
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
+    client = tls_client(mqtt_broker.host, mqtt_broker.port, mqtt_broker.ca_file, cert, key,
+                        protocol=MQTTProtocolVersion.MQTTv5)
     try:
         assert _publish_v5(client, DDATA.render(EDGE_01, "meter-1")).is_failure
     finally:
@@ -176,9 +158,8 @@ def test_restart_keeps_the_port_and_the_recorder_resubscribes(
         close_client(client)
 
 
-def test_a_clash_on_a_given_port_fails_with_the_log(
-    mqtt_broker: MosquittoBroker, dev_ca: DevCA, tmp_path: Path
-) -> None:
+def test_a_clash_on_a_given_port_fails_with_the_log(mqtt_broker: MosquittoBroker, dev_ca: DevCA,
+                                                    tmp_path: Path) -> None:
     clash = MosquittoBroker(tmp_path / "b", dev_ca, port=mqtt_broker.port)
     with pytest.raises(PortInUseError, match="Address already in use"):
         clash.start()
@@ -233,9 +214,8 @@ def test_relative_paths_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             assert recorder.live
 
 
-def test_missing_binary_names_the_package(
-    dev_ca: DevCA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_binary_names_the_package(dev_ca: DevCA, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sandbox.mosquitto.MOSQUITTO_BIN", "mosquitto-not-installed-pm500")
     with pytest.raises(ServerStartError, match="Debian package 'mosquitto'"):
         MosquittoBroker(tmp_path / "b", dev_ca).start()

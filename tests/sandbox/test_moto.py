@@ -6,9 +6,8 @@ import pytest
 from sandbox.moto import MotoServer, overriding_aws_vars
 
 
-def test_boto3_reaches_moto_through_aws_endpoint_url(
-    aws_env: dict[str, str], moto_server: MotoServer
-) -> None:
+def test_boto3_reaches_moto_through_aws_endpoint_url(aws_env: dict[str, str],
+                                                     moto_server: MotoServer) -> None:
     assert os.environ["AWS_ENDPOINT_URL"] == moto_server.endpoint_url == aws_env["AWS_ENDPOINT_URL"]
     assert moto_server.endpoint_url.startswith("http://127.0.0.1:")
     iot = boto3.client("iot")  # no endpoint_url, no region: all from the environment
@@ -32,18 +31,13 @@ def test_reset_forgets_everything(aws_env: dict[str, str], moto_server: MotoServ
 
 
 def test_overriding_variables_are_reported() -> None:
-    env = {
-        "AWS_PROFILE": "prod",
-        "AWS_ENDPOINT_URL_IOT": "https://x.example",
-        "AWS_REGION": "us-east-1",
-        "HOME": "/root",
-    }
+    env = {"AWS_PROFILE": "prod", "AWS_ENDPOINT_URL_IOT": "https://x.example", "AWS_REGION": "us-east-1",
+           "HOME": "/root"}
     assert overriding_aws_vars(env) == ["AWS_ENDPOINT_URL_IOT", "AWS_PROFILE"]
 
 
-def test_aws_env_fixture_unsets_them(
-    monkeypatch: pytest.MonkeyPatch, moto_server: MotoServer, request: pytest.FixtureRequest
-) -> None:
+def test_aws_env_fixture_unsets_them(monkeypatch: pytest.MonkeyPatch, moto_server: MotoServer,
+                                     request: pytest.FixtureRequest) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_IOT", "https://elsewhere.example")
     monkeypatch.setenv("AWS_PROFILE", "prod")
     request.getfixturevalue("aws_env")

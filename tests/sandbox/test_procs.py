@@ -76,9 +76,7 @@ def test_env_overlay_and_removal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PM500_DROP_ME", "x")
     proc = ManagedProcess(
         ["sh", "-c", 'echo "add=$PM500_ADDED drop=${PM500_DROP_ME-unset}"; pwd'],
-        tmp_path / "env.log",
-        env={"PM500_ADDED": "yes", "PM500_DROP_ME": None},
-        cwd=tmp_path,
+        tmp_path / "env.log", env={"PM500_ADDED": "yes", "PM500_DROP_ME": None}, cwd=tmp_path,
     ).start()
     assert proc.wait(timeout=30) == 0
     assert proc.log_tail().splitlines() == ["add=yes drop=unset", str(tmp_path)]

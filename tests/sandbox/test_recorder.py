@@ -12,9 +12,8 @@ from sandbox.mqtt import Recorder, close_client, tls_client
 THING = thing_name("test", "plant-a", "edge-01")
 
 
-def test_a_burst_arrives_complete_and_in_order(
-    mqtt_broker: MosquittoBroker, mqtt_observer: Recorder, dev_ca: DevCA, tmp_path: Path
-) -> None:
+def test_a_burst_arrives_complete_and_in_order(mqtt_broker: MosquittoBroker, mqtt_observer: Recorder,
+                                               dev_ca: DevCA, tmp_path: Path) -> None:
     cert, key = dev_ca.issue(THING, tmp_path)
     client = tls_client(mqtt_broker.host, mqtt_broker.port, mqtt_broker.ca_file, cert, key, client_id=THING)
     total = 3000
@@ -34,9 +33,8 @@ def test_a_burst_arrives_complete_and_in_order(
     assert times == sorted(times)
 
 
-def test_wait_for_timeout_reports_what_arrived(
-    mqtt_observer: Recorder, mqtt_broker: MosquittoBroker, dev_ca: DevCA, tmp_path: Path
-) -> None:
+def test_wait_for_timeout_reports_what_arrived(mqtt_observer: Recorder, mqtt_broker: MosquittoBroker,
+                                               dev_ca: DevCA, tmp_path: Path) -> None:
     cert, key = dev_ca.issue(THING, tmp_path)
     client = tls_client(mqtt_broker.host, mqtt_broker.port, mqtt_broker.ca_file, cert, key, client_id=THING)
     try:
