@@ -25,7 +25,8 @@ from devices.bulk import BulkResult, provision_many, summary
 from devices.bundle import default_bundle_dir
 from devices.errors import DeviceError
 from devices.lifecycle import list_devices, revoke_device
-from devices.meter_probe import connect, describe, describe_suggestion, probe, suggest
+from devices.map_suggest import describe_suggestion, suggest
+from devices.meter_probe import connect, describe, probe
 from devices.outputs import check_name, load_outputs
 from devices.provision import BundleSettings, IssueOptions, Mode, provision_device
 
