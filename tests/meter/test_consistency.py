@@ -89,6 +89,16 @@ def test_literal_values_break_the_named_relations() -> None:
         "partial_energy_within_total"
     ]
     assert [v.relation for v in check({**good, "total_kwh_import_giga": 0.5})] == ["energy_pairs_well_formed"]
+    assert [v.relation for v in check({**good, "v_l3_l1": -398.4, "v_ll_system": 132.8})] == [
+        "voltages_non_negative",
+        "line_to_line_is_sqrt3_line_to_neutral",
+    ]
+    assert [v.relation for v in check({**good, "kva_system": 8.0})] == [
+        "totals_match_phases",
+        "apparent_power_triangle",
+        "power_factor_is_kw_over_kva",
+    ]
+    assert [v.relation for v in check({**good, "a_system": 12.0})] == ["averages_match_phases"]
     missing = {k: v for k, v in good.items() if not k.startswith("v_")}
     assert check({**missing, "frequency": 50.0}) == []  # relations on unmapped registers are skipped
 
