@@ -25,8 +25,8 @@ On a 3-wire system (no neutral) the meter has no line-to-neutral voltages and no
 the relations built on them are skipped (`wiring: 3-wire` in the meter's config): a 3-wire meter is not
 a false alarm. A 4-wire meter whose L-N voltages read 0 while L-L voltages are present is flagged with
 that hint. Relations whose registers the map does not name are skipped, and so are relations on NaN
-elements (the poller reports NaN separately). Tolerances are loose (a few %) on purpose: the point is
-to catch a wrong *order*, which is off by factors, not to grade the meter's accuracy.
+(the poller reports NaN separately) or infinite elements. Tolerances are loose (a few %) on purpose:
+the point is to catch a wrong *order*, which is off by factors, not to grade the meter's accuracy.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class _Checker:
     """One evaluation over one poll's elements; relations whose inputs are missing are skipped."""
 
     def __init__(self, values: Mapping[str, float], four_wire: bool) -> None:
-        self.v = {k: x for k, x in values.items() if not math.isnan(x)}
+        self.v = {k: x for k, x in values.items() if math.isfinite(x)}
         self.four_wire = four_wire
         self.found: list[Violation] = []
 
@@ -241,7 +241,9 @@ def _monotonic(previous: Mapping[str, float], current: Mapping[str, float]) -> l
         if not (name.startswith("total_") or name.startswith("hours")):
             continue
         before = previous.get(name)
-        if before is not None and not math.isnan(value) and value < before - max(0.1, 1e-6 * abs(before)):
+        if before is None or not math.isfinite(value) or not math.isfinite(before):
+            continue
+        if value < before - max(0.1, 1e-6 * abs(before)):
             found.append(Violation("energy_never_decreases", f"{name} went from {before:g} to {value:g}"))
     return found[:1]
 

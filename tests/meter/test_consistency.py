@@ -125,3 +125,12 @@ def test_monitor_flags_a_decreasing_counter_and_clears_after_good_polls() -> Non
 def test_unknown_wiring_is_refused_naming_the_choices() -> None:
     with pytest.raises(ValueError, match=r"wiring must be one of \['4-wire', '3-wire'\], got 'delta'"):
         ConsistencyMonitor(wiring="delta")
+
+
+def test_non_finite_elements_are_skipped_not_a_crash() -> None:
+    values = {"total_kwh_import_giga": float("inf"), "total_kwh_import_kilo": 5.0, "frequency": float("nan")}
+    assert check(values) == []
+    monitor = ConsistencyMonitor()
+    monitor.observe(values)
+    assert monitor.observe({**values, "total_kwh_import_giga": 1.0}) is False
+    assert monitor.verdict.state == "consistent"
