@@ -17,7 +17,7 @@ Each is counted; the log gets one line per state change (e.g. ok -> comm_error, 
 one per poll.
 
 Decoded polls also go through the physics self-check of the register map (`collector.consistency`),
-the first one and then one every `self_check_period_s` (default 5 s: the check costs ~10x a decode,
+the first one and then one every `self_check_period_s` (default 5 s: the check costs ~18x a decode,
 and a map does not change between polls). The per-meter verdict is in `status()` (`register_map`),
 logged when it changes and handed to `on_verdict` (the collector re-announces the meter's DBIRTH
 with it). An inconsistent map is a flag, not a stop: the readings are still published.
