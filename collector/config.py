@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from collector.consistency import Wiring
 from collector.topics import NAME_PATTERN, NAME_RULE, thing_name
 from collector.validation import ConfigError, describe, field_path, read_yaml
 
@@ -62,6 +63,11 @@ class MeterConfig(_Model):
     breaker: str = Field(min_length=1, max_length=64, description="breaker / feeder label (InfluxDB tag)")
     host: str = Field(description="meter IP address or DNS name")
     port: Port = Field(DEFAULT_CIP_PORT, description="EtherNet/IP TCP port")
+    wiring: Wiring = Field(
+        "4-wire",
+        description="the meter's electrical system: 4-wire (with neutral) or 3-wire (no neutral); "
+        "the register-map self-check skips line-to-neutral relations on 3-wire",
+    )
 
     _host = field_validator("host")(check_host)
 

@@ -5,15 +5,22 @@ holds each reading's DDATA payload ready to send (encoded when it was appended),
 is reading rows and handing bytes to paho. A row is acknowledged in the buffer only when its PUBACK
 arrived (paho `on_publish` mid -> row id). Acks are committed in batches, one transaction per burst of
 PUBACKs: an ack lost to kill -9 only means the row is sent again (a duplicate, not a gap).
+
+Alarm/output events (`publish_event`) are not buffer rows: the states they announce are in the
+buffered readings already. They wait in memory until paho has queued them (QoS 1; paho re-sends
+unacknowledged ones after a reconnect), ahead of the data backlog so an alarm is not stuck behind
+hours of replay. DBIRTH carries each meter's register-map verdict and is re-published when it changes.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from collector import topics
 from collector.buffer import Buffer, Entry
@@ -44,6 +51,8 @@ class MqttSink:
         self._window = window
         self.on_delivered = on_delivered  # (entries, ack time ms): latency measurement hook
         self._inflight: dict[int, Entry] = {}  # mid -> row, owned by the sink thread
+        self._events: collections.deque[tuple[str, bytes]] = collections.deque()  # (topic, payload) to queue
+        self._verdicts: dict[str, dict[str, Any]] = {}  # asset -> register-map verdict for DBIRTH
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -95,11 +104,41 @@ class MqttSink:
         self._acks.put(mid)
         self._wake.set()
 
+    def publish_event(self, asset: str, payload: dict[str, Any]) -> None:
+        """Queue an alarm/output EVENT of `asset` (any thread); the sink thread publishes it first."""
+        self._events.append((topics.EVENT.render(self._thing, asset), encode(payload)))
+        self._wake.set()
+
+    def set_verdict(self, asset: str, verdict: dict[str, Any]) -> None:
+        """A meter's register-map verdict changed (any thread): re-announce its DBIRTH with it."""
+        self._verdicts[asset] = verdict
+        meter = next((m for m in self._meters if m.asset == asset), None)
+        if meter is not None and self.link.connected.is_set():
+            self._publish_birth(meter, int(time.time() * 1000))
+
     def _publish_births(self) -> None:
         now = int(time.time() * 1000)
         for m in self._meters:
-            body = dbirth(self._thing, self._site, m.asset, m.breaker, now, self._buffer.last_seq(m.asset))
-            self.link.publish(topics.DBIRTH.render(self._thing, m.asset), encode(body))
+            self._publish_birth(m, now)
+
+    def _publish_birth(self, m: MeterConfig, now: int) -> None:
+        body = dbirth(
+            self._thing,
+            self._site,
+            m.asset,
+            m.breaker,
+            now,
+            self._buffer.last_seq(m.asset),
+            self._verdicts.get(m.asset),
+        )
+        self.link.publish(topics.DBIRTH.render(self._thing, m.asset), encode(body))
+
+    def _publish_events(self) -> None:
+        while self._events:
+            topic, payload = self._events[0]
+            if self.link.publish(topic, payload) is None:  # not queued by paho: try again next pass
+                return
+            self._events.popleft()
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -110,6 +149,7 @@ class MqttSink:
                 self._stopping.wait(_ACK_BATCH_WAIT_S)
             self._commit_acks()
             if self.link.connected.is_set():
+                self._publish_events()
                 self._fill_window()
 
     def _commit_acks(self) -> None:

@@ -93,6 +93,7 @@ class ArchiveSpec(_Model):
 
 class FeaturesSpec(_Model):
     event_bridge_pipe: bool = False
+    alarm_events: bool = Field(False, description="meter alarm/output events -> the stack's EventBridge bus")
     latest_value_table: bool = False
     edge: bool = False
     grafana: bool = True

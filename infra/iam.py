@@ -168,6 +168,25 @@ def pipe(stream_arn: str, key_arn: str, bus_arn: str) -> Document:
     )
 
 
+def sqs_rule(queue_arn: str, key_arn: str, error_log_group_arn: str) -> Document:
+    """IoT rule -> SQS: send the event to the (KMS-encrypted) alarm queue."""
+    return _doc(
+        _allow("SendToAlarmQueue", ["sqs:SendMessage"], [queue_arn]),
+        _allow("EncryptForQueue", ["kms:GenerateDataKey", "kms:Decrypt"], [key_arn]),
+        *_log_writes(error_log_group_arn),
+    )
+
+
+def alarm_pipe(queue_arn: str, key_arn: str, bus_arn: str) -> Document:
+    """EventBridge Pipe: receive (and delete) alarm events from the queue, put them on the stack's bus."""
+    return _doc(
+        _allow("ReadAlarmQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+               [queue_arn]),
+        _allow("DecryptAlarmQueue", ["kms:Decrypt"], [key_arn]),
+        _allow("PutBusEvents", ["events:PutEvents"], [bus_arn]),
+    )
+
+
 def tls_only_bucket(bucket_arn: str) -> Document:
     """Bucket policy: refuse any request not made over TLS."""
     return _doc({

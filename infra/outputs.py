@@ -37,7 +37,8 @@ FIREHOSE_NAME = "firehoseName"
 AWS_REGION = "awsRegion"
 KMS_KEY_ARN = "dataKeyArn"
 RULE_ERROR_LOG_GROUP = "ruleErrorLogGroupName"
-EVENT_BUS_NAME = "eventBusName"  # only with features.eventBridgePipe
+EVENT_BUS_NAME = "eventBusName"  # only with features.eventBridgePipe or features.alarmEvents
+ALARM_EVENT_QUEUE = "alarmEventQueueName"  # only with features.alarmEvents
 LATEST_VALUE_TABLE = "latestValueTableName"  # only with features.latestValueTable
 EDGE = "edge"  # only with features.edge: image and per-site edge URLs (infra.edge.EdgeStack.summary)
 

@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from collector.topics import ddata_filter, stack_thing_prefix
+from collector.topics import EVENT_THING_LEVEL, ddata_filter, event_filter, stack_thing_prefix
 from infra import iam
 from infra.naming import Names
 from infra.roles import service_role
@@ -25,6 +25,13 @@ def ddata_sql(stack: str, select: str = "*, topic(4) AS thing") -> str:
     # IoT SQL built from our own validated names (NAME_PATTERN: no quotes possible), not user text.
     return (f"SELECT {select} FROM '{ddata_filter()}' "  # noqa: S608
             f"WHERE startswith(topic(4), '{stack_thing_prefix(stack)}')")
+
+
+def event_sql(stack: str) -> str:
+    """`SELECT` every collector's alarm/output EVENT `WHERE` the thing (topic level 3) is this stack's."""
+    level = EVENT_THING_LEVEL
+    return (f"SELECT *, topic({level}) AS thing FROM '{event_filter()}' "  # noqa: S608 (validated names)
+            f"WHERE startswith(topic({level}), '{stack_thing_prefix(stack)}')")
 
 
 @dataclass(frozen=True)
