@@ -144,7 +144,7 @@ class AlarmEvents(pulumi.ComponentResource):
             description=f"alarm/output events of stack {cfg.stack} into SQS for the event bus",
             sql=event_sql(cfg.stack),
             policy=lambda a: iam.sqs_rule(a[0], a[1], a[2]),
-            policy_arns=[queue.arn, key_arn],
+            policy_inputs=[queue.arn, key_arn],
             actions=lambda role_arn: {"sqs": [aws.iot.TopicRuleSqsArgs(
                 role_arn=role_arn, queue_url=queue.url, use_base64=False)]},
         )
