@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 AUTONAME_RANDOM_HEX = 7
+US_EAST_1 = "us-east-1"
 
 
 class Declared(Protocol):
@@ -274,7 +275,11 @@ def _firehose(r: Declared) -> list[ApiRequest]:
 
 def _bucket(r: Declared) -> list[ApiRequest]:
     name = _name(r, "bucket")
-    requests = [ApiRequest("s3", "CreateBucket", {"Bucket": name}, _label(r), {"Bucket": "s3-bucket-name"})]
+    region = r.region if isinstance(r, _Resolved) else US_EAST_1
+    # Outside us-east-1, CreateBucket must name the region (else IllegalLocationConstraintException).
+    where = {} if region == US_EAST_1 else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    requests = [ApiRequest("s3", "CreateBucket", {"Bucket": name, **where}, _label(r),
+                           {"Bucket": "s3-bucket-name"})]
     if r.inputs.get("tags"):
         requests.append(ApiRequest("s3", "PutBucketTagging", {
             "Bucket": name, "Tagging": {"TagSet": _tag_list(r.inputs["tags"])}}, _label(r)))
@@ -462,9 +467,10 @@ def _label(r: Declared) -> str:
     return f"{r.type} {r.name}"
 
 
-def requests_for(resources: Iterable[Declared]) -> list[ApiRequest]:
-    """Every create request for the AWS resources among `resources`, in registration order (which
-    respects dependencies: the engine registers a resource only once its inputs are known)."""
+def requests_for(resources: Iterable[Declared], region: str = US_EAST_1) -> list[ApiRequest]:
+    """Every create request for the AWS resources among `resources` (a stack in `region`), in
+    registration order (which respects dependencies: the engine registers a resource only once its
+    inputs are known)."""
     out: list[ApiRequest] = []
     for r in resources:
         if not r.type.startswith("aws:"):
@@ -472,9 +478,23 @@ def requests_for(resources: Iterable[Declared]) -> list[ApiRequest]:
         mapping = MAPPINGS.get(r.type)
         if mapping is None:
             raise UnmappedResource(f"{_label(r)}: no request mapping for resource type {r.type}")
-        resolved = _Resolved(r.type, r.name, _ints(r.inputs))
+        resolved = _Resolved(r.type, r.name, _ints(r.inputs), region)
         out += mapping(resolved)
     return out
+
+
+class Evaluated(Protocol):
+    """A stack evaluated on the mock runtime (`infra.mock_runtime.EvaluatedStack`)."""
+
+    @property
+    def resources(self) -> list[Any]: ...
+    @property
+    def config(self) -> dict[str, str]: ...
+
+
+def stack_requests(stack: Evaluated) -> list[ApiRequest]:
+    """`requests_for` the stack's resources in the stack's own region (`aws:region`)."""
+    return requests_for(stack.resources, stack.config.get("aws:region") or US_EAST_1)
 
 
 @dataclass(frozen=True)
@@ -482,4 +502,5 @@ class _Resolved:
     type: str
     name: str
     inputs: dict[str, Any]
+    region: str
 

@@ -15,7 +15,14 @@ from __future__ import annotations
 import pytest
 
 from infra.mock_runtime import EvaluatedStack, evaluate_stack
-from infra.provider_requests import MAPPINGS, ApiRequest, UnmappedResource, autoname, requests_for
+from infra.provider_requests import (
+    MAPPINGS,
+    ApiRequest,
+    UnmappedResource,
+    autoname,
+    requests_for,
+    stack_requests,
+)
 from infra.service_models import request_problems
 from tests.infra.longest_stack import STACK as LONGEST
 from tests.infra.longest_stack import longest_config
@@ -31,7 +38,7 @@ def longest() -> EvaluatedStack:
 @pytest.fixture(scope="module", params=["staging", "prod", "longest"])
 def plan(request: pytest.FixtureRequest, staging: EvaluatedStack, prod: EvaluatedStack,
          longest: EvaluatedStack) -> list[ApiRequest]:
-    return requests_for({"staging": staging, "prod": prod, "longest": longest}[request.param].resources)
+    return stack_requests({"staging": staging, "prod": prod, "longest": longest}[request.param])
 
 
 def _defect_1(line: str) -> bool:  # IAM inline policy autonamed from `rule-policy/<route>`
@@ -57,12 +64,12 @@ def test_inline_policy_names_match_iams_pattern(plan: list[ApiRequest]) -> None:
 
 @FIXED_ON_WT_INFRA
 def test_provisioning_template_name_fits_at_the_longest_stack_name(longest: EvaluatedStack) -> None:
-    assert [p for p in problems(requests_for(longest.resources)) if _defect_4(p)] == []
+    assert [p for p in problems(stack_requests(longest)) if _defect_4(p)] == []
 
 
 def test_every_declared_aws_resource_becomes_a_request(longest: EvaluatedStack) -> None:
     aws = [r for r in longest.resources if r.type.startswith("aws:")]
-    labels = {r.resource for r in requests_for(longest.resources)}
+    labels = {r.resource for r in stack_requests(longest)}
     assert labels == {f"{r.type} {r.name}" for r in aws}
     assert {r.type for r in aws} <= set(MAPPINGS)
 
