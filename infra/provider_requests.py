@@ -197,6 +197,18 @@ def _role_policy(r: Declared) -> list[ApiRequest]:
     }, _label(r), {"PolicyDocument": "iam-inline"})]
 
 
+def _oidc_provider(r: Declared) -> list[ApiRequest]:
+    return [ApiRequest("iam", "CreateOpenIDConnectProvider", _compact({
+        "Url": r.inputs["url"], "ClientIDList": r.inputs.get("clientIdLists"),
+        "ThumbprintList": r.inputs.get("thumbprintLists"), "Tags": _tag_list(r.inputs.get("tags")),
+    }), _label(r))]
+
+
+def _role_policy_attachment(r: Declared) -> list[ApiRequest]:
+    return [ApiRequest("iam", "AttachRolePolicy", {"RoleName": r.inputs["role"],
+                                                   "PolicyArn": r.inputs["policyArn"]}, _label(r))]
+
+
 def _kms_key(r: Declared) -> list[ApiRequest]:
     requests = [ApiRequest("kms", "CreateKey", _compact({
         "Description": r.inputs.get("description"), "KeyUsage": r.inputs.get("keyUsage"),
@@ -436,6 +448,8 @@ MAPPINGS: dict[str, Callable[[Declared], list[ApiRequest]]] = {
     "aws:iot/topicRule:TopicRule": _topic_rule,
     "aws:iam/role:Role": _role,
     "aws:iam/rolePolicy:RolePolicy": _role_policy,
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": _oidc_provider,
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": _role_policy_attachment,
     "aws:kms/key:Key": _kms_key,
     "aws:kms/alias:Alias": _kms_alias,
     "aws:kinesis/stream:Stream": _stream,
