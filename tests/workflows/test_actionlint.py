@@ -40,3 +40,11 @@ jobs:
     done = lint(caller, cwd=tmp_path)
     assert done.returncode == 1
     assert 'requires "id-token: write" but the calling job grants "id-token: none"' in done.stdout
+
+
+def test_linter_catches_a_broken_expression(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                      "      - run: echo ${{ github.nope.nope }}\n")
+    done = lint(broken, cwd=tmp_path)
+    assert done.returncode == 1 and "property \"nope\" is not defined" in done.stdout

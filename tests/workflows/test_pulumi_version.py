@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
 import yaml
 
@@ -31,4 +30,5 @@ def test_every_pulumi_action_step_pins_the_sdks_cli_version() -> None:
 
 
 def test_the_docs_name_the_same_version() -> None:
-    assert re.search(rf"Pulumi CLI \*\*v?{re.escape(pinned_sdk())}\*\*", (ROOT / "docs" / "infra.md").read_text())
+    docs = (ROOT / "docs" / "infra.md").read_text()
+    assert re.search(rf"Pulumi CLI \*\*v?{re.escape(pinned_sdk())}\*\*", docs)
