@@ -8,6 +8,7 @@ ones the workflows really use (read from the workflow files, not from the bootst
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,23 @@ def test_requests_pass_the_service_models_and_replay_into_moto(ci: EvaluatedStac
     assert replay(requests, client).skipped == []
     roles = {r["RoleName"] for r in client("iam").list_roles()["Roles"]}
     assert roles == {"pm500-ci-preview", "pm500-ci-deploy"}
+
+
+def first_deploy_section() -> str:
+    text = (ROOT / "docs" / "infra.md").read_text()
+    return text[text.index("### First deploy"):text.index("Without a Pulumi CLI")]
+
+
+def test_the_first_deploy_steps_name_what_exists(ci: EvaluatedStack) -> None:
+    """Config keys, outputs, secrets and environments the docs tell a new user to use are real."""
+    section = first_deploy_section()
+    keys = set(re.findall(r"pm500-bootstrap:(\w+)", section))
+    stack_file = yaml.safe_load((BOOTSTRAP / "Pulumi.ci.yaml").read_text())["config"]
+    assert keys and keys <= {k.removeprefix("pm500-bootstrap:") for k in stack_file}
+    role_outputs = set(re.findall(r"`(\w+RoleArn)`", section))
+    assert {"previewRoleArn", "deployRoleArn"} <= role_outputs <= set(ci.outputs)
+    workflow_text = "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
+    secrets = set(re.findall(r"`([A-Z][A-Z_]+)`", section)) - {"AWS_REGION", "AWS_DEFAULT_REGION"}
+    assert secrets and all(f"secrets.{s}" in workflow_text for s in secrets), secrets
+    preview, deploy = workflow_environments()
+    assert all(f"`{e}`" in section for e in preview | deploy)
