@@ -47,12 +47,22 @@ class ApiRequest:
         return f"{self.resource}: {self.service}.{self.operation}"
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """One declared resource as the mappings see it: integral numbers as ints, plus the stack region."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    region: str
+
+
 def autoname(logical: str) -> str:
     """The provider's name for a resource without an explicit one: `<logical>-<7 hex>`."""
     return f"{logical}-{hashlib.sha256(logical.encode()).hexdigest()[:AUTONAME_RANDOM_HEX]}"
 
 
-def _name(r: Declared, key: str = "name") -> str:
+def _name(r: Resolved, key: str = "name") -> str:
     value = r.inputs.get(key)
     return value if isinstance(value, str) and value else autoname(r.name)
 
@@ -79,7 +89,7 @@ def _tag_list(tags: Mapping[str, str] | None, key: str = "Key", value: str = "Va
 
 # --- per resource type ---------------------------------------------------------------------------
 
-def _thing_type(r: Declared) -> list[ApiRequest]:
+def _thing_type(r: Resolved) -> list[ApiRequest]:
     props = r.inputs.get("properties") or {}
     return [ApiRequest("iot", "CreateThingType", _compact({
         "thingTypeName": _name(r),
@@ -89,7 +99,7 @@ def _thing_type(r: Declared) -> list[ApiRequest]:
     }), _label(r))]
 
 
-def _thing_group(r: Declared) -> list[ApiRequest]:
+def _thing_group(r: Resolved) -> list[ApiRequest]:
     props = r.inputs.get("properties") or {}
     attributes = (props.get("attributePayload") or {}).get("attributes")
     return [ApiRequest("iot", "CreateThingGroup", _compact({
@@ -101,7 +111,7 @@ def _thing_group(r: Declared) -> list[ApiRequest]:
     }), _label(r))]
 
 
-def _thing(r: Declared) -> list[ApiRequest]:
+def _thing(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("iot", "CreateThing", _compact({
         "thingName": _name(r),
         "thingTypeName": r.inputs.get("thingTypeName"),
@@ -109,19 +119,19 @@ def _thing(r: Declared) -> list[ApiRequest]:
     }), _label(r))]
 
 
-def _membership(r: Declared) -> list[ApiRequest]:
+def _membership(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("iot", "AddThingToThingGroup", {
         "thingGroupName": r.inputs["thingGroupName"], "thingName": r.inputs["thingName"],
     }, _label(r))]
 
 
-def _iot_policy(r: Declared) -> list[ApiRequest]:
+def _iot_policy(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("iot", "CreatePolicy", _compact({
         "policyName": _name(r), "policyDocument": r.inputs["policy"], "tags": _tag_list(r.inputs.get("tags")),
     }), _label(r), {"policyDocument": "iot-policy"})]
 
 
-def _provisioning_template(r: Declared) -> list[ApiRequest]:
+def _provisioning_template(r: Resolved) -> list[ApiRequest]:
     hook = r.inputs.get("preProvisioningHook")
     return [ApiRequest("iot", "CreateProvisioningTemplate", _compact({
         "templateName": _name(r),
@@ -154,14 +164,14 @@ _RULE_ACTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 _RULE_SETTINGS = {"name", "description", "enabled", "sql", "sqlVersion", "tags", "errorAction"}
 
 
-def _rule_action(kind: str, action: dict[str, Any], r: Declared) -> dict[str, Any]:
+def _rule_action(kind: str, action: dict[str, Any], r: Resolved) -> dict[str, Any]:
     try:
         return _RULE_ACTIONS[kind](action)
     except KeyError:
         raise UnmappedResource(f"{_label(r)}: no request mapping for topic rule action {kind!r}") from None
 
 
-def _topic_rule(r: Declared) -> list[ApiRequest]:
+def _topic_rule(r: Resolved) -> list[ApiRequest]:
     actions = [_rule_action(kind, a, r) for kind in _RULE_ACTIONS if kind != "cloudwatchLogs"
                for a in r.inputs.get(kind) or []]
     unknown = [k for k, v in r.inputs.items() if v and k not in _RULE_ACTIONS and k not in _RULE_SETTINGS]
@@ -182,7 +192,7 @@ def _topic_rule(r: Declared) -> list[ApiRequest]:
     }), _label(r))]
 
 
-def _role(r: Declared) -> list[ApiRequest]:
+def _role(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("iam", "CreateRole", _compact({
         "RoleName": _name(r), "AssumeRolePolicyDocument": r.inputs["assumeRolePolicy"],
         "Description": r.inputs.get("description"), "Path": r.inputs.get("path"),
@@ -191,25 +201,25 @@ def _role(r: Declared) -> list[ApiRequest]:
     }), _label(r), {"AssumeRolePolicyDocument": "iam-trust"})]
 
 
-def _role_policy(r: Declared) -> list[ApiRequest]:
+def _role_policy(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("iam", "PutRolePolicy", {
         "RoleName": r.inputs["role"], "PolicyName": _name(r), "PolicyDocument": r.inputs["policy"],
     }, _label(r), {"PolicyDocument": "iam-inline"})]
 
 
-def _oidc_provider(r: Declared) -> list[ApiRequest]:
+def _oidc_provider(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("iam", "CreateOpenIDConnectProvider", _compact({
         "Url": r.inputs["url"], "ClientIDList": r.inputs.get("clientIdLists"),
         "ThumbprintList": r.inputs.get("thumbprintLists"), "Tags": _tag_list(r.inputs.get("tags")),
     }), _label(r))]
 
 
-def _role_policy_attachment(r: Declared) -> list[ApiRequest]:
+def _role_policy_attachment(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("iam", "AttachRolePolicy", {"RoleName": r.inputs["role"],
                                                    "PolicyArn": r.inputs["policyArn"]}, _label(r))]
 
 
-def _kms_key(r: Declared) -> list[ApiRequest]:
+def _kms_key(r: Resolved) -> list[ApiRequest]:
     requests = [ApiRequest("kms", "CreateKey", _compact({
         "Description": r.inputs.get("description"), "KeyUsage": r.inputs.get("keyUsage"),
         "KeySpec": r.inputs.get("customerMasterKeySpec"), "Policy": r.inputs.get("policy"),
@@ -220,17 +230,17 @@ def _kms_key(r: Declared) -> list[ApiRequest]:
     return requests
 
 
-def _kms_key_id(r: Declared) -> str:
+def _kms_key_id(r: Resolved) -> str:
     """A key id shaped like AWS's (a UUID); the mock runtime derives it from the logical name the same way."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, r.name))
 
 
-def _kms_alias(r: Declared) -> list[ApiRequest]:
+def _kms_alias(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("kms", "CreateAlias", {"AliasName": _name(r), "TargetKeyId": r.inputs["targetKeyId"]},
                        _label(r))]
 
 
-def _stream(r: Declared) -> list[ApiRequest]:
+def _stream(r: Resolved) -> list[ApiRequest]:
     name = _name(r)
     mode = (r.inputs.get("streamModeDetails") or {}).get("streamMode")
     requests = [ApiRequest("kinesis", "CreateStream", _compact({
@@ -247,7 +257,7 @@ def _stream(r: Declared) -> list[ApiRequest]:
     return requests
 
 
-def _firehose(r: Declared) -> list[ApiRequest]:
+def _firehose(r: Resolved) -> list[ApiRequest]:
     if r.inputs.get("destination") != "extended_s3":
         raise UnmappedResource(f"{_label(r)}: only the extended_s3 destination is mapped")
     s3 = r.inputs["extendedS3Configuration"]
@@ -285,9 +295,9 @@ def _firehose(r: Declared) -> list[ApiRequest]:
     }), _label(r))]
 
 
-def _bucket(r: Declared) -> list[ApiRequest]:
+def _bucket(r: Resolved) -> list[ApiRequest]:
     name = _name(r, "bucket")
-    region = r.region if isinstance(r, _Resolved) else US_EAST_1
+    region = r.region
     # Outside us-east-1, CreateBucket must name the region (else IllegalLocationConstraintException).
     where = {} if region == US_EAST_1 else {"CreateBucketConfiguration": {"LocationConstraint": region}}
     requests = [ApiRequest("s3", "CreateBucket", {"Bucket": name, **where}, _label(r),
@@ -298,14 +308,14 @@ def _bucket(r: Declared) -> list[ApiRequest]:
     return requests
 
 
-def _bucket_ownership(r: Declared) -> list[ApiRequest]:
+def _bucket_ownership(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("s3", "PutBucketOwnershipControls", {
         "Bucket": r.inputs["bucket"],
         "OwnershipControls": {"Rules": [{"ObjectOwnership": r.inputs["rule"]["objectOwnership"]}]},
     }, _label(r))]
 
 
-def _public_access_block(r: Declared) -> list[ApiRequest]:
+def _public_access_block(r: Resolved) -> list[ApiRequest]:
     keys = ("blockPublicAcls", "ignorePublicAcls", "blockPublicPolicy", "restrictPublicBuckets")
     return [ApiRequest("s3", "PutPublicAccessBlock", {
         "Bucket": r.inputs["bucket"],
@@ -313,7 +323,7 @@ def _public_access_block(r: Declared) -> list[ApiRequest]:
     }, _label(r))]
 
 
-def _bucket_encryption(r: Declared) -> list[ApiRequest]:
+def _bucket_encryption(r: Resolved) -> list[ApiRequest]:
     rules = []
     for rule in r.inputs["rules"]:
         default = rule.get("applyServerSideEncryptionByDefault") or {}
@@ -327,14 +337,14 @@ def _bucket_encryption(r: Declared) -> list[ApiRequest]:
         "Bucket": r.inputs["bucket"], "ServerSideEncryptionConfiguration": {"Rules": rules}}, _label(r))]
 
 
-def _bucket_versioning(r: Declared) -> list[ApiRequest]:
+def _bucket_versioning(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("s3", "PutBucketVersioning", {
         "Bucket": r.inputs["bucket"],
         "VersioningConfiguration": {"Status": r.inputs["versioningConfiguration"]["status"]},
     }, _label(r))]
 
 
-def _bucket_lifecycle(r: Declared) -> list[ApiRequest]:
+def _bucket_lifecycle(r: Resolved) -> list[ApiRequest]:
     rules = []
     for rule in r.inputs["rules"]:
         noncurrent = rule.get("noncurrentVersionExpiration")
@@ -351,12 +361,12 @@ def _bucket_lifecycle(r: Declared) -> list[ApiRequest]:
         "Bucket": r.inputs["bucket"], "LifecycleConfiguration": {"Rules": rules}}, _label(r))]
 
 
-def _bucket_policy(r: Declared) -> list[ApiRequest]:
+def _bucket_policy(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("s3", "PutBucketPolicy", {"Bucket": r.inputs["bucket"], "Policy": r.inputs["policy"]},
                        _label(r), {"Policy": "s3-bucket-policy"})]
 
 
-def _log_group(r: Declared) -> list[ApiRequest]:
+def _log_group(r: Resolved) -> list[ApiRequest]:
     name = _name(r)
     requests = [ApiRequest("logs", "CreateLogGroup", _compact({
         "logGroupName": name, "kmsKeyId": r.inputs.get("kmsKeyId"), "tags": dict(r.inputs.get("tags") or {}),
@@ -367,17 +377,17 @@ def _log_group(r: Declared) -> list[ApiRequest]:
     return requests
 
 
-def _log_stream(r: Declared) -> list[ApiRequest]:
+def _log_stream(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("logs", "CreateLogStream", {
         "logGroupName": r.inputs["logGroupName"], "logStreamName": _name(r)}, _label(r))]
 
 
-def _event_bus(r: Declared) -> list[ApiRequest]:
+def _event_bus(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("events", "CreateEventBus", _compact({
         "Name": _name(r), "Tags": _tag_list(r.inputs.get("tags"))}), _label(r))]
 
 
-def _pipe(r: Declared) -> list[ApiRequest]:
+def _pipe(r: Resolved) -> list[ApiRequest]:
     source = (r.inputs.get("sourceParameters") or {}).get("kinesisStreamParameters") or {}
     target = (r.inputs.get("targetParameters") or {}).get("eventbridgeEventBusParameters") or {}
     return [ApiRequest("pipes", "CreatePipe", _compact({
@@ -392,7 +402,7 @@ def _pipe(r: Declared) -> list[ApiRequest]:
     }), _label(r))]
 
 
-def _table(r: Declared) -> list[ApiRequest]:
+def _table(r: Resolved) -> list[ApiRequest]:
     name = _name(r)
     sse = r.inputs.get("serverSideEncryption") or {}
     requests = [ApiRequest("dynamodb", "CreateTable", _compact({
@@ -415,7 +425,7 @@ def _table(r: Declared) -> list[ApiRequest]:
     return requests
 
 
-def _ecr_repository(r: Declared) -> list[ApiRequest]:
+def _ecr_repository(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("ecr", "CreateRepository", _compact({
         "repositoryName": _name(r), "imageTagMutability": r.inputs.get("imageTagMutability"),
         "imageScanningConfiguration": _compact({
@@ -424,13 +434,13 @@ def _ecr_repository(r: Declared) -> list[ApiRequest]:
     }), _label(r))]
 
 
-def _ecr_lifecycle(r: Declared) -> list[ApiRequest]:
+def _ecr_lifecycle(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("ecr", "PutLifecyclePolicy", {
         "repositoryName": r.inputs["repository"], "lifecyclePolicyText": r.inputs["policy"]},
         _label(r), {"lifecyclePolicyText": "json"})]
 
 
-def _lambda_permission(r: Declared) -> list[ApiRequest]:
+def _lambda_permission(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("lambda", "AddPermission", _compact({
         "FunctionName": r.inputs["function"], "StatementId": _name(r, "statementId"),
         "Action": r.inputs["action"], "Principal": r.inputs["principal"],
@@ -438,7 +448,7 @@ def _lambda_permission(r: Declared) -> list[ApiRequest]:
     }), _label(r))]
 
 
-MAPPINGS: dict[str, Callable[[Declared], list[ApiRequest]]] = {
+MAPPINGS: dict[str, Callable[[Resolved], list[ApiRequest]]] = {
     "aws:iot/thingType:ThingType": _thing_type,
     "aws:iot/thingGroup:ThingGroup": _thing_group,
     "aws:iot/thing:Thing": _thing,
@@ -477,7 +487,7 @@ class UnmappedResource(LookupError):
     """An AWS resource (or setting) with no request mapping: add one, never skip it silently."""
 
 
-def _label(r: Declared) -> str:
+def _label(r: Resolved | Declared) -> str:
     return f"{r.type} {r.name}"
 
 
@@ -492,7 +502,7 @@ def requests_for(resources: Iterable[Declared], region: str = US_EAST_1) -> list
         mapping = MAPPINGS.get(r.type)
         if mapping is None:
             raise UnmappedResource(f"{_label(r)}: no request mapping for resource type {r.type}")
-        resolved = _Resolved(r.type, r.name, _ints(r.inputs), region)
+        resolved = Resolved(r.type, r.name, _ints(r.inputs), region)
         out += mapping(resolved)
     return out
 
@@ -511,10 +521,4 @@ def stack_requests(stack: Evaluated) -> list[ApiRequest]:
     return requests_for(stack.resources, stack.config.get("aws:region") or US_EAST_1)
 
 
-@dataclass(frozen=True)
-class _Resolved:
-    type: str
-    name: str
-    inputs: dict[str, Any]
-    region: str
 
