@@ -5,6 +5,11 @@ holds each reading's DDATA payload ready to send (encoded when it was appended),
 is reading rows and handing bytes to paho. A row is acknowledged in the buffer only when its PUBACK
 arrived (paho `on_publish` mid -> row id). Acks are committed in batches, one transaction per burst of
 PUBACKs: an ack lost to kill -9 only means the row is sent again (a duplicate, not a gap).
+
+The `Wire` (collector.wire) turns a row into the bytes to send. With Sparkplug B each message takes the
+edge node's next `seq` as it is handed to paho, under `wire.lock`, so seq order is socket order; after a
+reconnect every unacknowledged row is replayed from the buffer into the new session (new seq numbers,
+`is_historical` when sampled before it). An NCMD `Node Control/Rebirth` re-sends NBIRTH and DBIRTHs.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collector import topics
 from collector.buffer import Buffer, Entry
 from collector.config import CollectorConfig, MeterConfig
 from collector.mqtt_link import MqttLink
-from collector.payload import dbirth, encode
+from collector.wire import JsonWire, Wire
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +39,11 @@ class MqttSink:
         buffer: Buffer,
         window: int = 256,
         on_delivered: Callable[[Sequence[Entry], int], None] | None = None,
+        wire: Wire | None = None,
     ) -> None:
+        self._wire: Wire = wire or JsonWire(cfg)
+        self._session = 0  # the link session whose publishes `_inflight` tracks
         self._thing = cfg.thing_name
-        self._site = cfg.site
         self._meters: list[MeterConfig] = list(cfg.meters)
         self._topics = {m.asset: topics.DDATA.render(self._thing, m.asset) for m in self._meters}
         self._buffer = buffer
@@ -53,9 +60,10 @@ class MqttSink:
             cfg,
             on_puback=self._puback,
             on_connected=self._publish_births,
-            on_command=lambda payload: self.on_command(payload),
+            on_command=self._command,
             on_online=self._wake.set,
             max_inflight=window + len(self._meters) + 2,
+            wire=self._wire,
         )
 
     def start(self) -> None:
@@ -68,6 +76,7 @@ class MqttSink:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._publish_device_deaths()
         self.link.stop()
         self._commit_acks()
 
@@ -96,10 +105,46 @@ class MqttSink:
         self._wake.set()
 
     def _publish_births(self) -> None:
-        now = int(time.time() * 1000)
+        """DBIRTHs, called by the link right after its NBIRTH, under `wire.lock`."""
         for m in self._meters:
-            body = dbirth(self._thing, self._site, m.asset, m.breaker, now, self._buffer.last_seq(m.asset))
-            self.link.publish(topics.DBIRTH.render(self._thing, m.asset), encode(body))
+            body = self._wire.dbirth(m.asset, m.breaker, self._buffer.last_seq(m.asset))
+            self.link.publish(topics.DBIRTH.render(self._thing, m.asset), body, qos=self._wire.birth_qos)
+
+    def _command(self, payload: bytes) -> None:
+        """NCMD (paho's thread): a Sparkplug rebirth request is ours, anything else the collector's."""
+        if self._wire.is_rebirth(payload):
+            self.rebirth()
+        else:
+            self.on_command(payload)
+
+    def rebirth(self) -> None:
+        """NBIRTH + DBIRTHs again (same bdSeq, seq from 0); no DDATA goes out in between."""
+        with self._wire.lock:
+            nbirth = self._wire.nbirth()
+            self.link.publish(topics.NBIRTH.render(self._thing), nbirth, qos=self._wire.birth_qos)
+            self._publish_births()
+        log.info("rebirth published", extra={"thing": self._thing})
+
+    def _publish_device_deaths(self) -> None:
+        """DDEATH per meter before a clean shutdown, where the wire has them (Sparkplug B)."""
+        if not self.link.connected.is_set():
+            return
+        with self._wire.lock:
+            for m in self._meters:
+                body = self._wire.ddeath()
+                if body is None:
+                    return
+                self.link.publish(topics.DDEATH.render(self._thing, m.asset), body, qos=self._wire.birth_qos)
+
+    def _new_session(self) -> bool:
+        """After a reconnect with a fresh session: what was in flight is replayed from the buffer."""
+        if not self._wire.fresh_session_per_connect or self.link.session == self._session:
+            return False
+        self._commit_acks()
+        self._inflight.clear()
+        self._cursor.rewind(0)
+        self._session = self.link.session
+        return True
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -110,6 +155,7 @@ class MqttSink:
                 self._stopping.wait(_ACK_BATCH_WAIT_S)
             self._commit_acks()
             if self.link.connected.is_set():
+                self._new_session()
                 self._fill_window()
 
     def _commit_acks(self) -> None:
@@ -132,7 +178,13 @@ class MqttSink:
         if room < max(1, self._window // 4) and self._inflight:
             return  # refill in chunks: fewer, larger buffer reads
         for entry in self._cursor.next_batch(room):
-            mid = self.link.publish(self._topic(entry.asset), entry.payload)
+            with self._wire.lock:
+                if self._wire.fresh_session_per_connect and (
+                    not self.link.connected.is_set() or self.link.session != self._session
+                ):
+                    self._cursor.rewind(entry.id - 1)  # the session ended: the next one replays it
+                    return
+                mid = self.link.publish(self._topic(entry.asset), self._wire.ddata(entry))
             if mid is None:
                 # Not queued by paho: hand this row (and those after it) out again on the next pass.
                 self._cursor.rewind(entry.id - 1)
