@@ -66,7 +66,8 @@ def decode_all(messages: Sequence[Message], payload_class: Any, edge_node: str) 
         kind = levels[2]
         if kind == "NCMD":
             continue
-        out.append(Decoded(m.topic, kind, levels[4] if len(levels) > 4 else None, payload_class.FromString(m.payload)))
+        device = levels[4] if len(levels) > 4 else None
+        out.append(Decoded(m.topic, kind, device, payload_class.FromString(m.payload)))
     return out
 
 

@@ -34,7 +34,7 @@ T0 = 1_713_897_600_000
 
 
 @pytest.fixture(scope="module")
-def Payload(tmp_path_factory: pytest.TempPathFactory) -> Any:  # noqa: N802 (a class)
+def Payload(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return compile_payload_class(tmp_path_factory.mktemp("tahu"))
 
 
@@ -117,7 +117,8 @@ def test_births_and_death(Payload: Any) -> None:
         assert (d.properties.values[0].type, d.properties.values[0].string_value) == (STRING, m.unit)
     assert declared["voltageAN"].alias == 1 and declared["energy"].alias == 30
     assert declared["realPowerA"].properties.values[0].string_value == "kW"
-    assert (declared["Properties/breaker"].datatype, declared["Properties/breaker"].string_value) == (STRING, "F0")
+    breaker = declared["Properties/breaker"]
+    assert (breaker.datatype, breaker.string_value) == (STRING, "F0")
     assert declared["Properties/site"].string_value == "plant-a"
     aliases = [m.alias for m in dbirth.metrics]
     assert len(set(aliases)) == len(aliases) == len(METRICS) + 2
