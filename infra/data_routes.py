@@ -7,22 +7,11 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam
+from infra import iam, sparkplug
 from infra.archive import Archive
 from infra.config import StackConfig
 from infra.naming import Names
 from infra.rules import RouteRule, RuleContext, ddata_sql, route_rule
-from infra.sparkplug import (
-    ARCHIVE_ROUTE as SPARKPLUG_ARCHIVE_ROUTE,
-)
-from infra.sparkplug import (
-    KINESIS_ROUTE as SPARKPLUG_KINESIS_ROUTE,
-)
-from infra.sparkplug import (
-    SparkplugDecoding,
-    json_ddata_filter_for_mixed_stacks,
-    json_shape_sql,
-)
 
 KINESIS_ROUTE = "ddata_kinesis"
 FIREHOSE_ROUTE = "ddata_archive"
@@ -77,20 +66,23 @@ class DataRoutes(pulumi.ComponentResource):
         # Which DDATA routes: the JSON rules read json collectors' DDATA as it is; for sparkplug-b
         # collectors a decode rule republishes JSON that rules of the same shape read (infra.sparkplug).
         mixed = len(cfg.encodings) > 1
-        sources: dict[tuple[str, str], str] = {}
+        sources: dict[tuple[str, str], tuple[str, str]] = {}  # routes -> (SQL, Kinesis partition key)
         if "json" in cfg.encodings:
-            json_sql = ddata_sql(cfg.stack) + (json_ddata_filter_for_mixed_stacks() if mixed else "")
-            sources[(KINESIS_ROUTE, FIREHOSE_ROUTE)] = json_sql
-        self.sparkplug: SparkplugDecoding | None = None
+            only_json = sparkplug.json_ddata_filter_for_mixed_stacks() if mixed else ""
+            json_sql = ddata_sql(cfg.stack) + only_json
+            sources[(KINESIS_ROUTE, FIREHOSE_ROUTE)] = (json_sql, KINESIS_PARTITION_KEY)
+        self.sparkplug: sparkplug.SparkplugDecoding | None = None
         if "sparkplug-b" in cfg.encodings:
-            self.sparkplug = SparkplugDecoding("sparkplug", self.rule_context, mixed, opts=child)
+            self.sparkplug = sparkplug.SparkplugDecoding("sparkplug", self.rule_context, mixed, opts=child)
             routes = (KINESIS_ROUTE, FIREHOSE_ROUTE)
             if mixed:
-                routes = (SPARKPLUG_KINESIS_ROUTE, SPARKPLUG_ARCHIVE_ROUTE)
-            sources[routes] = json_shape_sql(cfg.stack)
+                routes = (sparkplug.KINESIS_ROUTE, sparkplug.ARCHIVE_ROUTE)
+            sources[routes] = (sparkplug.json_shape_sql(cfg.stack), sparkplug.DECODED_PARTITION_KEY)
         self.rules = {}
-        for (kinesis_route, archive_route), sql in sources.items():
-            self.rules.update(self._routes(cfg, kinesis_route, archive_route, sql, stream, key))
+        for (kinesis_route, archive_route), (sql, partition_key) in sources.items():
+            self.rules.update(
+                self._routes(cfg, kinesis_route, archive_route, sql, partition_key, stream, key)
+            )
         if self.sparkplug is not None:
             self.rules[self.sparkplug.rule_route] = self.sparkplug.rule
 
@@ -102,7 +94,7 @@ class DataRoutes(pulumi.ComponentResource):
             "ruleNames": {k: r.name for k, r in self.rules.items()},
         })
 
-    def _routes(self, cfg: StackConfig, kinesis_route: str, archive_route: str, sql: str,
+    def _routes(self, cfg: StackConfig, kinesis_route: str, archive_route: str, sql: str, partition_key: str,
                 stream: aws.kinesis.Stream, key: aws.kms.Key) -> dict[str, RouteRule]:
         """The Kinesis and archive rules for DDATA of one shape (`sql` selects and filters it)."""
         stream_name = stream.name
@@ -114,7 +106,7 @@ class DataRoutes(pulumi.ComponentResource):
                 policy=lambda a: iam.kinesis_rule(a[0], a[1], a[2]),
                 policy_arns=[stream.arn, key.arn],
                 actions=lambda role_arn: {"kineses": [aws.iot.TopicRuleKinesisArgs(
-                    stream_name=stream_name, role_arn=role_arn, partition_key=KINESIS_PARTITION_KEY)]},
+                    stream_name=stream_name, role_arn=role_arn, partition_key=partition_key)]},
             ),
             archive_route: route_rule(
                 self.rule_context, archive_route,

@@ -38,6 +38,8 @@ DECODE_ROUTE = "spb_decode"
 KINESIS_ROUTE = "spb_kinesis"
 ARCHIVE_ROUTE = "spb_archive"
 DECODED_TOPIC_ROOT = "pm500-decoded"
+# Kinesis partition key of the decoded records: <thing>/<asset>, as for JSON DDATA (levels 3 and 4 here).
+DECODED_PARTITION_KEY = "${topic(3)}/${topic(4)}"
 # Where the descriptor set lives: named by its content (see the module docstring).
 DESCRIPTOR_KEY = f"sparkplug_b/{hashlib.sha256(DESCRIPTOR_SET_FILE.read_bytes()).hexdigest()[:16]}.desc"
 

@@ -68,7 +68,9 @@ def test_sparkplug_stack_decodes_then_routes_the_json_shape(sparkplug_stack: Eva
     for route in ("kinesis", "archive"):
         sql = by_name[f"pm500_spb_ddata_{route}"]["sql"]
         assert sql.endswith("FROM 'pm500-decoded/spb/+/+'")
-        assert "topic(4) AS asset" in sql and "AS site" in sql and "decode(" not in sql
+        assert "topic(4) AS asset" in sql and "topic(3) AS thing" in sql and "decode(" not in sql
+    kinesis = by_name["pm500_spb_ddata_kinesis"]["kineses"][0]
+    assert kinesis["partitionKey"] == "${topic(3)}/${topic(4)}"  # <thing>/<asset> of the decoded topic
     collector = sparkplug_stack.outputs["collectors"]["spb:plant-a:edge-0"]
     assert collector["encoding"] == "sparkplug-b"  # what the CLI writes into the bundle
 
