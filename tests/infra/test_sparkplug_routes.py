@@ -24,6 +24,8 @@ from collector.reading import Reading
 from collector.wire import SparkplugWire
 from infra.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
 from infra.sparkplug import DESCRIPTOR_KEY
+from policy import validators
+from tests.policy.test_validators import _resources
 
 BASE, SECRET_KEYS = load_stack_config_file("staging")
 RULE = "aws:iot/topicRule:TopicRule"
@@ -163,3 +165,11 @@ def test_descriptor_decodes_collector_payloads_into_the_json_modes_shape(
     del expected["seq"]
     assert rebuilt == expected
     assert int(decoded["seq"]) == 1  # the edge node's seq: the first message after NBIRTH (0)
+
+
+@pytest.mark.parametrize("which", ["sparkplug", "mixed"])
+def test_sparkplug_stacks_pass_the_policy_pack(
+    which: str, sparkplug_stack: EvaluatedStack, mixed_stack: EvaluatedStack
+) -> None:
+    stack = sparkplug_stack if which == "sparkplug" else mixed_stack
+    assert validators.validate_all(_resources(stack)) == {name: [] for name in validators.POLICIES}
