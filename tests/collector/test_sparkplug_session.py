@@ -122,13 +122,15 @@ def test_sparkplug_b_session_follows_the_specification(
             observer.wait_for(
                 lambda ms: count(ms, "NBIRTH", mark) == 1 and count(ms, "DDATA", mark) >= 20, 30
             )
+            mark = len(observer.messages())  # before the kill: the will may arrive at once
         finally:
             first.kill9()  # no NDEATH of its own: the broker publishes the will
-        mark = len(observer.messages())
         second = CollectorProcess(config, tmp_path).start()
         try:
             observer.wait_for(
-                lambda ms: count(ms, "NDEATH", mark) == 1 and count(ms, "DDATA", mark) >= 20, 60
+                lambda ms: count(ms, "NDEATH", mark) == 1 and count(ms, "NBIRTH", mark) == 1
+                and count(ms, "DDATA", mark) >= 20,
+                60,
             )
             simulator.process.kill9()  # no new readings: what was taken must all arrive
             wait_until(lambda: pending_mqtt(second.buffer_path) == 0, 60, "buffer drained", interval=0.3)
