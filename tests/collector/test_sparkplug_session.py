@@ -10,6 +10,8 @@ rules are checked on the whole capture.
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -22,11 +24,19 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector import topics
+from collector.backoff import Backoff
+from collector.buffer import Buffer
+from collector.config import load_config
 from collector.metrics import METRICS
+from collector.mqtt_sink import MqttSink
+from collector.reading import Reading
+from collector.wire import SparkplugWire
 from sandbox.ca import DevCA
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.mqtt import Message, Recorder
+from sandbox.net import free_port
 from tests.collector.harness import (
+    SITE,
     THING,
     CollectorProcess,
     PersistentObserver,
@@ -234,3 +244,58 @@ def test_broker_outage_loses_no_reading_and_replays_into_the_new_session(
     historical = [all(m.is_historical for m in d.payload.metrics) for d in replayed]
     assert sum(historical) >= 2 * 5  # ~6 s of 0.2 s polls of two meters were stored meanwhile
     assert historical == sorted(historical, reverse=True)  # the replayed backlog first, then live data
+
+
+def test_publishes_unacknowledged_at_a_disconnect_are_replayed_in_the_next_session(
+    tmp_path: Path, dev_ca: DevCA
+) -> None:
+    """Broker frozen (SIGSTOP) while DDATA are in flight, then killed and restarted: the new session
+    must not carry the old session's seq. paho would resend those messages as they were; the collector
+    instead replays the rows from its buffer with new seq numbers, flagged historical."""
+    payload_class = compile_payload_class(tmp_path / "tahu")
+    broker = MosquittoBroker(tmp_path / "mosquitto", dev_ca)
+    broker.start()
+    cfg = load_config(write_bundle(
+        tmp_path / "bundle", dev_ca, broker, [free_port()], influx_url=None, mqtt__encoding="sparkplug-b"
+    ))
+    wire = SparkplugWire(cfg)
+    buffer = Buffer(
+        cfg.buffer.path, cfg.buffer.max_bytes, cfg.thing_name, ("mqtt",), ddata_encoder=wire.ddata_row
+    )
+    sink = MqttSink(cfg, buffer, wire=wire)
+    # Reconnect 4-5 s after the loss, so the test's subscriber is back first and sees the new births.
+    sink.link._backoff = Backoff(base_s=5.0, cap_s=5.0, floor_s=4.0)
+    start_ms = int(time.time() * 1000)
+
+    def take(first: int, n: int) -> None:
+        for i in range(first, first + n):
+            buffer.append(Reading(SITE, "meter-0", "F0", start_ms + i, {"voltageAN": float(i)}))
+        sink.notify()
+
+    cert, key = broker.observer_credentials(tmp_path / "observer")
+    try:
+        with Recorder(broker.host, broker.port, broker.ca_file, cert, key, qos=0) as observer:
+            sink.start()
+            take(0, 20)
+            observer.wait_for(lambda ms: count(ms, "DDATA") >= 20, 30)
+            os.kill(broker.pid or 0, signal.SIGSTOP)
+            take(20, 10)
+            wait_until(lambda: sink.status()["in_flight"] >= 10, 10, "DDATA in flight to the frozen broker")
+            broker.kill9()
+            broker.start()
+            assert observer.wait_live(30)
+            wait_until(lambda: buffer.depth("mqtt") == 0, 60, "buffer drained after the reconnect")
+            observer.wait_for(lambda ms: count(ms, "DDATA") >= 30, 30)
+            messages = observer.messages()
+    finally:
+        sink.stop()
+        buffer.close()
+        broker.stop()
+    first, second = sessions(decode_all(messages, payload_class, THING))
+    assert metric(second.nbirth.payload, "bdSeq").long_value == 1  # the second CONNECT
+    assert_seq_continuity(second)  # a resent message of the first session would break it
+    replayed = {ts - start_ms: historical for ts, _, historical in resolve_ddata(second)["meter-0"]}
+    assert set(range(20, 30)) <= set(replayed)  # what was in flight at the loss, sent again
+    assert all(replayed.values())  # all taken before the second session: historical
+    delivered = {ts - start_ms for s in (first, second) for ts, _, _ in resolve_ddata(s)["meter-0"]}
+    assert delivered == set(range(30))
