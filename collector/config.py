@@ -39,6 +39,10 @@ _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN.pattern, description=NAME_RULE)]
+# MQTT payload encoding: the design note's JSON, or Sparkplug B 3.0 protobuf (collector/wire.py).
+Encoding = Literal["json", "sparkplug-b"]
+ENCODINGS: tuple[Encoding, ...] = ("json", "sparkplug-b")
+DEFAULT_ENCODING: Encoding = "json"
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -81,6 +85,9 @@ class MqttConfig(_Model):
     keepalive_s: int = Field(30, ge=5, le=1200)
     inflight_window: int = Field(
         256, ge=1, le=10_000, description="QoS 1 publishes awaiting PUBACK at once (replay speed vs memory)"
+    )
+    encoding: Encoding = Field(
+        DEFAULT_ENCODING, description="spBv1.0/ payloads: json (design note) or sparkplug-b (protobuf)"
     )
 
     _endpoint = field_validator("endpoint")(check_host)

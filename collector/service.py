@@ -30,6 +30,7 @@ from collector.mqtt_sink import MqttSink
 from collector.payload import status_event
 from collector.reading import Reading
 from collector.validation import ConfigError
+from collector.wire import make_wire
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +108,15 @@ class Collector:
         self._buffer_failed = False
         check_files(cfg)
         sinks = ("mqtt", "influx") if cfg.influx.enabled else ("mqtt",)
+        self.wire = make_wire(cfg)  # mqtt.encoding: the one place it is looked at
         try:
             self.buffer = Buffer(
-                cfg.buffer.path, cfg.buffer.max_bytes, cfg.thing_name, sinks, cfg.buffer.synchronous
+                cfg.buffer.path, cfg.buffer.max_bytes, cfg.thing_name, sinks, cfg.buffer.synchronous,
+                ddata_encoder=self.wire.ddata_row,
             )
         except Exception as e:  # sqlite3 errors, permissions, read-only mount...
             raise ConfigError(f"buffer.path: cannot open {cfg.buffer.path}: {e}") from None
-        self.mqtt = MqttSink(cfg, self.buffer, window=cfg.mqtt.inflight_window)
+        self.mqtt = MqttSink(cfg, self.buffer, window=cfg.mqtt.inflight_window, wire=self.wire)
         self.mqtt.on_command = self.handle_command
         self.influx = InfluxSink(cfg.influx, self.buffer) if cfg.influx.enabled else None
         try:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from collector.config import MeterConfig, Name
+from collector.config import DEFAULT_ENCODING, Encoding, MeterConfig, Name
 from collector.topics import NAME_PATTERN, NAME_RULE, check_thing_name_length, thing_name
 from collector.validation import ConfigError, describe, read_yaml
 from infra.naming import MAX_STACK_NAME_LENGTH
@@ -47,6 +47,7 @@ class CollectorSpec(_Model):
     name: Name
     meters: list[MeterConfig] = Field(min_length=1)
     poll_interval_s: float = Field(1.0, ge=0.1, le=3600)
+    encoding: Encoding | None = Field(None, description="MQTT payload encoding; default: pm500:encoding")
 
     @model_validator(mode="after")
     def _assets_unique(self) -> CollectorSpec:
@@ -122,6 +123,7 @@ class StackConfig(_Model):
     provisioning: ProvisioningSpec = ProvisioningSpec()
     edge: EdgeSettingsSpec = EdgeSettingsSpec()
     deletion_protection: bool = False
+    encoding: Encoding = Field(DEFAULT_ENCODING, description="MQTT payload encoding of its collectors")
     region: str | None = Field(None, pattern=r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$",
                                description="aws:region, e.g. eu-west-1")
     secret_keys: frozenset[str] = Field(frozenset(), description="pm500 keys Pulumi holds as secrets")
@@ -154,6 +156,15 @@ class StackConfig(_Model):
             )
         return self
 
+    def collector_encoding(self, collector: CollectorSpec) -> Encoding:
+        """What a collector's bundle sets as `mqtt.encoding`: its own setting, else the stack's."""
+        return collector.encoding or self.encoding
+
+    @property
+    def encodings(self) -> frozenset[Encoding]:
+        """The encodings this stack's collectors publish (the topic rules decode each of them)."""
+        return frozenset(self.collector_encoding(c) for s in self.sites for c in s.collectors)
+
     @property
     def collector_count(self) -> int:
         return sum(len(s.collectors) for s in self.sites)
@@ -167,6 +178,7 @@ class StackConfig(_Model):
 _SCALAR_KEYS = {
     "environment": "environment",
     "deletionProtection": "deletionProtection",
+    "encoding": "encoding",
 }
 _OBJECT_KEYS = {
     "sites": "sites",

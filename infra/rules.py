@@ -61,14 +61,16 @@ def route_rule(
     policy: Callable[[list[str]], iam.Document],
     policy_inputs: list[pulumi.Input[str]],
     description: str,
-    sql: str,
+    sql: pulumi.Input[str],
     actions: Callable[[pulumi.Output[str]], dict[str, Any]],
+    depends_on: list[pulumi.Resource] | None = None,
 ) -> RouteRule:
     """Role + inline policy + topic rule for one route.
 
     `policy` gets the resolved `policy_inputs` (ARNs and any other value the document needs) followed
     by the error log group ARN; `actions` gets the role ARN and returns the rule's action arguments
-    (e.g. `{"kineses": [...]}`).
+    (e.g. `{"kineses": [...]}`). `depends_on`: what the rule's SQL needs to exist first (e.g. the
+    protobuf descriptor object it decodes with).
     """
     names = ctx.names
     child = pulumi.ResourceOptions(parent=ctx.parent)
@@ -92,5 +94,5 @@ def route_rule(
         ),
         tags={"pm500:stack": names.stack},
         **actions(role.arn),
-    ), opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[role_policy]))
+    ), opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[role_policy, *(depends_on or [])]))
     return RouteRule(name=rule.name, arn=rule.arn, role_name=role.name)
