@@ -96,10 +96,11 @@ class DockerEngine:
                 client.ping()
                 self._client = client
                 return self
-            except Exception:  # noqa: BLE001 - not listening yet
+            except Exception:  # not listening yet
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise DockerEngineError(f"dockerd not answering after {timeout:g}s:\n{self.log_tail()}")
+                    raise DockerEngineError(
+                        f"dockerd not answering after {timeout:g}s:\n{self.log_tail()}") from None
                 time.sleep(0.3)
 
     @property

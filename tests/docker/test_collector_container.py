@@ -126,7 +126,8 @@ def test_provisioned_container_runs_as_non_root_publishes_writes_influx_and_is_h
     volume = Path(docker_engine.client.volumes.get("collector-healthy-buffer").attrs["Mountpoint"])
     buffer = volume / "buffer.sqlite"
     assert buffer.stat().st_uid == 10001 and buffer.stat().st_size > 0
-    wait_until(lambda: len(influx_server.points("powermonitor_500", influx_db)) >= 4, 60, "points in InfluxDB")
+    wait_until(lambda: len(influx_server.points("powermonitor_500", influx_db)) >= 4, 60,
+               "points in InfluxDB")
     assert {p["asset"] for p in influx_server.points("powermonitor_500", influx_db)} == {"meter-1", "meter-2"}
     # The image's own HEALTHCHECK (interval 30 s) reports healthy.
     state = wait_healthy(docker_engine, "collector-healthy", 150)

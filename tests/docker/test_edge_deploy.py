@@ -9,6 +9,7 @@ no Grafana image can be had here (docs/edge.md names the gap).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from collector.topics import thing_name
+from collector.topics import NDEATH, thing_name
 from infra.edge import COLLECTOR_STOP_TIMEOUT_S, COLLECTOR_TMPFS, LOG_OPTS
 from sandbox.ca import DevCA
 from sandbox.docker_deploy import (
@@ -98,7 +99,8 @@ def assert_as_declared(engine: DockerEngine, deployment: EdgeDeployment) -> None
         env = set(info["Config"]["Env"])
         for entry in inputs["envs"]:
             assert deployment.network.rewrite(entry) in env
-        mounts = {(m["Type"], m.get("Name") or m["Source"], m["Destination"], m["RW"]) for m in info["Mounts"]}
+        mounts = {(m["Type"], m.get("Name") or m["Source"], m["Destination"], m["RW"])
+                  for m in info["Mounts"]}
         for m in inputs.get("mounts") or []:
             assert ("volume", m["source"], m["target"], not m.get("readOnly", False)) in mounts
         for v in inputs.get("volumes") or []:
@@ -148,13 +150,20 @@ def test_first_deploy_from_an_empty_host_without_bundles(
     # InfluxDB (declared URL, user and password), and turns healthy.
     mqtt_observer.wait_for_topic(ddata, count=4, timeout=90)
 
-    def points() -> list[Any]:
-        return influx_query(deployment, 'SELECT count("kw_total") FROM "powermonitor_500" GROUP BY "asset"')
+    def assets() -> set[str]:
+        series = influx_query(deployment, 'SHOW TAG VALUES FROM "powermonitor_500" WITH KEY = "asset"')
+        return {value for s in series for _, value in s["values"]}
 
-    wait_until(lambda: len(points()) == 2, 90, "both meters' points in the containerised InfluxDB")
-    assert {s["tags"]["asset"] for s in points()} == {"meter-1", "meter-2"}
+    wait_until(lambda: assets() == {"meter-1", "meter-2"}, 90, "both meters in the containerised InfluxDB")
     wait_healthy(docker_engine, collector, 150)
     assert docker_engine.inspect(collector)["RestartCount"] == 0
+
+    # The next image change replaces the container: the provider stops it within the declared grace
+    # period (a clean stop, NDEATH published) instead of force-removing a running collector.
+    (declared,) = [c for c in deployment.of_type(CONTAINER) if c.inputs["name"] == collector]
+    assert deployment.remove(declared)["ExitCode"] == 0
+    deaths = [json.loads(m.payload) for m in mqtt_observer.messages(NDEATH.render(thing))]
+    assert deaths and deaths[-1]["online"] is False
 
 
 @pytest.mark.slow
