@@ -90,7 +90,7 @@ class HostNetwork:
     """
 
     ports: dict[int, int] = field(default_factory=dict)  # declared published port -> loopback port
-    aliases: dict[str, str] = field(default_factory=dict)  # network alias -> address it listens on
+    aliases: dict[str, str] = field(default_factory=dict)  # network alias -> 127.0.0.1
 
     def local_port(self, declared: int) -> int:
         if declared not in self.ports:
@@ -106,10 +106,10 @@ class HostNetwork:
     def service_env(self, published: list[dict[str, Any]]) -> dict[str, str]:
         env: dict[str, str] = {}
         for port in published:
-            local, ip = self.local_port(int(port["internal"])), port.get("ip") or LOOPBACK
+            local = self.local_port(int(port["internal"]))
             if int(port["internal"]) == 8086:  # InfluxDB 1.x: config keys as INFLUXDB_* variables
-                env.update(INFLUXDB_HTTP_BIND_ADDRESS=f"{ip}:{local}",
-                           INFLUXDB_BIND_ADDRESS=f"{ip}:{free_port()}",
+                env.update(INFLUXDB_HTTP_BIND_ADDRESS=f"{LOOPBACK}:{local}",
+                           INFLUXDB_BIND_ADDRESS=f"{LOOPBACK}:{free_port()}",
                            INFLUXDB_INIT_PORT=str(free_port()))
             else:
                 raise UnsupportedInput(f"published port {port['internal']}: no host-network mapping known")
@@ -143,11 +143,10 @@ class EdgeDeployment:
         """Volumes, then containers in declaration order (InfluxDB first: the others depend on it)."""
         networks = {n.inputs["name"] for n in self.of_type(NETWORK)}
         for c in self.of_type(CONTAINER):
-            address = next((p["ip"] for p in c.inputs.get("ports") or [] if p.get("ip")), LOOPBACK)
             for attached in c.inputs.get("networksAdvanced") or []:
                 if attached["name"] not in networks:
                     raise UnsupportedInput(f"{c.name}: network {attached['name']!r} is not declared")
-                self.network.aliases.update(dict.fromkeys(attached.get("aliases") or [], address))
+                self.network.aliases.update(dict.fromkeys(attached.get("aliases") or [], LOOPBACK))
         for volume in self.of_type(VOLUME):
             self.engine.client.volumes.create(name=volume.inputs["name"])
         # Published ports first, so every container's URLs are rewritten with the same mapping.

@@ -32,7 +32,7 @@ from sandbox.docker_deploy import (
 from sandbox.docker_engine import DockerEngine
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.mqtt import Recorder
-from sandbox.net import free_port
+from sandbox.net import LOOPBACK, free_port
 from tests.collector.harness import Simulator, wait_until
 from tests.docker.edge_site import (
     STACK,
@@ -75,9 +75,8 @@ def influx_query(deployment: EdgeDeployment, q: str) -> list[Any]:
     """InfluxQL against the containerised InfluxDB, as its admin (credentials from the declared env)."""
     (influx,) = [c for c in deployment.of_type(CONTAINER) if c.inputs["name"].endswith("_influxdb")]
     env = dict(e.split("=", 1) for e in influx.inputs["envs"])
-    port = deployment.network.ports[8086]
-    ip = influx.inputs["ports"][0]["ip"]
-    response = requests.post(f"http://{ip}:{port}/query", timeout=10,
+    port = deployment.network.ports[8086]  # the declared 8086 on the host network (see HostNetwork)
+    response = requests.post(f"http://{LOOPBACK}:{port}/query", timeout=10,
                              params={"q": q, "db": env["INFLUXDB_DB"]},
                              auth=(env["INFLUXDB_ADMIN_USER"], env["INFLUXDB_ADMIN_PASSWORD"]))
     response.raise_for_status()
