@@ -29,7 +29,8 @@ def test_mirror_comes_from_the_machines_own_apt_sources(tmp_path: Path) -> None:
 
 def test_dockerfile_base_is_the_first_from(tmp_path: Path) -> None:
     dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_text("# comment\nFROM --platform=linux/amd64 python:3.11.7-slim AS build\nFROM scratch\n")
+    dockerfile.write_text("# comment\nFROM --platform=linux/amd64 python:3.11.7-slim AS build\n"
+                          "FROM scratch\n")
     assert dockerfile_base(dockerfile) == "python:3.11.7-slim"
 
 
