@@ -201,20 +201,22 @@ def test_missing_then_broken_bundle_waits_with_one_line_each_and_starts_once_fix
     state = docker_engine.inspect(name)
     assert state["State"]["Running"] and state["RestartCount"] == 0
 
-    # A broken bundle (the operator's copy lost the key): one new line naming the problem.
-    site.provision(dev_ca, mqtt_broker, monkeypatch)
-    key = site.bundle / "private.pem.key"
+    # A broken bundle (the key did not make it into the copy): a new line naming the field.
+    operator_bundle = provision_device(site.stack, SITE, COLLECTOR, dev_ca, mqtt_broker, monkeypatch)
+    key = operator_bundle / "private.pem.key"
     key_bytes = key.read_bytes()
     key.unlink()
-    wait_until(lambda: "private.pem.key" in logs(), 30, "the missing-key line")
-    time.sleep(6)
+    copy_bundles(site.stack, SITE)
+    wait_until(lambda: "mqtt.key_file" in logs(), 30, "the missing-key line")
+    time.sleep(6)  # another re-check
     errors = [line for line in logs().splitlines() if "config error" in line]
-    assert len(errors) == 2 and "mqtt.key_file" in errors[1], logs()
+    assert len(errors) == len(set(errors)), f"a problem was reported twice:\n{logs()}"
+    assert "/bundle/config.yaml" in errors[0] and "mqtt.key_file" in errors[-1], logs()
     assert not mqtt_observer.messages(DDATA)
 
-    # Fixed: the collector starts without a restart of the container.
+    # Fixed by copying again: the collector starts without a restart of the container.
     key.write_bytes(key_bytes)
-    os.chown(key, 10001, 10001)
     key.chmod(0o600)
+    copy_bundles(site.stack, SITE)
     more_ddata(mqtt_observer, 0)
     assert docker_engine.inspect(name)["RestartCount"] == 0
