@@ -71,22 +71,20 @@ def duration_ns(text: str) -> int:
 
 @dataclass
 class Declared:
-    """One docker resource of the evaluated program: type, logical name, plain inputs, its URN."""
+    """One docker resource of the evaluated program: type, logical name, inputs (secrets unwrapped)."""
 
     type: str
     name: str
     inputs: dict[str, Any]
-    urn: str = ""
-    dependencies: tuple[str, ...] = ()
 
 
 @dataclass
 class HostNetwork:
     """How declared bridge networking maps onto the host network of the test engine (see module doc).
 
-    `service_env` tells a service which address to listen on, per published internal port; the
-    default covers InfluxDB's own variables (its HTTP bind address, its RPC bind address and the
-    port its init script uses while creating users).
+    `service_env` tells a service which address to listen on, per published internal port. Only
+    InfluxDB publishes a port in the tests (Grafana cannot run here): its HTTP bind address, its RPC
+    bind address and the port its init script uses while creating users are its own variables.
     """
 
     ports: dict[int, int] = field(default_factory=dict)  # declared published port -> loopback port
@@ -127,12 +125,12 @@ class EdgeDeployment:
     """Applies one edge host's declared resources to `engine` (see the module doc)."""
 
     def __init__(self, engine: DockerEngine, resources: list[Declared],
-                 local_images: Mapping[str, str], network: HostNetwork | None = None,
+                 local_images: Mapping[str, str],
                  extra_env: Callable[[Declared], Mapping[str, str]] | None = None) -> None:
         self.engine = engine
         self.resources = resources
         self.local_images = dict(local_images)  # image id a container declares -> local reference
-        self.network = network or HostNetwork()
+        self.network = HostNetwork()
         self.extra_env = extra_env
         self.containers: dict[str, docker.models.containers.Container] = {}
 

@@ -71,7 +71,7 @@ class DeployedStack:
             return False
 
         return [
-            Declared(r.type, r.name, plain(r.inputs), r.urn, r.dependencies)
+            Declared(r.type, r.name, plain(r.inputs))
             for r in self.evaluated.resources
             if r.type in DOCKER_TYPES and (r.type == IMAGE or on_host(r.parent))
         ]
