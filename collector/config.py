@@ -35,6 +35,16 @@ KEY_FILE = "private.pem.key"
 CA_FILE = "root-ca.pem"
 DEFAULT_CIP_PORT = 44818
 
+
+def bundle_subdir(stack: str, site: str, collector: str) -> str:
+    """Where a collector's bundle lives below a bundle root: `<stack>/<site>/<collector>`.
+
+    The same layout on the operator's machine (`cli.py provision-device` writes below `bundles/`) and on
+    the edge host (below `edge.bundleRoot`, bind-mounted at /bundle), so a site's bundles are copied
+    across as one tree. No ':' (unlike the thing name): Docker's bind syntax splits on it.
+    """
+    return f"{stack}/{site}/{collector}"
+
 _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
 

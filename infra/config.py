@@ -41,6 +41,24 @@ def _unique(names: list[str], what: str) -> None:
         raise ValueError(f"{what} must be unique, repeated: {', '.join(dupes)}")
 
 
+def _edge_ports_unshared(sites: list[SiteSpec]) -> None:
+    """Sites may share a Docker host (their containers, volumes and networks are named per site), but
+    each site's InfluxDB and Grafana publish fixed ports on `bindAddress`: two sites on one host need
+    two addresses, or the second site's containers cannot start."""
+    seen: dict[tuple[str, str], str] = {}
+    for site in sites:
+        if site.edge is None:
+            continue
+        key = (site.edge.docker_host, site.edge.bind_address)
+        if key in seen:
+            raise ValueError(
+                f"sites[{site.name}].edge: dockerHost {key[0]} with bindAddress {key[1]} is also used by "
+                f"site {seen[key]}; both would publish InfluxDB and Grafana on the same ports: give each "
+                "site on a shared Docker host its own bindAddress"
+            )
+        seen[key] = site.name
+
+
 class CollectorSpec(_Model):
     """One edge box running the pm500 collector; it polls one or more meters."""
 
@@ -145,6 +163,7 @@ class StackConfig(_Model):
             missing = [s.name for s in self.sites if s.edge is None]
             if missing:
                 raise ValueError(f"features.edge is on but sites have no edge host: {', '.join(missing)}")
+            _edge_ports_unshared(self.sites)
         # Firehose keeps one active partition per site and day; around midnight UTC (and when buffered
         # data is replayed) two days per site are open at once.
         worst_case = 2 * len(self.sites)
