@@ -76,7 +76,7 @@ def test_csr_carries_the_thing_name_and_our_key() -> None:
 
 def test_common_name_holds_64_characters_not_65() -> None:
     assert crypto.subject_for("a" * 64).rfc4514_string() == "CN=" + "a" * 64
-    with pytest.raises(DeviceError, match="is 65 characters; a certificate CN holds at most 64"):
+    with pytest.raises(DeviceError, match="is 65 characters; a thing name is the certificate CN and holds at most 64"):
         crypto.subject_for("a" * 65)
 
 
@@ -147,10 +147,13 @@ def test_certificate_files_that_cannot_be_read_or_are_not_pem(tmp_path: Path) ->
         crypto.load_certificate_file(tmp_path / "junk.pem", "--server-ca")
 
 
-def test_amazon_root_ca_is_a_pem_certificate() -> None:
+def test_amazon_root_ca_is_root_ca_1_then_3_in_pem() -> None:
     pem = crypto.amazon_root_ca_pem()
     assert pem.startswith(b"-----BEGIN CERTIFICATE-----")
-    assert x509.load_pem_x509_certificate(pem).subject.rfc4514_string() == "CN=Amazon Root CA 1,O=Amazon,C=US"
+    assert [c.subject.rfc4514_string() for c in x509.load_pem_x509_certificates(pem)] == [
+        "CN=Amazon Root CA 1,O=Amazon,C=US",
+        "CN=Amazon Root CA 3,O=Amazon,C=US",
+    ]
 
 
 @pytest.mark.parametrize("is_ca", [False, None])

@@ -48,11 +48,15 @@ def test_dbirth_announces_every_metric_with_alias_and_unit() -> None:
         "breaker": "F1",
     }
     metrics = birth["metrics"]
-    assert len(metrics) == 30
+    assert len(metrics) == 36  # 30 measurements + alarms 1-4 + outputs 1-2 (instance 108)
     assert metrics[0] == {"name": "voltageAN", "alias": "PM500/voltage/AN", "value": None,
                           "properties": {"unit": "V"}}
-    assert metrics[-1] == {"name": "energy", "alias": "PM500/energy/net", "value": None,
+    assert metrics[29] == {"name": "energy", "alias": "PM500/energy/net", "value": None,
                            "properties": {"unit": "kWh"}}
+    assert metrics[30] == {"name": "alarm1", "alias": "PM500/alarm/1", "value": None,
+                           "properties": {"unit": ""}}
+    assert metrics[-1] == {"name": "output2", "alias": "PM500/output/2", "value": None,
+                           "properties": {"unit": ""}}
     assert {"name": "reactivePowerC", "alias": "PM500/reactivePower/C", "value": None,
             "properties": {"unit": "kVAR"}} in metrics
     assert all(m["value"] is None for m in metrics)

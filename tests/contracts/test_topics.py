@@ -12,13 +12,18 @@ from collector.topics import (
     DBIRTH,
     DDATA,
     DDEATH,
+    EVENT,
+    EVENT_THING_LEVEL,
+    MAX_THING_NAME_LENGTH,
     NAME_PATTERN,
     NAME_RULE,
     NBIRTH,
     NCMD,
     NDEATH,
     SHADOW,
+    check_thing_name_length,
     ddata_filter,
+    event_filter,
     iot_policy_topics,
     mosquitto_acl_patterns,
     stack_thing_prefix,
@@ -37,16 +42,32 @@ def test_collector_topics_are_the_sparkplug_topics() -> None:
     assert DDATA.render(THING, "meter-1") == "spBv1.0/pm500/DDATA/prod:plant-a:edge-01/meter-1"
     assert DDEATH.render(THING, "meter-1") == "spBv1.0/pm500/DDEATH/prod:plant-a:edge-01/meter-1"
     assert SHADOW.render(THING) == "$aws/things/prod:plant-a:edge-01/shadow/#"
+    assert EVENT.render(THING, "meter-1") == "pm500/event/prod:plant-a:edge-01/meter-1"
     assert NBIRTH.render(THING, "ignored") == "spBv1.0/pm500/NBIRTH/prod:plant-a:edge-01"
 
 
 def test_device_topic_without_an_asset_is_refused() -> None:
     with pytest.raises(ValueError, match="needs an asset"):
         DDATA.render(THING)
+    with pytest.raises(ValueError, match="needs an asset"):
+        EVENT.render(THING)
 
 
 def test_rule_filter_is_every_collectors_ddata() -> None:
     assert ddata_filter() == "spBv1.0/pm500/DDATA/+/+"
+
+
+def test_rule_filter_is_every_collectors_events_with_the_thing_at_level_3() -> None:
+    assert event_filter() == "pm500/event/+/+"
+    assert EVENT_THING_LEVEL == 3  # IoT SQL topic(n) counts from 1: pm500 / event / <thing>
+
+
+def test_thing_name_holds_64_characters_not_65() -> None:
+    """The thing name is the certificate CN; X.509 caps a CN at 64 characters."""
+    assert MAX_THING_NAME_LENGTH == 64
+    check_thing_name_length("a" * 64)
+    with pytest.raises(ValueError, match=r"^thing name 'a{65}' is 65 characters; .* at most 64: shorten"):
+        check_thing_name_length("a" * 65)
 
 
 def test_thing_name_and_stack_prefix() -> None:
@@ -80,6 +101,7 @@ def test_iot_policy_topics_literal() -> None:
         f"spBv1.0/pm500/DDATA/{VAR}/*",
         f"spBv1.0/pm500/DDEATH/{VAR}/*",
         f"$aws/things/{VAR}/shadow/*",
+        f"pm500/event/{VAR}/*",
     ]
     assert iot_policy_topics("subscribe") == [
         f"spBv1.0/pm500/NCMD/{VAR}",
@@ -92,6 +114,7 @@ def test_iot_policy_topics_literal() -> None:
         "spBv1.0/pm500/DDATA/T/*",
         "spBv1.0/pm500/DDEATH/T/*",
         "$aws/things/T/shadow/*",
+        "pm500/event/T/*",
     ]
 
 
@@ -104,6 +127,7 @@ def test_mosquitto_acl_literal() -> None:
         "pattern write spBv1.0/pm500/DDEATH/%u/+",
         "pattern read spBv1.0/pm500/NCMD/%u",
         "pattern readwrite $aws/things/%u/shadow/#",
+        "pattern write pm500/event/%u/+",
     ]
     assert mosquitto_acl_patterns([NCMD]) == ["pattern read spBv1.0/pm500/NCMD/%u"]
 
@@ -121,5 +145,5 @@ def test_templates_are_immutable() -> None:
 def test_message_types_in_order() -> None:
     """infra/outputs.py keys a stack output by message type: these names are part of the contract."""
     assert [t.message_type for t in COLLECTOR_TOPICS] == [
-        "NBIRTH", "NDEATH", "DBIRTH", "DDATA", "DDEATH", "NCMD", "SHADOW",
+        "NBIRTH", "NDEATH", "DBIRTH", "DDATA", "DDEATH", "NCMD", "SHADOW", "EVENT",
     ]

@@ -54,6 +54,7 @@ def test_acl_is_rendered_from_collector_topics(mqtt_broker: MosquittoBroker) -> 
     assert "pattern write spBv1.0/pm500/DDATA/%u/+" in lines  # what the collector publishes on
     assert "pattern readwrite $aws/things/%u/shadow/#" in lines
     assert "pattern read spBv1.0/pm500/NCMD/%u" in lines
+    assert "pattern write pm500/event/%u/+" in lines  # alarm/output events
 
 
 def test_broker_listens_on_loopback_only(mqtt_broker: MosquittoBroker) -> None:
