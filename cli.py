@@ -46,7 +46,10 @@ OutputsFile = Annotated[
         dir_okay=False,
     ),
 ]
-Region = Annotated[str | None, typer.Option(help="AWS region (default: AWS_REGION / your AWS profile).")]
+Region = Annotated[
+    str | None,
+    typer.Option(help="AWS region (default: $AWS_REGION, else $AWS_DEFAULT_REGION, else your profile's)."),
+]
 Out = Annotated[
     Path | None,
     typer.Option(

@@ -129,7 +129,8 @@ def test_missing_credentials(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> N
 def test_missing_region(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    fails(stack, stack.args("provision-device"), "no AWS region set: pass --region or set AWS_REGION")
+    fails(stack, stack.args("provision-device"), "no AWS region set: pass --region, or set AWS_REGION (or "
+          "AWS_DEFAULT_REGION), or a region in your AWS profile")
 
 
 @pytest.mark.parametrize("operation", ["ListThingPrincipals", "CreateCertificateFromCsr", "AttachPolicy"])
