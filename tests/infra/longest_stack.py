@@ -1,18 +1,18 @@
 """A stack config at the longest names `infra.config` accepts, with every feature on.
 
-The real stacks use short names; AWS limits bite at the long end (a 32-character stack name, site
-and collector names of 32, the longest region). Checks that must hold for any accepted config run
-over this one too (service models, moto replay).
+The real stacks use short names; AWS limits bite at the long end (a 24-character stack name, the
+longest the provisioning template name `pm500-<stack>-claim` holds; a 32-character site and a collector
+bringing the thing name to 64, the certificate CN limit; the longest region). Checks that must hold for
+any accepted config run over this one too (service models, moto replay).
 """
 
 from __future__ import annotations
 
 import json
 
-# 32 characters each: the most NAME_PATTERN accepts.
-STACK = "longest-stack-name-for-checks-32"
-SITE = "longest-site-name-for-checks--32"
-COLLECTOR = "longest-collector-name-checks-32"
+STACK = "longest-stack-checks-024"  # 24 characters: 36 - len("pm500--claim")
+SITE = "longest-site-name-for-checks--32"  # 32 characters: the most NAME_PATTERN accepts
+COLLECTOR = "edge-1"  # 24 + 1 + 32 + 1 + 6 = 64 characters of thing name
 REGION = "ap-southeast-2"
 HOOK_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:pm500-claim-hook"
 

@@ -5,9 +5,7 @@ are evaluated on the mock runtime; `infra.provider_requests` turns each declared
 create requests the provider sends (autonamed resources named as pulumi-aws names them) and
 `infra.service_models` applies the models' required members, types, min/max, enums and patterns plus
 the document rules (JSON, size quotas).
-
-Two known defects are being fixed on wt/infra (issue 10, defects 1 and 4); their checks are strict
-xfails here, so they turn into failures (remove the marks) the moment the fix lands.
+Defects 1 (inline policy names) and 4 (template name length) of issue 10 have their own checks below.
 """
 
 from __future__ import annotations
@@ -26,9 +24,6 @@ from infra.provider_requests import (
 from infra.service_models import request_problems
 from tests.infra.longest_stack import STACK as LONGEST
 from tests.infra.longest_stack import longest_config
-
-FIXED_ON_WT_INFRA = pytest.mark.xfail(strict=True, reason="fixed on wt/infra")
-
 
 @pytest.fixture(scope="module")
 def longest() -> EvaluatedStack:
@@ -54,15 +49,13 @@ def problems(plan: list[ApiRequest]) -> list[str]:
 
 
 def test_every_request_passes_the_service_models(plan: list[ApiRequest]) -> None:
-    assert [p for p in problems(plan) if not (_defect_1(p) or _defect_4(p))] == []
+    assert problems(plan) == []
 
 
-@FIXED_ON_WT_INFRA
 def test_inline_policy_names_match_iams_pattern(plan: list[ApiRequest]) -> None:
     assert [p for p in problems(plan) if _defect_1(p)] == []
 
 
-@FIXED_ON_WT_INFRA
 def test_provisioning_template_name_fits_at_the_longest_stack_name(longest: EvaluatedStack) -> None:
     assert [p for p in problems(stack_requests(longest)) if _defect_4(p)] == []
 

@@ -40,9 +40,9 @@ def test_staging_stack_lands_whole_in_moto(staging: EvaluatedStack, aws_env: dic
     assert sorted(t["thingName"] for t in iot.list_things()["things"]) == [
         "staging:plant-a:edge-01", "staging:plant-b:edge-01", "staging:plant-b:edge-02"]
     assert sorted(t["groupName"] for t in iot.list_thing_groups()["thingGroups"]) == [
-        "pm500-staging", "pm500-staging-plant-a", "pm500-staging-plant-b"]
+        "pm500-staging", "pm500-staging:plant-a", "pm500-staging:plant-b"]
     assert [g["groupName"] for g in iot.list_thing_groups_for_thing(
-        thingName="staging:plant-b:edge-02")["thingGroups"]] == ["pm500-staging-plant-b"]
+        thingName="staging:plant-b:edge-02")["thingGroups"]] == ["pm500-staging:plant-b"]
     assert sorted(r["ruleName"] for r in iot.list_topic_rules()["rules"]) == [
         "pm500_staging_ddata_archive", "pm500_staging_ddata_kinesis"]
     roles = {r["RoleName"] for r in client("iam").list_roles()["Roles"]}
@@ -83,4 +83,4 @@ def test_longest_names_replay(aws_env: dict[str, str]) -> None:
     done, client = run(stack, aws_env)
     assert sorted(r.operation for r, _ in done.skipped) == ["AddPermission", "CreateProvisioningTemplate"]
     things = client("iot").list_things()["things"]
-    assert len(things) == 2 and all(len(t["thingName"]) == 98 for t in things)
+    assert len(things) == 2 and all(len(t["thingName"]) == 64 for t in things)
