@@ -25,6 +25,7 @@ from infra.service_models import request_problems
 from tests.infra.longest_stack import STACK as LONGEST
 from tests.infra.longest_stack import longest_config
 
+
 @pytest.fixture(scope="module")
 def longest() -> EvaluatedStack:
     return evaluate_stack(LONGEST, config=longest_config())
