@@ -20,11 +20,13 @@ from infra.roles import service_role
 SQL_VERSION = "2016-03-23"
 
 
-def ddata_sql(stack: str, select: str = "*, topic(4) AS thing") -> str:
-    """`SELECT ... FROM <every collector's DDATA> WHERE` the thing (topic level 4) is one of this stack's."""
+def ddata_sql(stack: str, select: str = "*, topic(4) AS thing", condition: str | None = None) -> str:
+    """`SELECT ... FROM <every collector's DDATA> WHERE` the thing (topic level 4) is one of this stack's
+    (`AND condition`, when given)."""
     # IoT SQL built from our own validated names (NAME_PATTERN: no quotes possible), not user text.
+    where = f"startswith(topic(4), '{stack_thing_prefix(stack)}')"
     return (f"SELECT {select} FROM '{ddata_filter()}' "  # noqa: S608
-            f"WHERE startswith(topic(4), '{stack_thing_prefix(stack)}')")
+            f"WHERE {where}{f' AND {condition}' if condition else ''}")
 
 
 @dataclass(frozen=True)
@@ -54,14 +56,15 @@ def route_rule(
     policy: Callable[[list[str]], iam.Document],
     policy_inputs: list[pulumi.Input[str]],
     description: str,
-    sql: str,
+    sql: str | Callable[[pulumi.Output[str]], pulumi.Input[str]],
     actions: Callable[[pulumi.Output[str]], dict[str, Any]],
 ) -> RouteRule:
     """Role + inline policy + topic rule for one route.
 
     `policy` gets the resolved `policy_inputs` (ARNs and any other value the document needs) followed
     by the error log group ARN; `actions` gets the role ARN and returns the rule's action arguments
-    (e.g. `{"kineses": [...]}`).
+    (e.g. `{"kineses": [...]}`); `sql` is the statement, or gets the role ARN (SQL functions that read
+    other services, like `get_dynamodb()`, name the role they use).
     """
     names = ctx.names
     child = pulumi.ResourceOptions(parent=ctx.parent)
@@ -77,7 +80,7 @@ def route_rule(
         name=names.rule(route),
         description=description,
         enabled=True,
-        sql=sql,
+        sql=sql(role.arn) if callable(sql) else sql,
         sql_version=SQL_VERSION,
         error_action=aws.iot.TopicRuleErrorActionArgs(
             cloudwatch_logs=aws.iot.TopicRuleErrorActionCloudwatchLogsArgs(
