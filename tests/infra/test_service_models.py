@@ -10,6 +10,8 @@ Defects 1 (inline policy names) and 4 (template name length) of issue 10 have th
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from infra.mock_runtime import EvaluatedStack, evaluate_stack
@@ -84,7 +86,7 @@ def test_autonames_are_the_logical_name_a_dash_and_seven_hex_characters() -> Non
 
 # --- the checker itself, against literal expectations ----------------------------------------------
 
-def check(service: str, operation: str, params: dict[str, object], **docs: str) -> list[str]:
+def check(service: str, operation: str, params: dict[str, Any], **docs: str) -> list[str]:
     return request_problems(ApiRequest(service, operation, params, "test", docs))
 
 
