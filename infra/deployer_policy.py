@@ -4,8 +4,8 @@ from the resources the program declares, so it cannot drift from the code.
 Why derived: a hand-written deployer policy is either `*` (too broad) or stale the day a feature adds
 a resource type. Here the stack is evaluated on the mock runtime, `infra.provider_requests` (the
 mapping the service-model checks and the moto replay use) names the create calls the provider makes,
-and `LIFECYCLE` adds what the provider calls to read (refresh, and after every create), update, tag
-and delete each resource type. Every action is looked up in the Service Authorization Reference
+and `infra.provider_lifecycle` adds what the provider calls to read (refresh, and after every create),
+update, tag and delete each resource type. Every action is looked up in the Service Authorization Reference
 (`infra.iam_reference`) and granted on the ARNs of this stack's resources of the action's resource
 types (partition-aware); actions without resource-level permissions go on `*` narrowed to the stack's
 region. `iam:PassRole` only for the stack's roles, each with `iam:PassedToService` = the service its
@@ -36,6 +36,7 @@ from collector.topics import THING_SEPARATOR
 from collector.validation import ConfigError
 from infra.iam_reference import ActionReference, action, resource_arn_format
 from infra.mock_runtime import EvaluatedStack, StackFileError, evaluate_stack, partition_of
+from infra.provider_lifecycle import LIFECYCLE, PROGRAM_READS
 from infra.provider_requests import stack_requests
 from infra.provider_requests.base import AUTONAME_RANDOM_HEX, physical_name
 from infra.provider_requests.base import Resolved as _Resolved
@@ -48,8 +49,6 @@ MANAGED_POLICY_MAX_CHARS = 6144
 READ_ACCESS_LEVELS = frozenset({"Read", "List"})
 ANY_ACCOUNT = "*"
 
-# botocore service name -> IAM service prefix, where they differ.
-_PREFIX = {"events": "events", "logs": "logs"}
 # (service, operation) -> IAM action, where the action is not named after the API operation.
 _ACTION_OF = {
     ("s3", "PutBucketEncryption"): "s3:PutEncryptionConfiguration",
@@ -57,210 +56,6 @@ _ACTION_OF = {
     ("s3", "PutPublicAccessBlock"): "s3:PutBucketPublicAccessBlock",
 }
 
-_TAGS_IOT = ("iot:ListTagsForResource", "iot:TagResource", "iot:UntagResource")
-_BUCKET_SETTING_READS = ("s3:ListBucket",)
-# What the provider (pulumi-aws = the Terraform AWS provider) calls besides the create requests: reads
-# (after create and on refresh), updates in place, tags and deletes.
-LIFECYCLE: dict[str, tuple[str, ...]] = {
-    "aws:iot/thingType:ThingType": (
-        "iot:DescribeThingType",
-        "iot:DeprecateThingType",
-        "iot:DeleteThingType",
-        *_TAGS_IOT,
-    ),
-    "aws:iot/thingGroup:ThingGroup": (
-        "iot:DescribeThingGroup",
-        "iot:UpdateThingGroup",
-        "iot:DeleteThingGroup",
-        *_TAGS_IOT,
-    ),
-    "aws:iot/thing:Thing": (
-        "iot:DescribeThing",
-        "iot:UpdateThing",
-        "iot:DeleteThing",
-        "iot:ListThingPrincipals",
-    ),
-    "aws:iot/thingGroupMembership:ThingGroupMembership": (
-        "iot:ListThingGroupsForThing",
-        "iot:RemoveThingFromThingGroup",
-    ),
-    "aws:iot/policy:Policy": (
-        "iot:GetPolicy",
-        "iot:ListPolicyVersions",
-        "iot:CreatePolicyVersion",
-        "iot:DeletePolicyVersion",
-        "iot:SetDefaultPolicyVersion",
-        "iot:DeletePolicy",
-        *_TAGS_IOT,
-    ),
-    "aws:iot/provisioningTemplate:ProvisioningTemplate": (
-        "iot:DescribeProvisioningTemplate",
-        "iot:UpdateProvisioningTemplate",
-        "iot:CreateProvisioningTemplateVersion",
-        "iot:ListProvisioningTemplateVersions",
-        "iot:DeleteProvisioningTemplateVersion",
-        "iot:DeleteProvisioningTemplate",
-        *_TAGS_IOT,
-    ),
-    "aws:iot/topicRule:TopicRule": (
-        "iot:GetTopicRule",
-        "iot:ReplaceTopicRule",
-        "iot:DeleteTopicRule",
-        *_TAGS_IOT,
-    ),
-    "aws:lambda/permission:Permission": ("lambda:GetPolicy", "lambda:RemovePermission"),
-    "aws:iam/role:Role": (
-        "iam:GetRole",
-        "iam:ListRolePolicies",
-        "iam:ListAttachedRolePolicies",
-        "iam:ListInstanceProfilesForRole",
-        "iam:UpdateRole",
-        "iam:UpdateRoleDescription",
-        "iam:UpdateAssumeRolePolicy",
-        "iam:TagRole",
-        "iam:UntagRole",
-        "iam:DeleteRole",
-    ),
-    "aws:iam/rolePolicy:RolePolicy": ("iam:GetRolePolicy", "iam:DeleteRolePolicy"),
-    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": (
-        "iam:ListAttachedRolePolicies",
-        "iam:DetachRolePolicy",
-    ),
-    "aws:kms/key:Key": (
-        "kms:DescribeKey",
-        "kms:GetKeyPolicy",
-        "kms:GetKeyRotationStatus",
-        "kms:ListResourceTags",
-        "kms:PutKeyPolicy",
-        "kms:EnableKeyRotation",
-        "kms:DisableKeyRotation",
-        "kms:UpdateKeyDescription",
-        "kms:TagResource",
-        "kms:UntagResource",
-        "kms:ScheduleKeyDeletion",
-        "kms:CreateGrant",
-    ),
-    "aws:kms/alias:Alias": ("kms:ListAliases", "kms:UpdateAlias", "kms:DeleteAlias"),
-    "aws:kinesis/stream:Stream": (
-        "kinesis:DescribeStreamSummary",
-        "kinesis:DescribeStream",
-        "kinesis:ListTagsForStream",
-        "kinesis:AddTagsToStream",
-        "kinesis:RemoveTagsFromStream",
-        "kinesis:UpdateShardCount",
-        "kinesis:UpdateStreamMode",
-        "kinesis:DecreaseStreamRetentionPeriod",
-        "kinesis:StopStreamEncryption",
-        "kinesis:DeleteStream",
-    ),
-    "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": (
-        "firehose:DescribeDeliveryStream",
-        "firehose:ListTagsForDeliveryStream",
-        "firehose:UpdateDestination",
-        "firehose:StartDeliveryStreamEncryption",
-        "firehose:StopDeliveryStreamEncryption",
-        "firehose:TagDeliveryStream",
-        "firehose:UntagDeliveryStream",
-        "firehose:DeleteDeliveryStream",
-    ),
-    "aws:cloudwatch/logGroup:LogGroup": (
-        "logs:DescribeLogGroups",
-        "logs:ListTagsForResource",
-        "logs:TagResource",
-        "logs:UntagResource",
-        "logs:AssociateKmsKey",
-        "logs:DisassociateKmsKey",
-        "logs:DeleteRetentionPolicy",
-        "logs:DeleteLogGroup",
-    ),
-    "aws:cloudwatch/logStream:LogStream": ("logs:DescribeLogStreams", "logs:DeleteLogStream"),
-    "aws:cloudwatch/eventBus:EventBus": (
-        "events:DescribeEventBus",
-        "events:ListTagsForResource",
-        "events:TagResource",
-        "events:UntagResource",
-        "events:DeleteEventBus",
-    ),
-    "aws:pipes/pipe:Pipe": (
-        "pipes:DescribePipe",
-        "pipes:ListTagsForResource",
-        "pipes:UpdatePipe",
-        "pipes:StartPipe",
-        "pipes:StopPipe",
-        "pipes:TagResource",
-        "pipes:UntagResource",
-        "pipes:DeletePipe",
-    ),
-    "aws:dynamodb/table:Table": (
-        "dynamodb:DescribeTable",
-        "dynamodb:DescribeContinuousBackups",
-        "dynamodb:DescribeTimeToLive",
-        "dynamodb:ListTagsOfResource",
-        "dynamodb:TagResource",
-        "dynamodb:UntagResource",
-        "dynamodb:UpdateTable",
-        "dynamodb:DeleteTable",
-    ),
-    "aws:ecr/repository:Repository": (
-        "ecr:DescribeRepositories",
-        "ecr:ListTagsForResource",
-        "ecr:TagResource",
-        "ecr:UntagResource",
-        "ecr:PutImageTagMutability",
-        "ecr:PutImageScanningConfiguration",
-        "ecr:DeleteRepository",
-    ),
-    "aws:ecr/lifecyclePolicy:LifecyclePolicy": ("ecr:GetLifecyclePolicy", "ecr:DeleteLifecyclePolicy"),
-    "aws:s3/bucket:Bucket": (
-        "s3:ListBucket",
-        "s3:GetBucketTagging",
-        "s3:GetBucketAcl",
-        "s3:GetBucketCORS",
-        "s3:GetBucketWebsite",
-        "s3:GetBucketVersioning",
-        "s3:GetAccelerateConfiguration",
-        "s3:GetBucketRequestPayment",
-        "s3:GetBucketLogging",
-        "s3:GetLifecycleConfiguration",
-        "s3:GetReplicationConfiguration",
-        "s3:GetEncryptionConfiguration",
-        "s3:GetBucketObjectLockConfiguration",
-        "s3:GetBucketPolicy",
-        "s3:DeleteBucket",
-    ),
-    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": (
-        "s3:GetBucketOwnershipControls",
-        *_BUCKET_SETTING_READS,
-    ),
-    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": (
-        "s3:GetBucketPublicAccessBlock",
-        *_BUCKET_SETTING_READS,
-    ),
-    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
-        "s3:GetEncryptionConfiguration",
-        *_BUCKET_SETTING_READS,
-    ),
-    "aws:s3/bucketVersioning:BucketVersioning": ("s3:GetBucketVersioning", *_BUCKET_SETTING_READS),
-    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": (
-        "s3:GetLifecycleConfiguration",
-        *_BUCKET_SETTING_READS,
-    ),
-    "aws:s3/bucketPolicy:BucketPolicy": ("s3:GetBucketPolicy", "s3:DeleteBucketPolicy"),
-    # The collector image (features.edge) is pushed to the stack's ECR repository by the Docker provider.
-    "docker:index/image:Image": (
-        "ecr:GetAuthorizationToken",
-        "ecr:BatchCheckLayerAvailability",
-        "ecr:InitiateLayerUpload",
-        "ecr:UploadLayerPart",
-        "ecr:CompleteLayerUpload",
-        "ecr:PutImage",
-        "ecr:BatchGetImage",
-        "ecr:GetDownloadUrlForLayer",
-    ),
-}
-# Data sources the program reads in every run (infra/__main__.py): the IoT data endpoint.
-# (sts:GetCallerIdentity, which the provider and aws.get_caller_identity call, needs no permission.)
-PROGRAM_READS = ("iot:DescribeEndpoint",)
 
 # Pulumi type -> (IAM service prefix, the reference's resource type) for resources that have an ARN.
 _ARN_TYPE = {
@@ -312,7 +107,7 @@ class DeployerPolicy:
 
 
 def iam_action(service: str, operation: str) -> str:
-    return _ACTION_OF.get((service, operation), f"{_PREFIX.get(service, service)}:{operation}")
+    return _ACTION_OF.get((service, operation), f"{service}:{operation}")
 
 
 def _arn(ref_arn_format: str, names: Iterable[str], partition: str, region: str, account: str) -> str:
@@ -376,7 +171,8 @@ def _needed_actions(stack: EvaluatedStack) -> list[str]:
         seen.setdefault(iam_action(request.service, request.operation))
     for declared in stack.resources:
         if declared.type.startswith("aws:") and declared.type not in LIFECYCLE:
-            raise DeployerPolicyError(f"{declared.type}: no lifecycle actions known; add it to LIFECYCLE")
+            raise DeployerPolicyError(f"{declared.type}: no lifecycle actions known; "
+                                      "add it to infra/provider_lifecycle.py")
         for name in LIFECYCLE.get(declared.type, ()):
             seen.setdefault(name)
     return list(seen)
