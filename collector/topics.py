@@ -60,8 +60,14 @@ DDATA = _sparkplug("DDATA", ASSET)
 DDEATH = _sparkplug("DDEATH", ASSET)
 NCMD = _sparkplug("NCMD", direction="subscribe")
 SHADOW = TopicTemplate("SHADOW", ("$aws", "things", THING, "shadow", "#"), "both")
+# Alarm/output state changes of one meter (payload: `collector.payload.status_event`). Outside the
+# Sparkplug namespace on purpose: Sparkplug defines no event message type, and a Sparkplug host must
+# not be handed one it does not know.
+EVENTS_NAMESPACE = "pm500"
+EVENT = TopicTemplate("EVENT", (EVENTS_NAMESPACE, "event", THING, ASSET), "publish")
+EVENT_THING_LEVEL = 3  # IoT SQL topic(3) of an EVENT topic is the thing name
 
-COLLECTOR_TOPICS: tuple[TopicTemplate, ...] = (NBIRTH, NDEATH, DBIRTH, DDATA, DDEATH, NCMD, SHADOW)
+COLLECTOR_TOPICS: tuple[TopicTemplate, ...] = (NBIRTH, NDEATH, DBIRTH, DDATA, DDEATH, NCMD, SHADOW, EVENT)
 
 
 def thing_name(stack: str, site: str, collector: str) -> str:
@@ -89,6 +95,11 @@ def stack_thing_prefix(stack: str) -> str:
 def ddata_filter() -> str:
     """MQTT filter matching the DDATA traffic of every collector (topic rules narrow it by stack)."""
     return "/".join((SPARKPLUG_NAMESPACE, GROUP_ID, DDATA.message_type, "+", "+"))
+
+
+def event_filter() -> str:
+    """MQTT filter matching the alarm/output events of every collector (topic rules narrow it by stack)."""
+    return "/".join((*EVENT.levels[:2], "+", "+"))
 
 
 def _pattern(template: TopicTemplate, thing: str, single: str, multi: str) -> str:

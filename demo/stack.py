@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector.config import DEFAULT_CIP_PORT
+from collector.config import DEFAULT_CIP_PORT, DEFAULT_ENCODING, Encoding
 from demo.workdir import REPO_ROOT
 from infra.outputs import COLLECTORS
 from infra.provider_requests import ApiRequest, stack_requests
@@ -87,15 +87,18 @@ def free_meter_ports(config: dict[str, str]) -> list[str]:
     return notes
 
 
-def evaluate(directory: Path) -> tuple[LocalStack, list[str]]:
+def evaluate(directory: Path, encoding: Encoding = DEFAULT_ENCODING) -> tuple[LocalStack, list[str]]:
     """Run `infra/` on the mock runtime for the local stack; save its outputs as `outputs.json`.
 
+    `encoding` is set as the stack's `pm500:encoding` (as an operator would in Pulumi.local.yaml), so
+    it reaches the collector the way it does in a real deployment: outputs -> CLI -> bundle.
     Returns the stack and notes on any meter moved to a free port (see `free_meter_ports`).
     """
     from infra.mock_runtime import evaluate_stack, load_stack_config_file
 
     config, secret_keys = load_stack_config_file(STACK)
     notes = free_meter_ports(config)
+    config["pm500:encoding"] = encoding
     result = evaluate_stack(STACK, config=config, secret_keys=secret_keys)
     policy = result.one(IOT_POLICY_TYPE).inputs["policy"]
     document = policy if isinstance(policy, str) else json.dumps(policy)

@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from infra import outputs
 from infra.data_routes import DataRoutes
-from infra.extras import LATEST_ROUTE, EventPipe, LatestValues
+from infra.extras import ALARM_ROUTE, LATEST_ROUTE, AlarmEvents, EventPipe, LatestValues
 from infra.naming import Names
 from infra.provisioning import Provisioning
 from infra.registry import Registry
@@ -35,10 +35,20 @@ roles = {
     "firehose": routes.archive.role_name,
     **{route: rule.role_name for route, rule in routes.rules.items()},
 }
+pipe = None
 if cfg.features.event_bridge_pipe:
     pipe = EventPipe("event-pipe", cfg, names, account_id, routes.stream_arn, routes.key_arn)
     roles["pipe"] = pipe.role_name
     pulumi.export(outputs.EVENT_BUS_NAME, pipe.bus_name)
+if cfg.features.alarm_events:
+    alarms = AlarmEvents("alarm-events", cfg, routes.rule_context, routes.key_arn,
+                         bus=(pipe.bus_arn, pipe.bus_name) if pipe is not None else None)
+    rules[ALARM_ROUTE] = alarms.rule
+    roles[ALARM_ROUTE] = alarms.rule.role_name
+    roles["alarm_pipe"] = alarms.pipe_role_name
+    pulumi.export(outputs.ALARM_EVENT_QUEUE, alarms.queue_name)
+    if pipe is None:
+        pulumi.export(outputs.EVENT_BUS_NAME, alarms.bus_name)
 if cfg.features.latest_value_table:
     latest = LatestValues("latest-values", cfg, routes.rule_context, routes.key_arn)
     rules[LATEST_ROUTE] = latest.rule

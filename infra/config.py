@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from collector.config import MeterConfig, Name
+from collector.config import DEFAULT_ENCODING, Encoding, MeterConfig, Name
 from collector.topics import NAME_PATTERN, NAME_RULE, check_thing_name_length, thing_name
 from collector.validation import ConfigError, describe, read_yaml
 from infra.naming import MAX_STACK_NAME_LENGTH
@@ -41,12 +41,31 @@ def _unique(names: list[str], what: str) -> None:
         raise ValueError(f"{what} must be unique, repeated: {', '.join(dupes)}")
 
 
+def _edge_ports_unshared(sites: list[SiteSpec]) -> None:
+    """Sites may share a Docker host (their containers, volumes and networks are named per site), but
+    each site's InfluxDB and Grafana publish fixed ports on `bindAddress`: two sites on one host need
+    two addresses, or the second site's containers cannot start."""
+    seen: dict[tuple[str, str], str] = {}
+    for site in sites:
+        if site.edge is None:
+            continue
+        key = (site.edge.docker_host, site.edge.bind_address)
+        if key in seen:
+            raise ValueError(
+                f"sites[{site.name}].edge: dockerHost {key[0]} with bindAddress {key[1]} is also used by "
+                f"site {seen[key]}; both would publish InfluxDB and Grafana on the same ports: give each "
+                "site on a shared Docker host its own bindAddress"
+            )
+        seen[key] = site.name
+
+
 class CollectorSpec(_Model):
     """One edge box running the pm500 collector; it polls one or more meters."""
 
     name: Name
     meters: list[MeterConfig] = Field(min_length=1)
     poll_interval_s: float = Field(1.0, ge=0.1, le=3600)
+    encoding: Encoding | None = Field(None, description="MQTT payload encoding; default: pm500:encoding")
 
     @model_validator(mode="after")
     def _assets_unique(self) -> CollectorSpec:
@@ -93,6 +112,7 @@ class ArchiveSpec(_Model):
 
 class FeaturesSpec(_Model):
     event_bridge_pipe: bool = False
+    alarm_events: bool = Field(False, description="meter alarm/output events -> the stack's EventBridge bus")
     latest_value_table: bool = False
     edge: bool = False
     grafana: bool = True
@@ -121,6 +141,7 @@ class StackConfig(_Model):
     provisioning: ProvisioningSpec = ProvisioningSpec()
     edge: EdgeSettingsSpec = EdgeSettingsSpec()
     deletion_protection: bool = False
+    encoding: Encoding = Field(DEFAULT_ENCODING, description="MQTT payload encoding of its collectors")
     region: str | None = Field(None, pattern=r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$",
                                description="aws:region, e.g. eu-west-1")
     secret_keys: frozenset[str] = Field(frozenset(), description="pm500 keys Pulumi holds as secrets")
@@ -142,6 +163,7 @@ class StackConfig(_Model):
             missing = [s.name for s in self.sites if s.edge is None]
             if missing:
                 raise ValueError(f"features.edge is on but sites have no edge host: {', '.join(missing)}")
+            _edge_ports_unshared(self.sites)
         # Firehose keeps one active partition per site and day; around midnight UTC (and when buffered
         # data is replayed) two days per site are open at once.
         worst_case = 2 * len(self.sites)
@@ -152,6 +174,15 @@ class StackConfig(_Model):
                 "the delivery stream's active-partition quota, then raise archive.activePartitionLimit"
             )
         return self
+
+    def collector_encoding(self, collector: CollectorSpec) -> Encoding:
+        """What a collector's bundle sets as `mqtt.encoding`: its own setting, else the stack's."""
+        return collector.encoding or self.encoding
+
+    @property
+    def encodings(self) -> frozenset[Encoding]:
+        """The encodings this stack's collectors publish (the topic rules decode each of them)."""
+        return frozenset(self.collector_encoding(c) for s in self.sites for c in s.collectors)
 
     @property
     def collector_count(self) -> int:
@@ -166,6 +197,7 @@ class StackConfig(_Model):
 _SCALAR_KEYS = {
     "environment": "environment",
     "deletionProtection": "deletionProtection",
+    "encoding": "encoding",
 }
 _OBJECT_KEYS = {
     "sites": "sites",

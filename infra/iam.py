@@ -1,9 +1,10 @@
 """IAM and IoT policy documents as plain dicts, built from resolved ARNs.
 
-Kept free of Pulumi so that the exact documents the program deploys can be linted (parliament) and
-checked by the policy pack. Each role gets exactly the actions its user performs, on exactly the
-resources it touches: no service-wide wildcards, and `Resource: "*"` only for actions that have no
-resource-level permissions (the IAM check in tests/infra/test_iam_reference.py enforces both).
+Kept free of Pulumi so that the exact documents the program deploys can be checked against AWS's
+authorization reference (infra.iam_reference) and by the policy pack. Each role gets exactly the
+actions its user performs, on exactly the resources it touches: no service-wide wildcards, and
+`Resource: "*"` only for actions that have no resource-level permissions (the IAM check in
+tests/infra/test_iam_reference.py enforces both).
 """
 
 from __future__ import annotations
@@ -165,6 +166,25 @@ def pipe(stream_arn: str, key_arn: str, bus_arn: str) -> Document:
         # ListStreams has no resource-level permissions: AWS only authorizes it on "*".
         _allow("ListStreams", ["kinesis:ListStreams"], ["*"]),
         _allow("DecryptStream", ["kms:Decrypt"], [key_arn]),
+        _allow("PutBusEvents", ["events:PutEvents"], [bus_arn]),
+    )
+
+
+def sqs_rule(queue_arn: str, key_arn: str, error_log_group_arn: str) -> Document:
+    """IoT rule -> SQS: send the event to the (KMS-encrypted) alarm queue."""
+    return _doc(
+        _allow("SendToAlarmQueue", ["sqs:SendMessage"], [queue_arn]),
+        _allow("EncryptForQueue", ["kms:GenerateDataKey", "kms:Decrypt"], [key_arn]),
+        *_log_writes(error_log_group_arn),
+    )
+
+
+def alarm_pipe(queue_arn: str, key_arn: str, bus_arn: str) -> Document:
+    """EventBridge Pipe: receive (and delete) alarm events from the queue, put them on the stack's bus."""
+    return _doc(
+        _allow("ReadAlarmQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+               [queue_arn]),
+        _allow("DecryptAlarmQueue", ["kms:Decrypt"], [key_arn]),
         _allow("PutBusEvents", ["events:PutEvents"], [bus_arn]),
     )
 

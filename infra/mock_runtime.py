@@ -151,6 +151,7 @@ ARN_FORMATS: dict[str, str] = {
     "aws:cloudwatch/logGroup:LogGroup": "arn:{partition}:logs:{region}:{account}:log-group:{name}",
     "aws:cloudwatch/eventBus:EventBus": "arn:{partition}:events:{region}:{account}:event-bus/{name}",
     "aws:pipes/pipe:Pipe": "arn:{partition}:pipes:{region}:{account}:pipe/{name}",
+    "aws:sqs/queue:Queue": "arn:{partition}:sqs:{region}:{account}:{name}",
     "aws:dynamodb/table:Table": "arn:{partition}:dynamodb:{region}:{account}:table/{name}",
     "aws:ecr/repository:Repository": "arn:{partition}:ecr:{region}:{account}:repository/{name}",
 }
@@ -189,6 +190,8 @@ def mock_state(typ: str, logical: str, inputs: Mapping[str, Any], region: str,
         state["bucket"] = name
     elif typ == "aws:kms/key:Key":
         state["keyId"] = name
+    elif typ == "aws:sqs/queue:Queue":
+        state["url"] = f"https://sqs.{region}.amazonaws.com/{account}/{name}"
     elif typ == "aws:ecr/repository:Repository":
         state["repositoryUrl"] = f"{account}.dkr.ecr.{region}.amazonaws.com/{name}"
     elif typ == "docker:index/image:Image":  # the pushed digest follows the (content-addressed) tag

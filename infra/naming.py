@@ -64,6 +64,16 @@ class Names:
     def provisioning_template(self) -> str:
         return self.resource(_TEMPLATE_PURPOSE)
 
+    def edge(self, site: str, purpose: str | None = None) -> str:
+        """Docker names on an edge host: `pm500_<stack>_<site>[_<purpose>]` (containers, volumes, network).
+
+        Sites of one stack, or of several stacks, may share a Docker host: the site keeps their
+        containers, volumes and networks apart, and `_` (never part of a stack or site name) keeps the
+        mapping injective, where `-` would give stack `a` + site `b-c` the names of stack `a-b` + site `c`.
+        """
+        base = f"{PRODUCT}_{self.stack}_{site}"
+        return f"{base}_{purpose}" if purpose else base
+
     def rule(self, route: str) -> str:
         """IoT topic-rule names: only letters, digits and `_`."""
         return f"{PRODUCT}_{self.stack.replace('-', '_')}_{route}"

@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from collector.topics import ddata_filter, stack_thing_prefix
+from collector.topics import EVENT_THING_LEVEL, ddata_filter, event_filter, stack_thing_prefix
 from infra import iam
 from infra.naming import Names
 from infra.roles import service_role
@@ -27,6 +27,13 @@ def ddata_sql(stack: str, select: str = "*, topic(4) AS thing", condition: str |
     where = f"startswith(topic(4), '{stack_thing_prefix(stack)}')"
     return (f"SELECT {select} FROM '{ddata_filter()}' "  # noqa: S608
             f"WHERE {where}{f' AND {condition}' if condition else ''}")
+
+
+def event_sql(stack: str) -> str:
+    """`SELECT` every collector's alarm/output EVENT `WHERE` the thing (topic level 3) is this stack's."""
+    level = EVENT_THING_LEVEL
+    return (f"SELECT *, topic({level}) AS thing FROM '{event_filter()}' "  # noqa: S608 (validated names)
+            f"WHERE startswith(topic({level}), '{stack_thing_prefix(stack)}')")
 
 
 @dataclass(frozen=True)
@@ -56,15 +63,17 @@ def route_rule(
     policy: Callable[[list[str]], iam.Document],
     policy_inputs: list[pulumi.Input[str]],
     description: str,
-    sql: str | Callable[[pulumi.Output[str]], pulumi.Input[str]],
+    sql: pulumi.Input[str] | Callable[[pulumi.Output[str]], pulumi.Input[str]],
     actions: Callable[[pulumi.Output[str]], dict[str, Any]],
+    depends_on: list[pulumi.Resource] | None = None,
 ) -> RouteRule:
     """Role + inline policy + topic rule for one route.
 
     `policy` gets the resolved `policy_inputs` (ARNs and any other value the document needs) followed
     by the error log group ARN; `actions` gets the role ARN and returns the rule's action arguments
     (e.g. `{"kineses": [...]}`); `sql` is the statement, or gets the role ARN (SQL functions that read
-    other services, like `get_dynamodb()`, name the role they use).
+    other services, like `get_dynamodb()`, name the role they use). `depends_on`: what the rule's SQL
+    needs to exist first (e.g. the protobuf descriptor object it decodes with).
     """
     names = ctx.names
     child = pulumi.ResourceOptions(parent=ctx.parent)
@@ -88,5 +97,5 @@ def route_rule(
         ),
         tags={"pm500:stack": names.stack},
         **actions(role.arn),
-    ), opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[role_policy]))
+    ), opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[role_policy, *(depends_on or [])]))
     return RouteRule(name=rule.name, arn=rule.arn, role_name=role.name)

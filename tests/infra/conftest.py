@@ -40,7 +40,7 @@ def longest() -> EvaluatedStack:
     cloud feature on (so every role exists at the longest names)."""
     sites = [{"name": name, "collectors": [{"name": collector, "meters": [METER]}]}
              for name, collector in ((LONG_SITE, LONG_COLLECTOR), ("b", "c"))]
-    features = {"eventBridgePipe": True, "latestValueTable": True}
+    features = {"eventBridgePipe": True, "latestValueTable": True, "alarmEvents": True}
     config: dict[str, Any] = {"aws:region": "eu-west-1", "pm500:sites": json.dumps(sites),
                               "pm500:features": json.dumps(features)}
     return evaluate_stack(LONG_STACK, config=config)

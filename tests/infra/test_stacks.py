@@ -51,9 +51,9 @@ def test_resource_counts_follow_the_config(stack: EvaluatedStack) -> None:
         MEMBER: collectors,
         "aws:iot/policy:Policy": 1,
         "aws:iot/provisioningTemplate:ProvisioningTemplate": 1,
-        RULE: 2 + extras.latest_value_table,
-        ROLE: 4 + extras.latest_value_table + extras.event_bridge_pipe,
-        ROLE_POLICY: 4 + extras.latest_value_table + extras.event_bridge_pipe,
+        RULE: 2 + extras.latest_value_table + extras.alarm_events,
+        ROLE: 4 + extras.latest_value_table + extras.event_bridge_pipe + 2 * extras.alarm_events,
+        ROLE_POLICY: 4 + extras.latest_value_table + extras.event_bridge_pipe + 2 * extras.alarm_events,
         "aws:kinesis/stream:Stream": 1,
         "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": 1,
         "aws:kms/key:Key": 1,
@@ -62,7 +62,9 @@ def test_resource_counts_follow_the_config(stack: EvaluatedStack) -> None:
         "aws:s3/bucketVersioning:BucketVersioning": 1,
         "aws:s3/bucketPolicy:BucketPolicy": 1,
         "aws:dynamodb/table:Table": int(extras.latest_value_table),
-        "aws:pipes/pipe:Pipe": int(extras.event_bridge_pipe),
+        "aws:pipes/pipe:Pipe": int(extras.event_bridge_pipe) + int(extras.alarm_events),
+        "aws:sqs/queue:Queue": int(extras.alarm_events),
+        "aws:cloudwatch/eventBus:EventBus": int(extras.event_bridge_pipe or extras.alarm_events),
         "aws:iot/certificate:Certificate": 0,
     }
     assert {k: counts.get(k, 0) for k in expected} == expected
@@ -176,10 +178,13 @@ def test_topic_rules_take_only_this_stacks_ddata(stack: EvaluatedStack) -> None:
     assert rules
     for rule in rules:
         sql = rule.inputs["sql"]
-        assert f"FROM '{ddata_filter()}'" in sql
-        # Only this stack's things; the latest-value rule adds its timestamp check after an AND.
-        where = f"WHERE startswith(topic(4), '{stack.stack}:')"
-        assert sql.endswith(where) or f"{where} AND nanvl(get_dynamodb(" in sql
+        if rule.name == "rule/alarm_events":  # events: the thing is topic level 3 (checked below)
+            assert sql.endswith(f"WHERE startswith(topic(3), '{stack.stack}:')")
+        else:
+            assert f"FROM '{ddata_filter()}'" in sql
+            # Only this stack's things; the latest-value rule adds its timestamp check after an AND.
+            where = f"WHERE startswith(topic(4), '{stack.stack}:')"
+            assert sql.endswith(where) or f"{where} AND nanvl(get_dynamodb(" in sql
         assert rule.inputs["sqlVersion"] == "2016-03-23" and rule.inputs["enabled"] is True
         assert rule.inputs["name"].startswith(f"pm500_{stack.stack}_")
         assert set(rule.inputs["name"]) <= set(
@@ -205,7 +210,8 @@ def test_each_rule_role_allows_exactly_its_targets(stack: EvaluatedStack) -> Non
     assert archive[("firehose:PutRecord",)] == [firehose_arn]
     for rule in stack.of_type(RULE):
         route = rule.name.removeprefix("rule/")
-        action = next(v for k, v in rule.inputs.items() if k in ("kineses", "firehoses", "dynamodbv2s"))[0]
+        targets = ("kineses", "firehoses", "dynamodbv2s", "sqs")
+        action = next(v for k, v in rule.inputs.items() if k in targets)[0]
         role_arn = f"arn:aws:iam::123456789012:role/pm500-{stack.stack}-rule-{route}"
         assert action["roleArn"] == role_arn == rule.inputs["errorAction"]["cloudwatchLogs"]["roleArn"]
         trust = _doc(roles[f"pm500-{stack.stack}-rule-{route}"], "assumeRolePolicy")
@@ -339,7 +345,7 @@ def test_reordering_sites_and_collectors_replaces_nothing() -> None:
 
 
 def test_optional_features_add_pipe_and_latest_table(prod: EvaluatedStack) -> None:
-    pipe = prod.one("aws:pipes/pipe:Pipe").inputs
+    pipe = prod.one("aws:pipes/pipe:Pipe", "pipe").inputs
     assert pipe["source"] == "arn:aws:kinesis:eu-west-1:123456789012:stream/pm500-prod-ddata"
     assert pipe["target"] == "arn:aws:events:eu-west-1:123456789012:event-bus/pm500-prod-events"
     assert prod.outputs[outputs.EVENT_BUS_NAME] == "pm500-prod-events"
@@ -380,10 +386,33 @@ def test_secure_values_in_a_stack_file_are_passed_as_secrets(tmp_path: Any) -> N
     sites = json.loads(load_stack_config_file("staging")[0]["pm500:sites"])
     text = text.split("  pm500:sites:")[0] + "  pm500:sites:\n    secure: v1:AAAAbm90LXJlYWw=\n"
     (tmp_path / "Pulumi.staging.yaml").write_text(text)
-    _, secret_keys = load_stack_config_file(
-        "staging", tmp_path, secrets={"pm500:sites": json.dumps(sites)}
-    )
+    _, secret_keys = load_stack_config_file("staging", tmp_path, secrets={"pm500:sites": json.dumps(sites)})
     assert secret_keys == ["pm500:sites"]
     evaluated = evaluate_stack("staging", tmp_path, secrets={"pm500:sites": json.dumps(sites)})
     assert outputs.COLLECTORS in evaluated.secret_outputs
     assert len(evaluated.outputs[outputs.COLLECTORS]) == 3
+
+
+@pytest.mark.parametrize("stack_name", ["staging", "prod"])
+def test_alarm_events_route_this_stacks_events_through_sqs_to_the_event_bus(
+    stack_name: str, staging: EvaluatedStack, prod: EvaluatedStack
+) -> None:
+    evaluated = {"staging": staging, "prod": prod}[stack_name]
+    rule = evaluated.one(RULE, "rule/alarm_events").inputs
+    assert rule["sql"] == (
+        f"SELECT *, topic(3) AS thing FROM 'pm500/event/+/+' WHERE startswith(topic(3), '{stack_name}:')"  # noqa: S608
+    )
+    queue_url = f"https://sqs.eu-west-1.amazonaws.com/123456789012/pm500-{stack_name}-alarm-events"
+    assert rule["sqs"] == [{"queueUrl": queue_url, "roleArn": rule["sqs"][0]["roleArn"], "useBase64": False}]
+    queue = evaluated.one("aws:sqs/queue:Queue").inputs
+    assert queue["kmsMasterKeyId"] == evaluated.outputs[outputs.KMS_KEY_ARN]
+    pipe = evaluated.one("aws:pipes/pipe:Pipe", "alarm-pipe").inputs
+    assert pipe["source"] == f"arn:aws:sqs:eu-west-1:123456789012:pm500-{stack_name}-alarm-events"
+    # one bus per stack: prod shares the DDATA pipe's bus, staging (no DDATA pipe) gets its own
+    assert pipe["target"] == f"arn:aws:events:eu-west-1:123456789012:event-bus/pm500-{stack_name}-events"
+    bus = pipe["targetParameters"]["eventbridgeEventBusParameters"]
+    assert bus == {"source": f"pm500.{stack_name}", "detailType": "pm500.alarm"}
+    assert evaluated.outputs[outputs.EVENT_BUS_NAME] == f"pm500-{stack_name}-events"
+    assert evaluated.outputs[outputs.ALARM_EVENT_QUEUE] == f"pm500-{stack_name}-alarm-events"
+    policy = _doc(evaluated.one(ROLE_POLICY, "rule-policy/alarm_events"))
+    assert {a for st in policy["Statement"] for a in st["Action"]} >= {"sqs:SendMessage"}
