@@ -11,7 +11,9 @@ import pytest
 
 from infra.mock_runtime import EvaluatedStack
 from sandbox.fleet_provisioning import Account, ProvisioningRefused, Thing, register_thing
-from tests.infra.conftest import LONG_COLLECTOR, LONG_SITE, LONG_STACK
+from tests.infra.longest_stack import COLLECTOR as LONG_COLLECTOR
+from tests.infra.longest_stack import SITE as LONG_SITE
+from tests.infra.longest_stack import STACK as LONG_STACK
 
 ARN = "arn:aws:iot:eu-west-1:123456789012"
 CERT = "0" * 64

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from infra.mock_runtime import EvaluatedStack, evaluate_stack
+from infra.mock_runtime import EvaluatedStack
 from infra.provider_requests import (
     MAPPINGS,
     ApiRequest,
@@ -24,14 +24,6 @@ from infra.provider_requests import (
     stack_requests,
 )
 from infra.service_models import request_problems
-from tests.infra.longest_stack import STACK as LONGEST
-from tests.infra.longest_stack import longest_config
-
-
-@pytest.fixture(scope="module")
-def longest() -> EvaluatedStack:
-    return evaluate_stack(LONGEST, config=longest_config())
-
 
 @pytest.fixture(scope="module", params=["staging", "prod", "longest"])
 def plan(request: pytest.FixtureRequest, staging: EvaluatedStack, prod: EvaluatedStack,
@@ -72,9 +64,9 @@ def test_every_declared_aws_resource_becomes_a_request(longest: EvaluatedStack) 
 
 def test_an_unmapped_aws_type_is_an_error_not_a_skip() -> None:
     class Fake:
-        type, name, inputs = "aws:sqs/queue:Queue", "q", {"name": "q"}
+        type, name, inputs = "aws:sns/topic:Topic", "t", {"name": "t"}
 
-    with pytest.raises(UnmappedResource, match="aws:sqs/queue:Queue"):
+    with pytest.raises(UnmappedResource, match="aws:sns/topic:Topic"):
         requests_for([Fake()])
 
 
