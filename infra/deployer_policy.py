@@ -76,6 +76,7 @@ _ARN_TYPE = {
     "aws:dynamodb/table:Table": ("dynamodb", "table"),
     "aws:ecr/repository:Repository": ("ecr", "repository"),
     "aws:s3/bucket:Bucket": ("s3", "bucket"),
+    "aws:sqs/queue:Queue": ("sqs", "queue"),
 }
 # The reference names the KMS key resource type of other services' actions `kmsKey` (kinesis).
 _SAME_RESOURCE = {("kinesis", "kmsKey"): ("kms", "key")}
@@ -140,6 +141,9 @@ def _resource_arns(stack: EvaluatedStack, account: str) -> dict[tuple[str, str],
     region = stack.config.get("aws:region") or "us-east-1"
     partition = partition_of(region)
     arns: dict[tuple[str, str], set[str]] = {}
+    # An object's `bucket` input is the bucket's name on the mock runtime; grant on its scoped name.
+    buckets = {physical_name(b, "bucket"): _scoped_name(b) for b in (
+        _Resolved(d.type, d.name, d.inputs, region) for d in stack.of_type("aws:s3/bucket:Bucket"))}
     for declared in stack.resources:
         r = _Resolved(declared.type, declared.name, declared.inputs, region)
         if r.type in _ARN_TYPE:
@@ -152,6 +156,10 @@ def _resource_arns(stack: EvaluatedStack, account: str) -> dict[tuple[str, str],
             fmt = _reference_format("logs", "log-stream")
             names = [r.inputs["logGroupName"], physical_name(r)]
             arns.setdefault(("logs", "log-stream"), set()).add(_arn(fmt, names, partition, region, account))
+        elif r.type == "aws:s3/bucketObjectv2:BucketObjectv2":
+            fmt = _reference_format("s3", "object")
+            names = [buckets.get(r.inputs["bucket"], r.inputs["bucket"]), r.inputs["key"]]
+            arns.setdefault(("s3", "object"), set()).add(_arn(fmt, names, partition, region, account))
         elif r.type == "aws:lambda/permission:Permission":
             arns.setdefault(("lambda", "function"), set()).add(str(r.inputs["function"]))
     return arns

@@ -194,6 +194,22 @@ LIFECYCLE: dict[str, tuple[str, ...]] = {
         *_BUCKET_SETTING_READS,
     ),
     "aws:s3/bucketPolicy:BucketPolicy": ("s3:GetBucketPolicy", "s3:DeleteBucketPolicy"),
+    # HeadObject (read) is authorized as s3:GetObject; PutObject with tags also needs s3:PutObjectTagging.
+    "aws:s3/bucketObjectv2:BucketObjectv2": (
+        "s3:GetObject",
+        "s3:GetObjectTagging",
+        "s3:PutObjectTagging",
+        "s3:DeleteObject",
+    ),
+    # CreateQueue with tags also needs sqs:TagQueue.
+    "aws:sqs/queue:Queue": (
+        "sqs:GetQueueAttributes",
+        "sqs:ListQueueTags",
+        "sqs:SetQueueAttributes",
+        "sqs:TagQueue",
+        "sqs:UntagQueue",
+        "sqs:DeleteQueue",
+    ),
     # The collector image (features.edge) is pushed to the stack's ECR repository by the Docker provider.
     "docker:index/image:Image": (
         "ecr:GetAuthorizationToken",

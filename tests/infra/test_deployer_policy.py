@@ -24,6 +24,7 @@ from infra.deployer_policy import (
 from infra.iam_reference import action, allows, check_document
 from infra.mock_runtime import ARN_FORMATS, EvaluatedStack, evaluate_stack, mock_state
 from infra.provider_requests import stack_requests
+from infra.sparkplug import DESCRIPTOR_KEY
 
 ACCOUNT = "123456789012"
 STAGING_ARN = "arn:aws:{service}:eu-west-1:123456789012:{resource}"
@@ -92,6 +93,18 @@ def _arn(service: str, resource: str) -> str:
             {},
         ),
         ("iot:DescribeEndpoint", "*", {"aws:RequestedRegion": "eu-west-1"}),
+        # alarm events (issue 13): the queue, the rule sending to it, the pipe reading it
+        ("sqs:CreateQueue", _arn("sqs", "pm500-staging-alarm-events"), {}),
+        ("sqs:TagQueue", _arn("sqs", "pm500-staging-alarm-events"), {}),
+        ("sqs:GetQueueAttributes", _arn("sqs", "pm500-staging-alarm-events"), {}),
+        ("sqs:DeleteQueue", _arn("sqs", "pm500-staging-alarm-events"), {}),
+        ("iot:CreateTopicRule", _arn("iot", "rule/pm500_staging_alarm_events"), {}),
+        ("pipes:CreatePipe", _arn("pipes", "pipe/pm500-staging-alarm-events"), {}),
+        (
+            "iam:PassRole",
+            "arn:aws:iam::123456789012:role/pm500-staging-alarm-pipe",
+            {"iam:PassedToService": "pipes.amazonaws.com"},
+        ),
     ],
 )
 def test_deploy_policy_allows_what_staging_needs(
@@ -121,6 +134,9 @@ def test_deploy_policy_allows_what_staging_needs(
         ("kms:CreateKey", "*", {"aws:RequestedRegion": "us-east-1"}),
         ("iot:CreateThing", "arn:aws:iot:eu-west-1:999999999999:thing/staging:plant-a:edge-01", {}),
         ("dynamodb:CreateTable", _arn("dynamodb", "table/pm500-staging-latest"), {}),  # feature off
+        ("sqs:CreateQueue", _arn("sqs", "pm500-prod-alarm-events"), {}),
+        ("sqs:DeleteQueue", _arn("sqs", "pm500-staging-alarm-events-x"), {}),
+        ("s3:PutObject", "arn:aws:s3:::pm500-staging-archive-0a1b2c3/sparkplug_b/x.desc", {}),  # json only
     ],
 )
 def test_deploy_policy_denies_other_stacks_services_and_accounts(
@@ -278,3 +294,16 @@ def test_cli_bad_arguments_are_one_clear_line(args: list[str], message: str) -> 
     result = CliRunner().invoke(cli.app, argv)
     assert result.exit_code == 1
     assert message in result.stderr
+
+
+# The longest stack's Sparkplug descriptor bucket is autonamed: the policy names it with 7 `?`.
+SPARKPLUG_BUCKET = "arn:aws:s3:::pm500-longest-stack-checks-024-sparkplug-0a1b2c3"
+
+
+@pytest.mark.parametrize("name", ["s3:PutObject", "s3:PutObjectTagging", "s3:GetObject", "s3:DeleteObject"])
+def test_the_descriptor_object_is_writable_only_under_its_own_key(name: str, longest: EvaluatedStack) -> None:
+    """Issue 14's descriptor upload (PutObject with tags) and its read/delete, on that object only."""
+    policy = deployer_policy(longest, "deploy", ACCOUNT)
+    assert _allowed(policy, name, f"{SPARKPLUG_BUCKET}/{DESCRIPTOR_KEY}")
+    assert not _allowed(policy, name, f"{SPARKPLUG_BUCKET}/sparkplug_b/other.desc")
+    assert not _allowed(policy, name, f"arn:aws:s3:::pm500-longest-stack-checks-024-archive-0a1b2c3/{DESCRIPTOR_KEY}")

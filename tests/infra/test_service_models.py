@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from collector.proto import DESCRIPTOR_SET_FILE
 from infra.mock_runtime import EvaluatedStack
 from infra.provider_requests import (
     MAPPINGS,
@@ -68,6 +69,40 @@ def test_an_unmapped_aws_type_is_an_error_not_a_skip() -> None:
 
     with pytest.raises(UnmappedResource, match="aws:sns/topic:Topic"):
         requests_for([Fake()])
+
+
+def test_alarm_queue_request_carries_its_attributes_as_strings(longest: EvaluatedStack) -> None:
+    """CreateQueue takes every attribute as a string: retention 4 days, the stack's data key."""
+    [queue] = [r for r in stack_requests(longest) if r.operation == "CreateQueue"]
+    assert queue.params["QueueName"] == "pm500-longest-stack-checks-024-alarm-events"
+    assert queue.params["Attributes"]["MessageRetentionPeriod"] == "345600"
+    assert queue.params["Attributes"]["KmsMasterKeyId"].startswith(
+        "arn:aws:kms:ap-southeast-2:123456789012:key/")
+    assert queue.params["tags"] == {"pm500:stack": "longest-stack-checks-024"}
+
+
+def test_descriptor_upload_is_a_put_object_with_url_encoded_tags(longest: EvaluatedStack) -> None:
+    [put] = [r for r in stack_requests(longest) if r.operation == "PutObject"]
+    assert put.params["Bucket"].startswith("pm500-longest-stack-checks-024-sparkplug-")
+    assert put.params["Key"].startswith("sparkplug_b/") and put.params["Key"].endswith(".desc")
+    assert put.params["Tagging"] == "pm500%3Astack=longest-stack-checks-024"
+    assert put.params["Body"] == DESCRIPTOR_SET_FILE.read_bytes()  # the protoc descriptor set itself
+
+
+def test_new_rule_actions_and_pipe_source_are_mapped(longest: EvaluatedStack) -> None:
+    by_resource = {r.resource: r.params for r in stack_requests(longest)}
+    alarm = by_resource["aws:iot/topicRule:TopicRule rule/alarm_events"]["topicRulePayload"]["actions"]
+    assert alarm == [{"sqs": {
+        "roleArn": "arn:aws:iam::123456789012:role/pm500-longest-stack-checks-024-rule-alarm_events",
+        "queueUrl": "https://sqs.ap-southeast-2.amazonaws.com/123456789012/pm500-longest-stack-checks-024-alarm-events",
+        "useBase64": False}}]
+    decode = by_resource["aws:iot/topicRule:TopicRule rule/spb_decode"]["topicRulePayload"]["actions"]
+    assert decode == [{"republish": {
+        "roleArn": "arn:aws:iam::123456789012:role/pm500-longest-stack-checks-024-rule-spb_decode",
+        "topic": "pm500-decoded/longest-stack-checks-024/${topic(4)}/${topic(5)}", "qos": 1}}]
+    pipe = by_resource["aws:pipes/pipe:Pipe alarm-pipe"]
+    assert pipe["SourceParameters"] == {"SqsQueueParameters": {"BatchSize": 10}}
+    assert pipe["TargetParameters"]["InputTemplate"] == "<$.body>"
 
 
 def test_autonames_are_the_logical_name_a_dash_and_seven_hex_characters() -> None:
