@@ -306,4 +306,5 @@ def test_the_descriptor_object_is_writable_only_under_its_own_key(name: str, lon
     policy = deployer_policy(longest, "deploy", ACCOUNT)
     assert _allowed(policy, name, f"{SPARKPLUG_BUCKET}/{DESCRIPTOR_KEY}")
     assert not _allowed(policy, name, f"{SPARKPLUG_BUCKET}/sparkplug_b/other.desc")
-    assert not _allowed(policy, name, f"arn:aws:s3:::pm500-longest-stack-checks-024-archive-0a1b2c3/{DESCRIPTOR_KEY}")
+    archive = "arn:aws:s3:::pm500-longest-stack-checks-024-archive-0a1b2c3"
+    assert not _allowed(policy, name, f"{archive}/{DESCRIPTOR_KEY}")

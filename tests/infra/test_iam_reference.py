@@ -59,7 +59,8 @@ def test_every_role_policy_of_every_stack_matches_the_reference(
             assert [str(f) for f in check_document(document)] == [], f"{stack.stack} {name}"
             checked += 1
     # staging: 4 route/provisioning/firehose roles + the 2 alarm-event roles; prod also the pipe and
-    # latest-value roles; longest (mixed encodings) also the 3 Sparkplug rules' roles (decode, kinesis, archive)
+    # latest-value roles; longest (mixed encodings) also the 3 Sparkplug rules' roles (decode, kinesis,
+    # archive)
     assert checked == 6 + 8 + 11
 
 

@@ -26,6 +26,7 @@ from infra.provider_requests import (
 )
 from infra.service_models import request_problems
 
+
 @pytest.fixture(scope="module", params=["staging", "prod", "longest"])
 def plan(request: pytest.FixtureRequest, staging: EvaluatedStack, prod: EvaluatedStack,
          longest: EvaluatedStack) -> list[ApiRequest]:
