@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.mutants import Equivalent, RunError, generate, read_equivalents, render_report, run_module
+from bench.mutants import (
+    MODULE_TESTS,
+    REPO,
+    Equivalent,
+    RunError,
+    generate,
+    read_equivalents,
+    render_report,
+    run_module,
+)
 
 TINY = textwrap.dedent(
     '''
@@ -93,3 +102,11 @@ def test_tests_failing_before_any_mutation_are_reported_not_scored(tmp_path: Pat
     (tmp_path / "test_tiny.py").write_text(TINY_TEST.replace("clamp(3, 3) == 3", "clamp(3, 3) == 4"))
     with pytest.raises(RunError, match="do not pass unmutated"):
         run_module(tmp_path, "tiny.py", ["test_tiny.py"], timeout=60, progress=lambda _: None)
+
+
+def test_every_mapped_module_and_test_file_exists() -> None:
+    """A renamed or removed file must fail here, not silently drop out of (or crash) a mutation run."""
+    paths = [p for module, tests in MODULE_TESTS.items() for p in (module, *tests)]
+    missing = [p for p in paths if not (REPO / p).is_file()]
+    assert missing == []
+    assert all(t.startswith("tests/") and t.endswith(".py") for tests in MODULE_TESTS.values() for t in tests)
