@@ -5,6 +5,9 @@ payload (with the per-asset `seq` given at append time) and the InfluxDB line pr
 zlib-compressed. Encoding once at append time (on the poller threads, ~100 readings/s) means a backlog
 drain only reads rows and hands bytes to the network: no JSON work per replayed message. The `seqs`
 table persists the last `seq` per asset in the same transaction, so `seq` keeps counting across restarts.
+`seq` only counts within one file, so each file gets an identity when it is created (`buffer_id`, a
+random UUID in the `identity` table) that every payload carries: a lost or replaced file (new disk,
+fresh volume) restarts `seq` at 1 under a new `buffer_id`, never under the old one.
 
 Each sink (MQTT, InfluxDB) has its own cursor: a read position kept in memory plus a durable
 `pending_<sink>` table listing the rows it still owes its peer. A sink removes a row from its table
@@ -23,6 +26,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import uuid
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -87,6 +91,7 @@ CREATE TABLE IF NOT EXISTS readings (
 {"".join(f"CREATE TABLE IF NOT EXISTS pending_{s} (id INTEGER PRIMARY KEY);" for s in SINKS)}
 CREATE TABLE IF NOT EXISTS seqs (asset TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS identity (buffer_id TEXT NOT NULL);
 """
 
 
@@ -138,6 +143,7 @@ class Buffer:
         self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(_SCHEMA)
+        self.buffer_id = self._identity()
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._release_unused_sinks()
         self._last_seq: dict[str, int] = dict(self._db.execute("SELECT asset, last_seq FROM seqs").fetchall())
@@ -160,6 +166,15 @@ class Buffer:
                     log.warning("buffer checkpoint failed; retrying", exc_info=True)
         finally:
             db.close()
+
+    def _identity(self) -> str:
+        """This file's `buffer_id`, made (random, so never reused) the first time the file is opened."""
+        with self._transaction():
+            row = self._db.execute("SELECT buffer_id FROM identity").fetchone()
+            if row is None:
+                row = (str(uuid.uuid4()),)
+                self._db.execute("INSERT INTO identity (buffer_id) VALUES (?)", row)
+        return str(row[0])
 
     def _check_format(self) -> None:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
@@ -230,7 +245,8 @@ class Buffer:
     def _encode_ddata(self, reading: Reading, seq: int) -> bytes:
         if not self._ddata:
             return b""
-        return zlib.compress(encode(ddata(reading, self.thing, seq)), _COMPRESSION_LEVEL)
+        payload = ddata(reading, self.thing, seq, buffer_id=self.buffer_id)
+        return zlib.compress(encode(payload), _COMPRESSION_LEVEL)
 
     def _encode_lines(self, reading: Reading) -> bytes:
         if not self._lines:
@@ -299,6 +315,7 @@ class Buffer:
 
     def stats(self) -> dict[str, object]:
         return {
+            "buffer_id": self.buffer_id,
             "bytes": self._bytes,
             "max_bytes": self.max_bytes,
             "dropped": self._dropped,

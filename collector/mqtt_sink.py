@@ -98,7 +98,9 @@ class MqttSink:
     def _publish_births(self) -> None:
         now = int(time.time() * 1000)
         for m in self._meters:
-            body = dbirth(self._thing, self._site, m.asset, m.breaker, now, self._buffer.last_seq(m.asset))
+            seq = self._buffer.last_seq(m.asset)
+            buffer_id = self._buffer.buffer_id
+            body = dbirth(self._thing, self._site, m.asset, m.breaker, now, seq, buffer_id=buffer_id)
             self.link.publish(topics.DBIRTH.render(self._thing, m.asset), encode(body))
 
     def _run(self) -> None:
