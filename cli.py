@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -22,6 +23,7 @@ from devices.aws import aws_errors, iot_client
 from devices.bulk import BulkResult, provision_many, summary
 from devices.bundle import default_bundle_dir
 from devices.errors import DeviceError
+from devices.help_format import ConventionalHelpCommand
 from devices.lifecycle import list_devices, revoke_device
 from devices.outputs import check_name, load_outputs
 from devices.provision import BundleSettings, IssueOptions, Mode, provision_device
@@ -32,18 +34,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+command = partial(app.command, cls=ConventionalHelpCommand)
+
+# Help panels, so that a command with many options reads as a few short groups.
+TARGET = "Which collector"
+CERTIFICATE = "Certificate"
+BUNDLE = "Bundle: broker"
+INFLUX = "Bundle: local InfluxDB"
+OUTPUT = "Output"
 out = Console()
 err = Console(stderr=True)
 
 # Options shared by several commands.
-Stack = Annotated[str, typer.Option(help="Pulumi stack name, e.g. staging or prod.")]
-Site = Annotated[str, typer.Option(help="Site name as in the stack's inventory.")]
-CollectorId = Annotated[str, typer.Option("--collector", help="Collector name within the site.")]
+Stack = Annotated[str, typer.Option(help="Pulumi stack name, e.g. staging or prod.", rich_help_panel=TARGET)]
+Site = Annotated[str, typer.Option(help="Site name as in the stack's inventory.", rich_help_panel=TARGET)]
+CollectorId = Annotated[
+    str, typer.Option("--collector", help="Collector name within the site.", rich_help_panel=TARGET)
+]
 OutputsFile = Annotated[
     Path | None,
     typer.Option(
         help="Saved `pulumi stack output --json --stack STACK`; use it where no Pulumi CLI is installed.",
         dir_okay=False,
+        rich_help_panel=TARGET,
     ),
 ]
 Region = Annotated[str | None, typer.Option(help="AWS region (default: AWS_REGION / your AWS profile).")]
@@ -53,16 +66,23 @@ Out = Annotated[
         "--out",
         help="Bundle directory to write (default: bundles/STACK/SITE/COLLECTOR). Created 0700.",
         file_okay=False,
+        rich_help_panel=OUTPUT,
     ),
 ]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout instead of text.")]
-KeyType = Annotated[str, typer.Option(help="Private key type: ec-p256 (default) or rsa-2048.")]
+JsonOut = Annotated[
+    bool,
+    typer.Option("--json", help="Print a JSON result on stdout instead of text.", rich_help_panel=OUTPUT),
+]
+KeyType = Annotated[
+    str, typer.Option(help="Private key type: ec-p256 (default) or rsa-2048.", rich_help_panel=CERTIFICATE)
+]
 CaCert = Annotated[
     Path | None,
     typer.Option(
         help="Your organisation's CA certificate: sign the CSR with it and RegisterCertificate "
         "(the CA must be registered with AWS IoT). Needs --ca-key.",
         dir_okay=False,
+        rich_help_panel=CERTIFICATE,
     ),
 ]
 CaKey = Annotated[
@@ -70,31 +90,50 @@ CaKey = Annotated[
     typer.Option(
         help=f"Private key of --ca-cert (if encrypted, its password in ${crypto.CA_KEY_PASSWORD_ENV}).",
         dir_okay=False,
+        rich_help_panel=CERTIFICATE,
     ),
 ]
 ValidityDays = Annotated[
-    int, typer.Option(min=1, max=36500, help="Validity of certificates signed by --ca-cert.")
+    int,
+    typer.Option(
+        min=1, max=36500, help="Validity of certificates signed by --ca-cert.", rich_help_panel=CERTIFICATE
+    ),
 ]
 ServerCa = Annotated[
     Path | None,
     typer.Option(
         help="CA that verifies the broker, copied into the bundle (default: Amazon Root CA 1, shipped).",
         dir_okay=False,
+        rich_help_panel=BUNDLE,
     ),
 ]
 Endpoint = Annotated[
-    str | None, typer.Option(help="MQTT broker host for the bundle (default: the stack's AWS IoT endpoint).")
+    str | None,
+    typer.Option(
+        help="MQTT broker host for the bundle (default: the stack's AWS IoT endpoint).",
+        rich_help_panel=BUNDLE,
+    ),
 ]
-MqttPort = Annotated[int | None, typer.Option(min=1, max=65535, help="MQTT broker port (default 8883).")]
+MqttPort = Annotated[
+    int | None,
+    typer.Option(min=1, max=65535, help="MQTT broker port (default 8883).", rich_help_panel=BUNDLE),
+]
 InfluxUrl = Annotated[
-    str | None, typer.Option(help="Local InfluxDB 1.x URL (default http://127.0.0.1:8086).")
+    str | None,
+    typer.Option(help="Local InfluxDB 1.x URL (default http://127.0.0.1:8086).", rich_help_panel=INFLUX),
 ]
-InfluxDatabase = Annotated[str | None, typer.Option(help="Local InfluxDB database (default pm500).")]
-InfluxUsername = Annotated[str | None, typer.Option(help="Local InfluxDB user name (default: none).")]
+InfluxDatabase = Annotated[
+    str | None, typer.Option(help="Local InfluxDB database (default pm500).", rich_help_panel=INFLUX)
+]
+InfluxUsername = Annotated[
+    str | None, typer.Option(help="Local InfluxDB user name (default: none).", rich_help_panel=INFLUX)
+]
 InfluxPassword = Annotated[
     str | None,
     typer.Option(
-        envvar="PM500_INFLUX_PASSWORD", help="Local InfluxDB password (better: set $PM500_INFLUX_PASSWORD)."
+        envvar="PM500_INFLUX_PASSWORD",
+        help="Local InfluxDB password (better: set $PM500_INFLUX_PASSWORD).",
+        rich_help_panel=INFLUX,
     ),
 ]
 
@@ -192,7 +231,7 @@ def _describe_outcome(result: dict[str, Any]) -> str:
     return text
 
 
-@app.command("provision-device")
+@command("provision-device")
 def provision_device_cmd(
     stack: Stack,
     site: Site,
@@ -214,13 +253,17 @@ def provision_device_cmd(
     rotate: Annotated[
         bool,
         typer.Option(
-            help="Re-issue even if provisioned: new certificate first, old one set INACTIVE afterwards."
+            "--rotate",
+            help="Re-issue even if provisioned: new certificate first, old one set INACTIVE afterwards.",
+            rich_help_panel=CERTIFICATE,
         ),
     ] = False,
     force: Annotated[
         bool,
         typer.Option(
-            help="Re-issue whatever the current state; the old certificate of the bundle is deleted."
+            "--force",
+            help="Re-issue whatever the current state; the old certificate of the bundle is deleted.",
+            rich_help_panel=CERTIFICATE,
         ),
     ] = False,
     as_json: JsonOut = False,
@@ -249,7 +292,7 @@ def provision_device_cmd(
     _emit(as_json, result, _describe_outcome(result))
 
 
-@app.command("rotate-cert")
+@command("rotate-cert")
 def rotate_cert_cmd(
     stack: Stack,
     site: Site,
@@ -263,7 +306,7 @@ def rotate_cert_cmd(
     validity_days: ValidityDays = 3650,
     server_ca: ServerCa = None,
     revoke_old: Annotated[
-        bool, typer.Option(help="Delete the old certificate instead of leaving it INACTIVE.")
+        bool, typer.Option("--revoke-old", help="Delete the old certificate instead of leaving it INACTIVE.")
     ] = False,
     as_json: JsonOut = False,
 ) -> None:
@@ -289,7 +332,7 @@ def rotate_cert_cmd(
     _emit(as_json, result, _describe_outcome(result))
 
 
-@app.command("revoke-device")
+@command("revoke-device")
 def revoke_device_cmd(
     stack: Stack,
     site: Site,
@@ -324,7 +367,7 @@ def revoke_device_cmd(
     _emit(as_json, {"thingName": target.thing_name, "revoked": revoked}, text)
 
 
-@app.command("list-devices")
+@command("list-devices")
 def list_devices_cmd(
     stack: Stack,
     outputs_file: OutputsFile = None,
@@ -343,7 +386,7 @@ def list_devices_cmd(
         return
     table = Table(title=f"Collectors of stack {stack}")
     for column in ("thing", "certificate", "status", "expires", "policies"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wrap long names and ids, never cut them off
     for d in devices:
         if not d.in_aws:
             table.add_row(d.thing_name, "[red]thing missing in AWS IoT[/red]", "", "", "")
@@ -351,11 +394,11 @@ def list_devices_cmd(
             table.add_row(d.thing_name, "[yellow]not provisioned[/yellow]", "", "", "")
         for c in d.certificates:
             expires = c.not_after.strftime("%Y-%m-%d") if c.not_after else "?"
-            table.add_row(d.thing_name, c.certificate_id[:16] + "…", c.status, expires, ", ".join(c.policies))
+            table.add_row(d.thing_name, c.certificate_id, c.status, expires, ", ".join(c.policies))
     out.print(table)
 
 
-@app.command("provision-site")
+@command("provision-site")
 def provision_site_cmd(
     stack: Stack,
     site: Annotated[
