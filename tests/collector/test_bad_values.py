@@ -6,14 +6,22 @@ Expected forms are written out literally here (what docs/integration.md promises
 from __future__ import annotations
 
 import json
+import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from collector import lineprotocol, payload
+from collector.config import load_config
 from collector.reading import Reading
+from collector.service import Collector
+from sandbox.ca import DevCA
 from sandbox.influx import InfluxServer
+from sandbox.net import free_port
+from tests.collector.test_bundle_files import make_bundle
 
 THING = "test:plant-a:edge-01"
 BUFFER_ID = "8d5c3f0e-0000-4000-8000-000000000001"
@@ -89,3 +97,31 @@ def test_influxdb_accepts_a_row_with_an_infinite_value_minus_that_field(
     assert rows["A"]["current"] == 12.5 and rows["A"]["kW"] == 3.25
     assert rows["A"].get("voltage") is None  # no such field in the row (or the column)
     assert rows["total"]["frequency"] == 60.0
+
+
+def test_the_collector_counts_bad_values_in_health_and_logs_each_change_once(
+    tmp_path: Path, dev_ca: DevCA, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_bundle(tmp_path / "bundle", dev_ca)
+    data = yaml.safe_load(config.read_text())
+    data["health"] = {"port": 0}
+    data["meters"][0]["port"] = free_port()  # nothing listens there: the poller just retries
+    config.write_text(yaml.safe_dump(data))
+    caplog.set_level(logging.INFO, logger="collector.service")
+    collector = Collector(load_config(config))
+    collector.start()
+    try:
+        for _ in range(3):
+            collector.on_reading(_reading(voltageAN=math.inf, currentA=2.0))
+        collector.on_reading(_reading(voltageAN=230.0))
+        counters = collector.snapshot()["counters"]
+    finally:
+        collector.stop()
+    assert counters["bad_values"] == 3 and counters["readings"] == 4
+    changes = [
+        (r.getMessage(), getattr(r, "bad", None)) for r in caplog.records if "meter values" in r.getMessage()
+    ]
+    assert changes == [
+        ("meter values not fit to publish; sent as null", {"voltageAN": "not_finite"}),
+        ("meter values plausible again", None),
+    ]
