@@ -28,7 +28,7 @@ import sqlite3
 import threading
 import uuid
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +123,7 @@ class Buffer:
         thing: str,
         sinks: Sequence[str] = SINKS,
         synchronous: str = "NORMAL",
+        ddata_encoder: Callable[[Reading, int, str], bytes] | None = None,
     ) -> None:
         unknown = set(sinks) - set(SINKS)
         if unknown or not sinks:
@@ -132,6 +133,11 @@ class Buffer:
         self.thing = thing
         self.sinks = tuple(sinks)
         self._ddata = "mqtt" in self.sinks
+        # What the MQTT sink will send for a reading given its seq and this file's buffer_id
+        # (collector.wire picks the encoding).
+        self._ddata_encoder = ddata_encoder or (
+            lambda reading, seq, buffer_id: encode(ddata(reading, thing, seq, buffer_id=buffer_id))
+        )
         self._lines = "influx" in self.sinks
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,8 +251,7 @@ class Buffer:
     def _encode_ddata(self, reading: Reading, seq: int) -> bytes:
         if not self._ddata:
             return b""
-        payload = ddata(reading, self.thing, seq, buffer_id=self.buffer_id)
-        return zlib.compress(encode(payload), _COMPRESSION_LEVEL)
+        return zlib.compress(self._ddata_encoder(reading, seq, self.buffer_id), _COMPRESSION_LEVEL)
 
     def _encode_lines(self, reading: Reading) -> bytes:
         if not self._lines:

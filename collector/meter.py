@@ -128,7 +128,8 @@ def check_sizes(driver: MeterDriver, regmap: RegisterMap, meter_name: str) -> No
         if actual != inst.size_bytes:
             raise SizeMismatchError(
                 f"meter {meter_name}: assembly instance {inst.instance} ({inst.title}) is {actual} bytes, "
-                f"register map expects {inst.size_bytes} ({inst.elements} REAL); refusing to decode"
+                f"register map expects {inst.size_bytes} ({inst.elements} {inst.element_type}); "
+                "refusing to decode"
             )
 
 

@@ -18,6 +18,10 @@
 - `publish` hands back the paho message id; `on_puback(mid)` fires when the broker acknowledged it.
   paho keeps unacknowledged QoS 1 messages and resends them (DUP) after a reconnect, so a message
   accepted by `publish` is eventually acknowledged or the process dies (and the buffer replays it).
+- What the births, the will and NDEATH contain is the `Wire`'s business (`collector.wire`). A Sparkplug B
+  wire numbers messages per MQTT session, so stale publishes of the last session must not be resent
+  into the next one: with `wire.fresh_session_per_connect` each CONNECT uses a new paho client (paho
+  keeps no old publishes) and the owner replays what was not acknowledged from its buffer (`session`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from collector import topics
 from collector.backoff import Backoff
 from collector.config import CollectorConfig
-from collector.payload import encode, node_state
+from collector.wire import JsonWire, Wire
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +72,12 @@ class MqttLink:
         backoff: Backoff | None = None,
         stable_after_s: float = STABLE_AFTER_S,
         early_drop_s: float = EARLY_DROP_S,
+        wire: Wire | None = None,
     ) -> None:
         self._cfg = cfg
+        self._wire: Wire = wire or JsonWire(cfg)
+        self._max_inflight = max_inflight
+        self.session = 0  # +1 per accepted CONNECT
         self._thing = cfg.thing_name
         self._on_puback = on_puback
         self._on_connected = on_connected
@@ -89,7 +97,9 @@ class MqttLink:
         self.identity_suspected = False  # EARLY_DROPS_REPORTED drops in a row right after CONNACK
         self._stats_lock = threading.Lock()  # counted from the sink thread and paho's thread
         self.stats = {"connects": 0, "disconnects": 0, "early_drops": 0, "published": 0, "acked": 0}
+        self._client = self._new_client()
 
+    def _new_client(self) -> mqtt.Client:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self._thing,
@@ -97,13 +107,13 @@ class MqttLink:
             clean_session=True,
             reconnect_on_failure=False,  # one connection per loop_start(); the supervisor reconnects
         )
-        client.tls_set_context(tls_context(cfg))
-        client.max_inflight_messages_set(max_inflight)
+        client.tls_set_context(tls_context(self._cfg))
+        client.max_inflight_messages_set(self._max_inflight)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
-        self._client = client
+        return client
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -114,7 +124,7 @@ class MqttLink:
     def stop(self, timeout_s: float = 3.0) -> None:
         """Graceful stop: publish NDEATH ourselves (a clean DISCONNECT suppresses the will), then close."""
         if self.connected.is_set():
-            info = self._send(self._client, topics.NDEATH.render(self._thing), self._node_state(online=False))
+            info = self._send(self._client, topics.NDEATH.render(self._thing), self._wire.ndeath(), QOS)
             try:
                 info.wait_for_publish(timeout=timeout_s)
             except (RuntimeError, ValueError):
@@ -126,20 +136,21 @@ class MqttLink:
             self._thread.join(timeout=timeout_s)
         self._client.loop_stop()
 
-    def publish(self, topic: str, payload: bytes) -> int | None:
-        """Queue a QoS 1 publish; the mid to expect in `on_puback`, or None if paho refused it."""
+    def publish(self, topic: str, payload: bytes, qos: int = QOS) -> int | None:
+        """Queue a publish (QoS 1 unless told); the mid to expect in `on_puback`, or None if refused."""
         with self._io_lock:
-            info = self._send(self._client, topic, payload)
+            info = self._send(self._client, topic, payload, qos)
         if info.rc not in _ACCEPTED:
             log.warning("publish refused by client", extra={"topic": topic, "rc": int(info.rc)})
             return None
         return info.mid
 
-    def _send(self, client: mqtt.Client, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
-        """Every QoS 1 publish, births included, counted as published BEFORE it can be acknowledged:
-        `acked` never runs ahead of `published`, even when the PUBACK beats this thread back."""
+    def _send(self, client: mqtt.Client, topic: str, payload: bytes, qos: int) -> mqtt.MQTTMessageInfo:
+        """Every publish, births included, counted as published BEFORE it can be acknowledged: `acked`
+        never runs ahead of `published`, even when the PUBACK beats this thread back. (paho reports a
+        QoS 0 publish, a Sparkplug B birth, through the same `on_publish` once it is written.)"""
         self._count("published")
-        info = client.publish(topic, payload, qos=QOS)
+        info = client.publish(topic, payload, qos=qos)
         if info.rc not in _ACCEPTED:
             self._count("published", -1)
         return info
@@ -152,12 +163,16 @@ class MqttLink:
 
     def _run(self) -> None:
         host, port = self._cfg.mqtt.endpoint, self._cfg.mqtt.port
+        first = True
         while not self._stopping.is_set():
-            # The will's timestamp is the moment we (re)connect: the last time we know we were alive.
-            self._client.will_set(topics.NDEATH.render(self._thing), self._node_state(online=False), qos=QOS)
             self._lost.clear()
             try:
                 with self._io_lock:
+                    if self._wire.fresh_session_per_connect and not first:
+                        self._client = self._new_client()
+                    first = False
+                    # The will is made per CONNECT: its timestamp (and a Sparkplug bdSeq) belong to it.
+                    self._client.will_set(topics.NDEATH.render(self._thing), self._wire.will(), qos=QOS)
                     self._client.connect(host, port, keepalive=self._cfg.mqtt.keepalive_s)
                     self._client.loop_start()
             except (OSError, ssl.SSLError, ValueError) as e:
@@ -219,8 +234,10 @@ class MqttLink:
         self._count("connects")
         if not self.identity_suspected:  # while suspected, one error line says it all, not one per retry
             log.info("mqtt connected", extra={"endpoint": self._cfg.mqtt.endpoint, "client_id": self._thing})
-        self._send(client, topics.NBIRTH.render(self._thing), self._node_state(online=True))
-        self._on_connected()
+        with self._wire.lock:  # no message numbered in between (Sparkplug seq)
+            self.session += 1
+            self._send(client, topics.NBIRTH.render(self._thing), self._wire.nbirth(), self._wire.birth_qos)
+            self._on_connected()
         client.subscribe(topics.NCMD.render(self._thing), qos=QOS)
         self.connected.set()
         self._on_online()  # births are queued first: the owner may now publish data
@@ -246,6 +263,3 @@ class MqttLink:
             self._on_command(bytes(message.payload))
         except Exception:  # a bad command must never take the link down
             log.exception("command handler failed", extra={"topic": message.topic})
-
-    def _node_state(self, online: bool) -> bytes:
-        return encode(node_state(self._thing, self._cfg.site, online, int(time.time() * 1000)))

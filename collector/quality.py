@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from collector.alarms import STATUS_METRICS
 from collector.metrics import METRICS_BY_NAME
 
 NOT_FINITE = "not_finite"
@@ -34,6 +35,9 @@ PLAUSIBLE_RANGE_BY_UNIT: dict[str, tuple[float, float]] = {
     "Hz": (0.0, 1000.0),
     "kWh": (-1e15, 1e15),
 }
+# The alarm/output states (instance 108 bits, `collector.alarms`) are unit-less like power factor but
+# can only be 0 (inactive/off) or 1 (active/on): anything else is garbage, not a state.
+STATE_VALUES = (0.0, 1.0)
 
 
 def problem(metric: str, value: float) -> str | None:
@@ -43,6 +47,8 @@ def problem(metric: str, value: float) -> str | None:
     known = METRICS_BY_NAME.get(metric)
     if known is None:  # not a published metric: the builders leave it out anyway
         return None
+    if metric in STATUS_METRICS:
+        return None if value in STATE_VALUES else OUT_OF_RANGE
     low, high = PLAUSIBLE_RANGE_BY_UNIT[known.unit]
     return None if low <= value <= high else OUT_OF_RANGE
 

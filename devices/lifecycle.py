@@ -64,10 +64,21 @@ def list_devices(
     """
     targets = outputs.select(sites, None)
     policy = outputs.collector_policy_name
-    pages = iot.get_paginator("list_targets_for_policy").paginate(policyName=policy)
-    with_policy = {arn for page in pages for arn in page.get("targets", [])}
+    with_policy = _policy_targets(iot, policy)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda t: _device(iot, t, policy, with_policy), targets))
+
+
+def _policy_targets(iot: IoTClient, policy: str) -> set[str]:
+    """Certificates the stack policy is attached to; none when the policy does not exist in this region
+    (another region than the stack's, or a stack not deployed): each thing is then reported missing."""
+    try:
+        pages = iot.get_paginator("list_targets_for_policy").paginate(policyName=policy)
+        return {arn for page in pages for arn in page.get("targets", [])}
+    except ClientError as exc:
+        if not is_not_found(exc):
+            raise
+        return set()
 
 
 def _device(iot: IoTClient, target: CollectorOutput, policy: str, with_policy: set[str]) -> DeviceInfo:

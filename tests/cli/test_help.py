@@ -14,12 +14,14 @@ from typer.testing import CliRunner
 import cli
 
 SNAPSHOTS = Path(__file__).with_name("snapshots")
-COMMANDS = ["provision-device", "provision-site", "rotate-cert", "revoke-device", "list-devices"]
+COMMANDS = [
+    "provision-device", "provision-site", "rotate-cert", "revoke-device", "list-devices", "meter probe"
+]
 
 
 def help_text(command: str) -> str:
     result = CliRunner().invoke(
-        cli.app, [command, "--help"], env={"COLUMNS": "80", "TERM": "dumb"}, prog_name="cli.py"
+        cli.app, [*command.split(), "--help"], env={"COLUMNS": "80", "TERM": "dumb"}, prog_name="cli.py"
     )
     assert result.exit_code == 0, result.output
     return result.output
@@ -35,7 +37,7 @@ def test_no_python_type_labels_and_flags_take_no_label(command: str) -> None:
     text = help_text(command)
     assert not re.search(r"<(str|int|bool|path|list\[[a-z]+\]|file|dir)>", text)
     for flag in ("--help", "--json"):
-        (line,) = [line for line in text.splitlines() if f"│ {flag} " in line]
+        (line,) = [line for line in text.splitlines() if re.match(rf"│\s+{flag} ", line)]
         first_word = line.split(flag, 1)[1].split()[0]  # the help text itself, no label before it
         assert not first_word.startswith("<") and not first_word.isupper(), line
     assert "--no-" not in text  # plain flags, no negative twins

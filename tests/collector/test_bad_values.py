@@ -76,6 +76,27 @@ def test_unusual_but_real_values_are_published_as_numbers(metric, value):
     assert only["value"] == value and "is_null" not in only
 
 
+@pytest.mark.parametrize("metric", ["alarm1", "alarm4", "output1", "output2"])
+def test_alarm_and_output_states_0_and_1_are_published_as_numbers(metric):
+    for state in (0.0, 1.0):
+        (only,) = payload.ddata(_reading(**{metric: state}), THING, 1, buffer_id=BUFFER_ID)["metrics"]
+        assert only["value"] == state and "is_null" not in only
+
+
+@pytest.mark.parametrize(("metric", "value"), [("alarm2", 2.0), ("alarm3", -1.0), ("output1", 0.5)])
+def test_an_alarm_or_output_state_other_than_0_or_1_is_out_of_range(metric, value):
+    (only,) = payload.ddata(_reading(**{metric: value}), THING, 1, buffer_id=BUFFER_ID)["metrics"]
+    assert (only["value"], only["properties"]["quality"]) == (None, "out_of_range")
+
+
+def test_line_protocol_writes_alarm_states_into_the_total_row():
+    reading = _reading(frequency=60.0, alarm1=1.0, alarm2=0.0, output1=1.0, alarm3=7.0)
+    assert lineprotocol.lines(reading) == [
+        "powermonitor_500,site=plant-a,asset=mcc-1,phase=total,breaker=F1 "
+        "frequency=60.0,alarm_1=1.0,alarm_2=0.0,output_1=1.0 1795435200000",
+    ]
+
+
 def test_encode_refuses_to_produce_invalid_json():
     with pytest.raises(ValueError):
         payload.encode({"value": math.inf})

@@ -58,7 +58,7 @@ def test_ecr_repository_settings(stack: StackConfig, image_context: Path) -> Non
     mocks = run(stack, image_context)
     (repo,) = mocks.of_type("aws:ecr/repository:Repository")
     assert repo.get("name") == f"pm500-{stack.stack}-collector"
-    assert repo.get("imageTagMutability") == "IMMUTABLE"
+    assert repo.get("imageTagMutability") == "MUTABLE"  # see test_image_push_twice
     assert repo.get("imageScanningConfiguration") == {"scanOnPush": True}
     (policy,) = mocks.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
     rule = json.loads(policy.get("policy"))["rules"][0]
