@@ -78,8 +78,8 @@ def test_entries_carry_the_payloads_each_sink_sends(tmp_path: Path) -> None:
     buf.append_many([first, second, full_reading(3, "m1")])
     mqtt = buf.cursor("mqtt").next_batch(10)
     assert [(e.asset, e.seq) for e in mqtt] == [("m1", 1), ("m2", 1), ("m1", 2)]
-    assert mqtt[0].payload == encode(ddata(first, THING, 1))
-    assert mqtt[1].payload == encode(ddata(second, THING, 1))
+    assert mqtt[0].payload == encode(ddata(first, THING, 1, buffer_id=buf.buffer_id))
+    assert mqtt[1].payload == encode(ddata(second, THING, 1, buffer_id=buf.buffer_id))
     assert mqtt[1].timestamp_ms == second.timestamp_ms
     influx = buf.cursor("influx").next_batch(10)
     assert influx[0].payload.decode().splitlines() == lines(first)
