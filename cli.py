@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -24,6 +25,7 @@ from devices.aws import aws_errors, iot_client
 from devices.bulk import BulkResult, provision_many, summary
 from devices.bundle import default_bundle_dir
 from devices.errors import DeviceError
+from devices.help_format import ConventionalHelpCommand
 from devices.lifecycle import list_devices, revoke_device
 from devices.map_suggest import describe_suggestion, suggest
 from devices.meter_probe import connect, describe, probe
@@ -38,18 +40,30 @@ app = typer.Typer(
 )
 meter_app = typer.Typer(help="Commission PowerMonitor 500 meters on the plant network.", no_args_is_help=True)
 app.add_typer(meter_app, name="meter")
+command = partial(app.command, cls=ConventionalHelpCommand)
+meter_command = partial(meter_app.command, cls=ConventionalHelpCommand)
+
+# Help panels, so that a command with many options reads as a few short groups.
+TARGET = "Which collector"
+CERTIFICATE = "Certificate"
+BUNDLE = "Bundle: broker"
+INFLUX = "Bundle: local InfluxDB"
+OUTPUT = "Output"
 out = Console()
 err = Console(stderr=True)
 
 # Options shared by several commands.
-Stack = Annotated[str, typer.Option(help="Pulumi stack name, e.g. staging or prod.")]
-Site = Annotated[str, typer.Option(help="Site name as in the stack's inventory.")]
-CollectorId = Annotated[str, typer.Option("--collector", help="Collector name within the site.")]
+Stack = Annotated[str, typer.Option(help="Pulumi stack name, e.g. staging or prod.", rich_help_panel=TARGET)]
+Site = Annotated[str, typer.Option(help="Site name as in the stack's inventory.", rich_help_panel=TARGET)]
+CollectorId = Annotated[
+    str, typer.Option("--collector", help="Collector name within the site.", rich_help_panel=TARGET)
+]
 OutputsFile = Annotated[
     Path | None,
     typer.Option(
         help="Saved `pulumi stack output --json --stack STACK`; use it where no Pulumi CLI is installed.",
         dir_okay=False,
+        rich_help_panel=TARGET,
     ),
 ]
 Region = Annotated[
@@ -62,16 +76,23 @@ Out = Annotated[
         "--out",
         help="Bundle directory to write (default: bundles/STACK/SITE/COLLECTOR). Created 0700.",
         file_okay=False,
+        rich_help_panel=OUTPUT,
     ),
 ]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout instead of text.")]
-KeyType = Annotated[str, typer.Option(help="Private key type: ec-p256 (default) or rsa-2048.")]
+JsonOut = Annotated[
+    bool,
+    typer.Option("--json", help="Print a JSON result on stdout instead of text.", rich_help_panel=OUTPUT),
+]
+KeyType = Annotated[
+    str, typer.Option(help="Private key type: ec-p256 (default) or rsa-2048.", rich_help_panel=CERTIFICATE)
+]
 CaCert = Annotated[
     Path | None,
     typer.Option(
         help="Your organisation's CA certificate: sign the CSR with it and RegisterCertificate "
         "(the CA must be registered with AWS IoT). Needs --ca-key.",
         dir_okay=False,
+        rich_help_panel=CERTIFICATE,
     ),
 ]
 CaKey = Annotated[
@@ -79,31 +100,50 @@ CaKey = Annotated[
     typer.Option(
         help=f"Private key of --ca-cert (if encrypted, its password in ${crypto.CA_KEY_PASSWORD_ENV}).",
         dir_okay=False,
+        rich_help_panel=CERTIFICATE,
     ),
 ]
 ValidityDays = Annotated[
-    int, typer.Option(min=1, max=36500, help="Validity of certificates signed by --ca-cert.")
+    int,
+    typer.Option(
+        min=1, max=36500, help="Validity of certificates signed by --ca-cert.", rich_help_panel=CERTIFICATE
+    ),
 ]
 ServerCa = Annotated[
     Path | None,
     typer.Option(
         help="CA(s) that verify the broker, copied into the bundle (default: Amazon Root CA 1 and 3).",
         dir_okay=False,
+        rich_help_panel=BUNDLE,
     ),
 ]
 Endpoint = Annotated[
-    str | None, typer.Option(help="MQTT broker host for the bundle (default: the stack's AWS IoT endpoint).")
+    str | None,
+    typer.Option(
+        help="MQTT broker host for the bundle (default: the stack's AWS IoT endpoint).",
+        rich_help_panel=BUNDLE,
+    ),
 ]
-MqttPort = Annotated[int | None, typer.Option(min=1, max=65535, help="MQTT broker port (default 8883).")]
+MqttPort = Annotated[
+    int | None,
+    typer.Option(min=1, max=65535, help="MQTT broker port (default 8883).", rich_help_panel=BUNDLE),
+]
 InfluxUrl = Annotated[
-    str | None, typer.Option(help="Local InfluxDB 1.x URL (default http://127.0.0.1:8086).")
+    str | None,
+    typer.Option(help="Local InfluxDB 1.x URL (default http://127.0.0.1:8086).", rich_help_panel=INFLUX),
 ]
-InfluxDatabase = Annotated[str | None, typer.Option(help="Local InfluxDB database (default pm500).")]
-InfluxUsername = Annotated[str | None, typer.Option(help="Local InfluxDB user name (default: none).")]
+InfluxDatabase = Annotated[
+    str | None, typer.Option(help="Local InfluxDB database (default pm500).", rich_help_panel=INFLUX)
+]
+InfluxUsername = Annotated[
+    str | None, typer.Option(help="Local InfluxDB user name (default: none).", rich_help_panel=INFLUX)
+]
 InfluxPassword = Annotated[
     str | None,
     typer.Option(
-        envvar="PM500_INFLUX_PASSWORD", help="Local InfluxDB password (better: set $PM500_INFLUX_PASSWORD)."
+        envvar="PM500_INFLUX_PASSWORD",
+        help="Local InfluxDB password (better: set $PM500_INFLUX_PASSWORD).",
+        rich_help_panel=INFLUX,
     ),
 ]
 
@@ -201,7 +241,7 @@ def _describe_outcome(result: dict[str, Any]) -> str:
     return text
 
 
-@app.command("provision-device")
+@command("provision-device")
 def provision_device_cmd(
     stack: Stack,
     site: Site,
@@ -223,13 +263,17 @@ def provision_device_cmd(
     rotate: Annotated[
         bool,
         typer.Option(
-            help="Re-issue even if provisioned: new certificate first, old one set INACTIVE afterwards."
+            "--rotate",
+            help="Re-issue even if provisioned: new certificate first, old one set INACTIVE afterwards.",
+            rich_help_panel=CERTIFICATE,
         ),
     ] = False,
     force: Annotated[
         bool,
         typer.Option(
-            help="Re-issue whatever the current state; the old certificate of the bundle is deleted."
+            "--force",
+            help="Re-issue whatever the current state; the old certificate of the bundle is deleted.",
+            rich_help_panel=CERTIFICATE,
         ),
     ] = False,
     as_json: JsonOut = False,
@@ -258,7 +302,7 @@ def provision_device_cmd(
     _emit(as_json, result, _describe_outcome(result))
 
 
-@app.command("rotate-cert")
+@command("rotate-cert")
 def rotate_cert_cmd(
     stack: Stack,
     site: Site,
@@ -272,7 +316,7 @@ def rotate_cert_cmd(
     validity_days: ValidityDays = 3650,
     server_ca: ServerCa = None,
     revoke_old: Annotated[
-        bool, typer.Option(help="Delete the old certificate instead of leaving it INACTIVE.")
+        bool, typer.Option("--revoke-old", help="Delete the old certificate instead of leaving it INACTIVE.")
     ] = False,
     as_json: JsonOut = False,
 ) -> None:
@@ -298,7 +342,7 @@ def rotate_cert_cmd(
     _emit(as_json, result, _describe_outcome(result))
 
 
-@app.command("revoke-device")
+@command("revoke-device")
 def revoke_device_cmd(
     stack: Stack,
     site: Site,
@@ -333,7 +377,7 @@ def revoke_device_cmd(
     _emit(as_json, {"thingName": target.thing_name, "revoked": revoked}, text)
 
 
-@app.command("list-devices")
+@command("list-devices")
 def list_devices_cmd(
     stack: Stack,
     outputs_file: OutputsFile = None,
@@ -352,7 +396,7 @@ def list_devices_cmd(
         return
     table = Table(title=f"Collectors of stack {stack}")
     for column in ("thing", "certificate", "status", "expires", "policies"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wrap long names and ids, never cut them off
     for d in devices:
         if not d.in_aws:
             table.add_row(d.thing_name, "[red]thing missing in AWS IoT[/red]", "", "", "")
@@ -360,11 +404,11 @@ def list_devices_cmd(
             table.add_row(d.thing_name, "[yellow]not provisioned[/yellow]", "", "", "")
         for c in d.certificates:
             expires = c.not_after.strftime("%Y-%m-%d") if c.not_after else "?"
-            table.add_row(d.thing_name, c.certificate_id[:16] + "…", c.status, expires, ", ".join(c.policies))
+            table.add_row(d.thing_name, c.certificate_id, c.status, expires, ", ".join(c.policies))
     out.print(table)
 
 
-@app.command("provision-site")
+@command("provision-site")
 def provision_site_cmd(
     stack: Stack,
     site: Annotated[
@@ -483,11 +527,7 @@ def deployer_policy_command(
               "(see docs/infra.md). --json prints the documents.")
 
 
-if __name__ == "__main__":
-    app()
-
-
-@meter_app.command("probe")
+@meter_command("probe")
 def meter_probe_cmd(
     host: Annotated[str, typer.Option(help="The meter's IP address or DNS name.")],
     port: Annotated[int, typer.Option(min=1, max=65535, help="EtherNet/IP TCP port.")] = 44818,
@@ -536,3 +576,7 @@ def meter_probe_cmd(
     lines = describe(report) + (describe_suggestion(suggestion) if suggestion is not None else [])
     for line in lines:
         out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+if __name__ == "__main__":
+    app()

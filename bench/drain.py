@@ -47,6 +47,9 @@ from sandbox.mosquitto import MosquittoBroker
 from sandbox.net import free_port
 from tests.collector.harness import SITE, THING, write_bundle
 
+# The baseline sends payloads of the collector's exact size: a buffer_id like a real buffer's (a UUID).
+BASELINE_BUFFER_ID = "00000000-0000-4000-8000-000000000000"
+
 WINDOW = 256
 FLOAT32 = struct.Struct(f"<{len(METRICS)}f")
 SIMULATOR_METERS_PER_PROCESS = 25  # cpppo burns ~2 ms CPU per reply: spread 100 meters over 4 processes
@@ -66,7 +69,8 @@ def readings(n: int) -> list[Reading]:
 def baseline_rate(cfg: CollectorConfig, batch: list[Reading]) -> float:
     """Raw paho: publish every payload at QoS 1 over TLS, wait for all PUBACKs. Messages/s."""
     payloads = [
-        (topics.DDATA.render(THING, r.asset), encode(ddata(r, THING, i + 1))) for i, r in enumerate(batch)
+        (topics.DDATA.render(THING, r.asset), encode(ddata(r, THING, i + 1, buffer_id=BASELINE_BUFFER_ID)))
+        for i, r in enumerate(batch)
     ]
     done = threading.Event()
     acked = 0
@@ -188,7 +192,7 @@ def main() -> None:
             broker.stop()
     base, drain = statistics.mean(base_rates), statistics.mean(drain_rates)
     ratio = drain / base
-    payload_kb = len(encode(ddata(batch[0], THING, 1))) / 1024
+    payload_kb = len(encode(ddata(batch[0], THING, 1, buffer_id=BASELINE_BUFFER_ID))) / 1024
     expected = args.meters * args.fleet_s
     cpu_verdict = "PASS" if cpu_share < 0.5 else "FAIL"
     body = f"""

@@ -35,18 +35,19 @@ from tests.collector.harness import SITE, THING, write_bundle
 
 MODES = ("json", "sparkplug-b")
 POLL_INTERVAL_S = 0.2
+BUFFER_ID = "5b0f7c62-1f0e-4c1a-9d55-3c2f8a7e0b41"  # a buffer file's identity: every JSON payload carries one
 
 
 def sizes(n: int) -> dict[str, dict[str, float]]:
     batch = readings(n)
-    json_wire = [encode(ddata(r, THING, i + 1)) for i, r in enumerate(batch)]
+    json_wire = [encode(ddata(r, THING, i + 1, buffer_id=BUFFER_ID)) for i, r in enumerate(batch)]
     spb_wire = [sparkplug_b.with_seq(sparkplug_b.ddata_body(r, THING), i % 256) for i, r in enumerate(batch)]
     now = int(time.time() * 1000)
     return {
         "json": {
             "wire": statistics.mean(map(len, json_wire)),
             "stored": statistics.mean(len(zlib.compress(p, 1)) for p in json_wire),
-            "dbirth": len(encode(dbirth(THING, SITE, "meter-0", "F0", now, 0))),
+            "dbirth": len(encode(dbirth(THING, SITE, "meter-0", "F0", now, 0, buffer_id=BUFFER_ID))),
         },
         "sparkplug-b": {
             "wire": statistics.mean(map(len, spb_wire)),
@@ -63,7 +64,8 @@ def encoder_cpu_us(n: int, rounds: int) -> dict[str, float]:
     for _ in range(rounds):
         t0 = time.process_time()
         for i, r in enumerate(batch):
-            zlib.compress(encode(ddata(r, THING, i)), 1)  # json: all work at append, sent as stored
+            # json: all work at append, sent as stored
+            zlib.compress(encode(ddata(r, THING, i, buffer_id=BUFFER_ID)), 1)
         spent["json"].append(time.process_time() - t0)
         t0 = time.process_time()
         for i, r in enumerate(batch):

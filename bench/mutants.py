@@ -50,11 +50,21 @@ MODULE_TESTS: dict[str, list[str]] = {
     "infra/naming.py": ["tests/contracts/test_naming.py", "tests/infra/test_aws_names.py"],
     "collector/backoff.py": ["tests/collector/test_backoff.py"],
     "collector/topics.py": ["tests/contracts/test_topics.py"],
-    "collector/payload.py": ["tests/contracts/test_payload.py", "tests/collector/test_alarms.py"],
-    "collector/lineprotocol.py": ["tests/contracts/test_lineprotocol.py"],
+    "collector/payload.py": [
+        "tests/contracts/test_payload.py",
+        "tests/collector/test_alarms.py",
+        "tests/collector/test_buffer_identity.py",
+        "tests/collector/test_bad_values.py",
+    ],
+    "collector/lineprotocol.py": [
+        "tests/contracts/test_lineprotocol.py",
+        "tests/collector/test_bad_values.py",
+        "tests/collector/test_label_escaping.py",
+    ],
     "devices/crypto.py": ["tests/cli/test_crypto.py", "tests/cli/test_root_ca.py"],
     "collector/registers.py": ["tests/meter/test_registers.py"],
-    "collector/buffer.py": ["tests/collector/test_buffer.py"],
+    "collector/buffer.py": ["tests/collector/test_buffer.py", "tests/collector/test_buffer_identity.py"],
+    "collector/quality.py": ["tests/collector/test_bad_values.py"],
 }
 
 NO_MUTATE = "pragma: no mutate"

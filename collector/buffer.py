@@ -5,6 +5,9 @@ payload (with the per-asset `seq` given at append time) and the InfluxDB line pr
 zlib-compressed. Encoding once at append time (on the poller threads, ~100 readings/s) means a backlog
 drain only reads rows and hands bytes to the network: no JSON work per replayed message. The `seqs`
 table persists the last `seq` per asset in the same transaction, so `seq` keeps counting across restarts.
+`seq` only counts within one file, so each file gets an identity when it is created (`buffer_id`, a
+random UUID in the `identity` table) that every payload carries: a lost or replaced file (new disk,
+fresh volume) restarts `seq` at 1 under a new `buffer_id`, never under the old one.
 
 Each sink (MQTT, InfluxDB) has its own cursor: a read position kept in memory plus a durable
 `pending_<sink>` table listing the rows it still owes its peer. A sink removes a row from its table
@@ -23,6 +26,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import uuid
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -87,6 +91,7 @@ CREATE TABLE IF NOT EXISTS readings (
 {"".join(f"CREATE TABLE IF NOT EXISTS pending_{s} (id INTEGER PRIMARY KEY);" for s in SINKS)}
 CREATE TABLE IF NOT EXISTS seqs (asset TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS identity (buffer_id TEXT NOT NULL);
 """
 
 
@@ -118,7 +123,7 @@ class Buffer:
         thing: str,
         sinks: Sequence[str] = SINKS,
         synchronous: str = "NORMAL",
-        ddata_encoder: Callable[[Reading, int], bytes] | None = None,
+        ddata_encoder: Callable[[Reading, int, str], bytes] | None = None,
     ) -> None:
         unknown = set(sinks) - set(SINKS)
         if unknown or not sinks:
@@ -128,8 +133,11 @@ class Buffer:
         self.thing = thing
         self.sinks = tuple(sinks)
         self._ddata = "mqtt" in self.sinks
-        # What the MQTT sink will send for a reading given its seq (collector.wire picks the encoding).
-        self._ddata_encoder = ddata_encoder or (lambda reading, seq: encode(ddata(reading, thing, seq)))
+        # What the MQTT sink will send for a reading given its seq and this file's buffer_id
+        # (collector.wire picks the encoding).
+        self._ddata_encoder = ddata_encoder or (
+            lambda reading, seq, buffer_id: encode(ddata(reading, thing, seq, buffer_id=buffer_id))
+        )
         self._lines = "influx" in self.sinks
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +149,7 @@ class Buffer:
         self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(_SCHEMA)
+        self.buffer_id = self._identity()
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._release_unused_sinks()
         self._last_seq: dict[str, int] = dict(self._db.execute("SELECT asset, last_seq FROM seqs").fetchall())
@@ -163,6 +172,15 @@ class Buffer:
                     log.warning("buffer checkpoint failed; retrying", exc_info=True)
         finally:
             db.close()
+
+    def _identity(self) -> str:
+        """This file's `buffer_id`, made (random, so never reused) the first time the file is opened."""
+        with self._transaction():
+            row = self._db.execute("SELECT buffer_id FROM identity").fetchone()
+            if row is None:
+                row = (str(uuid.uuid4()),)
+                self._db.execute("INSERT INTO identity (buffer_id) VALUES (?)", row)
+        return str(row[0])
 
     def _check_format(self) -> None:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
@@ -233,7 +251,7 @@ class Buffer:
     def _encode_ddata(self, reading: Reading, seq: int) -> bytes:
         if not self._ddata:
             return b""
-        return zlib.compress(self._ddata_encoder(reading, seq), _COMPRESSION_LEVEL)
+        return zlib.compress(self._ddata_encoder(reading, seq, self.buffer_id), _COMPRESSION_LEVEL)
 
     def _encode_lines(self, reading: Reading) -> bytes:
         if not self._lines:
@@ -302,6 +320,7 @@ class Buffer:
 
     def stats(self) -> dict[str, object]:
         return {
+            "buffer_id": self.buffer_id,
             "bytes": self._bytes,
             "max_bytes": self.max_bytes,
             "dropped": self._dropped,

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from collector.consistency import Wiring
+from collector.lineprotocol import label_problem
 from collector.topics import NAME_PATTERN, NAME_RULE, thing_name
 from collector.validation import ConfigError, describe, field_path, read_yaml
 
@@ -70,6 +71,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_label(value: str) -> str:
+    """A free-text label (InfluxDB tag, DBIRTH field): must read back from InfluxDB exactly as written."""
+    problem = label_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 class MeterConfig(_Model):
     """One PowerMonitor 500 on the plant network."""
 
@@ -84,6 +93,7 @@ class MeterConfig(_Model):
     )
 
     _host = field_validator("host")(check_host)
+    _breaker = field_validator("breaker")(check_label)
 
 
 class MqttConfig(_Model):

@@ -1,26 +1,55 @@
-"""InfluxDB line protocol for measurement `powermonitor_500` (tags site, asset, phase, breaker)."""
+"""InfluxDB line protocol for measurement `powermonitor_500` (tags site, asset, phase, breaker).
+
+Escaping follows the InfluxDB 1.x line-protocol spec for tag values: `,`, `=` and space are escaped
+with a backslash; a backslash is not an escape character on its own and is written (and stored) as is,
+so `MCC\\2` reads back as `MCC\\2`, the label DBIRTH announces. Two things cannot be carried at all and
+are refused by the config (`collector.config.check_label`): control characters (a newline would start
+a new line: another measurement) and a trailing backslash (it would escape the separator after it).
+`lines` refuses them too, so no caller can inject a line.
+
+A value that is not finite or not plausible (`collector.quality`) is left out of its row; the row's
+other fields are still written, and a row with no field left is not written.
+"""
 
 from __future__ import annotations
 
+import unicodedata
+
 from collector.metrics import METRICS
+from collector.quality import screen
 from collector.reading import Reading
 
 MEASUREMENT = "powermonitor_500"
 TAGS = ("site", "asset", "phase", "breaker")
+# Cc: C0/C1 controls incl. newline, tab, DEL; Zl/Zp: Unicode line and paragraph separators.
+_CONTROL_CATEGORIES = ("Cc", "Zl", "Zp")
+_TAG_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 
 
-def _escape_tag(value: str) -> str:
-    """InfluxDB 1.x escapes only `,`, `=` and space in tag values; it keeps a backslash literally, so
-    doubling it would store two (checked against a real InfluxDB in tests/contracts)."""
-    return value.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+def label_problem(value: str) -> str | None:
+    """Why `value` cannot be an InfluxDB tag value that reads back unchanged, or None."""
+    bad = [c for c in value if unicodedata.category(c) in _CONTROL_CATEGORIES]
+    if bad:
+        return f"control character U+{ord(bad[0]):04X} not allowed (InfluxDB line protocol cannot carry it)"
+    if value.endswith("\\"):
+        return "must not end with a backslash (InfluxDB line protocol cannot carry it)"
+    return None
+
+
+def _escape_tag(name: str, value: str) -> str:
+    problem = label_problem(value)
+    if problem is not None:
+        raise ValueError(f"{name} {value!r}: {problem}")
+    return value.translate(_TAG_ESCAPES)
 
 
 def _fields_by_phase(reading: Reading) -> dict[str, dict[str, float]]:
+    good, _ = screen(reading.values)
     rows: dict[str, dict[str, float]] = {}
     for m in METRICS:
-        if m.phase is None or m.field is None or m.name not in reading.values:
+        if m.phase is None or m.field is None or m.name not in good:
             continue
-        rows.setdefault(m.phase, {})[m.field] = reading.values[m.name]
+        rows.setdefault(m.phase, {})[m.field] = good[m.name]
     return rows
 
 
@@ -29,7 +58,7 @@ def lines(reading: Reading) -> list[str]:
     out = []
     for phase, fields in _fields_by_phase(reading).items():
         tags = ",".join(
-            f"{k}={_escape_tag(v)}"
+            f"{k}={_escape_tag(k, v)}"
             for k, v in (
                 ("site", reading.site),
                 ("asset", reading.asset),

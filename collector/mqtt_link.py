@@ -9,6 +9,12 @@
   paho's network thread (`loop_start`) runs one connection; when it ends, our supervisor thread waits
   the jittered delay and starts the next. Every socket write then happens on paho's thread (its
   `loop_start` mode), never from two threads at once, which would corrupt the TLS stream.
+- The backoff starts over only after a connection that stayed up `stable_after_s`: a CONNACK alone
+  proves nothing. A broker that accepts and then drops the client (AWS IoT when the policy denies the
+  client id) would otherwise get a reconnect storm, which AWS IoT throttles per client id.
+  Connections dropped within `early_drop_s` of their CONNACK are counted; `EARLY_DROPS_REPORTED` in a
+  row are reported as what they most likely are: the broker rejects this identity (certificate /
+  client id) or its policy.
 - `publish` hands back the paho message id; `on_puback(mid)` fires when the broker acknowledged it.
   paho keeps unacknowledged QoS 1 messages and resends them (DUP) after a reconnect, so a message
   accepted by `publish` is eventually acknowledged or the process dies (and the buffer replays it).
@@ -23,6 +29,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -37,6 +44,10 @@ log = logging.getLogger(__name__)
 
 QOS = 1
 _ACCEPTED = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
+STABLE_AFTER_S = 30.0  # a connection up this long resets the backoff
+EARLY_DROP_S = 5.0  # a drop this soon after CONNACK counts as "dropped right after CONNACK"
+EARLY_DROPS_REPORTED = 3  # in a row: reported as an identity or policy problem
+IDENTITY_PROBLEM = "broker drops the connection right after CONNACK: identity or policy"
 
 
 def tls_context(cfg: CollectorConfig) -> ssl.SSLContext:
@@ -59,6 +70,8 @@ class MqttLink:
         on_online: Callable[[], None] = lambda: None,
         max_inflight: int = 256,
         backoff: Backoff | None = None,
+        stable_after_s: float = STABLE_AFTER_S,
+        early_drop_s: float = EARLY_DROP_S,
         wire: Wire | None = None,
     ) -> None:
         self._cfg = cfg
@@ -77,7 +90,13 @@ class MqttLink:
         self._io_lock = threading.Lock()  # no publish while the supervisor (re)connects the socket
         self._thread: threading.Thread | None = None
         self._last_problem: str | None = None
-        self.stats = {"connects": 0, "disconnects": 0, "published": 0, "acked": 0}
+        self._stable_after_s = stable_after_s
+        self._early_drop_s = early_drop_s
+        self._connacked_at: float | None = None  # monotonic time of this connection's CONNACK
+        self._early_drops_in_a_row = 0
+        self.identity_suspected = False  # EARLY_DROPS_REPORTED drops in a row right after CONNACK
+        self._stats_lock = threading.Lock()  # counted from the sink thread and paho's thread
+        self.stats = {"connects": 0, "disconnects": 0, "early_drops": 0, "published": 0, "acked": 0}
         self._client = self._new_client()
 
     def _new_client(self) -> mqtt.Client:
@@ -105,7 +124,7 @@ class MqttLink:
     def stop(self, timeout_s: float = 3.0) -> None:
         """Graceful stop: publish NDEATH ourselves (a clean DISCONNECT suppresses the will), then close."""
         if self.connected.is_set():
-            info = self._client.publish(topics.NDEATH.render(self._thing), self._wire.ndeath(), qos=QOS)
+            info = self._send(self._client, topics.NDEATH.render(self._thing), self._wire.ndeath(), QOS)
             try:
                 info.wait_for_publish(timeout=timeout_s)
             except (RuntimeError, ValueError):
@@ -120,12 +139,25 @@ class MqttLink:
     def publish(self, topic: str, payload: bytes, qos: int = QOS) -> int | None:
         """Queue a publish (QoS 1 unless told); the mid to expect in `on_puback`, or None if refused."""
         with self._io_lock:
-            info = self._client.publish(topic, payload, qos=qos)
+            info = self._send(self._client, topic, payload, qos)
         if info.rc not in _ACCEPTED:
             log.warning("publish refused by client", extra={"topic": topic, "rc": int(info.rc)})
             return None
-        self.stats["published"] += 1
         return info.mid
+
+    def _send(self, client: mqtt.Client, topic: str, payload: bytes, qos: int) -> mqtt.MQTTMessageInfo:
+        """Every publish, births included, counted as published BEFORE it can be acknowledged: `acked`
+        never runs ahead of `published`, even when the PUBACK beats this thread back. (paho reports a
+        QoS 0 publish, a Sparkplug B birth, through the same `on_publish` once it is written.)"""
+        self._count("published")
+        info = client.publish(topic, payload, qos=qos)
+        if info.rc not in _ACCEPTED:
+            self._count("published", -1)
+        return info
+
+    def _count(self, name: str, delta: int = 1) -> None:
+        with self._stats_lock:
+            self.stats[name] += delta
 
     # -- connection loop (own thread) ------------------------------------------------------------
 
@@ -149,8 +181,39 @@ class MqttLink:
                 self._lost.wait()  # set by on_disconnect (or stop)
                 self._client.loop_stop()
                 self.connected.clear()
+                self._judge_connection()
             if not self._stopping.is_set():
                 self._stopping.wait(self._backoff.next_delay())
+
+    def _judge_connection(self) -> None:
+        """After a connection ended: reset the backoff if it was stable, count it if it died at birth."""
+        connacked_at, self._connacked_at = self._connacked_at, None
+        if connacked_at is None or self._stopping.is_set():
+            return  # never accepted (refused, TLS failure): plain backoff
+        up_s = time.monotonic() - connacked_at
+        if up_s >= self._stable_after_s:
+            self._backoff.reset()
+        if up_s >= self._early_drop_s:
+            self._early_drops_in_a_row = 0
+            self.identity_suspected = False
+            return
+        self._early_drops_in_a_row += 1
+        self._count("early_drops")
+        if self._early_drops_in_a_row == EARLY_DROPS_REPORTED:
+            self.identity_suspected = True
+            log.error(
+                IDENTITY_PROBLEM,
+                extra={
+                    "client_id": self._thing,
+                    "drops_in_a_row": self._early_drops_in_a_row,
+                    "hint": (
+                        "the broker accepts the TLS session, then closes it: check that the certificate "
+                        f"is active and attached to thing {self._thing!r}, that its CN is the thing name, "
+                        f"and that the IoT policy allows iot:Connect for client id {self._thing!r} and "
+                        "iot:Publish/iot:Subscribe/iot:Receive on its topics"
+                    ),
+                },
+            )
 
     def _problem(self, text: str) -> None:
         """Log a link problem once per change, so a long outage does not flood the log."""
@@ -166,13 +229,14 @@ class MqttLink:
         if getattr(reason, "is_failure", False):
             self._problem(f"broker refused the connection: {reason}")
             return
-        self._backoff.reset()
+        self._connacked_at = time.monotonic()
         self._last_problem = None
-        self.stats["connects"] += 1
-        log.info("mqtt connected", extra={"endpoint": self._cfg.mqtt.endpoint, "client_id": self._thing})
+        self._count("connects")
+        if not self.identity_suspected:  # while suspected, one error line says it all, not one per retry
+            log.info("mqtt connected", extra={"endpoint": self._cfg.mqtt.endpoint, "client_id": self._thing})
         with self._wire.lock:  # no message numbered in between (Sparkplug seq)
             self.session += 1
-            client.publish(topics.NBIRTH.render(self._thing), self._wire.nbirth(), qos=self._wire.birth_qos)
+            self._send(client, topics.NBIRTH.render(self._thing), self._wire.nbirth(), self._wire.birth_qos)
             self._on_connected()
         client.subscribe(topics.NCMD.render(self._thing), qos=QOS)
         self.connected.set()
@@ -185,13 +249,13 @@ class MqttLink:
         self.connected.clear()
         self._lost.set()
         if was_connected and not self._stopping.is_set():
-            self.stats["disconnects"] += 1
+            self._count("disconnects")
             self._problem(f"disconnected: {reason}")
 
     def _handle_publish(
         self, client: mqtt.Client, userdata: object, mid: int, reason: object, properties: object
     ) -> None:
-        self.stats["acked"] += 1
+        self._count("acked")
         self._on_puback(mid)
 
     def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:

@@ -134,7 +134,8 @@ class MqttSink:
 
     def _publish_birth(self, m: MeterConfig) -> None:
         verdict = self._verdicts.get(m.asset)
-        body = self._wire.dbirth(m.asset, m.breaker, self._buffer.last_seq(m.asset), verdict)
+        seq, buffer_id = self._buffer.last_seq(m.asset), self._buffer.buffer_id
+        body = self._wire.dbirth(m.asset, m.breaker, seq, buffer_id=buffer_id, register_map=verdict)
         self.link.publish(topics.DBIRTH.render(self._thing, m.asset), body, qos=self._wire.birth_qos)
 
     def _publish_events(self) -> None:
@@ -212,6 +213,7 @@ class MqttSink:
         room = self._window - len(self._inflight)
         if room < max(1, self._window // 4) and self._inflight:
             return  # refill in chunks: fewer, larger buffer reads
+        buffer_id = self._buffer.buffer_id
         for entry in self._cursor.next_batch(room):
             with self._wire.lock:
                 if self._wire.fresh_session_per_connect and (
@@ -219,7 +221,8 @@ class MqttSink:
                 ):
                     self._cursor.rewind(entry.id - 1)  # the session ended: the next one replays it
                     return
-                mid = self.link.publish(self._topic(entry.asset), self._wire.ddata(entry))
+                body = self._wire.ddata(entry, buffer_id=buffer_id)
+                mid = self.link.publish(self._topic(entry.asset), body)
             if mid is None:
                 # Not queued by paho: hand this row (and those after it) out again on the next pass.
                 self._cursor.rewind(entry.id - 1)

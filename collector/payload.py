@@ -1,4 +1,9 @@
-"""Sparkplug-style JSON payloads (the seed schema plus `site` and `asset`)."""
+"""Sparkplug-style JSON payloads (the seed schema plus `site`, `asset` and `buffer_id`).
+
+`buffer_id` names the buffer file whose `seq` counter numbered the message (Sparkplug's bdSeq idea for
+our store-and-forward buffer): a lost or replaced buffer restarts `seq` at 1 under a new `buffer_id`,
+so consumers de-duplicate on (uuid, buffer_id, seq) and never mistake new data for a redelivery.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import uuid
 from typing import Any
 
 from collector.metrics import METRICS, METRICS_BY_NAME
+from collector.quality import screen
 from collector.reading import Reading
 
 _ASSET_NAMESPACE = uuid.UUID("6f1d3c1e-5a0b-4c55-9d2e-70d1f4a5c500")
@@ -22,14 +28,32 @@ def _metric(name: str, value: float) -> dict[str, Any]:
     return {"name": m.name, "alias": m.alias, "value": value, "properties": {"unit": m.unit}}
 
 
-def ddata(reading: Reading, thing: str, seq: int) -> dict[str, Any]:
+def _bad_metric(name: str, reason: str) -> dict[str, Any]:
+    """A value not fit to publish (`collector.quality`): null, flagged, with the reason."""
+    m = METRICS_BY_NAME[name]
+    return {
+        "name": m.name,
+        "alias": m.alias,
+        "value": None,
+        "is_null": True,
+        "properties": {"unit": m.unit, "quality": reason},
+    }
+
+
+def ddata(reading: Reading, thing: str, seq: int, *, buffer_id: str) -> dict[str, Any]:
     """DDATA payload for one reading; metrics in the canonical order of `collector.metrics.METRICS`."""
-    metrics = [_metric(m.name, reading.values[m.name]) for m in METRICS if m.name in reading.values]
+    good, bad = screen(reading.values)
+    metrics = [
+        _metric(m.name, good[m.name]) if m.name in good else _bad_metric(m.name, bad[m.name])
+        for m in METRICS
+        if m.name in reading.values
+    ]
     return {
         "metrics": metrics,
         "timestamp": reading.timestamp_ms,
         "seq": seq,
         "uuid": asset_uuid(thing, reading.asset),
+        "buffer_id": buffer_id,
         "site": reading.site,
         "asset": reading.asset,
     }
@@ -43,9 +67,12 @@ def dbirth(
     timestamp_ms: int,
     seq: int,
     register_map: dict[str, Any] | None = None,
+    *,
+    buffer_id: str,
 ) -> dict[str, Any]:
-    """DBIRTH: announces an asset and the metrics (name, alias, unit) its DDATA will carry, plus the
-    register map self-check verdict (`collector.consistency.Verdict.as_dict`) when there is one."""
+    """DBIRTH: announces an asset, the metrics (name, alias, unit) its DDATA will carry and the buffer
+    identity its `seq` counts in, plus the register map self-check verdict
+    (`collector.consistency.Verdict.as_dict`) when there is one."""
     extra = {"registerMap": register_map} if register_map is not None else {}
     return {
         "metrics": [
@@ -55,6 +82,7 @@ def dbirth(
         "timestamp": timestamp_ms,
         "seq": seq,
         "uuid": asset_uuid(thing, asset),
+        "buffer_id": buffer_id,
         "site": site,
         "asset": asset,
         "breaker": breaker,
@@ -92,4 +120,5 @@ def node_state(thing: str, site: str, online: bool, timestamp_ms: int) -> dict[s
 
 
 def encode(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+    """Compact JSON; refuses (ValueError) to write NaN/Infinity, which strict JSON parsers reject."""
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()

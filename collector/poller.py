@@ -92,6 +92,11 @@ class MeterStatus:
         )
 
 
+class SizeUnverifiableError(SizeMismatchError):
+    """Attribute 4 (size) answered with a CIP error: refused like a mismatch (with backoff), but counted
+    as `cip_status`: the meter did answer, it is not a layout problem."""
+
+
 class Poller:
     """Polls `meters` every `interval_s` seconds; `on_reading` is called from the meter threads."""
 
@@ -216,6 +221,9 @@ class _MeterWorker:
         except CommError as e:
             self.close_driver()
             return self.fail("comm", "comm_error", f"{e}", backoff=True)
+        except SizeUnverifiableError as e:
+            self.close_driver()
+            return self.fail("cip_status", "cip_error", f"{e}", backoff=True)
         except SizeMismatchError as e:
             self.close_driver()
             return self.fail("size_mismatch", "size_mismatch", f"{e}", backoff=True)
@@ -288,7 +296,7 @@ class _MeterWorker:
             check_sizes(driver, self.regmap, self.name)
         except CipStatusError as e:  # the size cannot be verified: refuse, like a mismatch (with backoff)
             _close(driver)
-            raise SizeMismatchError(f"meter {self.name}: cannot verify the assembly size: {e}") from None
+            raise SizeUnverifiableError(f"meter {self.name}: cannot verify the assembly size: {e}") from None
         except BaseException:
             _close(driver)
             raise

@@ -9,9 +9,9 @@ the configuration exit code instead of crash-looping.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import logging
-import os
 import ssl
 import sys
 import threading
@@ -22,12 +22,14 @@ from collector.alarms import StatusTracker
 from collector.buffer import Buffer
 from collector.config import CollectorConfig, MeterConfig
 from collector.consistency import Verdict
+from collector.credentials import bundle_file_problems
 from collector.health import UNHEALTHY, HealthServer
 from collector.influx_sink import InfluxSink
 from collector.metrics import METRICS_BY_NAME
-from collector.mqtt_link import tls_context
+from collector.mqtt_link import IDENTITY_PROBLEM, tls_context
 from collector.mqtt_sink import MqttSink
 from collector.payload import status_event
+from collector.quality import screen
 from collector.reading import Reading
 from collector.validation import ConfigError
 from collector.wire import make_wire
@@ -69,19 +71,30 @@ def default_poller(
 
 
 def check_files(cfg: CollectorConfig) -> None:
-    """Fail early, naming the field, when a bundle file is missing or unusable."""
-    problems = []
-    for field in ("ca_file", "cert_file", "key_file"):
-        path = getattr(cfg.mqtt, field)
-        if not os.access(path, os.R_OK):
-            problems.append(f"mqtt.{field}: cannot read {path}")
+    """Fail early, naming the field and the file, when a bundle file is missing or unusable."""
+    problems = bundle_file_problems(cfg)
     if not problems:
         try:
             tls_context(cfg)
-        except (ssl.SSLError, ValueError, OSError) as e:
+        except (ssl.SSLError, ValueError, OSError) as e:  # what our own checks did not foresee
             problems.append(f"mqtt: certificate, key or CA file unusable: {e}")
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def config_warnings(cfg: CollectorConfig) -> list[str]:
+    """Valid but risky settings, logged at startup: the health endpoint has no authentication."""
+    host = cfg.health.host
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return []
+    return [
+        f"health.host: {host} exposes the health endpoint (no authentication) beyond this host on port "
+        f"{cfg.health.port}; use 127.0.0.1 unless a monitoring system must reach it"
+    ]
 
 
 class Collector:
@@ -99,11 +112,13 @@ class Collector:
         self._stopped = False
         self.counters = {
             "readings": 0,
+            "bad_values": 0,
             "append_errors": 0,
             "commands": 0,
             "rejected_commands": 0,
             "events": 0,
         }
+        self._bad_by_asset: dict[str, dict[str, str]] = {}  # last reported {metric: reason} per asset
         self._status = StatusTracker()
         self._buffer_failed = False
         check_files(cfg)
@@ -126,6 +141,8 @@ class Collector:
             raise ConfigError(f"health.port: cannot listen on {where}: {e}") from None
 
     def start(self) -> None:
+        for warning in config_warnings(self.cfg):
+            log.warning(warning)
         self.health.start()
         self.mqtt.start()
         if self.influx is not None:
@@ -189,6 +206,7 @@ class Collector:
             return
         self._buffer_failed = False
         self.counters["readings"] += 1
+        self._count_bad_values(reading)
         for metric, active in self._status.changes(reading):  # after the commit: the data is durable
             self.counters["events"] += 1
             self.mqtt.publish_event(reading.asset, status_event(self.cfg.thing_name, reading, metric, active))
@@ -197,6 +215,18 @@ class Collector:
             self.influx.notify()
         if self.debug:
             print_reading(reading, seq)
+
+    def _count_bad_values(self, reading: Reading) -> None:
+        """Values the payload sends as null (`collector.quality`): counted, logged once per change."""
+        _, bad = screen(reading.values)
+        self.counters["bad_values"] += len(bad)
+        if bad != self._bad_by_asset.get(reading.asset, {}):
+            self._bad_by_asset[reading.asset] = bad
+            if bad:
+                extra = {"asset": reading.asset, "bad": bad}
+                log.warning("meter values not fit to publish; sent as null", extra=extra)
+            else:
+                log.info("meter values plausible again", extra={"asset": reading.asset})
 
     def on_verdict(self, asset: str, verdict: Verdict) -> None:
         """Called from a meter thread when its register-map self-check verdict changes."""
@@ -249,7 +279,9 @@ class Collector:
                 failing.append(f"meter {asset}: polling thread died")
             elif state not in HEALTHY_METER_STATES:
                 degraded.append(f"meter {asset}: {state}")
-        if not mqtt_status["connected"]:
+        if self.mqtt.link.identity_suspected:
+            degraded.append(f"mqtt: {IDENTITY_PROBLEM}")
+        elif not mqtt_status["connected"]:
             degraded.append("mqtt not connected")
         if self.influx is not None and not self.influx.healthy:
             degraded.append("influxdb writes failing")

@@ -8,6 +8,10 @@ What the specification asks and how this module meets it:
   property; DDATA then carries aliases only (no names, no datatypes, as the spec recommends);
 - `seq` is per edge node, 0..255 wrapping, NBIRTH first (seq 0): see `SequenceCounter`.
 
+A value not fit to publish (`collector.quality`: not finite, implausible) is sent as the JSON encoding
+sends it: the metric with `is_null = true` and no value, and a `quality` property (String) naming the
+reason; the cloud rules turn it back into the JSON form (`value: null`, `is_null`, `properties.quality`).
+
 Readings are buffered as a `Payload` without `seq` (`ddata_body`): seq belongs to the moment of
 publishing, not of sampling, so it is appended when the row goes out (`with_seq`). Protobuf lets a field
 be appended to a serialized message, so a live row costs a few bytes of concatenation, no re-encoding.
@@ -26,6 +30,7 @@ from google.protobuf.message import DecodeError
 from collector.metrics import METRICS
 from collector.payload import asset_uuid
 from collector.proto.sparkplug_b_pb2 import DataType, Payload
+from collector.quality import screen
 from collector.reading import Reading
 
 BDSEQ = "bdSeq"
@@ -38,6 +43,7 @@ BREAKER_METRIC = "Properties/breaker"
 # DBIRTH only (the JSON encoding's `registerMap`).
 REGISTER_MAP_METRIC = "Properties/registerMap"
 UNIT_PROPERTY = "unit"
+QUALITY_PROPERTY = "quality"  # on a null DDATA metric: why its value was not fit to publish
 
 # Alias of each reading metric: its position in the canonical metric table, from 1 (0 is left unused so
 # that a reader defaulting a missing alias to 0 can never resolve it to a real metric).
@@ -93,13 +99,22 @@ def ddata_body(reading: Reading, thing: str) -> bytes:
     """A reading as buffered: DDATA `Payload` with aliases and values, without `seq`.
 
     Values are Double (PM500 REALs widen exactly); `uuid` carries the asset uuid of the JSON payload, so
-    the cloud rules can give consumers the same JSON shape.
+    the cloud rules can give consumers the same JSON shape. A bad value is a null metric with its reason.
     """
     payload = Payload(timestamp=reading.timestamp_ms, uuid=asset_uuid(thing, reading.asset))
+    good, bad = screen(reading.values)
     for m in METRICS:
-        if m.name in reading.values:
-            payload.metrics.add(alias=ALIASES[m.name], double_value=reading.values[m.name])
+        if m.name in good:
+            payload.metrics.add(alias=ALIASES[m.name], double_value=good[m.name])
+        elif m.name in bad:
+            _add_null(payload, m.name, bad[m.name])
     return _serialized(payload)
+
+
+def _add_null(payload: Payload, name: str, reason: str) -> None:
+    metric = payload.metrics.add(alias=ALIASES[name], is_null=True)
+    metric.properties.keys.append(QUALITY_PROPERTY)
+    metric.properties.values.add(type=DataType.String, string_value=reason)
 
 
 def with_seq(body: bytes, seq: int) -> bytes:
@@ -120,15 +135,27 @@ def body_from_json(ddata_json: bytes) -> bytes:
     data: dict[str, Any] = json.loads(ddata_json)
     payload = Payload(timestamp=int(data["timestamp"]), uuid=str(data.get("uuid", "")))
     for metric in data["metrics"]:
-        if metric["name"] in ALIASES and metric.get("value") is not None:
+        if metric["name"] not in ALIASES:
+            continue
+        if metric.get("value") is not None:
             payload.metrics.add(alias=ALIASES[metric["name"]], double_value=float(metric["value"]))
+        elif metric.get("is_null"):
+            _add_null(payload, metric["name"], str(metric.get("properties", {}).get(QUALITY_PROPERTY, "")))
     return _serialized(payload)
 
 
 def values_from_body(body: bytes) -> tuple[int, dict[str, float]]:
-    """(timestamp ms, metric name -> value) of a buffered Sparkplug row (for a switch back to JSON)."""
+    """(timestamp ms, metric name -> value) of a buffered Sparkplug row (for a switch back to JSON).
+
+    A null metric (a bad value) has no value to give back and is left out: the JSON then lacks that
+    metric for this reading, like a metric the meter could not read.
+    """
     payload = Payload.FromString(body)
-    values = {NAMES_BY_ALIAS[m.alias]: m.double_value for m in payload.metrics if m.alias in NAMES_BY_ALIAS}
+    values = {
+        NAMES_BY_ALIAS[m.alias]: m.double_value
+        for m in payload.metrics
+        if m.alias in NAMES_BY_ALIAS and not m.is_null
+    }
     return payload.timestamp, values
 
 

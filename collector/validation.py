@@ -49,4 +49,14 @@ def read_yaml(path: Path, what: str, shown: Path | str | None = None,
     except OSError as e:
         raise error(f"{name}: cannot read {what}: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise error(f"{name}: not valid YAML: {e}") from None
+        raise error(f"{name}: not valid YAML: {_yaml_problem(e)}") from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message (context, snippet, caret) as one line: problem and position."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem:
+        mark = error.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        context = f" ({error.context})" if error.context else ""
+        return f"{error.problem}{context}{where}"
+    return " ".join(str(error).split())

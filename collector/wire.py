@@ -1,8 +1,10 @@
 """The one seam where `mqtt.encoding` is chosen: what each MQTT message of the collector looks like.
 
 `json` (default): the design note's Sparkplug-style JSON (`collector.payload`), DDATA `seq` per asset,
-given when the reading is buffered. `sparkplug-b`: Sparkplug B 3.0 protobuf (`collector.sparkplug_b`),
-`seq` per edge node, given when a message is published, `bdSeq` per MQTT CONNECT.
+given when the reading is buffered, counting within the buffer file named by `buffer_id` (which every
+JSON DDATA and DBIRTH carries). `sparkplug-b`: Sparkplug B 3.0 protobuf (`collector.sparkplug_b`),
+`seq` per edge node, given when a message is published, `bdSeq` per MQTT CONNECT (Sparkplug's own
+session identity: `buffer_id` is not sent, the buffer's `seq` is not either).
 
 The buffer stores `ddata_row(...)`; the MQTT sink turns a stored row into the bytes to send with
 `ddata(entry)`. A row written under the other encoding (the setting changed while a backlog was
@@ -38,13 +40,13 @@ class Wire(Protocol):
     fresh_session_per_connect: bool  # drop unacknowledged publishes at reconnect, replay from the buffer
     lock: threading.Lock
 
-    def ddata_row(self, reading: Reading, seq: int) -> bytes: ...
+    def ddata_row(self, reading: Reading, seq: int, buffer_id: str) -> bytes: ...
     def will(self) -> bytes: ...
     def nbirth(self) -> bytes: ...
     def ndeath(self) -> bytes: ...
-    def dbirth(self, asset: str, breaker: str, last_seq: int,
+    def dbirth(self, asset: str, breaker: str, last_seq: int, *, buffer_id: str,
                register_map: dict[str, Any] | None = None) -> bytes: ...
-    def ddata(self, entry: Entry) -> bytes: ...
+    def ddata(self, entry: Entry, *, buffer_id: str) -> bytes: ...
     def ddeath(self) -> bytes | None: ...
     def is_rebirth(self, ncmd: bytes) -> bool: ...
 
@@ -60,8 +62,8 @@ class JsonWire:
         self._thing, self._site = cfg.thing_name, cfg.site
         self.lock = threading.Lock()
 
-    def ddata_row(self, reading: Reading, seq: int) -> bytes:
-        return payload.encode(payload.ddata(reading, self._thing, seq))
+    def ddata_row(self, reading: Reading, seq: int, buffer_id: str) -> bytes:
+        return payload.encode(payload.ddata(reading, self._thing, seq, buffer_id=buffer_id))
 
     def will(self) -> bytes:
         return self._node_state(online=False)
@@ -72,18 +74,18 @@ class JsonWire:
     def ndeath(self) -> bytes:
         return self._node_state(online=False)
 
-    def dbirth(self, asset: str, breaker: str, last_seq: int,
+    def dbirth(self, asset: str, breaker: str, last_seq: int, *, buffer_id: str,
                register_map: dict[str, Any] | None = None) -> bytes:
-        return payload.encode(
-            payload.dbirth(self._thing, self._site, asset, breaker, now_ms(), last_seq, register_map))
+        return payload.encode(payload.dbirth(
+            self._thing, self._site, asset, breaker, now_ms(), last_seq, register_map, buffer_id=buffer_id))
 
-    def ddata(self, entry: Entry) -> bytes:
+    def ddata(self, entry: Entry, *, buffer_id: str) -> bytes:
         if entry.payload[:1] == b"{" or not entry.payload:
             return entry.payload
         # A row buffered as Sparkplug B before the switch back to JSON.
         timestamp_ms, values = sparkplug_b.values_from_body(entry.payload)
         reading = Reading(self._site, entry.asset, "", timestamp_ms, values)
-        return payload.encode(payload.ddata(reading, self._thing, entry.seq))
+        return payload.encode(payload.ddata(reading, self._thing, entry.seq, buffer_id=buffer_id))
 
     def ddeath(self) -> bytes | None:
         return None  # the JSON contract has no DDEATH message
@@ -132,7 +134,7 @@ class SparkplugWire:
     def bdseq(self) -> int | None:
         return self._bdseq
 
-    def ddata_row(self, reading: Reading, seq: int) -> bytes:
+    def ddata_row(self, reading: Reading, seq: int, buffer_id: str) -> bytes:
         return sparkplug_b.ddata_body(reading, self._thing)
 
     def will(self) -> bytes:
@@ -149,11 +151,11 @@ class SparkplugWire:
     def ndeath(self) -> bytes:
         return sparkplug_b.ndeath(self._bdseq or 0, now_ms())
 
-    def dbirth(self, asset: str, breaker: str, last_seq: int,
+    def dbirth(self, asset: str, breaker: str, last_seq: int, *, buffer_id: str,
                register_map: dict[str, Any] | None = None) -> bytes:
         return sparkplug_b.dbirth(self._site, breaker, self._seq.next(), now_ms(), register_map)
 
-    def ddata(self, entry: Entry) -> bytes:
+    def ddata(self, entry: Entry, *, buffer_id: str) -> bytes:
         body = entry.payload
         if body[:1] == b"{":  # buffered as JSON before the switch to sparkplug-b
             body = sparkplug_b.body_from_json(body)

@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 from collector.lineprotocol import MEASUREMENT
 from collector.proto.sparkplug_b_pb2 import Payload
 from collector.sparkplug_b import NAMES_BY_ALIAS
-from collector.topics import DDATA
+from collector.topics import DBIRTH, DDATA, DDEATH, NBIRTH, NDEATH
 
 _HTTP_TIMEOUT_S = 2.0
 # The values shown per meter: Sparkplug metric name -> column label.
@@ -43,7 +43,9 @@ class AssetTraffic:
 @dataclass
 class Snapshot:
     assets: dict[str, AssetTraffic]
-    other_messages: int = 0  # births, deaths: proof the session is alive but not data
+    other_messages: int = 0  # births, deaths, other things' traffic: not this collector's data
+    births: int = 0  # this collector's NBIRTH/DBIRTH: it (re)connected and announced its meters
+    deaths: int = 0  # this collector's NDEATH/DDEATH
     influx_error: str | None = None
     health: dict[str, Any] | None = None
     health_error: str | None = None
@@ -66,10 +68,14 @@ def new_snapshot(thing: str, meters: Iterable[tuple[str, str]]) -> Snapshot:
 def count_messages(snapshot: Snapshot, thing: str, messages: Iterable[tuple[str, bytes]]) -> None:
     """Fold MQTT (topic, payload) pairs into the snapshot: DDATA per asset, everything else aside."""
     ddata_topics = {DDATA.render(thing, asset): asset for asset in snapshot.assets}
+    births = {NBIRTH.render(thing), *(DBIRTH.render(thing, a) for a in snapshot.assets)}
+    deaths = {NDEATH.render(thing), *(DDEATH.render(thing, a) for a in snapshot.assets)}
     for topic, payload in messages:
         asset = ddata_topics.get(topic)
         if asset is None:
             snapshot.other_messages += 1
+            snapshot.births += topic in births
+            snapshot.deaths += topic in deaths
             continue
         traffic = snapshot.assets[asset]
         traffic.mqtt_messages += 1
@@ -94,7 +100,10 @@ def _ddata_fields(payload: bytes) -> Any:
         decoded = Payload.FromString(payload)
     except DecodeError:
         return None
-    metrics = [{"name": NAMES_BY_ALIAS.get(m.alias), "value": m.double_value} for m in decoded.metrics]
+    metrics = [
+        {"name": NAMES_BY_ALIAS.get(m.alias), "value": None if m.is_null else m.double_value}
+        for m in decoded.metrics
+    ]
     return {"seq": decoded.seq, "metrics": metrics}
 
 

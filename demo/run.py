@@ -1,9 +1,11 @@
 """Bring the local pipeline up in dependency order, watch data flow, tear everything down by pid.
 
 Order: stack (real program on the mock runtime) -> moto seeded with it -> dev CA -> InfluxDB ->
-Mosquitto -> `cli.py provision-device` (bundle) -> meter simulators -> collector (from the bundle) ->
-observer subscriber. Every child process is a `sandbox.procs.ManagedProcess` in its own process
-group; the teardown stops them in reverse order, then checks that none of their pids is alive.
+Mosquitto -> `cli.py provision-device` (bundle) -> meter simulators -> observer subscriber ->
+collector (from the bundle). The observer subscribes before the collector connects, so it sees the
+collector's births, not only its data. Every child process is a `sandbox.procs.ManagedProcess` in its
+own process group; the teardown stops them in reverse order, then checks that none of their pids is
+alive.
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ class Demo:
         }
         self._teardown = ExitStack()
         self._processes: list[tuple[str, ManagedProcess | ChildServer]] = []
+        # What has been observed so far: kept here, so a Ctrl-C can still judge and report it.
+        self.snapshot: observe.Snapshot | None = None
+        self.elapsed_s = 0.0
 
     # --- console --------------------------------------------------------------------------
 
@@ -163,6 +168,12 @@ class Demo:
                         p.logs / f"meter-{m.asset}.log",
                         listens_on=(m.host, m.port),
                     )
+        with self._step("observer subscriber on spBv1.0/pm500/# (what reached the \"cloud\"), "
+                        "before the collector so it sees its births"):
+            cert, key = p.observer
+            p.recorder = Recorder(LOOPBACK, p.broker.port, p.ca.cert_path, cert, key, "spBv1.0/pm500/#")
+            p.recorder.start()
+            self._teardown.callback(p.recorder.stop)
         with self._step("collector, from the bundle as the CLI wrote it"):
             (p.workdir / "collector").mkdir(exist_ok=True)
             self._process(
@@ -172,11 +183,6 @@ class Demo:
                 env=self.collector_env,
                 listens_on=(p.bundle.health.host, p.bundle.health.port),  # its health endpoint
             )
-        with self._step("observer subscriber on spBv1.0/pm500/# (what reached the \"cloud\")"):
-            cert, key = p.observer
-            p.recorder = Recorder(LOOPBACK, p.broker.port, p.ca.cert_path, cert, key, "spBv1.0/pm500/#")
-            p.recorder.start()
-            self._teardown.callback(p.recorder.stop)
 
     def _server(self, server: S) -> S:
         server.start()
@@ -210,7 +216,8 @@ class Demo:
         p = self.pipeline
         assert p.bundle is not None and p.recorder is not None and p.influx is not None
         thing = p.bundle.thing_name
-        snapshot = observe.new_snapshot(thing, [(m.asset, m.breaker) for m in p.bundle.meters])
+        meters = [(m.asset, m.breaker) for m in p.bundle.meters]
+        snapshot = self.snapshot = observe.new_snapshot(thing, meters)
         health_url = inspect.health_url(p.bundle)
         seen = 0
         started = time.monotonic()
@@ -224,7 +231,8 @@ class Demo:
             observe.count_points(snapshot, p.influx.url if p.influx else "", p.bundle.influx.database)  # type: ignore[union-attr]
             observe.read_health(snapshot, health_url)
             self._check_alive()
-            return time.monotonic() - started
+            self.elapsed_s = time.monotonic() - started
+            return self.elapsed_s
 
         def finished(elapsed: float) -> bool:
             return self.duration_s is not None and elapsed >= self.duration_s
@@ -295,6 +303,8 @@ def summary(demo: Demo, verdict: Verdict | None, snapshot: observe.Snapshot | No
         "workdir": str(p.workdir),
         "pids": p.pids,
         "stray_processes": stray,
+        "births": snapshot.births if snapshot else 0,
+        "deaths": snapshot.deaths if snapshot else 0,
         "assets": {
             a.asset: {"mqtt_messages": a.mqtt_messages, "influx_points": a.influx_points,
                       "last_seq": a.last_seq}
@@ -322,6 +332,11 @@ def run(console: Console, workdir: Path, duration_s: float | None, guard: Signal
     except Shutdown as stop:
         reason = str(stop)
         console.print(f"\n[yellow]{reason}[/]: stopping everything the demo started")
+        # Ctrl-C is how an interactive run ends: judge and report what was observed up to now.
+        snapshot = demo.snapshot
+        if snapshot is not None:
+            verdict = judge(snapshot)
+            console.print(view.status_line(snapshot, demo.elapsed_s), markup=False, highlight=False)
     except PieceError as exc:
         code, reason = EXIT_PIECE_FAILED, str(exc).splitlines()[0]
         console.print(f"✗ {exc}", style="red", markup=False, highlight=False)

@@ -63,7 +63,7 @@ def render(snapshot: Snapshot, elapsed_s: float, duration_s: float | None) -> Re
         "   collector: ", (health, "green" if health == "ok" else "yellow"),
         "   meters: ", meter_states(snapshot.health),
         "   buffer pending: ", buffer_depth(snapshot.health),
-        "   births/deaths at broker: ", str(snapshot.other_messages),
+        "   births/deaths at broker: ", f"{snapshot.births}/{snapshot.deaths}",
     )
     parts: list[RenderableType] = [table, status]
     if snapshot.influx_error:
@@ -76,4 +76,5 @@ def status_line(snapshot: Snapshot, elapsed_s: float) -> str:
     per_asset = "; ".join(
         f"{t.asset}: mqtt={t.mqtt_messages} influx={t.influx_points}" for t in snapshot.assets.values()
     )
-    return f"[{elapsed_s:5.0f}s] {per_asset}; buffer pending: {buffer_depth(snapshot.health)}"
+    return (f"[{elapsed_s:5.0f}s] {per_asset}; births/deaths at broker: {snapshot.births}/{snapshot.deaths}; "
+            f"buffer pending: {buffer_depth(snapshot.health)}")

@@ -54,13 +54,34 @@ class DeviceInfo:
 def list_devices(
     iot: IoTClient, outputs: StackOutputs, sites: list[str], workers: int = 8
 ) -> list[DeviceInfo]:
-    """Every collector of the stack (or of `sites`) with its certificates, status, expiry and policies."""
+    """Every collector of the stack (or of `sites`) with its certificates, status, expiry and policy.
+
+    AWS calls: one ListThingPrincipals per thing, one DescribeCertificate per certificate (status and
+    expiry), and the stack policy's targets listed once (ListTargetsForPolicy, paginated) instead of
+    ListAttachedPolicies per certificate: ~2 calls per device at 10,000 devices instead of ~3.
+    `policies` therefore names the stack's collector policy when it is attached (the one policy
+    provisioning attaches), not policies attached by hand.
+    """
     targets = outputs.select(sites, None)
+    policy = outputs.collector_policy_name
+    with_policy = _policy_targets(iot, policy)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda t: _device(iot, t), targets))
+        return list(pool.map(lambda t: _device(iot, t, policy, with_policy), targets))
 
 
-def _device(iot: IoTClient, target: CollectorOutput) -> DeviceInfo:
+def _policy_targets(iot: IoTClient, policy: str) -> set[str]:
+    """Certificates the stack policy is attached to; none when the policy does not exist in this region
+    (another region than the stack's, or a stack not deployed): each thing is then reported missing."""
+    try:
+        pages = iot.get_paginator("list_targets_for_policy").paginate(policyName=policy)
+        return {arn for page in pages for arn in page.get("targets", [])}
+    except ClientError as exc:
+        if not is_not_found(exc):
+            raise
+        return set()
+
+
+def _device(iot: IoTClient, target: CollectorOutput, policy: str, with_policy: set[str]) -> DeviceInfo:
     try:
         pages = iot.get_paginator("list_thing_principals").paginate(thingName=target.thing_name)
         arns = [p for page in pages for p in page.get("principals", []) if ":cert/" in p]
@@ -68,15 +89,13 @@ def _device(iot: IoTClient, target: CollectorOutput) -> DeviceInfo:
         if not is_not_found(exc):
             raise
         return DeviceInfo(target.thing_name, target.site, target.collector, False, ())
-    certs = tuple(_certificate(iot, arn) for arn in arns)
+    certs = tuple(_certificate(iot, arn, (policy,) if arn in with_policy else ()) for arn in arns)
     return DeviceInfo(target.thing_name, target.site, target.collector, True, certs)
 
 
-def _certificate(iot: IoTClient, arn: str) -> CertificateInfo:
+def _certificate(iot: IoTClient, arn: str, policies: tuple[str, ...]) -> CertificateInfo:
     certificate_id = arn.rsplit("/", 1)[-1]
     description = iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]
-    pages = iot.get_paginator("list_attached_policies").paginate(target=arn)
-    policies = tuple(p["policyName"] for page in pages for p in page.get("policies", []))
     return CertificateInfo(certificate_id, description["status"], _not_after(description), policies)
 
 

@@ -77,17 +77,32 @@ def _case(attribute: Callable[[Metric], str]) -> str:
     return f"CASE alias {whens} END"
 
 
+def _either(json_name: str, proto_name: str) -> str:
+    """A decoded field under protobuf's JSON name, else under its proto name (see `json_shape_sql`)."""
+    return f"CASE isUndefined({json_name}) WHEN true THEN {proto_name} ELSE {json_name} END"
+
+
 def json_shape_sql(stack: str) -> str:
     """The design note's DDATA JSON from a decoded DDATA (topic `pm500-decoded/<stack>/<thing>/<asset>`).
 
     Field names: AWS renders the decoded Payload as JSON; protobuf's JSON mapping names `double_value`
     `doubleValue` and writes 64-bit integers as strings, so the SQL accepts either spelling and casts.
+
+    A null metric (a value not fit to publish, `collector.quality`) becomes what the JSON encoding sends:
+    `value` NULL, `is_null` true and `properties.quality` from its one property; on other metrics
+    `is_null` and `quality` are Undefined, which IoT SQL leaves out of the JSON.
     """
-    value = "CASE isUndefined(doubleValue) WHEN true THEN double_value ELSE doubleValue END"
+    double = _either("doubleValue", "double_value")
+    is_null = _either("isNull", "is_null")
+    value = f"CASE ({is_null}) WHEN true THEN NULL ELSE {double} END"
+    reason = _either("get(get(properties.values, 0), 'stringValue')",
+                     "get(get(properties.values, 0), 'string_value')")
     # Built from the metric table and constants only.
     metrics = (
         f"SELECT {_case(lambda m: m.name)} AS name, {_case(lambda m: m.alias)} AS alias, "  # noqa: S608
-        f"{value} AS value, {{'unit': {_case(lambda m: m.unit)}}} AS properties FROM metrics"
+        f"{value} AS value, CASE ({is_null}) WHEN true THEN true END AS is_null, "
+        f"{{'quality': CASE ({is_null}) WHEN true THEN {reason} END, "
+        f"'unit': {_case(lambda m: m.unit)}}} AS properties FROM metrics"
     )
     # thing = <stack>:<site>:<collector>: the site is the middle part.
     site = "regexp_replace(topic(3), '^[^:]+:([^:]+):.*$', '$1')"

@@ -105,3 +105,36 @@ def test_certificate_on_thing_without_local_bundle_is_not_duplicated(stack: Stac
     result = runner.invoke(cli.app, elsewhere)
     assert result.exit_code == 1 and "already has 1 certificate(s) in AWS IoT" in result.stderr
     assert len(stack.certificates()) == 1 and not (stack.tmp / "other-host").exists()
+
+
+def test_list_devices_makes_one_aws_call_per_certificate_not_two(stack: Stack) -> None:
+    """10,000 devices: status and expiry need DescribeCertificate per certificate; the policy check is
+    one (paginated) ListTargetsForPolicy for the stack's policy, not ListAttachedPolicies per certificate."""
+    from devices.lifecycle import list_devices
+    from devices.outputs import load_outputs
+
+    provision(stack, "plant-a", "edge-01")
+    provision(stack, "plant-a", "edge-02")
+    calls: list[str] = []
+    stack.iot.meta.events.register("before-call.iot.*", lambda model, **_: calls.append(model.name))
+    devices = list_devices(stack.iot, load_outputs(STACK, stack.outputs_file), [], workers=1)
+    assert sorted(calls) == sorted(
+        ["ListTargetsForPolicy"] + ["ListThingPrincipals"] * 3 + ["DescribeCertificate"] * 2
+    )
+    policies = {d.thing_name: [c.policies for c in d.certificates] for d in devices}
+    assert policies[EDGE_01] == [("test-collector",)]
+
+
+def test_list_devices_table_shows_whole_thing_names_and_certificate_ids_at_80_columns(stack: Stack) -> None:
+    cert_id = provision(stack)
+    result = runner.invoke(
+        cli.app, ["list-devices", "--stack", STACK, "--outputs-file", str(stack.outputs_file)],
+        env={"COLUMNS": "80"},
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in result.stdout
+    rows = [line.split("│")[1:-1] for line in lines if line.startswith("│")]
+    # A folded cell continues on the next lines of the same column: join each column back up.
+    thing_column, certificate_column = ("".join(row[i].strip() for row in rows) for i in (0, 1))
+    assert EDGE_01 in thing_column and cert_id in certificate_column

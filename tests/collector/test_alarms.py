@@ -54,5 +54,6 @@ def test_event_payload_for_an_output_port() -> None:
 
 def test_dbirth_carries_the_register_map_verdict_only_when_known() -> None:
     verdict = {"verdict": "inconsistent", "violations": [{"relation": "frequency_range", "detail": "0 Hz"}]}
-    assert dbirth(THING, "plant-a", "m1", "MCC-1", 1, 0, verdict)["registerMap"] == verdict
-    assert "registerMap" not in dbirth(THING, "plant-a", "m1", "MCC-1", 1, 0)
+    with_verdict = dbirth(THING, "plant-a", "m1", "MCC-1", 1, 0, verdict, buffer_id="b-1")
+    assert (with_verdict["registerMap"], with_verdict["buffer_id"]) == (verdict, "b-1")
+    assert "registerMap" not in dbirth(THING, "plant-a", "m1", "MCC-1", 1, 0, buffer_id="b-1")

@@ -85,8 +85,8 @@ def test_entries_carry_the_payloads_each_sink_sends(tmp_path: Path) -> None:
     buf.append_many([first, second, full_reading(3, "m1")])
     mqtt = buf.cursor("mqtt").next_batch(10)
     assert [(e.asset, e.seq) for e in mqtt] == [("m1", 1), ("m2", 1), ("m1", 2)]
-    assert mqtt[0].payload == encode(ddata(first, THING, 1))
-    assert mqtt[1].payload == encode(ddata(second, THING, 1))
+    assert mqtt[0].payload == encode(ddata(first, THING, 1, buffer_id=buf.buffer_id))
+    assert mqtt[1].payload == encode(ddata(second, THING, 1, buffer_id=buf.buffer_id))
     assert mqtt[1].timestamp_ms == second.timestamp_ms
     influx = buf.cursor("influx").next_batch(10)
     assert influx[0].payload.decode().splitlines() == lines(first)
@@ -261,7 +261,7 @@ def test_bytes_count_both_compressed_payloads_plus_the_row_overhead(tmp_path: Pa
     assert zlib.decompress(db_blob(path, "mqtt")) == mqtt.payload  # stored compressed, handed out plain
     assert mqtt_bytes < len(mqtt.payload) and influx_bytes < len(influx.payload)
     assert size == mqtt_bytes + influx_bytes + 64
-    assert buf.stats() == {"bytes": size, "max_bytes": 1024 * 1024, "dropped": 0,
+    assert buf.stats() == {"buffer_id": buf.buffer_id, "bytes": size, "max_bytes": 1024 * 1024, "dropped": 0,
                            "depth": {"mqtt": 1, "influx": 1}}
     buf.close()
     assert Buffer(path, 1024 * 1024, THING).stats()["bytes"] == size  # recounted on open

@@ -84,8 +84,9 @@ def test_readings_reach_broker_and_influx(
     seqs = assert_no_gaps(messages)
     assert {a: s[0] for a, s in seqs.items()} == {"meter-0": 1, "meter-1": 1}
     frozen = by_asset["meter-0"][-1]
-    assert set(frozen) == {"metrics", "timestamp", "seq", "uuid", "site", "asset"}
+    assert set(frozen) == {"metrics", "timestamp", "seq", "uuid", "buffer_id", "site", "asset"}
     assert frozen["uuid"] == asset_uuid(THING, "meter-0") and frozen["site"] == SITE
+    assert frozen["buffer_id"] == health["buffer"]["buffer_id"]  # the buffer that numbered it
     values = {m["name"]: m["value"] for m in frozen["metrics"]}
     for metric in frozen["metrics"]:
         assert metric["alias"] == METRICS_BY_NAME[metric["name"]].alias

@@ -1,4 +1,4 @@
-"""MQTT reconnect policy: exponential backoff with full jitter, capped, and reset by a successful connect.
+"""MQTT reconnect policy: exponential backoff with full jitter, capped, reset by a connection that stayed up.
 
 Deterministic: the assertions are on the order of events and on each delay's ceiling, never on how
 long anything took.
@@ -7,6 +7,7 @@ long anything took.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,12 +66,12 @@ def broker(tmp_path: Path, dev_ca: DevCA) -> Iterator[MosquittoBroker]:
 
 
 @pytest.mark.slow
-def test_link_backs_off_while_the_broker_is_down_and_resets_once_connected(
+def test_link_backs_off_while_the_broker_is_down_and_resets_after_a_stable_connection(
     tmp_path: Path, dev_ca: DevCA, broker: MosquittoBroker
 ) -> None:
     cfg = load_config(write_bundle(tmp_path / "bundle", dev_ca, broker, [free_port()], influx_url=None))
     policy = RecordingBackoff()
-    link = MqttLink(cfg, on_puback=lambda mid: None, backoff=policy)
+    link = MqttLink(cfg, on_puback=lambda mid: None, backoff=policy, stable_after_s=0.5)
     link.start()
     try:
         wait_until(link.connected.is_set, 20, "first connection")
@@ -80,13 +81,15 @@ def test_link_backs_off_while_the_broker_is_down_and_resets_once_connected(
         broker.start()
         wait_until(link.connected.is_set, 60, "reconnected after the broker came back")
         events = policy.snapshot()
-        assert events[-1] == ("reset", 0.0)  # the successful CONNACK reset the policy
+        assert events[-1][0] == "delay"  # the CONNACK alone did not reset the policy
         assert link.stats["connects"] == 2 and link.stats["disconnects"] == 1
+        time.sleep(1.0)  # longer than stable_after_s: this connection counts as stable
 
         # So the next outage starts again from the base delay, not from where the last one ended.
         broker.stop()
-        wait_until(lambda: len(policy.snapshot()) > len(events), 30, "a retry after the second drop")
-        kind, first_delay = policy.snapshot()[len(events)]
+        wait_until(lambda: len(policy.snapshot()) > len(events) + 1, 30, "a retry after the second drop")
+        assert policy.snapshot()[len(events)] == ("reset", 0.0)
+        kind, first_delay = policy.snapshot()[len(events) + 1]
         assert kind == "delay" and first_delay <= 0.5
     finally:
         link.stop(timeout_s=1)

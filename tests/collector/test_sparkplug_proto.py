@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from tests.collector.sparkplug_reader import (
 
 THING = "test:plant-a:edge-01"
 T0 = 1_713_897_600_000
+BUFFER_ID = "3f6b1d2e-0000-4000-8000-00000000b0ff"
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +97,34 @@ def test_ddata_carries_aliases_values_ms_timestamp_and_the_seq_appended_at_send(
     assert [m.is_historical for m in historical.metrics] == [True, True]
 
 
+@pytest.mark.parametrize(("value", "quality"), [(math.inf, "not_finite"), (math.nan, "not_finite"),
+                                                (-3.0, "out_of_range"), (2.0e6, "out_of_range")])
+def test_a_bad_value_is_a_null_metric_with_its_reason(Payload: Any, value: float, quality: str) -> None:
+    body = sparkplug_b.ddata_body(reading(currentA=value, energy=12.5, alarm1=1.0), THING)
+    metrics = Payload.FromString(body).metrics
+    # currentA is the 3rd metric of the table, energy the 30th, alarm1 the 31st
+    assert [(m.alias, m.is_null, m.double_value) for m in metrics] == [
+        (3, True, 0.0), (30, False, 12.5), (31, False, 1.0)
+    ]
+    null = metrics[0]
+    assert not null.HasField("double_value")  # no value at all, as the spec wants for is_null
+    assert list(null.properties.keys) == ["quality"]
+    assert (null.properties.values[0].type, null.properties.values[0].string_value) == (STRING, quality)
+
+
+def test_a_null_metric_keeps_its_reason_across_an_encoding_switch(tmp_path: Path, Payload: Any) -> None:
+    json_wire, sparkplug_wire = JsonWire(config(tmp_path, "json")), SparkplugWire(config(tmp_path))
+    as_json = json_wire.ddata_row(reading(voltageAN=math.inf, currentA=-1.0, energy=12.5), 7, BUFFER_ID)
+    sent = sparkplug_wire.ddata(Entry(1, "meter-0", 7, T0, as_json), buffer_id=BUFFER_ID)
+    converted = Payload.FromString(sent).metrics
+    assert [(m.alias, m.is_null, m.properties.values[0].string_value if m.is_null else m.double_value)
+            for m in converted] == [(1, True, "not_finite"), (3, True, "out_of_range"), (30, False, 12.5)]
+    # back to JSON: a null metric has no value to give back and is left out, never sent as 0
+    as_sparkplug = sparkplug_wire.ddata_row(reading(voltageAN=math.inf, energy=12.5), 8, BUFFER_ID)
+    back = json.loads(json_wire.ddata(Entry(2, "meter-0", 8, T0, as_sparkplug), buffer_id=BUFFER_ID))
+    assert [(m["name"], m["value"]) for m in back["metrics"]] == [("energy", 12.5)]
+
+
 def test_births_and_death(Payload: Any) -> None:
     nbirth = Payload.FromString(sparkplug_b.nbirth(bdseq=7, seq=0, timestamp_ms=T0))
     assert nbirth.seq == 0 and nbirth.timestamp == T0
@@ -156,13 +186,13 @@ def test_bdseq_pairs_will_and_nbirth_and_survives_a_restart(tmp_path: Path, Payl
 
 def test_rows_sampled_before_the_session_are_replayed_as_historical(tmp_path: Path, Payload: Any) -> None:
     wire = SparkplugWire(config(tmp_path))
-    old = wire.ddata_row(reading(timestamp_ms=T0), 1)
+    old = wire.ddata_row(reading(timestamp_ms=T0), 1, BUFFER_ID)
     wire.will()
     nbirth = Payload.FromString(wire.nbirth())
     live_ts = nbirth.timestamp + 1000
-    live = wire.ddata_row(reading(timestamp_ms=live_ts), 2)
-    replayed = Payload.FromString(wire.ddata(Entry(1, "meter-0", 1, T0, old)))
-    current = Payload.FromString(wire.ddata(Entry(2, "meter-0", 2, live_ts, live)))
+    live = wire.ddata_row(reading(timestamp_ms=live_ts), 2, BUFFER_ID)
+    replayed = Payload.FromString(wire.ddata(Entry(1, "meter-0", 1, T0, old), buffer_id=BUFFER_ID))
+    current = Payload.FromString(wire.ddata(Entry(2, "meter-0", 2, live_ts, live), buffer_id=BUFFER_ID))
     assert (replayed.seq, current.seq) == (1, 2)
     assert all(m.is_historical for m in replayed.metrics)
     assert not any(m.is_historical for m in current.metrics)
@@ -172,12 +202,14 @@ def test_a_backlog_buffered_in_the_other_encoding_goes_out_in_the_configured_one
     tmp_path: Path, Payload: Any
 ) -> None:
     json_wire, sparkplug_wire = JsonWire(config(tmp_path, "json")), SparkplugWire(config(tmp_path))
-    as_json = json_wire.ddata_row(reading(), 41)
-    converted = Payload.FromString(sparkplug_wire.ddata(Entry(1, "meter-0", 41, T0, as_json)))
+    as_json = json_wire.ddata_row(reading(), 41, BUFFER_ID)
+    sent = sparkplug_wire.ddata(Entry(1, "meter-0", 41, T0, as_json), buffer_id=BUFFER_ID)
+    converted = Payload.FromString(sent)
     assert [(m.alias, m.double_value) for m in converted.metrics] == [(1, 480.25), (30, 12.5)]
-    as_sparkplug = sparkplug_wire.ddata_row(reading(), 42)
-    back = json.loads(json_wire.ddata(Entry(2, "meter-0", 42, T0, as_sparkplug)))
+    as_sparkplug = sparkplug_wire.ddata_row(reading(), 42, BUFFER_ID)
+    back = json.loads(json_wire.ddata(Entry(2, "meter-0", 42, T0, as_sparkplug), buffer_id=BUFFER_ID))
     assert back["seq"] == 42 and back["timestamp"] == T0 and back["asset"] == "meter-0"
+    assert back["buffer_id"] == BUFFER_ID  # the buffer file the row was read from
     assert [(m["name"], m["value"], m["properties"]["unit"]) for m in back["metrics"]] == [
         ("voltageAN", 480.25, "V"), ("energy", 12.5, "kWh")
     ]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
-from collector import lineprotocol, payload, topics
+from collector import lineprotocol, payload, quality, topics
 from collector.metrics import METRICS
 from collector.reading import Reading
 from infra import outputs
@@ -30,7 +31,7 @@ def test_metrics_table_lists_exactly_the_metrics_the_collector_publishes():
 
 
 def test_ddata_example_is_what_the_payload_builder_produces():
-    (example_text,) = _fenced("json")
+    example_text, _ = _fenced("json")
     example = json.loads(example_text)
     reading = Reading(
         site=example["site"],
@@ -39,7 +40,24 @@ def test_ddata_example_is_what_the_payload_builder_produces():
         timestamp_ms=example["timestamp"],
         values={m["name"]: m["value"] for m in example["metrics"]},
     )
-    assert payload.ddata(reading, EXAMPLE_THING, example["seq"]) == example
+    assert payload.ddata(reading, EXAMPLE_THING, example["seq"], buffer_id=example["buffer_id"]) == example
+
+
+def test_bad_value_example_is_what_the_payload_builder_sends_for_infinity():
+    _, bad_text = _fenced("json")
+    bad = json.loads(bad_text)
+    reading = Reading("plant-a", "m1", "F1", 0, {bad["name"]: math.inf})
+    (sent,) = payload.ddata(reading, EXAMPLE_THING, 1, buffer_id="b")["metrics"]
+    assert sent == bad
+
+
+def test_plausible_ranges_table_is_the_one_the_collector_applies():
+    rows = re.findall(r"^\| (`[^`]*`|\(none\)) \| (\S+) \| (\S+) \|$", DOC, flags=re.M)
+    documented = {
+        unit.strip("`").replace("(none)", ""): (float(low), float(high)) for unit, low, high in rows
+    }
+    assert documented == quality.PLAUSIBLE_RANGE_BY_UNIT
+    assert {m.unit for m in METRICS} == set(documented)  # every published unit has a range
 
 
 def test_line_protocol_example_uses_the_real_schema_and_every_field_of_its_rows():

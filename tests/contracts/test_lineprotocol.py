@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from collector.lineprotocol import MEASUREMENT, TAGS, field_names, lines
 from collector.reading import Reading
 from sandbox.influx import InfluxServer
@@ -35,6 +37,13 @@ def test_tag_values_escape_comma_equals_and_space_not_backslash() -> None:
     assert lines(reading) == [
         "powermonitor_500,site=a\\ b,asset=c\\,d,phase=total,breaker=e\\=f\\g frequency=50.0 1"
     ]
+
+
+def test_labels_the_line_protocol_cannot_carry_are_refused_naming_the_tag() -> None:
+    with pytest.raises(ValueError, match=r"^breaker 'F1\\\\': must not end with a backslash"):
+        lines(Reading("a", "b", "F1\\", 1, {"frequency": 50.0}))
+    with pytest.raises(ValueError, match=r"^asset 'm\\n1': control character U\+000A not allowed"):
+        lines(Reading("a", "m\n1", "F1", 1, {"frequency": 50.0}))
 
 
 def test_schema_names() -> None:

@@ -11,6 +11,7 @@ THING = "prod:plant-a:edge-01"
 # uuid5(6f1d3c1e-5a0b-4c55-9d2e-70d1f4a5c500, "prod:plant-a:edge-01/meter-1"): stable across releases,
 # consumers key on it.
 METER_1_UUID = "429bdb5e-c906-5922-887b-1f9b307048a4"
+BUFFER_ID = "0b5e4b8e-1f0c-4c1e-9d7a-3c2f1e0a9b8c"  # a buffer file's identity (collector.buffer)
 
 
 def test_asset_uuid_is_stable_and_per_thing_and_asset() -> None:
@@ -22,7 +23,7 @@ def test_asset_uuid_is_stable_and_per_thing_and_asset() -> None:
 def test_ddata_literal() -> None:
     reading = Reading("plant-a", "meter-1", "F1", 1_700_000_000_123,
                       {"frequency": 50.0, "voltageAN": 230.5, "powerFactorA": 0.98})
-    assert ddata(reading, THING, 7) == {
+    assert ddata(reading, THING, 7, buffer_id=BUFFER_ID) == {
         "metrics": [  # canonical order (collector.metrics), not the order of the reading
             {"name": "voltageAN", "alias": "PM500/voltage/AN", "value": 230.5, "properties": {"unit": "V"}},
             {"name": "powerFactorA", "alias": "PM500/powerFactor/A", "value": 0.98,
@@ -32,17 +33,31 @@ def test_ddata_literal() -> None:
         "timestamp": 1_700_000_000_123,
         "seq": 7,
         "uuid": METER_1_UUID,
+        "buffer_id": BUFFER_ID,
         "site": "plant-a",
         "asset": "meter-1",
     }
 
 
+def test_ddata_sends_a_value_unfit_to_publish_as_null_with_its_reason() -> None:
+    values = {"voltageAN": float("inf"), "currentA": -5.0, "frequency": 50.0}
+    reading = Reading("plant-a", "meter-1", "F1", 1, values)
+    assert ddata(reading, THING, 1, buffer_id=BUFFER_ID)["metrics"] == [
+        {"name": "voltageAN", "alias": "PM500/voltage/AN", "value": None, "is_null": True,
+         "properties": {"unit": "V", "quality": "not_finite"}},
+        {"name": "currentA", "alias": "PM500/current/A", "value": None, "is_null": True,
+         "properties": {"unit": "A", "quality": "out_of_range"}},
+        {"name": "frequency", "alias": "PM500/frequency", "value": 50.0, "properties": {"unit": "Hz"}},
+    ]
+
+
 def test_dbirth_announces_every_metric_with_alias_and_unit() -> None:
-    birth = dbirth(THING, "plant-a", "meter-1", "F1", 1_700_000_000_000, 3)
+    birth = dbirth(THING, "plant-a", "meter-1", "F1", 1_700_000_000_000, 3, buffer_id=BUFFER_ID)
     assert {k: v for k, v in birth.items() if k != "metrics"} == {
         "timestamp": 1_700_000_000_000,
         "seq": 3,
         "uuid": METER_1_UUID,
+        "buffer_id": BUFFER_ID,
         "site": "plant-a",
         "asset": "meter-1",
         "breaker": "F1",
@@ -74,4 +89,4 @@ def test_nbirth_and_ndeath() -> None:
 def test_encode_is_compact_json() -> None:
     payload = {"timestamp": 1, "site": "plant-a", "online": True}
     assert encode(payload) == b'{"timestamp":1,"site":"plant-a","online":true}'
-    assert json.loads(encode(dbirth(THING, "s", "a", "b", 1, 0)))["breaker"] == "b"
+    assert json.loads(encode(dbirth(THING, "s", "a", "b", 1, 0, buffer_id=BUFFER_ID)))["breaker"] == "b"

@@ -152,6 +152,12 @@ def test_a_stop_signal_stops_every_process_the_demo_started(tmp_path, sig):
     assert demo.returncode == 0, text[-4000:]
     summary = _summary(text)
     assert summary["reason"] == f"stopped by {signal.Signals(sig).name}"
+    # An interactive run ends with Ctrl-C: the summary reports what flowed until then.
+    assert summary["ok"] is True and summary["failures"] == []
+    assert sorted(summary["assets"]) == ["meter-1", "meter-2"]
+    assert summary["assets"]["meter-1"]["mqtt_messages"] > 0
+    assert summary["births"] >= 3  # NBIRTH + a DBIRTH per meter: the observer subscribed first
+    assert "✓ data flowed end to end" in text
     assert len(summary["pids"]) == 5  # influxd, mosquitto, two meters, the collector
     assert processes_started_by(summary, workdir) == []
 

@@ -18,6 +18,7 @@ from sandbox.influx import InfluxServer
 from sandbox.procs import ManagedProcess
 
 THING = "local:plant:edge-1"
+BUFFER_ID = "3f2a6c1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b"
 
 
 def _snapshot() -> observe.Snapshot:
@@ -26,7 +27,7 @@ def _snapshot() -> observe.Snapshot:
 
 def _ddata(asset: str, seq: int, kw: float) -> tuple[str, bytes]:
     reading = Reading("plant", asset, "F1", 1_700_000_000_000, {"realPower": kw, "frequency": 50.0})
-    return DDATA.render(THING, asset), encode(ddata(reading, THING, seq))
+    return DDATA.render(THING, asset), encode(ddata(reading, THING, seq, buffer_id=BUFFER_ID))
 
 
 def test_workdir_is_recreated_from_scratch(tmp_path):
@@ -70,6 +71,19 @@ def test_messages_are_counted_per_asset_and_births_aside():
     assert snap.assets["m1"].last_values["realPower"] == 2.5
     assert snap.assets["m2"].mqtt_messages == 1
     assert snap.other_messages == 2  # the birth and another thing's DDATA are not this collector's data
+    assert (snap.births, snap.deaths) == (1, 0)
+
+
+def test_births_and_deaths_of_this_collector_are_counted_apart_from_other_traffic():
+    snap = _snapshot()
+    observe.count_messages(snap, THING, [
+        (NBIRTH.render(THING), b"{}"),
+        ("spBv1.0/pm500/DBIRTH/local:plant:edge-1/m1", b"{}"),
+        ("spBv1.0/pm500/DBIRTH/local:plant:edge-1/m2", b"{}"),
+        ("spBv1.0/pm500/NDEATH/local:plant:edge-1", b"{}"),
+        ("spBv1.0/pm500/NBIRTH/other:x:y", b"{}"),
+    ])
+    assert (snap.births, snap.deaths, snap.other_messages) == (3, 1, 5)
 
 
 def test_verdict_names_each_failed_leg():

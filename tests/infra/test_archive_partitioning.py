@@ -35,7 +35,7 @@ def _rule_record(stack: str, site: str, collector: str, asset: str, when: dateti
         timestamp_ms=int(when.timestamp() * 1000),
         values={"realPower": 41.5, "voltageAN": 277.1, "energy": 123456.0},
     )
-    return {**ddata(reading, thing, seq=7), "thing": thing}
+    return {**ddata(reading, thing, seq=7, buffer_id="3f2a6c1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b"), "thing": thing}
 
 
 def test_version_matches_firehose_engine() -> None:

@@ -8,6 +8,7 @@ design note's JSON (checked against `collector.payload`, the JSON mode's own bui
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -134,8 +135,10 @@ def test_descriptor_decodes_collector_payloads_into_the_json_modes_shape(
         "buffer": {"path": str(tmp_path / "buffer.sqlite")},
     }, "test")
     wire = SparkplugWire(cfg)
+    # two values not fit to publish (collector.quality): sent as null metrics with their reason
     reading = Reading("plant-a", "meter-0", "F0", 1_713_897_600_000,
-                      {"voltageAN": 480.2, "currentA": 12.1, "realPower": 4.2, "powerFactor": 0.97})
+                      {"voltageAN": 480.2, "currentA": 12.1, "realPower": 4.2, "powerFactor": 0.97,
+                       "voltageBN": math.inf, "currentB": -2.0, "alarm2": 1.0})
     buffer = Buffer(
         cfg.buffer.path, cfg.buffer.max_bytes, cfg.thing_name, ("mqtt",), ddata_encoder=wire.ddata_row
     )
@@ -146,24 +149,36 @@ def test_descriptor_decodes_collector_payloads_into_the_json_modes_shape(
         buffer.close()
     wire.will()
     wire.nbirth()
-    sent = wire.ddata(entry)  # the bytes the collector publishes
+    sent = wire.ddata(entry, buffer_id=buffer.buffer_id)  # the bytes the collector publishes
 
     decoded = json_format.MessageToDict(payload_class.FromString(sent))  # protobuf's JSON mapping
     sql = rules(sparkplug_stack)["pm500_spb_ddata_kinesis"]["sql"]
     names, aliases, units = (_case_table(sql, t) for t in ("name", "alias", "properties"))
+    # the SQL's null handling: value NULL, is_null true, quality from the metric's one property
+    assert "WHEN true THEN NULL ELSE" in sql and "WHEN true THEN true END AS is_null" in sql
+    assert "{'quality': CASE (" in sql and "get(get(properties.values, 0), 'stringValue')" in sql
+
+    def metric(m: dict[str, Any]) -> dict[str, Any]:
+        alias = int(m["alias"])
+        shaped = {"name": names[alias], "alias": aliases[alias], "value": m.get("doubleValue")}
+        properties = {"unit": units[alias]}
+        if m.get("isNull"):
+            shaped["is_null"] = True
+            properties["quality"] = m["properties"]["values"][0]["stringValue"]
+        return {**shaped, "properties": properties}
+
     rebuilt = {
-        "metrics": [
-            {"name": names[int(m["alias"])], "alias": aliases[int(m["alias"])],
-             "value": m["doubleValue"], "properties": {"unit": units[int(m["alias"])]}}
-            for m in decoded["metrics"]
-        ],
+        "metrics": [metric(m) for m in decoded["metrics"]],
         "timestamp": int(decoded["timestamp"]),
         "uuid": decoded["uuid"],
         "site": "plant-a",
         "asset": "meter-0",
     }
-    expected = ddata(reading, cfg.thing_name, seq=0)
-    del expected["seq"]
+    # buffer_id and the per-asset seq are the JSON encoding's; a Sparkplug node has bdSeq and its own seq
+    expected = ddata(reading, cfg.thing_name, seq=0, buffer_id="not sent")
+    del expected["seq"], expected["buffer_id"]
+    nulls = {m["name"]: m["properties"]["quality"] for m in expected["metrics"] if m.get("is_null")}
+    assert nulls == {"voltageBN": "not_finite", "currentB": "out_of_range"}
     assert rebuilt == expected
     assert int(decoded["seq"]) == 1  # the edge node's seq: the first message after NBIRTH (0)
 
