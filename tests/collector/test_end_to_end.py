@@ -70,6 +70,7 @@ def test_readings_reach_broker_and_influx(
         }
         assert {k: v for k, v in dbirth.items() if k not in ("metrics", "timestamp", "seq")} == {
             "uuid": asset_uuid(THING, asset), "site": SITE, "asset": asset, "breaker": f"F{number}",
+            "buffer_id": health["buffer"]["buffer_id"],  # the buffer whose seq it counts in
         }
         # The asset's last seq when the session began (0 for a fresh buffer; polling may already run).
         assert isinstance(dbirth["seq"], int) and 0 <= dbirth["seq"] < len(by_asset[asset])
