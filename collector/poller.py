@@ -4,15 +4,19 @@ One thread per meter, each on its own fixed-rate schedule (ticks at start + k * 
 or dead meter only ever blocks its own thread, so it never delays another meter's readings. A
 thread that overruns its period skips the missed ticks (counted as `overrun`) instead of bursting.
 
-Per poll the thread reads attribute 3 of instances 101, 102 and 107 over one re-used driver and
-decodes with the pre-compiled register map. Failure handling, per kind:
+Per poll the thread reads the data attribute of every instance the register map lists over one
+re-used driver, in one Multiple Service Packet when the meter accepts it (`collector.assembly_reader`;
+the mode is per connection and shown in `status()`), and decodes with the pre-compiled register map.
+Each instance's reply is judged on its own: a failed instance leaves out only its metrics.
+Failure handling, per kind:
 - `comm`: the driver is closed and a new one built after exponential backoff (with jitter);
-- `cip_status`: the meter answered with an error; the driver is kept, the poll is dropped;
+- `cip_status`: the meter answered an instance with an error; the driver is kept;
 - `size_mismatch`: attribute 4 disagrees with the register map; nothing is decoded, the check is
   retried on the backoff schedule (a replaced meter may fix it);
-- `short_payload`: a data attribute of the wrong length; the whole poll is dropped;
+- `short_payload`: a data attribute of the wrong length: that instance's layout cannot be trusted;
 - `nan`: an element decoded as NaN; only the metrics built from it are left out of the reading
-  (the others are good measurements), and the reading is dropped only if nothing is left.
+  (the others are good measurements).
+A poll with some metrics left is delivered (state `degraded`); one with none left is dropped.
 Each is counted; the log gets one line per state change (e.g. ok -> comm_error, and back), never
 one per poll.
 """
@@ -26,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from collector.assembly_reader import AssemblyReader
 from collector.config import MeterConfig
 from collector.meter import (
     CipStatusError,
@@ -33,7 +38,6 @@ from collector.meter import (
     DriverFactory,
     MeterDriver,
     SizeMismatchError,
-    check_sizes,
     pycomm_driver,
 )
 from collector.reading import Reading
@@ -67,6 +71,10 @@ class MeterStatus:
     reconnects: int = 0  # drivers built after the first
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
     last_error: str | None = None
+    # How the current connection reads (collector.assembly_reader): multiple_service_packet |
+    # single_requests; None before the first connection. The reason says why 0x0A is not used.
+    request_mode: str | None = None
+    request_mode_reason: str | None = None
 
     def snapshot(self) -> MeterStatus:
         return MeterStatus(
@@ -79,6 +87,8 @@ class MeterStatus:
             self.reconnects,
             dict(self.errors),
             self.last_error,
+            self.request_mode,
+            self.request_mode_reason,
         )
 
 
@@ -150,11 +160,9 @@ class _MeterWorker:
         )
         self.timeout_s = timeout_s
         self.name = f"{meter.asset} ({meter.host}:{meter.port})"
-        self.instances = tuple(regmap.instances.values())
-        self.data_attribute = regmap.data_attribute
         self.status = MeterStatus(meter.asset)
         self.lock = threading.Lock()
-        self.driver: MeterDriver | None = None
+        self.reader: AssemblyReader | None = None
         self.drivers_built = 0
         self.backoff_initial_s = min(BACKOFF_INITIAL_S, interval_s)
         self.backoff_max_s = min(BACKOFF_MAX_S, max(1.0, BACKOFF_MAX_PERIODS * interval_s))
@@ -188,26 +196,40 @@ class _MeterWorker:
         """One poll; returns a backoff delay (seconds) when the next attempt must wait."""
         timestamp_ms = time.time_ns() // 1_000_000
         try:
-            driver = self.driver or self.connect()
-            payloads = {
-                i.instance: driver.read_attribute(i.instance, self.data_attribute) for i in self.instances
-            }
+            reader = self.reader or self.connect()
+            results = reader.read_data()
         except CommError as e:
             self.close_driver()
             return self.fail("comm", "comm_error", f"{e}", backoff=True)
         except SizeMismatchError as e:
             self.close_driver()
             return self.fail("size_mismatch", "size_mismatch", f"{e}", backoff=True)
-        except CipStatusError as e:
-            return self.fail("cip_status", "cip_error", f"{e}")
         except Exception as e:  # anything unforeseen (a driver bug, OSError): same cure as a comm error
             log.debug("meter %s: unexpected error", self.name, exc_info=True)
             self.close_driver()
             return self.fail("comm", "comm_error", f"unexpected {type(e).__name__}: {e}", backoff=True)
-        try:
-            values, nan = self.regmap.decode(payloads)
-        except PayloadError as e:
-            return self.fail("short_payload", "bad_payload", f"{e}")
+        if reader.mode != self.status.request_mode:
+            self.note_mode(reader)
+        values: dict[str, float] = {}
+        nan: list[str] = []
+        failed: list[tuple[str, str, str]] = []  # (error kind, state, message) per failed instance
+        for inst, result in zip(reader.instances, results, strict=True):
+            if isinstance(result, CipStatusError):
+                failed.append(("cip_status", "cip_error", str(result)))
+                continue
+            try:
+                nan += inst.decode(result, values)
+            except PayloadError as e:
+                failed.append(("short_payload", "bad_payload", str(e)))
+        if failed:
+            message = "; ".join(message for _, _, message in failed)
+            with self.lock:
+                for kind in {kind for kind, _, _ in failed}:
+                    self.status.errors[kind] += 1
+                self.status.last_error = message
+            if not values:
+                kind, state, _ = failed[0]
+                return self.fail(kind, state, message, count=False)
         if nan:
             with self.lock:
                 self.status.errors["nan"] += 1
@@ -226,35 +248,51 @@ class _MeterWorker:
             self.status.reads += 1
             self.status.last_success_ms = timestamp_ms
             failures, self.status.consecutive_failures = self.status.consecutive_failures, 0
-        if nan:
-            self.set_state("degraded", f"NaN in {', '.join(sorted(nan))}; those metrics are left out")
+        if failed or nan:
+            left_out = [m for _, _, m in failed]
+            if nan:
+                left_out.append(f"NaN in {', '.join(sorted(nan))}")
+            self.set_state("degraded", f"{'; '.join(left_out)}; those metrics are left out")
         else:
             self.set_state("ok", f"after {failures} failed polls" if failures else None)
         return None
 
     # -- driver lifecycle -------------------------------------------------------------------------
 
-    def connect(self) -> MeterDriver:
+    def connect(self) -> AssemblyReader:
+        """A new session: the size check, which also probes the Multiple Service Packet afresh."""
         driver = self.driver_factory(self.meter, self.timeout_s)
         self.drivers_built += 1
         if self.drivers_built > 1:
             with self.lock:
                 self.status.reconnects += 1
+        reader = AssemblyReader(driver, self.regmap, self.name)
         try:
-            check_sizes(driver, self.regmap, self.name)
-        except CipStatusError as e:  # the size cannot be verified: refuse, like a mismatch (with backoff)
-            _close(driver)
-            raise SizeMismatchError(f"meter {self.name}: cannot verify the assembly size: {e}") from None
+            reader.check_sizes()  # a size that cannot be verified is refused, like a mismatch
         except BaseException:
             _close(driver)
             raise
-        self.driver = driver
-        return driver
+        self.note_mode(reader)
+        self.reader = reader
+        return reader
+
+    def note_mode(self, reader: AssemblyReader) -> None:
+        """Show the connection's request mode; log when it differs from the previous one."""
+        with self.lock:
+            previous = self.status.request_mode
+            self.status.request_mode, self.status.request_mode_reason = reader.mode, reader.fallback_reason
+        if reader.mode != previous:
+            log.info(
+                "meter %s: reading with %s%s",
+                self.name,
+                reader.mode,
+                f" ({reader.fallback_reason})" if reader.fallback_reason else "",
+            )
 
     def close_driver(self) -> None:
-        if self.driver is not None:
-            _close(self.driver)
-            self.driver = None
+        if self.reader is not None:
+            _close(self.reader.driver)
+            self.reader = None
 
     # -- bookkeeping --------------------------------------------------------------------------------
 
