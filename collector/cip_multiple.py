@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from functools import cache
 
 from pycomm3.cip.status_info import SERVICE_STATUS
 
@@ -74,27 +75,39 @@ def encode_request(class_code: int, requests: Sequence[tuple[int, int]]) -> byte
     return b"".join([_UINT.pack(len(embedded)), *map(_UINT.pack, offsets), *embedded])
 
 
+@cache
+def _offset_table(count: int) -> struct.Struct:
+    return struct.Struct(f"<{count}H")
+
+
 def decode_reply(body: bytes, expected: int) -> list[bytes | EmbeddedStatus]:
-    """Split reply data into `expected` embedded results: the attribute bytes, or the error status."""
-    if len(body) < 2:
-        raise MalformedReplyError(f"reply of {len(body)} bytes has no reply count")
-    count = _UINT.unpack_from(body)[0]
+    """Split reply data into `expected` embedded results: the attribute bytes, or the error status.
+
+    On the hot path (once per poll): one struct call for the offset table, byte indexing for the rest.
+    """
+    size = len(body)
+    if size < 2:
+        raise MalformedReplyError(f"reply of {size} bytes has no reply count")
+    count = body[0] | body[1] << 8
     if count != expected:
         raise MalformedReplyError(f"reply holds {count} embedded replies, {expected} were requested")
     table_end = 2 + 2 * count
-    if len(body) < table_end:
-        raise MalformedReplyError(f"reply of {len(body)} bytes is cut inside its offset table")
-    offsets = [_UINT.unpack_from(body, 2 + 2 * k)[0] for k in range(count)]
-    ends = [*offsets[1:], len(body)]
+    if size < table_end:
+        raise MalformedReplyError(f"reply of {size} bytes is cut inside its offset table")
+    offsets = _offset_table(count).unpack_from(body, 2)
+    ends = (*offsets[1:], size)
     results: list[bytes | EmbeddedStatus] = []
-    for k, (start, end) in enumerate(zip(offsets, ends, strict=True)):
-        if not table_end <= start <= end - 4 or end > len(body):
+    for k in range(count):
+        start, end = offsets[k], ends[k]
+        if start < table_end or start + 4 > end or end > size:
             raise MalformedReplyError(f"embedded reply {k} at bytes {start}..{end} is outside the reply")
-        service, status, ext_words = body[start], body[start + 2], body[start + 3]
-        if service != GET_ATTRIBUTE_SINGLE | REPLY_BIT:
-            raise MalformedReplyError(f"embedded reply {k} is for service 0x{service:02x}, expected 0x8e")
-        data_start = start + 4 + 2 * ext_words
+        if body[start] != GET_ATTRIBUTE_SINGLE | REPLY_BIT:
+            raise MalformedReplyError(
+                f"embedded reply {k} is for service 0x{body[start]:02x}, expected 0x8e"
+            )
+        data_start = start + 4 + 2 * body[start + 3]
         if data_start > end:
             raise MalformedReplyError(f"embedded reply {k}: extended status runs past its end")
+        status = body[start + 2]
         results.append(EmbeddedStatus(status) if status else body[data_start:end])
     return results

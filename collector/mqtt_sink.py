@@ -5,6 +5,10 @@ holds each reading's DDATA payload ready to send (encoded when it was appended),
 is reading rows and handing bytes to paho. A row is acknowledged in the buffer only when its PUBACK
 arrived (paho `on_publish` mid -> row id). Acks are committed in batches, one transaction per burst of
 PUBACKs: an ack lost to kill -9 only means the row is sent again (a duplicate, not a gap).
+
+Each in-flight message keeps the `perf_counter` of its publish and of its PUBACK (two clock reads per
+message), so `on_timed` can split delivery latency into append -> publish -> PUBACK -> ack committed
+(bench/drain.py reports that budget).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ log = logging.getLogger(__name__)
 SINK = "mqtt"
 _ACK_BATCH_WAIT_S = 0.005
 
+# (entry, publish time, PUBACK time), perf_counter seconds; with the commit time: `MqttSink.on_timed`.
+Delivery = tuple[Entry, float, float]
+
 
 class MqttSink:
     def __init__(
@@ -43,8 +50,9 @@ class MqttSink:
         self._cursor = buffer.cursor(SINK)
         self._window = window
         self.on_delivered = on_delivered  # (entries, ack time ms): latency measurement hook
-        self._inflight: dict[int, Entry] = {}  # mid -> row, owned by the sink thread
-        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.on_timed: Callable[[Sequence[Delivery], float], None] | None = None  # latency budget hook
+        self._inflight: dict[int, tuple[Entry, float]] = {}  # mid -> (row, published at), sink thread's
+        self._acks: queue.SimpleQueue[tuple[int, float]] = queue.SimpleQueue()  # (mid, PUBACK at)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,7 +100,7 @@ class MqttSink:
         return topic
 
     def _puback(self, mid: int) -> None:
-        self._acks.put(mid)
+        self._acks.put((mid, time.perf_counter()))
         self._wake.set()
 
     def _publish_births(self) -> None:
@@ -105,8 +113,10 @@ class MqttSink:
         while not self._stopping.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
-            if self._inflight and self._acks.qsize() < self._window // 4:
-                # Let PUBACKs accumulate a moment: one SQLite commit per batch, not per message.
+            batch = self._window // 4
+            if self._acks.qsize() < batch and len(self._inflight) - self._acks.qsize() >= batch:
+                # Many PUBACKs due (a backlog drain): let them accumulate a moment, one SQLite commit
+                # per batch, not per message. Live traffic (a few in flight) is acked at once.
                 self._stopping.wait(_ACK_BATCH_WAIT_S)
             self._commit_acks()
             if self.link.connected.is_set():
@@ -114,16 +124,20 @@ class MqttSink:
 
     def _commit_acks(self) -> None:
         delivered: list[Entry] = []
+        timed: list[Delivery] = []
         while True:
             try:
-                mid = self._acks.get_nowait()
+                mid, acked_at = self._acks.get_nowait()
             except queue.Empty:
                 break
-            entry = self._inflight.pop(mid, None)
-            if entry is not None:  # births and NDEATH have no row
-                delivered.append(entry)
+            sent = self._inflight.pop(mid, None)
+            if sent is not None:  # births and NDEATH have no row
+                delivered.append(sent[0])
+                timed.append((sent[0], sent[1], acked_at))
         if delivered:
             self._cursor.ack([e.id for e in delivered])
+            if self.on_timed is not None:
+                self.on_timed(timed, time.perf_counter())
             if self.on_delivered is not None:
                 self.on_delivered(delivered, int(time.time() * 1000))
 
@@ -137,4 +151,4 @@ class MqttSink:
                 # Not queued by paho: hand this row (and those after it) out again on the next pass.
                 self._cursor.rewind(entry.id - 1)
                 return
-            self._inflight[mid] = entry
+            self._inflight[mid] = (entry, time.perf_counter())

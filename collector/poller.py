@@ -253,7 +253,7 @@ class _MeterWorker:
             if nan:
                 left_out.append(f"NaN in {', '.join(sorted(nan))}")
             self.set_state("degraded", f"{'; '.join(left_out)}; those metrics are left out")
-        else:
+        elif self.status.state != "ok":  # unlocked peek: the steady state costs no second lock
             self.set_state("ok", f"after {failures} failed polls" if failures else None)
         return None
 
