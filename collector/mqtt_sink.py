@@ -101,7 +101,8 @@ class MqttSink:
 
     def _puback(self, mid: int) -> None:
         self._acks.put((mid, time.perf_counter()))
-        self._wake.set()
+        if not self._wake.is_set():  # a drain brings thousands of PUBACKs/s: notify once per wake-up
+            self._wake.set()
 
     def _publish_births(self) -> None:
         now = int(time.time() * 1000)
@@ -123,8 +124,7 @@ class MqttSink:
                 self._fill_window()
 
     def _commit_acks(self) -> None:
-        delivered: list[Entry] = []
-        timed: list[Delivery] = []
+        delivered: list[Delivery] = []
         while True:
             try:
                 mid, acked_at = self._acks.get_nowait()
@@ -132,14 +132,13 @@ class MqttSink:
                 break
             sent = self._inflight.pop(mid, None)
             if sent is not None:  # births and NDEATH have no row
-                delivered.append(sent[0])
-                timed.append((sent[0], sent[1], acked_at))
+                delivered.append((sent[0], sent[1], acked_at))
         if delivered:
-            self._cursor.ack([e.id for e in delivered])
+            self._cursor.ack([d[0].id for d in delivered])
             if self.on_timed is not None:
-                self.on_timed(timed, time.perf_counter())
+                self.on_timed(delivered, time.perf_counter())
             if self.on_delivered is not None:
-                self.on_delivered(delivered, int(time.time() * 1000))
+                self.on_delivered([d[0] for d in delivered], int(time.time() * 1000))
 
     def _fill_window(self) -> None:
         room = self._window - len(self._inflight)
