@@ -12,7 +12,10 @@ is a capability probed per connection:
   good, and the same poll is re-read that way at once, so the meter is polled without a gap and
   0x0A is not retried on every poll;
 - a new connection (a new reader, after a reconnect) probes again: a meter whose firmware was
-  updated, or a transient refusal, gets another chance.
+  updated, or a transient refusal, gets another chance;
+- a meter that does not answer the probe at all (a timeout: the connection is then replaced) is
+  read one request at a time on the next connection (`probe=False`), so a device that silently drops
+  0x0A is still polled; the connection after that probes again.
 
 Each embedded reply is judged on its own (its status; its size by the register map): the caller gets
 one result per instance and decodes the good ones even when another one failed.
@@ -25,19 +28,20 @@ from collector.registers import InstanceMap, RegisterMap
 
 MULTIPLE_SERVICE_PACKET = "multiple_service_packet"  # one 0x0A request per poll
 SINGLE_REQUESTS = "single_requests"  # one 0x0E request per instance per poll
+UNANSWERED_PROBE = "the Multiple Service Packet probe got no answer on the previous connection"
 
 
 class AssemblyReader:
     """One connection's reads; `mode` and `fallback_reason` say how it reads (served by /health)."""
 
-    def __init__(self, driver: MeterDriver, regmap: RegisterMap, meter_name: str) -> None:
+    def __init__(self, driver: MeterDriver, regmap: RegisterMap, meter_name: str, probe: bool = True) -> None:
         self.driver = driver
         self.meter_name = meter_name
         self.instances: tuple[InstanceMap, ...] = tuple(regmap.instances.values())
         self._data_requests = tuple((i.instance, regmap.data_attribute) for i in self.instances)
         self._size_requests = tuple((i.instance, regmap.size_attribute) for i in self.instances)
-        self.mode = MULTIPLE_SERVICE_PACKET
-        self.fallback_reason: str | None = None
+        self.mode = MULTIPLE_SERVICE_PACKET if probe else SINGLE_REQUESTS
+        self.fallback_reason = None if probe else UNANSWERED_PROBE
 
     def check_sizes(self) -> None:
         """Read attribute 4 (size in bytes) of every instance; refuse any mismatch (SizeMismatchError).

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from collector.assembly_reader import AssemblyReader
+from collector.assembly_reader import MULTIPLE_SERVICE_PACKET, AssemblyReader
 from collector.config import MeterConfig
 from collector.meter import (
     CipStatusError,
@@ -163,6 +163,7 @@ class _MeterWorker:
         self.status = MeterStatus(meter.asset)
         self.lock = threading.Lock()
         self.reader: AssemblyReader | None = None
+        self.probe_unanswered = False
         self.drivers_built = 0
         self.backoff_initial_s = min(BACKOFF_INITIAL_S, interval_s)
         self.backoff_max_s = min(BACKOFF_MAX_S, max(1.0, BACKOFF_MAX_PERIODS * interval_s))
@@ -266,12 +267,18 @@ class _MeterWorker:
         if self.drivers_built > 1:
             with self.lock:
                 self.status.reconnects += 1
-        reader = AssemblyReader(driver, self.regmap, self.name)
+        reader = AssemblyReader(driver, self.regmap, self.name, probe=not self.probe_unanswered)
         try:
             reader.check_sizes()  # a size that cannot be verified is refused, like a mismatch
+        except CommError:
+            _close(driver)
+            # No answer to the 0x0A probe: the next connection reads one request at a time.
+            self.probe_unanswered = reader.mode == MULTIPLE_SERVICE_PACKET
+            raise
         except BaseException:
             _close(driver)
             raise
+        self.probe_unanswered = False  # the connection after this one probes again
         self.note_mode(reader)
         self.reader = reader
         return reader

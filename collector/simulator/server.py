@@ -17,8 +17,9 @@ through the control server (`collector.simulator.control`):
 - `instance_status`: {instance: status}: only that instance's requests answered with that CIP status;
 - `multiple_service`: how the Message Router answers a Multiple Service Packet (0x0A): `accept`
   (cpppo's own implementation, general status 0x1E when an embedded request failed, as CIP says),
-  `refuse` (status 0x08, as a device without the service would) or `malformed` (a reply cut after
-  its count). `multiple_requests` in the meter's state counts the 0x0A requests it received.
+  `refuse` (status 0x08, as a device without the service would), `malformed` (a reply cut after
+  its count) or `silent` (no answer in time: a device dropping the request). `multiple_requests`
+  in the meter's state counts the 0x0A requests it received.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from collector.simulator.model import MeterModel
 log = logging.getLogger(__name__)
 BIND_HOST = "127.0.0.1"
 NAN = float("nan")
-MULTIPLE_SERVICE_MODES = ("accept", "refuse", "malformed")
+MULTIPLE_SERVICE_MODES = ("accept", "refuse", "malformed", "silent")
+SILENT_S = 5.0  # "silent": the reply comes this late, long after any client's timeout
 SERVICE_NOT_SUPPORTED = 0x08
 EMBEDDED_SERVICE_ERROR = 0x1E
 
@@ -172,7 +174,9 @@ class MessageRouter(logix.Logix):  # type: ignore[misc]
         meter: SimulatedMeter = _current.meter
         meter.multiple_requests += 1
         mode = meter.faults.multiple_service
-        if mode == "refuse":
+        if mode == "silent":
+            time.sleep(SILENT_S)  # this connection's thread only; the client has given up by then
+        if mode in ("refuse", "silent"):
             data.service |= 0x80
             data.status = SERVICE_NOT_SUPPORTED
             data.input = bytearray(self.produce(data))

@@ -265,3 +265,19 @@ def test_one_failed_instance_leaves_out_only_its_metrics(
     status = poller.status()["m1"]
     assert status.state == "degraded" and status.request_mode == MULTIPLE_SERVICE_PACKET
     assert status.last_error is not None and "instance 102" in status.last_error
+
+
+def test_meter_silently_dropping_the_multiple_service_packet_is_read_one_by_one_after_a_reconnect(
+    sim: SimulatorProcess, meters: list[MeterConfig], collected: Collected
+) -> None:
+    sim.control.set_faults(2, multiple_service="silent")  # never answers 0x0A in time
+    p = Poller("plant-a", meters[2:], INTERVAL_S, collected, timeout_s=0.5)
+    p.start()
+    try:
+        wait_for(lambda: collected.count("m2") >= 3, "readings from a meter that ignores 0x0A")
+        status = p.status()["m2"]
+    finally:
+        p.stop()
+    assert status.errors["comm"] == 1 and status.reconnects == 1  # the one unanswered probe
+    assert status.request_mode == SINGLE_REQUESTS
+    assert status.request_mode_reason is not None and "no answer" in status.request_mode_reason
