@@ -178,7 +178,7 @@ class _MeterWorker:
     def run(self, phase: float) -> None:
         next_tick = time.monotonic() + phase * self.interval_s
         try:
-            while not self.stop.wait(max(0.0, next_tick - time.monotonic())):
+            while not self.stopped_before(next_tick):
                 retry_after = self.poll_once()
                 now = time.monotonic()
                 next_tick += self.interval_s
@@ -192,6 +192,12 @@ class _MeterWorker:
         finally:
             self.close_driver()
             self.set_state("stopped", None)
+
+    def stopped_before(self, tick: float) -> bool:
+        """Wait for `tick`; True if stopped. A tick already due is polled at once, without a timed
+        wait (which costs a futex syscall and a context switch even when it returns at once)."""
+        delay = tick - time.monotonic()
+        return self.stop.wait(delay) if delay > 0 else self.stop.is_set()
 
     def poll_once(self) -> float | None:
         """One poll; returns a backoff delay (seconds) when the next attempt must wait."""
