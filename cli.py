@@ -17,12 +17,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from collector.consistency import WIRINGS
+from collector.registers import DEFAULT_MAP, RegisterMapError, load_register_map
 from devices import crypto
 from devices.aws import aws_errors, iot_client
 from devices.bulk import BulkResult, provision_many, summary
 from devices.bundle import default_bundle_dir
 from devices.errors import DeviceError
 from devices.lifecycle import list_devices, revoke_device
+from devices.map_suggest import describe_suggestion, suggest
+from devices.meter_probe import connect, describe, probe
 from devices.outputs import check_name, load_outputs
 from devices.provision import BundleSettings, IssueOptions, Mode, provision_device
 
@@ -32,6 +36,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+meter_app = typer.Typer(help="Commission PowerMonitor 500 meters on the plant network.", no_args_is_help=True)
+app.add_typer(meter_app, name="meter")
 out = Console()
 err = Console(stderr=True)
 
@@ -46,7 +52,10 @@ OutputsFile = Annotated[
         dir_okay=False,
     ),
 ]
-Region = Annotated[str | None, typer.Option(help="AWS region (default: AWS_REGION / your AWS profile).")]
+Region = Annotated[
+    str | None,
+    typer.Option(help="AWS region (default: $AWS_REGION, else $AWS_DEFAULT_REGION, else your profile's)."),
+]
 Out = Annotated[
     Path | None,
     typer.Option(
@@ -78,7 +87,7 @@ ValidityDays = Annotated[
 ServerCa = Annotated[
     Path | None,
     typer.Option(
-        help="CA that verifies the broker, copied into the bundle (default: Amazon Root CA 1, shipped).",
+        help="CA(s) that verify the broker, copied into the bundle (default: Amazon Root CA 1 and 3).",
         dir_okay=False,
     ),
 ]
@@ -445,3 +454,54 @@ def _print_bulk(results: list[BulkResult], counts: dict[str, int]) -> None:
 
 if __name__ == "__main__":
     app()
+
+
+@meter_app.command("probe")
+def meter_probe_cmd(
+    host: Annotated[str, typer.Option(help="The meter's IP address or DNS name.")],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="EtherNet/IP TCP port.")] = 44818,
+    register_map_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--map", help="Register map to check (default: the collector's bundled map).", dir_okay=False
+        ),
+    ] = None,
+    wiring: Annotated[
+        str, typer.Option(help="The meter's electrical system: 4-wire (with neutral) or 3-wire (no neutral).")
+    ] = "4-wire",
+    suggest_order: Annotated[
+        bool,
+        typer.Option(
+            "--suggest", help="Search the block orders that best satisfy the physics; print the YAML change."
+        ),
+    ] = False,
+    timeout_s: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Socket timeout per read (s).")
+    ] = 5.0,
+    as_json: JsonOut = False,
+) -> None:
+    """Read instances 100-108 of one meter: product info, every element next to its mapped metric,
+    and the register-map consistency verdict. Nothing is written to the meter or to the map."""
+    map_path = register_map_file or DEFAULT_MAP
+    with operator_errors():
+        if wiring not in WIRINGS:
+            raise DeviceError(f"--wiring {wiring!r}: expected one of {', '.join(WIRINGS)}")
+        try:
+            regmap = load_register_map(map_path)
+        except RegisterMapError as e:
+            raise DeviceError(f"--map: {e}") from None
+        driver = connect(host, port, timeout_s)
+        try:
+            report = probe(driver, regmap, host, port, wiring)
+        finally:
+            driver.close()
+        suggestion = suggest(report, regmap, map_path) if suggest_order else None
+    if as_json:
+        body = report.as_dict()
+        if suggestion is not None:
+            body["suggestion"] = suggestion.as_dict()
+        out.print_json(json.dumps(body))
+        return
+    lines = describe(report) + (describe_suggestion(suggestion) if suggestion is not None else [])
+    for line in lines:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from collector.config import MeterConfig
+from collector.consistency import Verdict
 from collector.meter import CipStatusError, MeterDriver, pycomm_driver
 from collector.mqtt_sink import Delivery
 from collector.poller import Poller
@@ -72,6 +73,7 @@ class StageClock:
         meters: Sequence[MeterConfig],
         interval_s: float,
         on_reading: Callable[[Reading], None],
+        on_verdict: Callable[[str, Verdict], None] | None = None,
     ) -> PollerLike:
         """A `collector.service.PollerFactory`: the default Poller, with the timing wrappers."""
 
@@ -87,7 +89,9 @@ class StageClock:
                 self.samples["round_trip"].append(1000 * (replied - start))
                 self.samples["decode_append"].append(1000 * (appended - replied))
 
-        return Poller(site, meters, interval_s, timed_on_reading, driver_factory=driver)
+        return Poller(
+            site, meters, interval_s, timed_on_reading, driver_factory=driver, on_verdict=on_verdict
+        )
 
     def on_timed(self, deliveries: Sequence[Delivery], committed: float) -> None:
         """`MqttSink.on_timed`."""

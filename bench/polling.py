@@ -6,8 +6,9 @@ Everything runs in THIS process (the "collector"); the simulated meters are chil
 `resource.getrusage(RUSAGE_SELF)` measures the collector's own CPU, never the simulators'.
 
 1. Throughput: the same meters polled back-to-back (a) by raw loops, one thread per meter, each
-   doing the three Get_Attribute_Single reads with pycomm3 and unpacking them with `struct`, or one
-   Multiple Service Packet carrying them (request bytes built once, reply split with `struct`), and
+   doing one Get_Attribute_Single read per instance of the register map with pycomm3 and unpacking
+   them with `struct`, or one Multiple Service Packet carrying them (request bytes built once, reply
+   split with `struct`), and
    (b) by `collector.poller.Poller` with a 1 us period (every tick overruns, so it polls flat out),
    which uses the Multiple Service Packet. Target: Poller >= 85% of the raw MSP loop's polls/s, and
    CPU per poll <= 1.1x the raw MSP loop's.
@@ -33,13 +34,19 @@ from collector import cip_multiple
 from collector.config import MeterConfig
 from collector.poller import Poller
 from collector.reading import Reading
-from collector.registers import register_map
+from collector.registers import ELEMENT_TYPES, register_map
 from collector.simulator.process import SimulatorProcess
 
-INSTANCES = (101, 102, 107)
-UNPACK = {101: struct.Struct("<12f"), 102: struct.Struct("<18f"), 107: struct.Struct("<18f")}
+# The baselines read what the Poller reads: every instance of the register map (101, 102, 107, 108),
+# each unpacked with a plain `struct` of its element type (REAL, INT or UINT).
+INSTANCES = tuple(register_map().instances)
+UNPACK = {
+    n: struct.Struct(f"<{inst.elements}{ELEMENT_TYPES[inst.element_type][0]}")
+    for n, inst in register_map().instances.items()
+}
 MSP_REQUEST = cip_multiple.encode_request(0x04, [(i, 3) for i in INSTANCES])
-OFFSETS = struct.Struct("<4H")  # reply count and the three offsets
+OFFSETS = struct.Struct(f"<{1 + len(INSTANCES)}H")  # reply count and one offset per instance
+METRICS = sum(len(inst.metrics) for inst in register_map().instances.values())
 # Poller period for "back-to-back": every tick is already due when a poll ends, so the Poller polls
 # flat out and never sleeps, like the raw loops (a 1 ms period made it sleep up to 1 ms per poll).
 FLAT_OUT_S = 1e-6
@@ -230,7 +237,7 @@ def main() -> None:
     fleet_verdict = "PASS" if fleet_core < 0.5 else "FAIL"
     runs = ", ".join(f"{r:.2f}x" for r in cpu_ratios)
     body = f"""
-### Meter polling (EtherNet/IP: one Multiple Service Packet per poll, vs 3 x Get_Attribute_Single)
+### Meter polling (EtherNet/IP: one Multiple Service Packet per poll vs {len(INSTANCES)} Get_Attribute_Single)
 
 The machine was shared: other engineers' tests and benchmarks ran at the same time (2 cores).
 Simulated meters: `python -m collector.simulator` (cpppo) child processes on 127.0.0.1. CPU is the
@@ -238,8 +245,9 @@ benchmark process's own (`getrusage(RUSAGE_SELF)`: Poller or raw-loop threads), 
 simulators'. Readings go to a counting callback (no buffer or sinks in this measurement).
 
 Throughput: 4 simulator processes x 3 meters; in each process one meter is polled back-to-back by a
-raw pycomm3 loop doing 3 Get_Attribute_Single + `struct.unpack`, one by a raw loop doing one
-Multiple Service Packet (request bytes built once, reply split with `struct`), one by
+raw pycomm3 loop doing one Get_Attribute_Single + `struct.unpack` per mapped instance
+({len(INSTANCES)}: {", ".join(map(str, INSTANCES))}), one by a raw loop doing one Multiple Service
+Packet carrying them (request bytes built once, reply split with `struct`), one by
 `collector.poller.Poller` (1 us period, so every tick is due when a poll ends and it polls flat out
 without sleeping; it uses the Multiple Service Packet), all at the same time for {seconds:.0f} s
 so they share the same noisy machine. CPU per poll: each variant alone, alternated,
@@ -247,17 +255,17 @@ so they share the same noisy machine. CPU per poll: each variant alone, alternat
 
 | 4 meters each, polled back-to-back | polls/s | collector CPU per poll |
 |---|---:|---:|
-| raw pycomm3 loop, 3 x Get_Attribute_Single | {single_rate:.1f} | {single_cpu_ms:.2f} ms |
+| raw pycomm3 loop, {len(INSTANCES)} x Get_Attribute_Single | {single_rate:.1f} | {single_cpu_ms:.2f} ms |
 | raw pycomm3 loop, 1 Multiple Service Packet (**baseline**) | {raw_rate:.1f} | {raw_cpu_ms:.2f} ms |
 | `collector.poller.Poller` (Multiple Service Packet) | {pol_rate:.1f} | {pol_cpu_ms:.2f} ms |
 
 - **Throughput: Poller / raw MSP loop = {throughput_ratio:.0%}** (target >= 85%): {verdict}. Both are
   bound by the simulator (cpppo's CPU per request).
 - **CPU per poll: Poller / raw MSP loop = {cpu_ratio:.2f}x** (target <= 1.1x): {cpu_verdict}; per window:
-  {runs}. The Poller also checks each embedded reply, decodes 30 named metrics, builds the Reading
+  {runs}. The Poller also checks each embedded reply, decodes {METRICS} named metrics, builds the Reading
   and keeps per-meter status.
-- One Multiple Service Packet instead of three requests: raw loop CPU per poll
-  {raw_cpu_ms / single_cpu_ms:.0%} of the 3-request loop's, polls/s {raw_rate / single_rate:.1f}x.
+- One Multiple Service Packet instead of {len(INSTANCES)} requests: raw loop CPU per poll
+  {raw_cpu_ms / single_cpu_ms:.0%} of the single-request loop's, polls/s {raw_rate / single_rate:.1f}x.
 
 | fleet run | value |
 |---|---:|

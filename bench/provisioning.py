@@ -87,7 +87,7 @@ def reset_and_seed(env: dict[str, str], devices: int) -> dict[str, Any]:
         sites.setdefault(f"site-{i // per_site:02d}", []).append(f"edge-{i:05d}")
     outputs = example_outputs(STACK, sites)
     iot = boto3.client("iot", config=Config(retries={"mode": "standard", "total_max_attempts": 10}))
-    seed_stack(iot, outputs, collector_iot_policy("eu-west-1", "123456789012"))
+    seed_stack(iot, outputs, collector_iot_policy("aws", "eu-west-1", "123456789012"))
     return outputs
 
 

@@ -61,8 +61,8 @@ class AssemblyReader:
             if actual != inst.size_bytes:
                 raise SizeMismatchError(
                     f"meter {self.meter_name}: assembly instance {inst.instance} ({inst.title}) is "
-                    f"{actual} bytes, register map expects {inst.size_bytes} ({inst.elements} REAL); "
-                    "refusing to decode"
+                    f"{actual} bytes, register map expects {inst.size_bytes} "
+                    f"({inst.elements} {inst.element_type}); refusing to decode"
                 )
 
     def read_data(self) -> list[bytes | CipStatusError]:

@@ -24,7 +24,7 @@ import logging
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +118,7 @@ class Buffer:
         thing: str,
         sinks: Sequence[str] = SINKS,
         synchronous: str = "NORMAL",
+        ddata_encoder: Callable[[Reading, int], bytes] | None = None,
     ) -> None:
         unknown = set(sinks) - set(SINKS)
         if unknown or not sinks:
@@ -127,6 +128,8 @@ class Buffer:
         self.thing = thing
         self.sinks = tuple(sinks)
         self._ddata = "mqtt" in self.sinks
+        # What the MQTT sink will send for a reading given its seq (collector.wire picks the encoding).
+        self._ddata_encoder = ddata_encoder or (lambda reading, seq: encode(ddata(reading, thing, seq)))
         self._lines = "influx" in self.sinks
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,7 +233,7 @@ class Buffer:
     def _encode_ddata(self, reading: Reading, seq: int) -> bytes:
         if not self._ddata:
             return b""
-        return zlib.compress(encode(ddata(reading, self.thing, seq)), _COMPRESSION_LEVEL)
+        return zlib.compress(self._ddata_encoder(reading, seq), _COMPRESSION_LEVEL)
 
     def _encode_lines(self, reading: Reading) -> bytes:
         if not self._lines:

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from collector.consistency import Wiring
 from collector.topics import NAME_PATTERN, NAME_RULE, thing_name
 from collector.validation import ConfigError, describe, field_path, read_yaml
 
@@ -34,10 +35,24 @@ KEY_FILE = "private.pem.key"
 CA_FILE = "root-ca.pem"
 DEFAULT_CIP_PORT = 44818
 
+
+def bundle_subdir(stack: str, site: str, collector: str) -> str:
+    """Where a collector's bundle lives below a bundle root: `<stack>/<site>/<collector>`.
+
+    The same layout on the operator's machine (`cli.py provision-device` writes below `bundles/`) and on
+    the edge host (below `edge.bundleRoot`, bind-mounted at /bundle), so a site's bundles are copied
+    across as one tree. No ':' (unlike the thing name): Docker's bind syntax splits on it.
+    """
+    return f"{stack}/{site}/{collector}"
+
 _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN.pattern, description=NAME_RULE)]
+# MQTT payload encoding: the design note's JSON, or Sparkplug B 3.0 protobuf (collector/wire.py).
+Encoding = Literal["json", "sparkplug-b"]
+ENCODINGS: tuple[Encoding, ...] = ("json", "sparkplug-b")
+DEFAULT_ENCODING: Encoding = "json"
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -62,6 +77,11 @@ class MeterConfig(_Model):
     breaker: str = Field(min_length=1, max_length=64, description="breaker / feeder label (InfluxDB tag)")
     host: str = Field(description="meter IP address or DNS name")
     port: Port = Field(DEFAULT_CIP_PORT, description="EtherNet/IP TCP port")
+    wiring: Wiring = Field(
+        "4-wire",
+        description="the meter's electrical system: 4-wire (with neutral) or 3-wire (no neutral); "
+        "the register-map self-check skips line-to-neutral relations on 3-wire",
+    )
 
     _host = field_validator("host")(check_host)
 
@@ -75,6 +95,9 @@ class MqttConfig(_Model):
     keepalive_s: int = Field(30, ge=5, le=1200)
     inflight_window: int = Field(
         256, ge=1, le=10_000, description="QoS 1 publishes awaiting PUBACK at once (replay speed vs memory)"
+    )
+    encoding: Encoding = Field(
+        DEFAULT_ENCODING, description="spBv1.0/ payloads: json (design note) or sparkplug-b (protobuf)"
     )
 
     _endpoint = field_validator("endpoint")(check_host)

@@ -2,7 +2,7 @@
 
 This table is the contract between the register map (which fills readings by metric name), the MQTT
 payload and the InfluxDB line protocol. Per-phase InfluxDB rows use phases A, B, C; the `total` row
-carries three-phase totals plus kWh and frequency.
+carries three-phase totals plus kWh, frequency and the alarm/output states.
 """
 
 from __future__ import annotations
@@ -38,6 +38,17 @@ def _phase_metrics() -> list[Metric]:
     return out
 
 
+ALARMS = (1, 2, 3, 4)  # the PM500's virtual alarms (instance 108, element 0, bits 0..3)
+OUTPUTS = (1, 2)  # its output ports (instance 108, element 1, bits 0..1)
+
+
+def _status_metrics() -> list[Metric]:
+    """Alarm and output states, 1 = active/on, 0 = inactive/off (`total` row, fields alarm_N/output_N)."""
+    return [Metric(f"alarm{n}", f"PM500/alarm/{n}", "", TOTAL, f"alarm_{n}") for n in ALARMS] + [
+        Metric(f"output{n}", f"PM500/output/{n}", "", TOTAL, f"output_{n}") for n in OUTPUTS
+    ]
+
+
 METRICS: tuple[Metric, ...] = (
     *_phase_metrics(),
     Metric("voltageLNAverage", "PM500/voltage/LNavg", "V", TOTAL, "voltage"),
@@ -49,6 +60,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("powerFactor", "PM500/powerFactor/total", "", TOTAL, "pf"),
     Metric("frequency", "PM500/frequency", "Hz", TOTAL, "frequency"),
     Metric("energy", "PM500/energy/net", "kWh", TOTAL, "kWh"),
+    *_status_metrics(),
 )
 
 METRICS_BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

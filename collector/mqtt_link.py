@@ -12,6 +12,10 @@
 - `publish` hands back the paho message id; `on_puback(mid)` fires when the broker acknowledged it.
   paho keeps unacknowledged QoS 1 messages and resends them (DUP) after a reconnect, so a message
   accepted by `publish` is eventually acknowledged or the process dies (and the buffer replays it).
+- What the births, the will and NDEATH contain is the `Wire`'s business (`collector.wire`). A Sparkplug B
+  wire numbers messages per MQTT session, so stale publishes of the last session must not be resent
+  into the next one: with `wire.fresh_session_per_connect` each CONNECT uses a new paho client (paho
+  keeps no old publishes) and the owner replays what was not acknowledged from its buffer (`session`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -28,7 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from collector import topics
 from collector.backoff import Backoff
 from collector.config import CollectorConfig
-from collector.payload import encode, node_state
+from collector.wire import JsonWire, Wire
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +59,12 @@ class MqttLink:
         on_online: Callable[[], None] = lambda: None,
         max_inflight: int = 256,
         backoff: Backoff | None = None,
+        wire: Wire | None = None,
     ) -> None:
         self._cfg = cfg
+        self._wire: Wire = wire or JsonWire(cfg)
+        self._max_inflight = max_inflight
+        self.session = 0  # +1 per accepted CONNECT
         self._thing = cfg.thing_name
         self._on_puback = on_puback
         self._on_connected = on_connected
@@ -71,7 +78,9 @@ class MqttLink:
         self._thread: threading.Thread | None = None
         self._last_problem: str | None = None
         self.stats = {"connects": 0, "disconnects": 0, "published": 0, "acked": 0}
+        self._client = self._new_client()
 
+    def _new_client(self) -> mqtt.Client:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self._thing,
@@ -79,13 +88,13 @@ class MqttLink:
             clean_session=True,
             reconnect_on_failure=False,  # one connection per loop_start(); the supervisor reconnects
         )
-        client.tls_set_context(tls_context(cfg))
-        client.max_inflight_messages_set(max_inflight)
+        client.tls_set_context(tls_context(self._cfg))
+        client.max_inflight_messages_set(self._max_inflight)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
-        self._client = client
+        return client
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -96,9 +105,7 @@ class MqttLink:
     def stop(self, timeout_s: float = 3.0) -> None:
         """Graceful stop: publish NDEATH ourselves (a clean DISCONNECT suppresses the will), then close."""
         if self.connected.is_set():
-            info = self._client.publish(
-                topics.NDEATH.render(self._thing), self._node_state(online=False), qos=QOS
-            )
+            info = self._client.publish(topics.NDEATH.render(self._thing), self._wire.ndeath(), qos=QOS)
             try:
                 info.wait_for_publish(timeout=timeout_s)
             except (RuntimeError, ValueError):
@@ -110,10 +117,10 @@ class MqttLink:
             self._thread.join(timeout=timeout_s)
         self._client.loop_stop()
 
-    def publish(self, topic: str, payload: bytes) -> int | None:
-        """Queue a QoS 1 publish; the mid to expect in `on_puback`, or None if paho refused it."""
+    def publish(self, topic: str, payload: bytes, qos: int = QOS) -> int | None:
+        """Queue a publish (QoS 1 unless told); the mid to expect in `on_puback`, or None if refused."""
         with self._io_lock:
-            info = self._client.publish(topic, payload, qos=QOS)
+            info = self._client.publish(topic, payload, qos=qos)
         if info.rc not in _ACCEPTED:
             log.warning("publish refused by client", extra={"topic": topic, "rc": int(info.rc)})
             return None
@@ -124,12 +131,16 @@ class MqttLink:
 
     def _run(self) -> None:
         host, port = self._cfg.mqtt.endpoint, self._cfg.mqtt.port
+        first = True
         while not self._stopping.is_set():
-            # The will's timestamp is the moment we (re)connect: the last time we know we were alive.
-            self._client.will_set(topics.NDEATH.render(self._thing), self._node_state(online=False), qos=QOS)
             self._lost.clear()
             try:
                 with self._io_lock:
+                    if self._wire.fresh_session_per_connect and not first:
+                        self._client = self._new_client()
+                    first = False
+                    # The will is made per CONNECT: its timestamp (and a Sparkplug bdSeq) belong to it.
+                    self._client.will_set(topics.NDEATH.render(self._thing), self._wire.will(), qos=QOS)
                     self._client.connect(host, port, keepalive=self._cfg.mqtt.keepalive_s)
                     self._client.loop_start()
             except (OSError, ssl.SSLError, ValueError) as e:
@@ -159,8 +170,10 @@ class MqttLink:
         self._last_problem = None
         self.stats["connects"] += 1
         log.info("mqtt connected", extra={"endpoint": self._cfg.mqtt.endpoint, "client_id": self._thing})
-        client.publish(topics.NBIRTH.render(self._thing), self._node_state(online=True), qos=QOS)
-        self._on_connected()
+        with self._wire.lock:  # no message numbered in between (Sparkplug seq)
+            self.session += 1
+            client.publish(topics.NBIRTH.render(self._thing), self._wire.nbirth(), qos=self._wire.birth_qos)
+            self._on_connected()
         client.subscribe(topics.NCMD.render(self._thing), qos=QOS)
         self.connected.set()
         self._on_online()  # births are queued first: the owner may now publish data
@@ -186,6 +199,3 @@ class MqttLink:
             self._on_command(bytes(message.payload))
         except Exception:  # a bad command must never take the link down
             log.exception("command handler failed", extra={"topic": message.topic})
-
-    def _node_state(self, online: bool) -> bytes:
-        return encode(node_state(self._thing, self._cfg.site, online, int(time.time() * 1000)))

@@ -9,21 +9,34 @@ PUBACKs: an ack lost to kill -9 only means the row is sent again (a duplicate, n
 Each in-flight message keeps the `perf_counter` of its publish and of its PUBACK (two clock reads per
 message), so `on_timed` can split delivery latency into append -> publish -> PUBACK -> ack committed
 (bench/drain.py reports that budget).
+
+Alarm/output events (`publish_event`) are not buffer rows: the states they announce are in the
+buffered readings already. They wait in memory until paho has queued them (QoS 1; paho re-sends
+unacknowledged ones after a reconnect), ahead of the data backlog so an alarm is not stuck behind
+hours of replay. DBIRTH carries each meter's register-map verdict and is re-published when it changes.
+
+The `Wire` (collector.wire) turns a row into the bytes to send. With Sparkplug B each message takes the
+edge node's next `seq` as it is handed to paho, under `wire.lock`, so seq order is socket order; after a
+reconnect every unacknowledged row is replayed from the buffer into the new session (new seq numbers,
+`is_historical` when sampled before it). An NCMD `Node Control/Rebirth` re-sends NBIRTH and DBIRTHs.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from collector import topics
 from collector.buffer import Buffer, Entry
 from collector.config import CollectorConfig, MeterConfig
 from collector.mqtt_link import MqttLink
-from collector.payload import dbirth, encode
+from collector.payload import encode
+from collector.wire import JsonWire, Wire
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +54,11 @@ class MqttSink:
         buffer: Buffer,
         window: int = 256,
         on_delivered: Callable[[Sequence[Entry], int], None] | None = None,
+        wire: Wire | None = None,
     ) -> None:
+        self._wire: Wire = wire or JsonWire(cfg)
+        self._session = 0  # the link session whose publishes `_inflight` tracks
         self._thing = cfg.thing_name
-        self._site = cfg.site
         self._meters: list[MeterConfig] = list(cfg.meters)
         self._topics = {m.asset: topics.DDATA.render(self._thing, m.asset) for m in self._meters}
         self._buffer = buffer
@@ -52,6 +67,8 @@ class MqttSink:
         self.on_delivered = on_delivered  # (entries, ack time ms): latency measurement hook
         self.on_timed: Callable[[Sequence[Delivery], float], None] | None = None  # latency budget hook
         self._inflight: dict[int, tuple[Entry, float]] = {}  # mid -> (row, published at), sink thread's
+        self._events: collections.deque[tuple[str, bytes]] = collections.deque()  # (topic, payload) to queue
+        self._verdicts: dict[str, dict[str, Any]] = {}  # asset -> register-map verdict for DBIRTH
         self._acks: queue.SimpleQueue[tuple[int, float]] = queue.SimpleQueue()  # (mid, PUBACK at)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -61,9 +78,10 @@ class MqttSink:
             cfg,
             on_puback=self._puback,
             on_connected=self._publish_births,
-            on_command=lambda payload: self.on_command(payload),
+            on_command=self._command,
             on_online=self._wake.set,
             max_inflight=window + len(self._meters) + 2,
+            wire=self._wire,
         )
 
     def start(self) -> None:
@@ -76,6 +94,7 @@ class MqttSink:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._publish_device_deaths()
         self.link.stop()
         self._commit_acks()
 
@@ -104,11 +123,71 @@ class MqttSink:
         if not self._wake.is_set():  # a drain brings thousands of PUBACKs/s: notify once per wake-up
             self._wake.set()
 
+    def publish_event(self, asset: str, payload: dict[str, Any]) -> None:
+        """Queue an alarm/output EVENT of `asset` (any thread); the sink thread publishes it first."""
+        self._events.append((topics.EVENT.render(self._thing, asset), encode(payload)))
+        self._wake.set()
+
+    def set_verdict(self, asset: str, verdict: dict[str, Any]) -> None:
+        """A meter's register-map verdict changed (any thread): re-announce its DBIRTH with it."""
+        self._verdicts[asset] = verdict
+        meter = next((m for m in self._meters if m.asset == asset), None)
+        if meter is not None and self.link.connected.is_set():
+            with self._wire.lock:  # Sparkplug B: the DBIRTH takes the edge node's next seq
+                self._publish_birth(meter)
+
     def _publish_births(self) -> None:
-        now = int(time.time() * 1000)
+        """DBIRTHs, called by the link right after its NBIRTH, under `wire.lock`."""
         for m in self._meters:
-            body = dbirth(self._thing, self._site, m.asset, m.breaker, now, self._buffer.last_seq(m.asset))
-            self.link.publish(topics.DBIRTH.render(self._thing, m.asset), encode(body))
+            self._publish_birth(m)
+
+    def _publish_birth(self, m: MeterConfig) -> None:
+        verdict = self._verdicts.get(m.asset)
+        body = self._wire.dbirth(m.asset, m.breaker, self._buffer.last_seq(m.asset), verdict)
+        self.link.publish(topics.DBIRTH.render(self._thing, m.asset), body, qos=self._wire.birth_qos)
+
+    def _publish_events(self) -> None:
+        while self._events:
+            topic, payload = self._events[0]
+            if self.link.publish(topic, payload) is None:  # not queued by paho: try again next pass
+                return
+            self._events.popleft()
+
+    def _command(self, payload: bytes) -> None:
+        """NCMD (paho's thread): a Sparkplug rebirth request is ours, anything else the collector's."""
+        if self._wire.is_rebirth(payload):
+            self.rebirth()
+        else:
+            self.on_command(payload)
+
+    def rebirth(self) -> None:
+        """NBIRTH + DBIRTHs again (same bdSeq, seq from 0); no DDATA goes out in between."""
+        with self._wire.lock:
+            nbirth = self._wire.nbirth()
+            self.link.publish(topics.NBIRTH.render(self._thing), nbirth, qos=self._wire.birth_qos)
+            self._publish_births()
+        log.info("rebirth published", extra={"thing": self._thing})
+
+    def _publish_device_deaths(self) -> None:
+        """DDEATH per meter before a clean shutdown, where the wire has them (Sparkplug B)."""
+        if not self.link.connected.is_set():
+            return
+        with self._wire.lock:
+            for m in self._meters:
+                body = self._wire.ddeath()
+                if body is None:
+                    return
+                self.link.publish(topics.DDEATH.render(self._thing, m.asset), body, qos=self._wire.birth_qos)
+
+    def _new_session(self) -> bool:
+        """After a reconnect with a fresh session: what was in flight is replayed from the buffer."""
+        if not self._wire.fresh_session_per_connect or self.link.session == self._session:
+            return False
+        self._commit_acks()
+        self._inflight.clear()
+        self._cursor.rewind(0)
+        self._session = self.link.session
+        return True
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -121,6 +200,8 @@ class MqttSink:
                 self._stopping.wait(_ACK_BATCH_WAIT_S)
             self._commit_acks()
             if self.link.connected.is_set():
+                self._new_session()
+                self._publish_events()
                 self._fill_window()
 
     def _commit_acks(self) -> None:
@@ -145,7 +226,13 @@ class MqttSink:
         if room < max(1, self._window // 4) and self._inflight:
             return  # refill in chunks: fewer, larger buffer reads
         for entry in self._cursor.next_batch(room):
-            mid = self.link.publish(self._topic(entry.asset), entry.payload)
+            with self._wire.lock:
+                if self._wire.fresh_session_per_connect and (
+                    not self.link.connected.is_set() or self.link.session != self._session
+                ):
+                    self._cursor.rewind(entry.id - 1)  # the session ended: the next one replays it
+                    return
+                mid = self.link.publish(self._topic(entry.asset), self._wire.ddata(entry))
             if mid is None:
                 # Not queued by paho: hand this row (and those after it) out again on the next pass.
                 self._cursor.rewind(entry.id - 1)

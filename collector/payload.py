@@ -35,8 +35,18 @@ def ddata(reading: Reading, thing: str, seq: int) -> dict[str, Any]:
     }
 
 
-def dbirth(thing: str, site: str, asset: str, breaker: str, timestamp_ms: int, seq: int) -> dict[str, Any]:
-    """DBIRTH: announces an asset and the metrics (name, alias, unit) its DDATA will carry."""
+def dbirth(
+    thing: str,
+    site: str,
+    asset: str,
+    breaker: str,
+    timestamp_ms: int,
+    seq: int,
+    register_map: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """DBIRTH: announces an asset and the metrics (name, alias, unit) its DDATA will carry, plus the
+    register map self-check verdict (`collector.consistency.Verdict.as_dict`) when there is one."""
+    extra = {"registerMap": register_map} if register_map is not None else {}
     return {
         "metrics": [
             {"name": m.name, "alias": m.alias, "value": None, "properties": {"unit": m.unit}}
@@ -48,6 +58,31 @@ def dbirth(thing: str, site: str, asset: str, breaker: str, timestamp_ms: int, s
         "site": site,
         "asset": asset,
         "breaker": breaker,
+        **extra,
+    }
+
+
+def status_event(thing: str, reading: Reading, metric: str, active: bool) -> dict[str, Any]:
+    """EVENT payload: one alarm raised/cleared or one output port switched on/off, on one meter.
+
+    `metric` is an alarm/output metric of `collector.metrics` (`alarm2`, `output1`); the event carries
+    the reading's timestamp (when the poll saw the change) and the asset, so a consumer can act on it
+    without the DDATA stream.
+    """
+    kind = "alarm" if metric.startswith("alarm") else "output"
+    states = ("raised", "cleared") if kind == "alarm" else ("on", "off")
+    return {
+        "timestamp": reading.timestamp_ms,
+        "event": kind,
+        "number": int(metric.removeprefix(kind)),
+        "metric": metric,
+        "state": states[0] if active else states[1],
+        "active": active,
+        "site": reading.site,
+        "asset": reading.asset,
+        "breaker": reading.breaker,
+        "node": thing,
+        "uuid": asset_uuid(thing, reading.asset),
     }
 
 

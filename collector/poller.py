@@ -4,9 +4,10 @@ One thread per meter, each on its own fixed-rate schedule (ticks at start + k * 
 or dead meter only ever blocks its own thread, so it never delays another meter's readings. A
 thread that overruns its period skips the missed ticks (counted as `overrun`) instead of bursting.
 
-Per poll the thread reads the data attribute of every instance the register map lists over one
-re-used driver, in one Multiple Service Packet when the meter accepts it (`collector.assembly_reader`;
-the mode is per connection and shown in `status()`), and decodes with the pre-compiled register map.
+Per poll the thread reads the data attribute of every instance the register map lists (101, 102,
+107, 108) over one re-used driver, in one Multiple Service Packet when the meter accepts it
+(`collector.assembly_reader`; the mode is per connection and shown in `status()`), and decodes with
+the pre-compiled register map (REAL, INT or UINT elements, per instance).
 Each instance's reply is judged on its own: a failed instance leaves out only its metrics.
 Failure handling, per kind:
 - `comm`: the driver is closed and a new one built after exponential backoff (with jitter);
@@ -19,6 +20,13 @@ Failure handling, per kind:
 A poll with some metrics left is delivered (state `degraded`); one with none left is dropped.
 Each is counted; the log gets one line per state change (e.g. ok -> comm_error, and back), never
 one per poll.
+
+Complete polls (every instance decoded; NaN elements are skipped by the check) also go through the
+physics self-check of the register map (`collector.consistency`), the first one and then one every
+`self_check_period_s` (default 5 s: the check costs ~18x a decode,
+and a map does not change between polls). The per-meter verdict is in `status()` (`register_map`),
+logged when it changes and handed to `on_verdict` (the collector re-announces the meter's DBIRTH
+with it). An inconsistent map is a flag, not a stop: the readings are still published.
 """
 
 from __future__ import annotations
@@ -29,9 +37,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from collector.assembly_reader import MULTIPLE_SERVICE_PACKET, AssemblyReader
 from collector.config import MeterConfig
+from collector.consistency import ConsistencyMonitor, Verdict
 from collector.meter import (
     CipStatusError,
     CommError,
@@ -48,6 +58,7 @@ log = logging.getLogger(__name__)
 ERROR_KINDS = ("comm", "cip_status", "size_mismatch", "short_payload", "nan", "callback")
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 30.0
+SELF_CHECK_PERIOD_S = 5.0
 BACKOFF_MAX_PERIODS = 10  # a dead meter is retried at least every 10 poll periods (within the cap)
 
 
@@ -75,6 +86,7 @@ class MeterStatus:
     # single_requests; None before the first connection. The reason says why 0x0A is not used.
     request_mode: str | None = None
     request_mode_reason: str | None = None
+    register_map: dict[str, Any] = field(default_factory=dict)  # self-check verdict (Verdict.as_dict)
 
     def snapshot(self) -> MeterStatus:
         return MeterStatus(
@@ -104,8 +116,11 @@ class Poller:
         driver_factory: DriverFactory = pycomm_driver,
         regmap: RegisterMap | None = None,
         timeout_s: float | None = None,
+        on_verdict: Callable[[str, Verdict], None] | None = None,
+        self_check_period_s: float = SELF_CHECK_PERIOD_S,
     ) -> None:
-        """`timeout_s` (socket timeout per read) defaults to `socket_timeout_for(interval_s)`."""
+        """`timeout_s` (socket timeout per read) defaults to `socket_timeout_for(interval_s)`;
+        `on_verdict(asset, verdict)` is called from the meter's thread when its self-check verdict changes."""
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         timeout = timeout_s if timeout_s is not None else socket_timeout_for(interval_s)
@@ -117,6 +132,8 @@ class Poller:
             for m in meters
         ]
         self._threads: list[threading.Thread] = []
+        for w in self._workers:
+            w.on_verdict, w.self_check_period_s = on_verdict, self_check_period_s
 
     def start(self) -> None:
         if self._threads:
@@ -168,10 +185,16 @@ class _MeterWorker:
         self.backoff_initial_s = min(BACKOFF_INITIAL_S, interval_s)
         self.backoff_max_s = min(BACKOFF_MAX_S, max(1.0, BACKOFF_MAX_PERIODS * interval_s))
         self.backoff_s = self.backoff_initial_s
+        self.monitor = ConsistencyMonitor(wiring=meter.wiring)
+        self.on_verdict: Callable[[str, Verdict], None] | None = None
+        self.self_check_period_s = SELF_CHECK_PERIOD_S
+        self.next_self_check = 0.0  # time.monotonic() of the next due check
 
     def status_snapshot(self) -> MeterStatus:
         with self.lock:
-            return self.status.snapshot()
+            snapshot = self.status.snapshot()
+        snapshot.register_map = self.monitor.verdict.as_dict()  # replaced whole on each check: no lock
+        return snapshot
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -220,6 +243,7 @@ class _MeterWorker:
         values: dict[str, float] = {}
         nan: list[str] = []
         failed: list[tuple[str, str, str]] = []  # (error kind, state, message) per failed instance
+        decoded: dict[int, bytes] = {}  # instance -> payload, the instances that decoded
         for inst, result in zip(reader.instances, results, strict=True):
             if isinstance(result, CipStatusError):
                 failed.append(("cip_status", "cip_error", str(result)))
@@ -228,6 +252,8 @@ class _MeterWorker:
                 nan += inst.decode(result, values)
             except PayloadError as e:
                 failed.append(("short_payload", "bad_payload", str(e)))
+            else:
+                decoded[inst.instance] = result
         if failed:
             message = "; ".join(message for _, _, message in failed)
             with self.lock:
@@ -244,6 +270,11 @@ class _MeterWorker:
                 return self.fail(
                     "nan", "bad_payload", f"every element is NaN ({len(nan)} metrics)", count=False
                 )
+        if not failed:  # a partial poll would pass the relations it cannot evaluate: not checked
+            try:
+                self.self_check(decoded)
+            except Exception:  # a bug in the self-check must never stop the readings
+                log.exception("meter %s: register map self-check failed", self.name)
         reading = Reading(self.site, self.meter.asset, self.meter.breaker, timestamp_ms, values)
         try:
             self.on_reading(reading)
@@ -263,6 +294,25 @@ class _MeterWorker:
         elif self.status.state != "ok":  # unlocked peek: the steady state costs no second lock
             self.set_state("ok", f"after {failures} failed polls" if failures else None)
         return None
+
+    def self_check(self, payloads: dict[int, bytes]) -> None:
+        """Physics self-check of the map on this poll (when due); log and report only on a change."""
+        now = time.monotonic()
+        if now < self.next_self_check:
+            return
+        self.next_self_check = now + self.self_check_period_s
+        if not self.monitor.observe(self.regmap.by_name(payloads)):
+            return
+        verdict = self.monitor.verdict
+        if verdict.state == "inconsistent":
+            log.warning("meter %s: register map consistency: %s", self.name, verdict.summary())
+        else:
+            log.info("meter %s: register map consistency: %s", self.name, verdict.summary())
+        if self.on_verdict is not None:
+            try:
+                self.on_verdict(self.meter.asset, verdict)
+            except Exception:  # a sink bug must not kill the meter thread
+                log.exception("meter %s: on_verdict failed", self.name)
 
     # -- driver lifecycle -------------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ from collector.metrics import METRICS_BY_NAME
 from collector.validation import read_yaml
 
 DEFAULT_MAP = Path(__file__).with_name("pm500_registers.yaml")
-ELEMENT_SIZE = 4  # REAL = IEEE-754 float32
+# CIP elementary types an assembly instance may hold: struct format character and size in bytes.
+ELEMENT_TYPES: dict[str, tuple[str, int]] = {"REAL": ("f", 4), "INT": ("h", 2), "UINT": ("H", 2)}
 
 
 class RegisterMapError(ValueError):
@@ -38,6 +39,7 @@ class Register:
     unit: str
     scale: float
     provenance: str
+    bits: tuple[tuple[int, str], ...] = ()  # (bit number, metric): status words published bit by bit
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,18 @@ class InstanceMap:
     registers: tuple[Register, ...]
     _struct: struct.Struct
     _plan: tuple[tuple[str, tuple[tuple[int, float], ...]], ...]
+    element_type: str = "REAL"
+    _bit_plan: tuple[tuple[str, int, int], ...] = ()  # (metric, element index, bit number)
 
     @property
     def size_bytes(self) -> int:
         """What attribute 4 (size) must report and what attribute 3 (data) must return."""
-        return self.elements * ELEMENT_SIZE
+        return self._struct.size
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric this instance fills (scaled elements and status bits)."""
+        return tuple(m for m, _ in self._plan) + tuple(m for m, _, _ in self._bit_plan)
 
     def unpack(self, payload: bytes) -> tuple[float, ...]:
         if len(payload) != self._struct.size:
@@ -74,11 +83,37 @@ class InstanceMap:
                 nan.append(metric)
             else:
                 out[metric] = value
+        for metric, index, bit in self._bit_plan:
+            out[metric] = float((int(raw[index]) >> bit) & 1)
         return nan
 
+    def by_name(self, payload: bytes) -> dict[str, float]:
+        """Every element (published or not) by register name: what the physics self-check reads."""
+        return {r.name: float(v) for r, v in zip(self.registers, self.unpack(payload), strict=True)}
+
     def encode(self, raw: Mapping[str, float]) -> bytes:
-        """Pack element values given by register name (missing ones are 0.0) — used by the simulator."""
-        return self._struct.pack(*(float(raw.get(r.name, 0.0)) for r in self.registers))
+        """Pack element values given by register name (missing ones are 0) — used by the simulator."""
+        if self.element_type == "REAL":
+            return self._struct.pack(*(float(raw.get(r.name, 0.0)) for r in self.registers))
+        return self._struct.pack(*(int(raw.get(r.name, 0)) for r in self.registers))
+
+
+@dataclass(frozen=True)
+class ProductInfoElement:
+    element: int  # numbered from 1, as in the manual's Table 9
+    name: str
+    meaning: str
+
+
+@dataclass(frozen=True)
+class ProductInfoMap:
+    """Instance 100 (model, firmware): read once by the commissioning probe, never polled."""
+
+    instance: int
+    title: str
+    element_type: str
+    provenance: str
+    elements: tuple[ProductInfoElement, ...]
 
 
 @dataclass(frozen=True)
@@ -87,7 +122,8 @@ class RegisterMap:
     assembly_class: int
     data_attribute: int
     size_attribute: int
-    instances: Mapping[int, InstanceMap]
+    instances: Mapping[int, InstanceMap]  # the polled instances
+    product_info: ProductInfoMap | None = None
 
     def decode(self, payloads: Mapping[int, bytes]) -> tuple[dict[str, float], list[str]]:
         """Decode one poll (payload per instance) into metric values and the metrics dropped as NaN."""
@@ -97,22 +133,43 @@ class RegisterMap:
             nan += self.instances[instance].decode(payload, values)
         return values, nan
 
+    def by_name(self, payloads: Mapping[int, bytes]) -> dict[str, float]:
+        """One poll's elements by register name, across instances (input of the physics self-check)."""
+        out: dict[str, float] = {}
+        for instance, payload in payloads.items():
+            out.update(self.instances[instance].by_name(payload))
+        return out
+
 
 def _fail(source: str, where: str, message: str) -> RegisterMapError:
     return RegisterMapError(f"{source}: {where}: {message}")
 
 
-def _register(source: str, where: str, item: Any) -> Register:
+def _bits(source: str, where: str, raw: Any) -> tuple[tuple[int, str], ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise _fail(source, where, "expected a mapping of bit number (0..15) -> metric")
+    out = []
+    for bit, metric in raw.items():
+        if not isinstance(bit, int) or not 0 <= bit <= 15:
+            raise _fail(source, f"{where}.{bit}", "bit number must be an integer 0..15")
+        if metric not in METRICS_BY_NAME:
+            raise _fail(source, f"{where}.{bit}", f"{metric!r} is not a metric in collector/metrics.py")
+        out.append((bit, str(metric)))
+    return tuple(out)
+
+
+def _register(source: str, where: str, item: Any, element_size: int) -> Register:
     if not isinstance(item, dict):
         raise _fail(source, where, "expected a mapping with offset, name, metric, unit")
-    unknown = set(item) - {"offset", "name", "metric", "unit", "scale", "provenance"}
+    unknown = set(item) - {"offset", "name", "metric", "unit", "scale", "provenance", "bits"}
     if unknown:
         raise _fail(source, where, f"unknown field(s) {sorted(unknown)}")
     name, offset, metric = item.get("name"), item.get("offset"), item.get("metric")
     if not isinstance(name, str) or not name:
         raise _fail(source, f"{where}.name", "required non-empty string")
-    if not isinstance(offset, int) or offset < 0 or offset % ELEMENT_SIZE:
-        raise _fail(source, f"{where}.offset", f"expected a byte offset, multiple of {ELEMENT_SIZE}")
+    if not isinstance(offset, int) or offset < 0 or offset % element_size:
+        raise _fail(source, f"{where}.offset", f"expected a byte offset, multiple of {element_size}")
+    bits = _bits(source, f"{where}.bits", item["bits"]) if "bits" in item else ()
     if metric is not None and metric not in METRICS_BY_NAME:
         raise _fail(source, f"{where}.metric", f"{metric!r} is not a metric in collector/metrics.py")
     scale = item.get("scale", 1.0)
@@ -132,7 +189,7 @@ def _register(source: str, where: str, item: Any) -> Register:
             f"{where}.unit",
             f"{unit!r} differs from metric {metric}'s unit {METRICS_BY_NAME[metric].unit!r}",
         )
-    return Register(name, offset, metric, str(unit), float(scale), item["provenance"])
+    return Register(name, offset, metric, str(unit), float(scale), item["provenance"], bits)
 
 
 def _instance(source: str, number: Any, body: Any) -> InstanceMap:
@@ -144,19 +201,27 @@ def _instance(source: str, number: Any, body: Any) -> InstanceMap:
     elements = body.get("elements")
     if not isinstance(elements, int) or elements < 1:
         raise _fail(source, f"{where}.elements", "expected a positive integer")
+    element_type = body.get("element_type", "REAL")
+    if element_type not in ELEMENT_TYPES:
+        raise _fail(source, f"{where}.element_type", f"expected one of {sorted(ELEMENT_TYPES)}")
+    code, size = ELEMENT_TYPES[element_type]
     items = body.get("registers")
     if not isinstance(items, list):
         raise _fail(source, f"{where}.registers", "expected a list")
-    registers = tuple(_register(source, f"{where}.registers[{i}]", item) for i, item in enumerate(items))
+    registers = tuple(
+        _register(source, f"{where}.registers[{i}]", item, size) for i, item in enumerate(items)
+    )
     offsets = [r.offset for r in registers]
-    expected = [i * ELEMENT_SIZE for i in range(elements)]
+    expected = [i * size for i in range(elements)]
     if offsets != expected:
         raise _fail(
             source,
             f"{where}.registers",
-            f"offsets must be {expected[0]}..{expected[-1]} step {ELEMENT_SIZE}, "
+            f"offsets must be {expected[0]}..{expected[-1]} step {size}, "
             f"one per element ({elements}), in order; got {offsets}",
         )
+    if element_type != "REAL" and any(r.metric is not None for r in registers):
+        raise _fail(source, f"{where}.registers", f"{element_type} elements publish through `bits` only")
     names = [r.name for r in registers]
     if len(set(names)) != len(names):
         raise _fail(source, f"{where}.registers", "register names must be unique")
@@ -165,12 +230,45 @@ def _instance(source: str, number: Any, body: Any) -> InstanceMap:
         if r.metric is not None:
             terms.setdefault(r.metric, []).append((index, r.scale))
     plan = tuple((metric, tuple(t)) for metric, t in terms.items())
+    bit_plan = tuple((metric, index, bit) for index, r in enumerate(registers) for bit, metric in r.bits)
     for key in ("title", "provenance"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise _fail(source, f"{where}.{key}", "required non-empty string")
     return InstanceMap(
-        number, body["title"], elements, body["provenance"], registers, struct.Struct(f"<{elements}f"), plan
+        number,
+        body["title"],
+        elements,
+        body["provenance"],
+        registers,
+        struct.Struct(f"<{elements}{code}"),
+        plan,
+        element_type,
+        bit_plan,
     )
+
+
+def _product_info(source: str, body: Any) -> ProductInfoMap:
+    where = "product_info"
+    if not isinstance(body, dict):
+        raise _fail(source, where, "expected a mapping")
+    number = body.get("instance")
+    if not isinstance(number, int) or not 1 <= number <= 0xFFFF:
+        raise _fail(source, f"{where}.instance", "instance number must be an integer 1..65535")
+    if body.get("element_type") not in ("UINT", "INT"):
+        raise _fail(source, f"{where}.element_type", "expected UINT or INT")
+    for key in ("title", "provenance"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            raise _fail(source, f"{where}.{key}", "required non-empty string")
+    items = body.get("elements")
+    if not isinstance(items, list) or not items:
+        raise _fail(source, f"{where}.elements", "expected a list of {element, name, meaning}")
+    elements = []
+    for i, item in enumerate(items):
+        ok = isinstance(item, dict) and isinstance(item.get("element"), int) and item["element"] >= 1
+        if not ok or not all(isinstance(item.get(k), str) and item[k] for k in ("name", "meaning")):
+            raise _fail(source, f"{where}.elements[{i}]", "expected {element: >= 1, name, meaning}")
+        elements.append(ProductInfoElement(item["element"], item["name"], item["meaning"]))
+    return ProductInfoMap(number, body["title"], body["element_type"], body["provenance"], tuple(elements))
 
 
 def parse_register_map(data: Any, source: str) -> RegisterMap:
@@ -187,7 +285,7 @@ def parse_register_map(data: Any, source: str) -> RegisterMap:
     instances = {int(n): _instance(source, n, body) for n, body in raw_instances.items()}
     owners: dict[str, int] = {}
     for inst in instances.values():
-        for metric, _ in inst._plan:
+        for metric in dict.fromkeys(inst.metrics):
             if owners.setdefault(metric, inst.instance) != inst.instance:
                 raise _fail(
                     source,
@@ -201,6 +299,7 @@ def parse_register_map(data: Any, source: str) -> RegisterMap:
         data["data_attribute"],
         data["size_attribute"],
         instances,
+        _product_info(source, data["product_info"]) if "product_info" in data else None,
     )
 
 

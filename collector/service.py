@@ -18,15 +18,19 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from collector.alarms import StatusTracker
 from collector.buffer import Buffer
 from collector.config import CollectorConfig, MeterConfig
+from collector.consistency import Verdict
 from collector.health import UNHEALTHY, HealthServer
 from collector.influx_sink import InfluxSink
 from collector.metrics import METRICS_BY_NAME
 from collector.mqtt_link import tls_context
 from collector.mqtt_sink import MqttSink
+from collector.payload import status_event
 from collector.reading import Reading
 from collector.validation import ConfigError
+from collector.wire import make_wire
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +44,27 @@ class PollerLike(Protocol):
     def status(self) -> dict[str, Any]: ...
 
 
-PollerFactory = Callable[[str, Sequence[MeterConfig], float, Callable[[Reading], None]], PollerLike]
+class PollerFactory(Protocol):
+    def __call__(
+        self,
+        site: str,
+        meters: Sequence[MeterConfig],
+        interval_s: float,
+        on_reading: Callable[[Reading], None],
+        on_verdict: Callable[[str, Verdict], None] | None = None,
+    ) -> PollerLike: ...
 
 
 def default_poller(
-    site: str, meters: Sequence[MeterConfig], interval_s: float, on_reading: Callable[[Reading], None]
+    site: str,
+    meters: Sequence[MeterConfig],
+    interval_s: float,
+    on_reading: Callable[[Reading], None],
+    on_verdict: Callable[[str, Verdict], None] | None = None,
 ) -> PollerLike:
     from collector.poller import Poller  # the EtherNet/IP side; imported here to keep this module light
 
-    poller: PollerLike = Poller(site, meters, interval_s, on_reading)
+    poller: PollerLike = Poller(site, meters, interval_s, on_reading, on_verdict=on_verdict)
     return poller
 
 
@@ -81,17 +97,26 @@ class Collector:
         self._restart_lock = threading.Lock()  # one poller (re)start or stop at a time
         self._polling = False  # between start() and stop(): a stopped meter thread is then a dead one
         self._stopped = False
-        self.counters = {"readings": 0, "append_errors": 0, "commands": 0, "rejected_commands": 0}
+        self.counters = {
+            "readings": 0,
+            "append_errors": 0,
+            "commands": 0,
+            "rejected_commands": 0,
+            "events": 0,
+        }
+        self._status = StatusTracker()
         self._buffer_failed = False
         check_files(cfg)
         sinks = ("mqtt", "influx") if cfg.influx.enabled else ("mqtt",)
+        self.wire = make_wire(cfg)  # mqtt.encoding: the one place it is looked at
         try:
             self.buffer = Buffer(
-                cfg.buffer.path, cfg.buffer.max_bytes, cfg.thing_name, sinks, cfg.buffer.synchronous
+                cfg.buffer.path, cfg.buffer.max_bytes, cfg.thing_name, sinks, cfg.buffer.synchronous,
+                ddata_encoder=self.wire.ddata_row,
             )
         except Exception as e:  # sqlite3 errors, permissions, read-only mount...
             raise ConfigError(f"buffer.path: cannot open {cfg.buffer.path}: {e}") from None
-        self.mqtt = MqttSink(cfg, self.buffer, window=cfg.mqtt.inflight_window)
+        self.mqtt = MqttSink(cfg, self.buffer, window=cfg.mqtt.inflight_window, wire=self.wire)
         self.mqtt.on_command = self.handle_command
         self.influx = InfluxSink(cfg.influx, self.buffer) if cfg.influx.enabled else None
         try:
@@ -143,7 +168,11 @@ class Collector:
             if old is not None:
                 old.stop()
             poller = self._poller_factory(
-                self.cfg.site, self.cfg.meters, self._poll_interval_s, self.on_reading
+                self.cfg.site,
+                self.cfg.meters,
+                self._poll_interval_s,
+                self.on_reading,
+                on_verdict=self.on_verdict,
             )
             with self._poller_lock:
                 poller.start()
@@ -160,11 +189,18 @@ class Collector:
             return
         self._buffer_failed = False
         self.counters["readings"] += 1
+        for metric, active in self._status.changes(reading):  # after the commit: the data is durable
+            self.counters["events"] += 1
+            self.mqtt.publish_event(reading.asset, status_event(self.cfg.thing_name, reading, metric, active))
         self.mqtt.notify()
         if self.influx is not None:
             self.influx.notify()
         if self.debug:
             print_reading(reading, seq)
+
+    def on_verdict(self, asset: str, verdict: Verdict) -> None:
+        """Called from a meter thread when its register-map self-check verdict changes."""
+        self.mqtt.set_verdict(asset, verdict.as_dict())
 
     def handle_command(self, payload: bytes) -> None:
         """NCMD downlink: `{"poll_interval_s": 5}` re-schedules polling, `{"debug": true}` toggles debug."""

@@ -19,6 +19,9 @@ THING_SEPARATOR = ":"
 # that `<stack>:` is an unambiguous prefix of every thing name of that stack.
 NAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 NAME_RULE = "1-32 characters of a-z, 0-9 and '-', starting and ending with a letter or digit"
+# A thing name is also the collector certificate's CN, and X.509 caps a CN at 64 characters (RFC 5280
+# ub-common-name); AWS IoT would take 128. The stack config and the CLI both apply this one rule.
+MAX_THING_NAME_LENGTH = 64
 
 THING = "{thing}"
 ASSET = "{asset}"
@@ -57,8 +60,14 @@ DDATA = _sparkplug("DDATA", ASSET)
 DDEATH = _sparkplug("DDEATH", ASSET)
 NCMD = _sparkplug("NCMD", direction="subscribe")
 SHADOW = TopicTemplate("SHADOW", ("$aws", "things", THING, "shadow", "#"), "both")
+# Alarm/output state changes of one meter (payload: `collector.payload.status_event`). Outside the
+# Sparkplug namespace on purpose: Sparkplug defines no event message type, and a Sparkplug host must
+# not be handed one it does not know.
+EVENTS_NAMESPACE = "pm500"
+EVENT = TopicTemplate("EVENT", (EVENTS_NAMESPACE, "event", THING, ASSET), "publish")
+EVENT_THING_LEVEL = 3  # IoT SQL topic(3) of an EVENT topic is the thing name
 
-COLLECTOR_TOPICS: tuple[TopicTemplate, ...] = (NBIRTH, NDEATH, DBIRTH, DDATA, DDEATH, NCMD, SHADOW)
+COLLECTOR_TOPICS: tuple[TopicTemplate, ...] = (NBIRTH, NDEATH, DBIRTH, DDATA, DDEATH, NCMD, SHADOW, EVENT)
 
 
 def thing_name(stack: str, site: str, collector: str) -> str:
@@ -69,6 +78,15 @@ def thing_name(stack: str, site: str, collector: str) -> str:
     return THING_SEPARATOR.join((stack, site, collector))
 
 
+def check_thing_name_length(thing: str) -> None:
+    """Refuse a thing name no certificate can carry as its CN (ValueError saying what to shorten)."""
+    if len(thing) > MAX_THING_NAME_LENGTH:
+        raise ValueError(
+            f"thing name {thing!r} is {len(thing)} characters; a thing name is the certificate CN and holds "
+            f"at most {MAX_THING_NAME_LENGTH}: shorten the stack, site or collector name"
+        )
+
+
 def stack_thing_prefix(stack: str) -> str:
     """Prefix shared by every thing of `stack` and by no thing of any other stack."""
     return stack + THING_SEPARATOR
@@ -77,6 +95,11 @@ def stack_thing_prefix(stack: str) -> str:
 def ddata_filter() -> str:
     """MQTT filter matching the DDATA traffic of every collector (topic rules narrow it by stack)."""
     return "/".join((SPARKPLUG_NAMESPACE, GROUP_ID, DDATA.message_type, "+", "+"))
+
+
+def event_filter() -> str:
+    """MQTT filter matching the alarm/output events of every collector (topic rules narrow it by stack)."""
+    return "/".join((*EVENT.levels[:2], "+", "+"))
 
 
 def _pattern(template: TopicTemplate, thing: str, single: str, multi: str) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from collector.config import DEFAULT_ENCODING, ENCODINGS, Encoding
 from demo.run import EXIT_PIECE_FAILED, LEAVE_OUT, run
 from demo.signals import stop_signals
 from demo.workdir import DEFAULT_WORKDIR, WorkdirError, prepare
@@ -41,6 +42,14 @@ def main(
             "meters nothing flows. With --duration the exit status then names the failed leg.",
         ),
     ] = None,
+    encoding: Annotated[
+        str,
+        typer.Option(
+            help=f"MQTT payload encoding the local stack gives its collector ({' or '.join(ENCODINGS)}): "
+            "json is the design note's JSON, sparkplug-b is Sparkplug B 3.0 protobuf. InfluxDB and the "
+            "dashboard see the same data either way.",
+        ),
+    ] = DEFAULT_ENCODING,
 ) -> None:
     """Run the whole edge pipeline on this machine with local stand-ins for AWS and the meters."""
     console = Console()
@@ -48,6 +57,10 @@ def main(
     if unknown:
         console.print(f"[red]✗ --without {unknown[0]}: expected one of {', '.join(LEAVE_OUT)}[/]")
         raise typer.Exit(EXIT_PIECE_FAILED)
+    if encoding not in ENCODINGS:
+        console.print(f"[red]✗ --encoding {encoding}: expected one of {', '.join(ENCODINGS)}[/]")
+        raise typer.Exit(EXIT_PIECE_FAILED)
+    chosen: Encoding = "sparkplug-b" if encoding == "sparkplug-b" else "json"
     try:
         folder, leftovers = prepare(workdir)
     except WorkdirError as exc:
@@ -57,7 +70,7 @@ def main(
         console.print(f"[yellow]stopped what a killed earlier run left running:[/] {', '.join(leftovers)}")
     console.rule("pm500 local demo: meters -> collector -> broker + InfluxDB, all on 127.0.0.1, no cloud")
     with stop_signals() as guard:
-        code = run(console, folder, duration, guard, frozenset(without or ()))
+        code = run(console, folder, duration, guard, frozenset(without or ()), chosen)
     raise typer.Exit(code)
 
 

@@ -23,6 +23,21 @@ def health_url(bundle: CollectorConfig) -> str:
     return f"http://{bundle.health.host}:{bundle.health.port}/health"
 
 
+def aws_commands(endpoint_url: str, env: dict[str, str], outputs_file: Path) -> list[tuple[str, str]]:
+    """The operator CLI and the AWS CLI against moto. The region is set the way each one reads it:
+    cli.py honours AWS_REGION; the AWS CLI v1 in .venv (botocore) reads only AWS_DEFAULT_REGION, so it
+    gets `--region`."""
+    creds = " ".join(f"{k}={env[k]}" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+    region = env["AWS_REGION"]
+    return [
+        ("the AWS stand-in (moto), with the operator CLI: thing, certificate, policy",
+         f"AWS_ENDPOINT_URL={endpoint_url} {creds} AWS_REGION={region} .venv/bin/python cli.py list-devices "
+         f"--stack local --outputs-file {shlex.quote(str(outputs_file))}"),
+        ("the same with the AWS CLI",
+         f"{creds} .venv/bin/aws --endpoint-url {endpoint_url} --region {region} iot list-things"),
+    ]
+
+
 def commands(p: Pipeline) -> list[tuple[str, str]]:
     """(what, shell command) pairs; paths are absolute so they work from any folder."""
     assert p.broker and p.ca and p.observer and p.bundle and p.bundle_dir and p.influx and p.moto
@@ -30,8 +45,6 @@ def commands(p: Pipeline) -> list[tuple[str, str]]:
     q = shlex.quote
     cert, key = p.observer
     db = p.bundle.influx.database
-    env = p.moto.aws_env()
-    aws_env = " ".join(f"{k}={env[k]}" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"))
     return [
         ("MQTT as the cloud sees it (observer certificate; the ACL lets only it read everything)",
          f"mosquitto_sub -h 127.0.0.1 -p {p.broker.port} --cafile {q(str(p.ca.cert_path))} "
@@ -45,11 +58,7 @@ def commands(p: Pipeline) -> list[tuple[str, str]]:
          f"curl -s {health_url(p.bundle)}"),
         ("the bundle cli.py wrote (the collector reads it unchanged)",
          f"ls -l {q(str(p.bundle_dir))} && cat {q(str(p.bundle_dir / CONFIG_FILE))}"),
-        ("the AWS stand-in (moto), with the operator CLI: thing, certificate, policy",
-         f"AWS_ENDPOINT_URL={p.moto.endpoint_url} {aws_env} .venv/bin/python cli.py list-devices "
-         f"--stack local --outputs-file {q(str(p.outputs_file))}"),
-        ("the same with the AWS CLI",
-         f"{aws_env} .venv/bin/aws --endpoint-url {p.moto.endpoint_url} iot list-things"),
+        *aws_commands(p.moto.endpoint_url, p.moto.aws_env(), p.outputs_file),
         ("every log", f"tail -F {q(str(p.logs))}/*.log {_server_logs(p)}"),
     ]
 

@@ -15,7 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from collector.lineprotocol import MEASUREMENT
+from collector.proto.sparkplug_b_pb2 import Payload
+from collector.sparkplug_b import NAMES_BY_ALIAS
 from collector.topics import DDATA
 
 _HTTP_TIMEOUT_S = 2.0
@@ -69,10 +73,7 @@ def count_messages(snapshot: Snapshot, thing: str, messages: Iterable[tuple[str,
             continue
         traffic = snapshot.assets[asset]
         traffic.mqtt_messages += 1
-        try:
-            body = json.loads(payload)
-        except ValueError:
-            continue
+        body = _ddata_fields(payload)
         if isinstance(body, dict):
             traffic.last_seq = body.get("seq", traffic.last_seq)
             for metric in body.get("metrics", []):
@@ -80,6 +81,21 @@ def count_messages(snapshot: Snapshot, thing: str, messages: Iterable[tuple[str,
                     continue
                 if isinstance(metric.get("value"), int | float):
                     traffic.last_values[metric["name"]] = float(metric["value"])
+
+
+def _ddata_fields(payload: bytes) -> Any:
+    """seq and metrics (name, value) of a DDATA, JSON or Sparkplug B (aliases named by the metric table)."""
+    if payload[:1] == b"{":
+        try:
+            return json.loads(payload)
+        except ValueError:
+            return None
+    try:
+        decoded = Payload.FromString(payload)
+    except DecodeError:
+        return None
+    metrics = [{"name": NAMES_BY_ALIAS.get(m.alias), "value": m.double_value} for m in decoded.metrics]
+    return {"seq": decoded.seq, "metrics": metrics}
 
 
 def influx_query(base_url: str, database: str, query: str) -> dict[str, Any]:

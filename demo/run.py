@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from collector.config import CONFIG_FILE, CollectorConfig, load_config
+from collector.config import CONFIG_FILE, DEFAULT_ENCODING, CollectorConfig, Encoding, load_config
 from demo import inspect, observe, stack, view
 from demo.signals import Shutdown, SignalGuard
 from demo.verdict import Verdict, judge
@@ -87,8 +87,9 @@ class Demo:
     """One run of the demo against one fresh work directory."""
 
     def __init__(self, console: Console, workdir: Path, duration_s: float | None,
-                 without: frozenset[str] = frozenset()) -> None:
+                 without: frozenset[str] = frozenset(), encoding: Encoding = DEFAULT_ENCODING) -> None:
         self.console = console
+        self.encoding = encoding
         self.duration_s = duration_s
         self.without = without
         self.pipeline = Pipeline(workdir)
@@ -121,7 +122,7 @@ class Demo:
         p = self.pipeline
         with self._step("local stack: the real Pulumi program evaluated on Pulumi's mock runtime "
                         "(stand-in for `pulumi up -s local`)"):
-            local, notes = stack.evaluate(p.workdir / "stack")
+            local, notes = stack.evaluate(p.workdir / "stack", self.encoding)
         p.outputs_file = local.outputs_file
         for note in notes:
             self.console.print(f"  [yellow]note[/] {note}")
@@ -289,6 +290,7 @@ def summary(demo: Demo, verdict: Verdict | None, snapshot: observe.Snapshot | No
     return {
         "ok": bool(verdict and verdict.ok and not stray),
         "reason": reason,
+        "encoding": p.bundle.mqtt.encoding if p.bundle else None,
         "failures": list(verdict.failures) if verdict else [],
         "workdir": str(p.workdir),
         "pids": p.pids,
@@ -306,9 +308,9 @@ def summary(demo: Demo, verdict: Verdict | None, snapshot: observe.Snapshot | No
 
 
 def run(console: Console, workdir: Path, duration_s: float | None, guard: SignalGuard,
-        without: frozenset[str] = frozenset()) -> int:
+        without: frozenset[str] = frozenset(), encoding: Encoding = DEFAULT_ENCODING) -> int:
     """The whole demo; returns the process exit status."""
-    demo = Demo(console, workdir, duration_s, without)
+    demo = Demo(console, workdir, duration_s, without, encoding)
     snapshot: observe.Snapshot | None = None
     verdict: Verdict | None = None
     code, reason = EXIT_OK, "completed"

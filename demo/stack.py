@@ -1,5 +1,6 @@
-"""The cloud side, locally: the `local` stack's outputs from the real program, moto seeded with them,
-and `cli.py provision-device` run against moto exactly as an operator runs it against AWS.
+"""The cloud side, locally: the `local` stack's outputs from the real program, its whole plan replayed
+into moto (`sandbox.plan_replay`), and `cli.py provision-device` run against moto exactly as an
+operator runs it against AWS.
 
 `pulumi up -s local` cannot run here (no Pulumi CLI, no AWS), so the program in `infra/` is evaluated
 on Pulumi's mock runtime for `Pulumi.local.yaml`: the thing names, policy name and policy document
@@ -17,17 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-
-from collector.config import DEFAULT_CIP_PORT
+from collector.config import DEFAULT_CIP_PORT, DEFAULT_ENCODING, Encoding
 from demo.workdir import REPO_ROOT
 from infra.outputs import COLLECTORS
-from sandbox.aws_seed import seed_stack
+from infra.provider_requests import ApiRequest, stack_requests
 from sandbox.ca import DevCA
 from sandbox.influx import InfluxServer
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.moto import MotoServer
 from sandbox.net import LOOPBACK, free_port
+from sandbox.plan_replay import moto_clients, replay
 
 STACK = "local"
 IOT_POLICY_TYPE = "aws:iot/policy:Policy"
@@ -45,6 +45,8 @@ class LocalStack:
     outputs: dict[str, Any]
     policy_document: str
     outputs_file: Path
+    region: str
+    requests: list[ApiRequest]  # what `pulumi up` would send to AWS, replayed into moto
 
     @property
     def collector(self) -> dict[str, Any]:
@@ -85,15 +87,18 @@ def free_meter_ports(config: dict[str, str]) -> list[str]:
     return notes
 
 
-def evaluate(directory: Path) -> tuple[LocalStack, list[str]]:
+def evaluate(directory: Path, encoding: Encoding = DEFAULT_ENCODING) -> tuple[LocalStack, list[str]]:
     """Run `infra/` on the mock runtime for the local stack; save its outputs as `outputs.json`.
 
+    `encoding` is set as the stack's `pm500:encoding` (as an operator would in Pulumi.local.yaml), so
+    it reaches the collector the way it does in a real deployment: outputs -> CLI -> bundle.
     Returns the stack and notes on any meter moved to a free port (see `free_meter_ports`).
     """
     from infra.mock_runtime import evaluate_stack, load_stack_config_file
 
     config, secret_keys = load_stack_config_file(STACK)
     notes = free_meter_ports(config)
+    config["pm500:encoding"] = encoding
     result = evaluate_stack(STACK, config=config, secret_keys=secret_keys)
     policy = result.one(IOT_POLICY_TYPE).inputs["policy"]
     document = policy if isinstance(policy, str) else json.dumps(policy)
@@ -101,17 +106,16 @@ def evaluate(directory: Path) -> tuple[LocalStack, list[str]]:
     outputs_file = directory / "outputs.json"
     outputs_file.write_text(json.dumps(result.outputs, indent=2) + "\n")
     (directory / "collector-policy.json").write_text(json.dumps(json.loads(document), indent=2) + "\n")
-    return LocalStack(dict(result.outputs), document, outputs_file), notes
+    region = config["aws:region"]
+    return LocalStack(dict(result.outputs), document, outputs_file, region, stack_requests(result)), notes
 
 
 def seed(moto: MotoServer, stack: LocalStack, ca: DevCA) -> None:
-    """Create the stack's things, groups and policy in moto, and register the dev CA (BYO CA)."""
-    env = moto.aws_env()
-    iot = boto3.client(
-        "iot", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    seed_stack(iot, stack.outputs, stack.policy_document, ca_pem=ca.cert_pem.decode())
+    """Create the whole stack in moto (its plan, replayed) and register the dev CA (BYO CA)."""
+    client = moto_clients(moto.aws_env(), stack.region)
+    replay(stack.requests, client)
+    client("iot").register_ca_certificate(caCertificate=ca.cert_pem.decode(), setAsActive=True,
+                                          allowAutoRegistration=False)
 
 
 def provision_command(stack: LocalStack, ca: DevCA, broker: MosquittoBroker, influx: InfluxServer,

@@ -1,12 +1,15 @@
 """The AWS IoT client (standard retry mode) and one-line wording of everything botocore can raise.
 
 `AWS_ENDPOINT_URL` (honoured by botocore itself) points the CLI at a moto server in tests and demos.
+The region is resolved here, not left to botocore: botocore reads only `AWS_DEFAULT_REGION`, while
+AWS's docs, the AWS CLI v2 and the other SDKs use `AWS_REGION` (and let it win), which is what users set.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -28,6 +31,17 @@ MAX_ATTEMPTS = 8
 THROTTLING = {"ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded"}
 DENIED = {"AccessDeniedException", "AccessDenied", "UnauthorizedException", "UnrecognizedClientException"}
 T = TypeVar("T")
+# Most specific first: AWS_REGION wins over AWS_DEFAULT_REGION, as in the AWS CLI v2 and other SDKs.
+REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
+NO_REGION = ("no AWS region set: pass --region, or set AWS_REGION (or AWS_DEFAULT_REGION), "
+             "or a region in your AWS profile")
+
+
+def resolve_region(region: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """`--region`, else the first of `REGION_VARIABLES` set; None lets botocore read the profile."""
+    if region:
+        return region
+    return next((environ[name] for name in REGION_VARIABLES if environ.get(name)), None)
 
 
 def iot_client(region: str | None = None, max_pool_connections: int = 10) -> IoTClient:
@@ -39,9 +53,9 @@ def iot_client(region: str | None = None, max_pool_connections: int = 10) -> IoT
         read_timeout=30,
     )
     try:
-        return boto3.session.Session().client("iot", region_name=region, config=config)
+        return boto3.session.Session().client("iot", region_name=resolve_region(region), config=config)
     except NoRegionError:
-        raise DeviceError("no AWS region set: pass --region or set AWS_REGION") from None
+        raise DeviceError(NO_REGION) from None
 
 
 def error_code(exc: BaseException) -> str:
@@ -55,7 +69,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     if isinstance(exc, NoRegionError):
-        return "no AWS region set: pass --region or set AWS_REGION"
+        return NO_REGION
     if isinstance(exc, EndpointConnectionError):
         return f"cannot reach AWS IoT: {exc}"
     if isinstance(exc, ClientError):

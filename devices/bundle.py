@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from collector.config import CERT_FILE, CONFIG_FILE, KEY_FILE, CollectorConfig
+from collector.config import CERT_FILE, CONFIG_FILE, KEY_FILE, CollectorConfig, bundle_subdir
 from devices.errors import DeviceError
 
 MANIFEST_FILE = "pm500-bundle.json"
@@ -48,8 +48,8 @@ class BundleFile:
 
 
 def default_bundle_dir(root: Path, stack: str, site: str, collector: str) -> Path:
-    """`<root>/<stack>/<site>/<collector>`: no ':' in paths (Docker's -v splits on it)."""
-    return root / stack / site / collector
+    """`<root>/<stack>/<site>/<collector>`: the layout the edge host mounts below `edge.bundleRoot`."""
+    return root / bundle_subdir(stack, site, collector)
 
 
 def read_manifest(target: Path, thing: str) -> Manifest | None:

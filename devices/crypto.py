@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from collector.topics import check_thing_name_length
 from devices.errors import DeviceError
 
 KeyType = Literal["ec-p256", "rsa-2048"]
 KEY_TYPES: tuple[str, ...] = get_args(KeyType)
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-MAX_CN_LENGTH = 64  # X.509 upper bound for a common name; the thing name is the CN
 CA_KEY_PASSWORD_ENV = "PM500_CA_KEY_PASSWORD"  # noqa: S105 (a variable name, not a password)
 _BACKDATE = dt.timedelta(minutes=5)
 
@@ -43,11 +43,10 @@ def private_key_pem(key: PrivateKey) -> bytes:
 
 
 def subject_for(thing: str) -> x509.Name:
-    if len(thing) > MAX_CN_LENGTH:
-        raise DeviceError(
-            f"thing name {thing!r} is {len(thing)} characters; a certificate CN holds at most "
-            f"{MAX_CN_LENGTH}: shorten the stack, site or collector name"
-        )
+    try:
+        check_thing_name_length(thing)  # the same rule the stack config applies
+    except ValueError as e:
+        raise DeviceError(str(e)) from None
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, thing)])
 
 
@@ -100,9 +99,16 @@ def load_certificate_file(path: Path, option: str) -> x509.Certificate:
         raise DeviceError(f"{option} {path}: not a PEM certificate") from None
 
 
+# Amazon's ATS roots that AWS IoT's `iot:Data-ATS` endpoint chains to: CA 1 for RSA cipher suites, CA 3
+# for ECDSA ones (which one a client sees depends on the negotiated suite). Copied from Debian's
+# ca-certificates (mozilla/Amazon_Root_CA_{1,3}.crt); fingerprints asserted in tests/cli/test_root_ca.py.
+AMAZON_ROOT_CA_FILES = ("AmazonRootCA1.pem", "AmazonRootCA3.pem")
+
+
 def amazon_root_ca_pem() -> bytes:
-    """Amazon Root CA 1, shipped with the CLI: what verifies the AWS IoT ATS endpoint."""
-    return resources.files("devices").joinpath("AmazonRootCA1.pem").read_bytes()
+    """Amazon Root CA 1 and 3 (one PEM file), shipped with the CLI: what verifies the AWS IoT ATS endpoint."""
+    folder = resources.files("devices")
+    return b"".join(folder.joinpath(name).read_bytes() for name in AMAZON_ROOT_CA_FILES)
 
 
 @dataclass(frozen=True)

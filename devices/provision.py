@@ -169,7 +169,7 @@ def build_config(
     outputs: StackOutputs, target: CollectorOutput, settings: BundleSettings, previous: CollectorConfig | None
 ) -> CollectorConfig:
     """The collector's config: meters from the stack; broker and InfluxDB from options or the old bundle."""
-    mqtt: dict[str, Any] = {"endpoint": outputs.iot_endpoint}
+    mqtt: dict[str, Any] = {"endpoint": outputs.iot_endpoint, "encoding": target.encoding}
     if previous is not None:
         mqtt.update(
             endpoint=previous.mqtt.endpoint, port=previous.mqtt.port, keepalive_s=previous.mqtt.keepalive_s

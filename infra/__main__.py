@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from infra import outputs
 from infra.data_routes import DataRoutes
-from infra.extras import LATEST_ROUTE, EventPipe, LatestValues
+from infra.extras import ALARM_ROUTE, LATEST_ROUTE, AlarmEvents, EventPipe, LatestValues
 from infra.naming import Names
 from infra.provisioning import Provisioning
 from infra.registry import Registry
@@ -20,21 +20,35 @@ from infra.stack_config import load_stack_config
 cfg = load_stack_config()
 names = Names(cfg.stack)
 account_id = aws.get_caller_identity_output().account_id
+aws_partition = aws.get_partition_output()
+partition = aws_partition.partition  # aws, aws-cn, aws-us-gov, aws-iso...: ARNs use it
+dns_suffix = aws_partition.dns_suffix  # amazonaws.com, amazonaws.com.cn...: kms:ViaService uses it
 endpoint = aws.iot.get_endpoint_output(endpoint_type="iot:Data-ATS").endpoint_address
 
-registry = Registry("registry", cfg, names, account_id)
-provisioning = Provisioning("provisioning", cfg, names, account_id, registry.provisioning_prerequisites)
-routes = DataRoutes("data-routes", cfg, names, account_id)
+registry = Registry("registry", cfg, names, account_id, partition)
+provisioning = Provisioning("provisioning", cfg, names, account_id, partition,
+                            registry.provisioning_prerequisites)
+routes = DataRoutes("data-routes", cfg, names, account_id, dns_suffix)
 rules = dict(routes.rules)
 roles = {
     "provisioning": provisioning.role_name,
     "firehose": routes.archive.role_name,
     **{route: rule.role_name for route, rule in routes.rules.items()},
 }
+pipe = None
 if cfg.features.event_bridge_pipe:
     pipe = EventPipe("event-pipe", cfg, names, account_id, routes.stream_arn, routes.key_arn)
     roles["pipe"] = pipe.role_name
     pulumi.export(outputs.EVENT_BUS_NAME, pipe.bus_name)
+if cfg.features.alarm_events:
+    alarms = AlarmEvents("alarm-events", cfg, routes.rule_context, routes.key_arn,
+                         bus=(pipe.bus_arn, pipe.bus_name) if pipe is not None else None)
+    rules[ALARM_ROUTE] = alarms.rule
+    roles[ALARM_ROUTE] = alarms.rule.role_name
+    roles["alarm_pipe"] = alarms.pipe_role_name
+    pulumi.export(outputs.ALARM_EVENT_QUEUE, alarms.queue_name)
+    if pipe is None:
+        pulumi.export(outputs.EVENT_BUS_NAME, alarms.bus_name)
 if cfg.features.latest_value_table:
     latest = LatestValues("latest-values", cfg, routes.rule_context, routes.key_arn)
     rules[LATEST_ROUTE] = latest.rule

@@ -37,7 +37,9 @@ class Archive(pulumi.ComponentResource):
     role_name: pulumi.Output[str]
 
     def __init__(self, name: str, cfg: StackConfig, names: Names, account_id: pulumi.Input[str],
-                 key_arn: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> None:
+                 key_arn: pulumi.Input[str], dns_suffix: pulumi.Input[str],
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        """`dns_suffix`: the partition's (`aws.get_partition`), for `kms:ViaService`."""
         super().__init__("pm500:data:Archive", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         region = cfg.region or ""
@@ -96,8 +98,8 @@ class Archive(pulumi.ComponentResource):
             service="firehose.amazonaws.com",
             description="Firehose delivery of pm500 DDATA into the S3 archive",
             stack=cfg.stack, account_id=account, opts=child,
-            policy=pulumi.Output.all(bucket.arn, key_arn, log_group.arn).apply(
-                lambda a: json.dumps(iam.firehose_delivery(a[0], a[1], a[2], region))),
+            policy=pulumi.Output.all(bucket.arn, key_arn, log_group.arn, dns_suffix).apply(
+                lambda a: json.dumps(iam.firehose_delivery(a[0], a[1], a[2], region, a[3]))),
         )
         role, role_policy = firehose_role.role, firehose_role.policy
 

@@ -16,12 +16,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from collector.config import MeterConfig, Name
-from collector.topics import NAME_PATTERN, NAME_RULE
+from collector.config import DEFAULT_ENCODING, Encoding, MeterConfig, Name
+from collector.topics import NAME_PATTERN, NAME_RULE, check_thing_name_length, thing_name
 from collector.validation import ConfigError, describe, read_yaml
+from infra.naming import MAX_STACK_NAME_LENGTH
+
+# AWS IoT: a thing group has at most 100 direct child groups (not adjustable); every site group is a
+# child of the stack's root group. https://docs.aws.amazon.com/general/latest/gr/iot_device_management.html
+MAX_SITES = 100
 
 NAMESPACE = "pm500"
 
@@ -36,12 +41,31 @@ def _unique(names: list[str], what: str) -> None:
         raise ValueError(f"{what} must be unique, repeated: {', '.join(dupes)}")
 
 
+def _edge_ports_unshared(sites: list[SiteSpec]) -> None:
+    """Sites may share a Docker host (their containers, volumes and networks are named per site), but
+    each site's InfluxDB and Grafana publish fixed ports on `bindAddress`: two sites on one host need
+    two addresses, or the second site's containers cannot start."""
+    seen: dict[tuple[str, str], str] = {}
+    for site in sites:
+        if site.edge is None:
+            continue
+        key = (site.edge.docker_host, site.edge.bind_address)
+        if key in seen:
+            raise ValueError(
+                f"sites[{site.name}].edge: dockerHost {key[0]} with bindAddress {key[1]} is also used by "
+                f"site {seen[key]}; both would publish InfluxDB and Grafana on the same ports: give each "
+                "site on a shared Docker host its own bindAddress"
+            )
+        seen[key] = site.name
+
+
 class CollectorSpec(_Model):
     """One edge box running the pm500 collector; it polls one or more meters."""
 
     name: Name
     meters: list[MeterConfig] = Field(min_length=1)
     poll_interval_s: float = Field(1.0, ge=0.1, le=3600)
+    encoding: Encoding | None = Field(None, description="MQTT payload encoding; default: pm500:encoding")
 
     @model_validator(mode="after")
     def _assets_unique(self) -> CollectorSpec:
@@ -88,6 +112,7 @@ class ArchiveSpec(_Model):
 
 class FeaturesSpec(_Model):
     event_bridge_pipe: bool = False
+    alarm_events: bool = Field(False, description="meter alarm/output events -> the stack's EventBridge bus")
     latest_value_table: bool = False
     edge: bool = False
     grafana: bool = True
@@ -116,9 +141,20 @@ class StackConfig(_Model):
     provisioning: ProvisioningSpec = ProvisioningSpec()
     edge: EdgeSettingsSpec = EdgeSettingsSpec()
     deletion_protection: bool = False
+    encoding: Encoding = Field(DEFAULT_ENCODING, description="MQTT payload encoding of its collectors")
     region: str | None = Field(None, pattern=r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$",
                                description="aws:region, e.g. eu-west-1")
     secret_keys: frozenset[str] = Field(frozenset(), description="pm500 keys Pulumi holds as secrets")
+
+    @field_validator("sites")
+    @classmethod
+    def _sites_fit_one_root_group(cls, sites: list[SiteSpec]) -> list[SiteSpec]:
+        if len(sites) > MAX_SITES:
+            raise ValueError(
+                f"{len(sites)} sites; AWS IoT allows at most {MAX_SITES} direct child groups per thing "
+                "group (one site group each, under the stack's root group): split the fleet into stacks"
+            )
+        return sites
 
     @model_validator(mode="after")
     def _sites_unique(self) -> StackConfig:
@@ -127,6 +163,7 @@ class StackConfig(_Model):
             missing = [s.name for s in self.sites if s.edge is None]
             if missing:
                 raise ValueError(f"features.edge is on but sites have no edge host: {', '.join(missing)}")
+            _edge_ports_unshared(self.sites)
         # Firehose keeps one active partition per site and day; around midnight UTC (and when buffered
         # data is replayed) two days per site are open at once.
         worst_case = 2 * len(self.sites)
@@ -137,6 +174,15 @@ class StackConfig(_Model):
                 "the delivery stream's active-partition quota, then raise archive.activePartitionLimit"
             )
         return self
+
+    def collector_encoding(self, collector: CollectorSpec) -> Encoding:
+        """What a collector's bundle sets as `mqtt.encoding`: its own setting, else the stack's."""
+        return collector.encoding or self.encoding
+
+    @property
+    def encodings(self) -> frozenset[Encoding]:
+        """The encodings this stack's collectors publish (the topic rules decode each of them)."""
+        return frozenset(self.collector_encoding(c) for s in self.sites for c in s.collectors)
 
     @property
     def collector_count(self) -> int:
@@ -151,6 +197,7 @@ class StackConfig(_Model):
 _SCALAR_KEYS = {
     "environment": "environment",
     "deletionProtection": "deletionProtection",
+    "encoding": "encoding",
 }
 _OBJECT_KEYS = {
     "sites": "sites",
@@ -176,12 +223,13 @@ def _decode(key: str, raw: Any) -> Any:
         raise ConfigError(f"{NAMESPACE}:{key}: not valid JSON ({e.msg} at character {e.pos})") from None
 
 
-def _read_inventory(patterns: Any, project_dir: Path) -> list[Any]:
+def _read_inventory(patterns: Any, project_dir: Path) -> list[tuple[SiteSpec, Path]]:
+    """The sites of the inventory files, in file order, each with the file that defines it."""
     if isinstance(patterns, str):
         patterns = [patterns]
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
         raise ConfigError(f"{NAMESPACE}:inventory: expected a path or glob, or a list of them")
-    sites: list[SiteSpec] = []
+    sites: list[tuple[SiteSpec, Path]] = []
     seen: dict[str, Path] = {}
     for pattern in patterns:
         files = sorted(glob.glob(str(project_dir / pattern)))
@@ -198,7 +246,7 @@ def _read_inventory(patterns: Any, project_dir: Path) -> list[Any]:
                     f"{_shown(seen[site.name], project_dir)}"
                 )
             seen[site.name] = path
-            sites.append(site)
+            sites.append((site, path))
     return sites
 
 
@@ -224,6 +272,11 @@ def parse_stack_config(values: Mapping[str, Any], *, stack: str, project_dir: Pa
     """
     if not NAME_PATTERN.match(stack):
         raise ConfigError(f"stack name {stack!r}: {stack_name_rule()}")
+    if len(stack) > MAX_STACK_NAME_LENGTH:
+        raise ConfigError(
+            f"stack name {stack!r}: at most {MAX_STACK_NAME_LENGTH} characters (AWS IoT provisioning "
+            "template names, pm500-<stack>-claim, hold 36)"
+        )
     unknown = sorted(set(values) - KNOWN_KEYS)
     if unknown:
         known = ", ".join(sorted(KNOWN_KEYS))
@@ -235,15 +288,35 @@ def parse_stack_config(values: Mapping[str, Any], *, stack: str, project_dir: Pa
     if "inventory" in values:
         if "sites" in values:
             raise ConfigError(f"{NAMESPACE}:inventory: set either pm500:sites or pm500:inventory, not both")
-        data["sites"] = _read_inventory(_decode("inventory", values["inventory"]), project_dir)
+        inventory = _read_inventory(_decode("inventory", values["inventory"]), project_dir)
+        data["sites"] = [site for site, _ in inventory]
     elif "sites" not in values:
         raise ConfigError(
             f"{NAMESPACE}:sites: required (inline sites) unless {NAMESPACE}:inventory names inventory files"
         )
     try:
-        return StackConfig.model_validate(data)
+        cfg = StackConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_describe_stack_error(e)) from None
+    if "inventory" in values:
+        where = {site.name: f"{_shown(path, project_dir)}: " for site, path in inventory}
+    else:
+        where = {site.name: f"{NAMESPACE}:sites[{i}]." for i, site in enumerate(cfg.sites)}
+    _check_thing_names(cfg, where)
+    return cfg
+
+
+def _check_thing_names(cfg: StackConfig, where: Mapping[str, str]) -> None:
+    """Every thing name must fit a certificate CN: the CLI must be able to provision what `up` creates.
+
+    `where` maps a site to the prefix naming it in messages (`pm500:sites[0].` or `inventory/x.yaml: `).
+    """
+    for site in cfg.sites:
+        for j, collector in enumerate(site.collectors):
+            try:
+                check_thing_name_length(thing_name(cfg.stack, site.name, collector.name))
+            except ValueError as e:
+                raise ConfigError(f"{where[site.name]}collectors[{j}].name: {e}") from None
 
 
 def _describe_stack_error(error: ValidationError) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam
+from infra import iam, sparkplug
 from infra.archive import Archive
 from infra.config import StackConfig
 from infra.naming import Names
@@ -30,7 +30,8 @@ class DataRoutes(pulumi.ComponentResource):
     rule_context: RuleContext
 
     def __init__(self, name: str, cfg: StackConfig, names: Names, account_id: pulumi.Input[str],
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 dns_suffix: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> None:
+        """`dns_suffix`: the partition's (`aws.get_partition`), for `kms:ViaService` conditions."""
         super().__init__("pm500:data:DataRoutes", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         protect = pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection)
@@ -56,34 +57,35 @@ class DataRoutes(pulumi.ComponentResource):
             tags={"pm500:stack": cfg.stack},
         ), opts=protect)
 
-        self.archive = Archive("archive", cfg, names, account_id, key.arn, opts=child)
+        self.archive = Archive("archive", cfg, names, account_id, key.arn, dns_suffix, opts=child)
 
         errors = aws.cloudwatch.LogGroup("rule-errors", aws.cloudwatch.LogGroupArgs(
             name=f"/aws/iot/{names.prefix}/rule-errors", retention_in_days=30,
             tags={"pm500:stack": cfg.stack},
         ), opts=child)
-        self.rule_context = RuleContext(names, self, account_id, errors.name, errors.arn)
-        stream_name = stream.name
-        self.rules = {
-            KINESIS_ROUTE: route_rule(
-                self.rule_context, KINESIS_ROUTE,
-                description=f"DDATA of stack {cfg.stack} into Kinesis",
-                sql=ddata_sql(cfg.stack),
-                policy=lambda a: iam.kinesis_rule(a[0], a[1], a[2]),
-                policy_arns=[stream.arn, key.arn],
-                actions=lambda role_arn: {"kineses": [aws.iot.TopicRuleKinesisArgs(
-                    stream_name=stream_name, role_arn=role_arn, partition_key=KINESIS_PARTITION_KEY)]},
-            ),
-            FIREHOSE_ROUTE: route_rule(
-                self.rule_context, FIREHOSE_ROUTE,
-                description=f"DDATA of stack {cfg.stack} into the S3 archive",
-                sql=ddata_sql(cfg.stack),
-                policy=lambda a: iam.firehose_rule(a[0], a[1]),
-                policy_arns=[self.archive.firehose_arn],
-                actions=lambda role_arn: {"firehoses": [aws.iot.TopicRuleFirehoseArgs(
-                    delivery_stream_name=self.archive.firehose_name, role_arn=role_arn, batch_mode=False)]},
-            ),
-        }
+        self.rule_context = RuleContext(names, self, account_id, dns_suffix, errors.name, errors.arn)
+        # Which DDATA routes: the JSON rules read json collectors' DDATA as it is; for sparkplug-b
+        # collectors a decode rule republishes JSON that rules of the same shape read (infra.sparkplug).
+        mixed = len(cfg.encodings) > 1
+        sources: dict[tuple[str, str], tuple[str, str]] = {}  # routes -> (SQL, Kinesis partition key)
+        if "json" in cfg.encodings:
+            only_json = sparkplug.json_ddata_filter_for_mixed_stacks() if mixed else ""
+            json_sql = ddata_sql(cfg.stack) + only_json
+            sources[(KINESIS_ROUTE, FIREHOSE_ROUTE)] = (json_sql, KINESIS_PARTITION_KEY)
+        self.sparkplug: sparkplug.SparkplugDecoding | None = None
+        if "sparkplug-b" in cfg.encodings:
+            self.sparkplug = sparkplug.SparkplugDecoding("sparkplug", self.rule_context, mixed, opts=child)
+            routes = (KINESIS_ROUTE, FIREHOSE_ROUTE)
+            if mixed:
+                routes = (sparkplug.KINESIS_ROUTE, sparkplug.ARCHIVE_ROUTE)
+            sources[routes] = (sparkplug.json_shape_sql(cfg.stack), sparkplug.DECODED_PARTITION_KEY)
+        self.rules = {}
+        for (kinesis_route, archive_route), (sql, partition_key) in sources.items():
+            self.rules.update(
+                self._routes(cfg, kinesis_route, archive_route, sql, partition_key, stream, key)
+            )
+        if self.sparkplug is not None:
+            self.rules[self.sparkplug.rule_route] = self.sparkplug.rule
 
         self.key_arn = key.arn
         self.stream_name = stream.name
@@ -92,3 +94,28 @@ class DataRoutes(pulumi.ComponentResource):
             "streamName": self.stream_name,
             "ruleNames": {k: r.name for k, r in self.rules.items()},
         })
+
+    def _routes(self, cfg: StackConfig, kinesis_route: str, archive_route: str, sql: str, partition_key: str,
+                stream: aws.kinesis.Stream, key: aws.kms.Key) -> dict[str, RouteRule]:
+        """The Kinesis and archive rules for DDATA of one shape (`sql` selects and filters it)."""
+        stream_name = stream.name
+        return {
+            kinesis_route: route_rule(
+                self.rule_context, kinesis_route,
+                description=f"DDATA of stack {cfg.stack} into Kinesis",
+                sql=sql,
+                policy=lambda a: iam.kinesis_rule(a[0], a[1], a[2]),
+                policy_inputs=[stream.arn, key.arn],
+                actions=lambda role_arn: {"kineses": [aws.iot.TopicRuleKinesisArgs(
+                    stream_name=stream_name, role_arn=role_arn, partition_key=partition_key)]},
+            ),
+            archive_route: route_rule(
+                self.rule_context, archive_route,
+                description=f"DDATA of stack {cfg.stack} into the S3 archive",
+                sql=sql,
+                policy=lambda a: iam.firehose_rule(a[0], a[1]),
+                policy_inputs=[self.archive.firehose_arn],
+                actions=lambda role_arn: {"firehoses": [aws.iot.TopicRuleFirehoseArgs(
+                    delivery_stream_name=self.archive.firehose_name, role_arn=role_arn, batch_mode=False)]},
+            ),
+        }

@@ -19,8 +19,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from collector.config import CONFIG_FILE, ENV_PREFIX
-from collector.topics import thing_name
+from collector.config import CONFIG_FILE, ENV_PREFIX, bundle_subdir
 from infra.config import CollectorSpec, EdgeHostSpec, SiteSpec, StackConfig
 from infra.images import REPO_ROOT, CollectorImage
 from infra.naming import Names
@@ -43,6 +42,12 @@ BUFFER_MOUNT = "/var/lib/pm500"
 RESTART = "unless-stopped"
 LOG_DRIVER = "json-file"
 LOG_OPTS = {"max-size": "10m", "max-file": "5"}  # at most 50 MiB of logs per container
+# A clean stop (SIGTERM: last readings acknowledged, NDEATH published) takes a few seconds; Docker's
+# default 10 s is tight on a busy edge box, and without a grace period the provider force-removes
+# (SIGKILL) a container it replaces, e.g. on every collector image change.
+COLLECTOR_STOP_TIMEOUT_S = 30
+# The collector writes only its buffer volume: its root filesystem is read-only, /tmp a small tmpfs.
+COLLECTOR_TMPFS = {"/tmp": "rw,noexec,nosuid,size=16m"}  # noqa: S108 - a path inside the container
 
 # Overrides the collector applies on top of its bundle config (`collector.config.apply_env_overrides`).
 COLLECTOR_ENV_INFLUX_URL = f"{ENV_PREFIX}INFLUX__URL"
@@ -66,8 +71,9 @@ GRAFANA_ADMIN_USER = "admin"
 
 
 def bundle_dir(edge: EdgeHostSpec, stack: str, site: str, collector: str) -> str:
-    """Host folder the operator copies the collector's CLI bundle into: `<bundle_root>/<thing name>`."""
-    return f"{edge.bundle_root.rstrip('/')}/{thing_name(stack, site, collector)}"
+    """Host folder of the collector's bundle: `<bundle_root>/<stack>/<site>/<collector>`, the layout
+    `cli.py provision-device` writes below `bundles/`, so a site's bundles are copied as one tree."""
+    return f"{edge.bundle_root.rstrip('/')}/{bundle_subdir(stack, site, collector)}"
 
 
 def _env(pairs: Sequence[tuple[str, pulumi.Input[str]]]) -> list[pulumi.Output[str]]:
@@ -100,6 +106,7 @@ class EdgeHost(pulumi.ComponentResource):
                  image: CollectorImage, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pm500:edge:EdgeHost", name, None, opts)
         self._names = Names(cfg.stack)
+        self._site = site.name
         self._cfg = cfg
         self._edge = edge
         self.docker_host = edge.docker_host
@@ -110,7 +117,7 @@ class EdgeHost(pulumi.ComponentResource):
         self._on_host = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.passwords = SitePasswords(f"{name}-passwords", grafana=cfg.features.grafana,
                                        opts=pulumi.ResourceOptions(parent=self))
-        self.network = docker.Network(f"{name}-network", name=self._names.prefix, opts=self._on_host)
+        self.network = docker.Network(f"{name}-network", name=self._docker_name(), opts=self._on_host)
 
         self.influxdb = self._influxdb(name)
         admin = self.passwords.grafana_admin
@@ -130,8 +137,11 @@ class EdgeHost(pulumi.ComponentResource):
             "collectorContainers": {k: c.name for k, c in self.collectors.items()},
         })
 
+    def _docker_name(self, purpose: str | None = None) -> str:
+        return self._names.edge(self._site, purpose)
+
     def _volume(self, name: str, purpose: str) -> docker.Volume:
-        return docker.Volume(f"{name}-{purpose}", name=self._names.resource(purpose), opts=self._on_host)
+        return docker.Volume(f"{name}-{purpose}", name=self._docker_name(purpose), opts=self._on_host)
 
     def _after_influxdb(self) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions.merge(self._on_host, pulumi.ResourceOptions(depends_on=[self.influxdb]))
@@ -147,7 +157,7 @@ class EdgeHost(pulumi.ComponentResource):
         pw = self.passwords
         return docker.Container(
             f"{name}-influxdb",
-            name=self._names.resource("influxdb"),
+            name=self._docker_name("influxdb"),
             image=image.image_id,
             restart=RESTART,
             # Read by the image's init script on first start (empty data volume) only.
@@ -190,7 +200,7 @@ class EdgeHost(pulumi.ComponentResource):
         ]
         return docker.Container(
             f"{name}-grafana",
-            name=self._names.resource("grafana"),
+            name=self._docker_name("grafana"),
             image=image.image_id,
             restart=RESTART,
             envs=_env([
@@ -222,7 +232,7 @@ class EdgeHost(pulumi.ComponentResource):
         buffer = self._volume(name, f"buffer-{collector.name}")
         return docker.Container(
             f"{name}-{collector.name}-collector",
-            name=self._names.resource(f"collector-{collector.name}"),
+            name=self._docker_name(f"collector-{collector.name}"),
             image=image.image_id,
             restart=RESTART,
             envs=_env([
@@ -231,12 +241,18 @@ class EdgeHost(pulumi.ComponentResource):
                 (COLLECTOR_ENV_INFLUX_USERNAME, INFLUX_WRITE_USER),
                 (COLLECTOR_ENV_INFLUX_PASSWORD, self.passwords.influx_writer),
             ]),
-            mounts=[
-                docker.ContainerMountArgs(
-                    type="bind", source=bundle_dir(self._edge, self._cfg.stack, site.name, collector.name),
-                    target=BUNDLE_MOUNT, read_only=True),
-                docker.ContainerMountArgs(type="volume", source=buffer.name, target=BUFFER_MOUNT),
-            ],
+            # The bundle is a bind in `volumes` (HostConfig.Binds), not a `mounts` bind: Docker creates a
+            # missing Binds source folder, but rejects a missing `mounts` source. The first `up` runs before
+            # any bundle exists (provision-device needs the thing this `up` creates), so the container
+            # starts and waits for its bundle instead of failing the deploy (docs/edge.md, first deploy).
+            volumes=[docker.ContainerVolumeArgs(
+                host_path=bundle_dir(self._edge, self._cfg.stack, site.name, collector.name),
+                container_path=BUNDLE_MOUNT, read_only=True)],
+            mounts=[docker.ContainerMountArgs(type="volume", source=buffer.name, target=BUFFER_MOUNT)],
+            read_only=True,
+            tmpfs=COLLECTOR_TMPFS,
+            stop_timeout=COLLECTOR_STOP_TIMEOUT_S,
+            destroy_grace_seconds=COLLECTOR_STOP_TIMEOUT_S,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name)],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=COLLECTOR_HEALTHCHECK,

@@ -1,8 +1,10 @@
 """IAM and IoT policy documents as plain dicts, built from resolved ARNs.
 
-Kept free of Pulumi so that the exact documents the program deploys can be linted (parliament) and
-checked by the policy pack. Each role gets exactly the actions its user performs, on exactly the
-resources it touches: no `Resource: "*"`, no service-wide wildcards.
+Kept free of Pulumi so that the exact documents the program deploys can be checked against AWS's
+authorization reference (infra.iam_reference) and by the policy pack. Each role gets exactly the
+actions its user performs, on exactly the resources it touches: no service-wide wildcards, and
+`Resource: "*"` only for actions that have no resource-level permissions (the IAM check in
+tests/infra/test_iam_reference.py enforces both).
 """
 
 from __future__ import annotations
@@ -37,13 +39,25 @@ def assume_role(service: str, account_id: str) -> Document:
     })
 
 
-def collector_iot_policy(region: str, account_id: str) -> Document:
+def iot_arn(partition: str, region: str, account_id: str) -> str:
+    """`arn:<partition>:iot:<region>:<account>`: the partition comes from `aws.get_partition` (aws, aws-cn,
+    aws-us-gov, aws-iso...), never a literal `arn:aws:` (config accepts GovCloud and ISO regions)."""
+    return f"arn:{partition}:iot:{region}:{account_id}"
+
+
+def via_service(service: str, region: str, dns_suffix: str) -> str:
+    """A `kms:ViaService` value: `<service>.<region>.<DNS suffix>`, the suffix from `aws.get_partition`
+    (`amazonaws.com`, `amazonaws.com.cn` in China, others in ISO partitions)."""
+    return f"{service}.{region}.{dns_suffix}"
+
+
+def collector_iot_policy(partition: str, region: str, account_id: str) -> Document:
     """The IoT policy every collector certificate gets: its own client id, its own topics only.
 
     Topic resources come only from `collector.topics.iot_policy_topics`, the same templates the collector
     publishes with and the Mosquitto ACL is rendered from.
     """
-    arn = f"arn:aws:iot:{region}:{account_id}"
+    arn = iot_arn(partition, region, account_id)
     publish = [f"{arn}:topic/{t}" for t in iot_policy_topics("publish", THING_NAME_VARIABLE)]
     receive = [f"{arn}:topic/{t}" for t in iot_policy_topics("subscribe", THING_NAME_VARIABLE)]
     subscribe = [f"{arn}:topicfilter/{t}" for t in iot_policy_topics("subscribe", THING_NAME_VARIABLE)]
@@ -57,8 +71,11 @@ def collector_iot_policy(region: str, account_id: str) -> Document:
 
 
 def _log_writes(log_group_arn: str) -> list[Document]:
+    """The CloudWatch Logs error action: AWS IoT documents CreateLogStream, DescribeLogStreams and
+    PutLogEvents (https://docs.aws.amazon.com/iot/latest/developerguide/cloudwatch-logs-rule-action.html)."""
     return [
-        _allow("CreateErrorLogStreams", ["logs:CreateLogStream"], [f"{log_group_arn}:*"]),
+        _allow("CreateErrorLogStreams", ["logs:CreateLogStream"], [f"{log_group_arn}:log-stream:*"]),
+        _allow("FindErrorLogStreams", ["logs:DescribeLogStreams"], [f"{log_group_arn}:*"]),
         _allow("WriteErrorLogEvents", ["logs:PutLogEvents"], [f"{log_group_arn}:log-stream:*"]),
     ]
 
@@ -80,15 +97,25 @@ def firehose_rule(delivery_stream_arn: str, error_log_group_arn: str) -> Documen
     )
 
 
-def dynamodb_rule(table_arn: str, error_log_group_arn: str) -> Document:
-    """IoT rule -> DynamoDB latest-value table (dynamoDBv2 action = PutItem)."""
+def dynamodb_rule(table_arn: str, key_arn: str, error_log_group_arn: str, region: str,
+                  dns_suffix: str) -> Document:
+    """IoT rule -> DynamoDB latest-value table (dynamoDBv2 action = PutItem).
+
+    The table is encrypted with the stack's customer managed key, whose key policy defers to IAM: the
+    caller needs the key through DynamoDB (DynamoDB developer guide, "Customer managed key"; the IoT
+    dynamoDBv2 action's requirements point there).
+    """
     return _doc(
         _allow("PutLatestValue", ["dynamodb:PutItem"], [table_arn]),
+        _allow("UseTableKeyViaDynamoDB",
+               ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"], [key_arn],
+               {"StringEquals": {"kms:ViaService": via_service("dynamodb", region, dns_suffix)}}),
         *_log_writes(error_log_group_arn),
     )
 
 
-def firehose_delivery(bucket_arn: str, key_arn: str, log_group_arn: str, region: str) -> Document:
+def firehose_delivery(bucket_arn: str, key_arn: str, log_group_arn: str, region: str,
+                      dns_suffix: str) -> Document:
     """Firehose -> S3 archive: the S3 calls Firehose documents for an S3 destination, nothing more."""
     return _doc(
         _allow("ArchiveBucket", ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
@@ -96,36 +123,67 @@ def firehose_delivery(bucket_arn: str, key_arn: str, log_group_arn: str, region:
         _allow("ArchiveObjects", ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
                [f"{bucket_arn}/*"]),
         _allow("EncryptArchiveObjects", ["kms:Decrypt", "kms:GenerateDataKey"], [key_arn],
-               {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}),
+               {"StringEquals": {"kms:ViaService": via_service("s3", region, dns_suffix)}}),
         _allow("DeliveryErrorLogs", ["logs:PutLogEvents"], [f"{log_group_arn}:log-stream:*"]),
     )
 
 
-def provisioning(region: str, account_id: str, thing_prefix: str, group_prefix: str, policy_name: str,
-                 thing_type: str) -> Document:
-    """Fleet provisioning role: create this stack's things, activate their certificates, attach the policy."""
-    arn = f"arn:aws:iot:{region}:{account_id}"
+def provisioning(partition: str, region: str, account_id: str, thing_prefix: str, site_group_prefix: str,
+                 policy_name: str, thing_type: str) -> Document:
+    """Fleet provisioning role: what RegisterThing does for this stack's template, on this stack only.
+
+    Action by action the subset of AWS's managed `AWSIoTThingsRegistration` the template needs, on the
+    resource types the Service Authorization Reference gives each action (checked by
+    tests/infra/test_iam_reference.py): `AttachPolicy` targets the certificate (types `cert`,
+    `thinggroup`), `AttachThingPrincipal` the certificate, its thing narrowed by `iot:thingArn`.
+    """
+    arn = iot_arn(partition, region, account_id)
     things = f"{arn}:thing/{thing_prefix}*"  # thing_prefix = "<stack>:": no other stack's things
-    groups = [f"{arn}:thinggroup/{group_prefix}", f"{arn}:thinggroup/{group_prefix}-*"]  # root + sites
+    site_groups = f"{arn}:thinggroup/{site_group_prefix}*"  # "pm500-<stack>:": no other stack's groups
+    certificates = f"{arn}:cert/*"  # created by this RegisterThing call: its id is not known before
     return _doc(
         _allow("RegisterStackThings", ["iot:CreateThing", "iot:DescribeThing", "iot:UpdateThing"], [things]),
-        _allow("GroupStackThings", ["iot:AddThingToThingGroup"], [things, *groups]),
-        _allow("AttachThingCertificates", ["iot:AttachThingPrincipal"], [things, f"{arn}:cert/*"]),
+        _allow("ReadStackThingGroups", ["iot:ListThingGroupsForThing"], [things]),
+        _allow("GroupStackThings", ["iot:AddThingToThingGroup"], [things, site_groups]),
+        _allow("DescribeSiteGroups", ["iot:DescribeThingGroup"], [site_groups]),
+        _allow("AttachThingCertificates", ["iot:AttachThingPrincipal"], [certificates],
+               {"ArnLike": {"iot:thingArn": things}}),
         _allow("UseStackThingType", ["iot:DescribeThingType"], [f"{arn}:thingtype/{thing_type}"]),
-        _allow("ActivateCertificates", ["iot:DescribeCertificate", "iot:UpdateCertificate"],
-               [f"{arn}:cert/*"]),
-        _allow("AttachCollectorPolicy", ["iot:AttachPolicy", "iot:GetPolicy"],
-               [f"{arn}:policy/{policy_name}"]),
+        _allow("ActivateCertificates", ["iot:DescribeCertificate", "iot:UpdateCertificate"], [certificates]),
+        _allow("AttachCollectorPolicy", ["iot:AttachPolicy"], [certificates]),
+        _allow("ReadCollectorPolicy", ["iot:GetPolicy"], [f"{arn}:policy/{policy_name}"]),
     )
 
 
 def pipe(stream_arn: str, key_arn: str, bus_arn: str) -> Document:
     """EventBridge Pipe: read the Kinesis stream (decrypting), put events on the stack's bus."""
+    # Kinesis source permissions: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-pipes-permissions.html
     return _doc(
         _allow("ReadStream", ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
                               "kinesis:GetShardIterator", "kinesis:ListShards"],
                [stream_arn]),
+        # ListStreams has no resource-level permissions: AWS only authorizes it on "*".
+        _allow("ListStreams", ["kinesis:ListStreams"], ["*"]),
         _allow("DecryptStream", ["kms:Decrypt"], [key_arn]),
+        _allow("PutBusEvents", ["events:PutEvents"], [bus_arn]),
+    )
+
+
+def sqs_rule(queue_arn: str, key_arn: str, error_log_group_arn: str) -> Document:
+    """IoT rule -> SQS: send the event to the (KMS-encrypted) alarm queue."""
+    return _doc(
+        _allow("SendToAlarmQueue", ["sqs:SendMessage"], [queue_arn]),
+        _allow("EncryptForQueue", ["kms:GenerateDataKey", "kms:Decrypt"], [key_arn]),
+        *_log_writes(error_log_group_arn),
+    )
+
+
+def alarm_pipe(queue_arn: str, key_arn: str, bus_arn: str) -> Document:
+    """EventBridge Pipe: receive (and delete) alarm events from the queue, put them on the stack's bus."""
+    return _doc(
+        _allow("ReadAlarmQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+               [queue_arn]),
+        _allow("DecryptAlarmQueue", ["kms:Decrypt"], [key_arn]),
         _allow("PutBusEvents", ["events:PutEvents"], [bus_arn]),
     )
 

@@ -1,10 +1,16 @@
 """The collector image: an ECR repository and the image built from the repo and pushed there.
 
-Tags are immutable and content-addressed: the tag is a hash of exactly the files the Dockerfile copies
-(plus the Dockerfile itself), so a code change makes a new tag and a new push, while an unchanged tree
-makes the same tag and Pulumi sees nothing to do. Containers never run a tag: they run the pushed repo
-digest (`repository@sha256:...`), which is what makes a code change roll them and a no-op `up` leave
-them alone.
+Tags are content-addressed: the tag is a hash of exactly the files the Dockerfile copies (plus the
+Dockerfile itself), so a code change makes a new tag and a new push, while an unchanged tree makes the
+same tag. Containers never run a tag: they run the pushed repo digest (`repository@sha256:...`), which
+is what makes a code change roll them and a no-op `up` leave them alone.
+
+Tags are MUTABLE on purpose. A Docker build is not reproducible byte for byte (base image, pip
+resolution, layer timestamps), and pulumi-docker rebuilds and pushes whenever its build-context digest
+or build inputs change, which can happen with unchanged sources (another machine's file modes, a
+replaced Image resource). The same tag then names a new manifest, which an IMMUTABLE repository
+refuses (`ImageTagAlreadyExistsException`): the `up` would fail. Pinning by digest gives what
+immutability was for: a container never silently changes image.
 """
 
 from __future__ import annotations
@@ -107,7 +113,7 @@ def lifecycle_policy(keep: int) -> str:
 
 
 class CollectorImage(pulumi.ComponentResource):
-    """ECR repository (scan on push, immutable tags, lifecycle) and the collector image pushed to it.
+    """ECR repository (scan on push, mutable tags, lifecycle) and the collector image pushed to it.
 
     `registry_auth` is what each edge host's Docker provider needs to pull: the ECR proxy endpoint
     and a short-lived token (both read at deploy time, the token kept secret).
@@ -126,7 +132,7 @@ class CollectorImage(pulumi.ComponentResource):
         self.repository = aws.ecr.Repository(
             f"{name}-repo",
             name=repository_name,
-            image_tag_mutability="IMMUTABLE",
+            image_tag_mutability="MUTABLE",  # containers are pinned by digest (module docstring)
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
             opts=child,
         )

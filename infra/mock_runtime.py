@@ -132,7 +132,7 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:7]
 
 
-_IOT = "arn:aws:iot:{region}:{account}:"
+_IOT = "arn:{partition}:iot:{region}:{account}:"
 ARN_FORMATS: dict[str, str] = {
     "aws:iot/thingType:ThingType": _IOT + "thingtype/{name}",
     "aws:iot/thingGroup:ThingGroup": _IOT + "thinggroup/{name}",
@@ -140,19 +140,29 @@ ARN_FORMATS: dict[str, str] = {
     "aws:iot/policy:Policy": _IOT + "policy/{name}",
     "aws:iot/provisioningTemplate:ProvisioningTemplate": _IOT + "provisioningtemplate/{name}",
     "aws:iot/topicRule:TopicRule": _IOT + "rule/{name}",
-    "aws:iam/role:Role": "arn:aws:iam::{account}:role/{name}",
-    "aws:kms/key:Key": "arn:aws:kms:{region}:{account}:key/{name}",
-    "aws:kms/alias:Alias": "arn:aws:kms:{region}:{account}:{name}",
-    "aws:kinesis/stream:Stream": "arn:aws:kinesis:{region}:{account}:stream/{name}",
+    "aws:iam/role:Role": "arn:{partition}:iam::{account}:role/{name}",
+    "aws:kms/key:Key": "arn:{partition}:kms:{region}:{account}:key/{name}",
+    "aws:kms/alias:Alias": "arn:{partition}:kms:{region}:{account}:{name}",
+    "aws:kinesis/stream:Stream": "arn:{partition}:kinesis:{region}:{account}:stream/{name}",
     "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream":
-        "arn:aws:firehose:{region}:{account}:deliverystream/{name}",
-    "aws:s3/bucket:Bucket": "arn:aws:s3:::{name}",
-    "aws:cloudwatch/logGroup:LogGroup": "arn:aws:logs:{region}:{account}:log-group:{name}",
-    "aws:cloudwatch/eventBus:EventBus": "arn:aws:events:{region}:{account}:event-bus/{name}",
-    "aws:pipes/pipe:Pipe": "arn:aws:pipes:{region}:{account}:pipe/{name}",
-    "aws:dynamodb/table:Table": "arn:aws:dynamodb:{region}:{account}:table/{name}",
-    "aws:ecr/repository:Repository": "arn:aws:ecr:{region}:{account}:repository/{name}",
+        "arn:{partition}:firehose:{region}:{account}:deliverystream/{name}",
+    "aws:s3/bucket:Bucket": "arn:{partition}:s3:::{name}",
+    "aws:cloudwatch/logGroup:LogGroup": "arn:{partition}:logs:{region}:{account}:log-group:{name}",
+    "aws:cloudwatch/eventBus:EventBus": "arn:{partition}:events:{region}:{account}:event-bus/{name}",
+    "aws:pipes/pipe:Pipe": "arn:{partition}:pipes:{region}:{account}:pipe/{name}",
+    "aws:sqs/queue:Queue": "arn:{partition}:sqs:{region}:{account}:{name}",
+    "aws:dynamodb/table:Table": "arn:{partition}:dynamodb:{region}:{account}:table/{name}",
+    "aws:ecr/repository:Repository": "arn:{partition}:ecr:{region}:{account}:repository/{name}",
 }
+
+
+def partition_of(region: str) -> str:
+    """The partition AWS puts `region` in (what `aws.get_partition` answers there)."""
+    for prefix, partition in (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-isob-", "aws-iso-b"),
+                              ("us-iso-", "aws-iso")):
+        if region.startswith(prefix):
+            return partition
+    return "aws"
 
 
 def _physical_name(typ: str, logical: str, inputs: Mapping[str, Any]) -> str:
@@ -173,11 +183,14 @@ def mock_state(typ: str, logical: str, inputs: Mapping[str, Any], region: str,
     name = _physical_name(typ, logical, inputs)
     arn_format = ARN_FORMATS.get(typ)
     if arn_format:
-        state["arn"] = arn_format.format(region=region, account=account, name=name)
+        state["arn"] = arn_format.format(partition=partition_of(region), region=region, account=account,
+                                         name=name)
     if typ == "aws:s3/bucket:Bucket":
         state["bucket"] = name
     elif typ == "aws:kms/key:Key":
         state["keyId"] = name
+    elif typ == "aws:sqs/queue:Queue":
+        state["url"] = f"https://sqs.{region}.amazonaws.com/{account}/{name}"
     elif typ == "aws:ecr/repository:Repository":
         state["repositoryUrl"] = f"{account}.dkr.ecr.{region}.amazonaws.com/{name}"
     elif typ == "docker:index/image:Image":  # the pushed digest follows the (content-addressed) tag
@@ -211,11 +224,16 @@ def _make_mocks(region: str, account: str) -> Any:
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:
             function = args.token  # the invoked function, e.g. aws:iot/getEndpoint:getEndpoint
             if function == "aws:index/getCallerIdentity:getCallerIdentity":
-                return {"accountId": account, "arn": f"arn:aws:iam::{account}:user/mock",
+                return {"accountId": account, "arn": f"arn:{partition_of(region)}:iam::{account}:user/mock",
                         "userId": "AIDAMOCKUSER", "id": account}, []
             if function == "aws:iot/getEndpoint:getEndpoint":
                 return {"endpointAddress": f"a1b2c3d4e5f6g7-ats.iot.{region}.amazonaws.com",
                         "endpointType": args.args.get("endpointType"), "id": region}, []
+            if function == "aws:index/getPartition:getPartition":
+                partition = partition_of(region)
+                suffix = {"aws-cn": "amazonaws.com.cn", "aws-iso": "c2s.ic.gov", "aws-iso-b": "sc2s.sgov.gov"}
+                return {"partition": partition, "dnsSuffix": suffix.get(partition, "amazonaws.com"),
+                        "id": partition}, []
             if function == "aws:index/getRegion:getRegion":
                 return {"region": region, "name": region, "id": region}, []
             if function == "aws:ecr/getAuthorizationToken:getAuthorizationToken":

@@ -4,15 +4,23 @@ All names start with the stack so that staging and prod (or any other stack) can
 account and region without colliding. IoT topic-rule names only allow `[A-Za-z0-9_]`: stack names are
 `[a-z0-9-]` (collector.topics.NAME_PATTERN), so mapping `-` to `_` is injective and two stacks can never
 share a rule name.
+
+Site thing groups are `pm500-<stack>:<site>`: `:` appears in no stack or site name, so no two
+(stack, site) pairs share a group name (with `-` stack `a` + site `b-c` and stack `a-b` + site `c`
+did), and `pm500-<stack>:*` matches this stack's site groups only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from collector.topics import GROUP_ID, thing_name
+from collector.topics import GROUP_ID, THING_SEPARATOR, thing_name
 
 PRODUCT = GROUP_ID  # "pm500"
+TEMPLATE_NAME_MAX = 36  # AWS IoT TemplateName (botocore iot model; checked by tests/infra/test_aws_names.py)
+_TEMPLATE_PURPOSE = "claim"
+# The longest stack name every physical name can hold; the provisioning template's is the tightest.
+MAX_STACK_NAME_LENGTH = TEMPLATE_NAME_MAX - len(f"{PRODUCT}--{_TEMPLATE_PURPOSE}")
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,12 @@ class Names:
         return self.prefix
 
     def site_group(self, site: str) -> str:
-        return f"{self.prefix}-{site}"
+        return f"{self.site_group_prefix}{site}"
+
+    @property
+    def site_group_prefix(self) -> str:
+        """What every site group of this stack, and no other group, starts with."""
+        return f"{self.prefix}{THING_SEPARATOR}"
 
     def thing(self, site: str, collector: str) -> str:
         return thing_name(self.stack, site, collector)
@@ -49,7 +62,17 @@ class Names:
 
     @property
     def provisioning_template(self) -> str:
-        return self.resource("claim")
+        return self.resource(_TEMPLATE_PURPOSE)
+
+    def edge(self, site: str, purpose: str | None = None) -> str:
+        """Docker names on an edge host: `pm500_<stack>_<site>[_<purpose>]` (containers, volumes, network).
+
+        Sites of one stack, or of several stacks, may share a Docker host: the site keeps their
+        containers, volumes and networks apart, and `_` (never part of a stack or site name) keeps the
+        mapping injective, where `-` would give stack `a` + site `b-c` the names of stack `a-b` + site `c`.
+        """
+        base = f"{PRODUCT}_{self.stack}_{site}"
+        return f"{base}_{purpose}" if purpose else base
 
     def rule(self, route: str) -> str:
         """IoT topic-rule names: only letters, digits and `_`."""

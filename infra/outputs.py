@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from collector.config import MeterConfig
+from collector.config import DEFAULT_ENCODING, Encoding, MeterConfig
 from collector.topics import COLLECTOR_TOPICS, thing_name
 
 if TYPE_CHECKING:
@@ -37,7 +37,8 @@ FIREHOSE_NAME = "firehoseName"
 AWS_REGION = "awsRegion"
 KMS_KEY_ARN = "dataKeyArn"
 RULE_ERROR_LOG_GROUP = "ruleErrorLogGroupName"
-EVENT_BUS_NAME = "eventBusName"  # only with features.eventBridgePipe
+EVENT_BUS_NAME = "eventBusName"  # only with features.eventBridgePipe or features.alarmEvents
+ALARM_EVENT_QUEUE = "alarmEventQueueName"  # only with features.alarmEvents
 LATEST_VALUE_TABLE = "latestValueTableName"  # only with features.latestValueTable
 EDGE = "edge"  # only with features.edge: image and per-site edge URLs (infra.edge.EdgeStack.summary)
 
@@ -53,6 +54,7 @@ class CollectorOutput(BaseModel):
     poll_interval_s: float = Field(alias="pollIntervalS")
     meters: list[MeterConfig]
     topics: dict[str, str]
+    encoding: Encoding = DEFAULT_ENCODING  # the bundle's mqtt.encoding (absent in older stacks: json)
 
 
 def topics_for(thing: str) -> dict[str, str]:
@@ -61,11 +63,11 @@ def topics_for(thing: str) -> dict[str, str]:
 
 
 def collector_output(stack: str, site: str, collector: str, meters: list[MeterConfig],
-                     poll_interval_s: float) -> dict[str, Any]:
+                     poll_interval_s: float, encoding: Encoding = DEFAULT_ENCODING) -> dict[str, Any]:
     thing = thing_name(stack, site, collector)
     return CollectorOutput(
         site=site, collector=collector, thing_name=thing, poll_interval_s=poll_interval_s,
-        meters=meters, topics=topics_for(thing),
+        meters=meters, topics=topics_for(thing), encoding=encoding,
     ).model_dump(mode="json", by_alias=True)
 
 
@@ -74,6 +76,8 @@ def collectors_output(cfg: StackConfig) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for site in cfg.sites:
         for c in site.collectors:
-            entry = collector_output(cfg.stack, site.name, c.name, c.meters, c.poll_interval_s)
+            entry = collector_output(
+                cfg.stack, site.name, c.name, c.meters, c.poll_interval_s, cfg.collector_encoding(c)
+            )
             out[entry["thingName"]] = entry
     return out

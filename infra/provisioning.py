@@ -3,7 +3,8 @@ certificate's `RegisterThing` call into a registered collector of this stack.
 
 The device passes `Site` and `Collector`; the template names the thing `<stack>:<Site>:<Collector>`
 (the same `collector.topics.thing_name` rule the CLI uses), puts it in the stack's root and site
-groups, activates its certificate and attaches the collector policy. An optional pre-provisioning
+group (a child of the root group), activates its certificate and attaches the collector policy. An
+optional pre-provisioning
 hook Lambda (an existing function named by ARN in config) can refuse unknown sites or serials.
 """
 
@@ -42,8 +43,9 @@ def template_body(cfg: StackConfig, names: Names) -> dict[str, Any]:
                     "ThingName": thing_name,
                     "ThingTypeName": names.thing_type,
                     "AttributePayload": {"site": {"Ref": "Site"}, "env": cfg.environment},
-                    "ThingGroups": [names.root_group,
-                                    {"Fn::Join": ["-", [names.root_group, {"Ref": "Site"}]]}],
+                    # The site group only: it is a child of the root group, and AWS IoT refuses a thing
+                    # in two groups of one hierarchy (https://docs.aws.amazon.com/iot/latest/developerguide/thing-groups.html).
+                    "ThingGroups": [{"Fn::Join": [THING_SEPARATOR, [names.root_group, {"Ref": "Site"}]]}],
                 },
             },
             "certificate": {
@@ -62,21 +64,22 @@ class Provisioning(pulumi.ComponentResource):
     role_name: pulumi.Output[str]
 
     def __init__(self, name: str, cfg: StackConfig, names: Names, account_id: pulumi.Input[str],
-                 prerequisites: Sequence[pulumi.Resource],
+                 partition: pulumi.Input[str], prerequisites: Sequence[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None) -> None:
         """`prerequisites`: what the template names and must exist first (thing type, groups, policy)."""
         super().__init__("pm500:iot:Provisioning", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         region = cfg.region or ""
         account = pulumi.Output.from_input(account_id)
+        iot = pulumi.Output.all(partition, account).apply(lambda a: iam.iot_arn(a[0], region, a[1]))
 
         provisioning_role = service_role(
             "provisioning-role", "provisioning-policy", name=names.resource("provisioning"),
             service="iot.amazonaws.com", description="AWS IoT fleet provisioning for pm500 collectors",
             stack=cfg.stack, account_id=account, opts=child,
-            policy=account.apply(lambda a: json.dumps(iam.provisioning(
-                region, a, stack_thing_prefix(cfg.stack), names.root_group, names.collector_policy,
-                names.thing_type))),
+            policy=pulumi.Output.all(partition, account).apply(lambda a: json.dumps(iam.provisioning(
+                a[0], region, a[1], stack_thing_prefix(cfg.stack), names.site_group_prefix,
+                names.collector_policy, names.thing_type))),
         )
         role, role_policy = provisioning_role.role, provisioning_role.policy
 
@@ -88,8 +91,7 @@ class Provisioning(pulumi.ComponentResource):
                 function=hook_arn,
                 action="lambda:InvokeFunction",
                 principal="iot.amazonaws.com",
-                source_arn=account.apply(
-                    lambda a: f"arn:aws:iot:{region}:{a}:provisioningtemplate/{names.provisioning_template}"),
+                source_arn=iot.apply(lambda arn: f"{arn}:provisioningtemplate/{names.provisioning_template}"),
             ), opts=child)
             depends.append(permission)
             hook = aws.iot.ProvisioningTemplatePreProvisioningHookArgs(

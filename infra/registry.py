@@ -1,4 +1,4 @@
-"""The IoT registry of one stack: thing type, thing groups (root + one per site), one thing per
+"""The IoT registry of one stack: thing type, thing groups (root + one child per site), one thing per
 collector with its group membership, and the collectors' least-privilege IoT policy.
 
 Things are keyed by `<site>/<collector>` (their logical names), never by position, so reordering sites
@@ -34,7 +34,7 @@ class Registry(pulumi.ComponentResource):
     provisioning_prerequisites: list[pulumi.Resource]
 
     def __init__(self, name: str, cfg: StackConfig, names: Names, account_id: pulumi.Input[str],
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 partition: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pm500:iot:Registry", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         protect = pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection)
@@ -79,8 +79,8 @@ class Registry(pulumi.ComponentResource):
         region = cfg.region or ""
         policy = aws.iot.Policy("collector-policy", aws.iot.PolicyArgs(
             name=names.collector_policy,
-            policy=pulumi.Output.from_input(account_id).apply(
-                lambda account: json.dumps(iam.collector_iot_policy(region, account))),
+            policy=pulumi.Output.all(partition, account_id).apply(
+                lambda a: json.dumps(iam.collector_iot_policy(a[0], region, a[1]))),
             tags={"pm500:stack": cfg.stack},
         ), opts=child)
 

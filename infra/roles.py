@@ -29,7 +29,11 @@ def service_role(
     policy: pulumi.Input[str],
     opts: pulumi.ResourceOptions,
 ) -> ServiceRole:
-    """Role `name` assumable only by `service` from this account, with `policy` (JSON) inline."""
+    r"""Role `name` assumable only by `service` from this account, with `policy` (JSON) inline.
+
+    The inline policy is named explicitly (after its role): autonamed, it would take the logical name
+    (`rule-policy/<route>-<hex>`), and IAM policy names refuse `/` (pattern `[\w+=,.@-]+`).
+    """
     account = pulumi.Output.from_input(account_id)
     role = aws.iam.Role(role_resource, aws.iam.RoleArgs(
         name=name,
@@ -38,5 +42,5 @@ def service_role(
         tags={"pm500:stack": stack},
     ), opts=opts)
     inline = aws.iam.RolePolicy(
-        policy_resource, aws.iam.RolePolicyArgs(role=role.name, policy=policy), opts=opts)
+        policy_resource, aws.iam.RolePolicyArgs(name=name, role=role.name, policy=policy), opts=opts)
     return ServiceRole(role, inline)

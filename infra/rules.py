@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from collector.topics import ddata_filter, stack_thing_prefix
+from collector.topics import EVENT_THING_LEVEL, ddata_filter, event_filter, stack_thing_prefix
 from infra import iam
 from infra.naming import Names
 from infra.roles import service_role
@@ -27,13 +27,22 @@ def ddata_sql(stack: str, select: str = "*, topic(4) AS thing") -> str:
             f"WHERE startswith(topic(4), '{stack_thing_prefix(stack)}')")
 
 
+def event_sql(stack: str) -> str:
+    """`SELECT` every collector's alarm/output EVENT `WHERE` the thing (topic level 3) is this stack's."""
+    level = EVENT_THING_LEVEL
+    return (f"SELECT *, topic({level}) AS thing FROM '{event_filter()}' "  # noqa: S608 (validated names)
+            f"WHERE startswith(topic({level}), '{stack_thing_prefix(stack)}')")
+
+
 @dataclass(frozen=True)
 class RuleContext:
-    """What every route of a stack shares: naming, parent component, account, the error log group."""
+    """What every route of a stack shares: naming, parent component, account and its partition's DNS
+    suffix (`kms:ViaService`), the error log group."""
 
     names: Names
     parent: pulumi.Resource
     account_id: pulumi.Input[str]
+    dns_suffix: pulumi.Input[str]
     error_log_group_name: pulumi.Input[str]
     error_log_group_arn: pulumi.Input[str]
 
@@ -50,15 +59,18 @@ def route_rule(
     route: str,
     *,
     policy: Callable[[list[str]], iam.Document],
-    policy_arns: list[pulumi.Input[str]],
+    policy_inputs: list[pulumi.Input[str]],
     description: str,
-    sql: str,
+    sql: pulumi.Input[str],
     actions: Callable[[pulumi.Output[str]], dict[str, Any]],
+    depends_on: list[pulumi.Resource] | None = None,
 ) -> RouteRule:
     """Role + inline policy + topic rule for one route.
 
-    `policy` gets the resolved `policy_arns` followed by the error log group ARN; `actions` gets the
-    role ARN and returns the rule's action arguments (e.g. `{"kineses": [...]}`).
+    `policy` gets the resolved `policy_inputs` (ARNs and any other value the document needs) followed
+    by the error log group ARN; `actions` gets the role ARN and returns the rule's action arguments
+    (e.g. `{"kineses": [...]}`). `depends_on`: what the rule's SQL needs to exist first (e.g. the
+    protobuf descriptor object it decodes with).
     """
     names = ctx.names
     child = pulumi.ResourceOptions(parent=ctx.parent)
@@ -66,7 +78,7 @@ def route_rule(
         f"rule-role/{route}", f"rule-policy/{route}", name=names.resource(f"rule-{route}"),
         service="iot.amazonaws.com", description=f"IoT rule {names.rule(route)}: {description}",
         stack=names.stack, account_id=ctx.account_id, opts=child,
-        policy=pulumi.Output.all(*policy_arns, ctx.error_log_group_arn).apply(
+        policy=pulumi.Output.all(*policy_inputs, ctx.error_log_group_arn).apply(
             lambda arns: json.dumps(policy(arns))),
     )
     role, role_policy = rule_role.role, rule_role.policy
@@ -82,5 +94,5 @@ def route_rule(
         ),
         tags={"pm500:stack": names.stack},
         **actions(role.arn),
-    ), opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[role_policy]))
+    ), opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=[role_policy, *(depends_on or [])]))
     return RouteRule(name=rule.name, arn=rule.arn, role_name=role.name)

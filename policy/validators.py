@@ -21,6 +21,7 @@ BUCKET_SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEnc
 BUCKET_PAB = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 STREAM = "aws:kinesis/stream:Stream"
 FIREHOSE = "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream"
+QUEUE = "aws:sqs/queue:Queue"
 TOPIC_RULE = "aws:iot/topicRule:TopicRule"
 IOT_POLICY = "aws:iot/policy:Policy"
 IOT_CERTIFICATE = "aws:iot/certificate:Certificate"
@@ -75,7 +76,8 @@ def _attached(buckets: list[Resource], attachments: list[Resource]) -> dict[str,
 
 
 def encryption_at_rest(resources: Sequence[Resource]) -> list[Violation]:
-    """Kinesis streams (KMS), Firehose delivery streams (SSE on) and S3 buckets (SSE config) encrypted."""
+    """Kinesis streams (KMS), Firehose delivery streams (SSE on), SQS queues (KMS) and S3 buckets (SSE
+    config) encrypted."""
     out: list[Violation] = []
     for s in _of_type(resources, STREAM):
         if s.props.get("encryptionType") != "KMS" or not s.props.get("kmsKeyId"):
@@ -84,6 +86,9 @@ def encryption_at_rest(resources: Sequence[Resource]) -> list[Violation]:
         sse = f.props.get("serverSideEncryption") or {}
         if not sse.get("enabled"):
             out.append((f"Firehose {f.name}: serverSideEncryption.enabled must be true", f.urn))
+    for q in _of_type(resources, QUEUE):
+        if not q.props.get("kmsMasterKeyId"):
+            out.append((f"SQS queue {q.name}: kmsMasterKeyId must name the stack's KMS key", q.urn))
     buckets = _of_type(resources, BUCKET)
     configs = _attached(buckets, _of_type(resources, BUCKET_SSE))
     for b in buckets:
@@ -203,7 +208,7 @@ def no_certificates_in_state(resources: Sequence[Resource]) -> list[Violation]:
 
 
 POLICIES: dict[str, tuple[str, Validator]] = {
-    "pm500-encryption-at-rest": ("Kinesis, Firehose and S3 are encrypted at rest", encryption_at_rest),
+    "pm500-encryption-at-rest": ("Kinesis, Firehose, SQS and S3 are encrypted at rest", encryption_at_rest),
     "pm500-s3-public-access-blocked": ("S3 buckets block all public access", public_access_blocked),
     "pm500-iam-no-wildcard-writes": ("IAM never allows write actions on Resource '*'", no_wildcard_writes),
     "pm500-iot-policy-thing-name": ("IoT policies are scoped by the thing-name policy variable",

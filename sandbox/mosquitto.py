@@ -4,7 +4,7 @@ Like IoT Core it only speaks mutual TLS: a client must present a certificate sig
 CA, and the certificate CN (the thing name) is the identity the ACL is checked against
 (`use_identity_as_username`). The ACL is rendered from `collector.topics.mosquitto_acl_patterns()`,
 the same templates the IoT policy is rendered from, so a topic the cloud would refuse is refused here.
-An extra identity, CN `pm500-observer`, may read every Sparkplug and `$aws` topic: tests and the
+An extra identity, CN `pm500-observer`, may read every Sparkplug, event and `$aws` topic: tests and the
 demo's live view use it to see what reached the "cloud".
 """
 
@@ -14,7 +14,7 @@ import getpass
 from collections.abc import Sequence
 from pathlib import Path
 
-from collector.topics import SPARKPLUG_NAMESPACE, mosquitto_acl_patterns
+from collector.topics import EVENTS_NAMESPACE, SPARKPLUG_NAMESPACE, mosquitto_acl_patterns
 from sandbox.ca import DevCA
 from sandbox.net import wait_listening
 from sandbox.procs import ManagedProcess
@@ -22,7 +22,7 @@ from sandbox.server import ChildServer
 
 MOSQUITTO_BIN = "mosquitto"
 OBSERVER_CN = "pm500-observer"
-OBSERVER_TOPICS = (f"{SPARKPLUG_NAMESPACE}/#", "$aws/#")
+OBSERVER_TOPICS = (f"{SPARKPLUG_NAMESPACE}/#", f"{EVENTS_NAMESPACE}/#", "$aws/#")
 SERVER_HOSTNAMES = ("localhost",)
 SERVER_IPS = ("127.0.0.1",)
 

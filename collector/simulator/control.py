@@ -3,8 +3,10 @@
 GET  /meters                     -> [{index, port, requests, faults}]
 GET  /meters/<i>/registers       -> {"registers": {name: value}}  (the values being served)
 POST /meters/<i>/faults   {...}  -> partial update, e.g. {"delay_ms": 3000} or {"cip_status": 8}
-POST /meters/<i>/reset           -> all faults cleared
+POST /meters/<i>/reset           -> all faults cleared, 4-wire, no alarm, outputs off
 POST /meters/<i>/freeze   {"frozen": true|false}  -> stop/restart value changes
+POST /meters/<i>/status   {"alarms": [2], "outputs": [1]}  -> active virtual alarms / output ports (108)
+POST /meters/<i>/wiring   {"wiring": "3-wire"|"4-wire"}    -> electrical system with or without neutral
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import json
 import re
 import threading
 import urllib.request
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from collector.simulator.server import BIND_HOST, Faults, SimulatedMeter
 
-_ROUTE = re.compile(r"^/meters(?:/(\d+)(?:/(registers|faults|reset|freeze))?)?$")
+_ROUTE = re.compile(r"^/meters(?:/(\d+)(?:/(registers|faults|reset|freeze|status|wiring))?)?$")
 
 
 class ControlServer:
@@ -86,8 +89,14 @@ class ControlServer:
                         meter.faults.update(body)
                     elif action == "reset":
                         meter.faults = Faults()
+                        meter.model.set_wiring("4-wire")
+                        meter.model.set_status([], [])
                     elif action == "freeze":
                         meter.model.freeze(bool(body.get("frozen", True)))
+                    elif action == "status":
+                        meter.model.set_status(list(body.get("alarms", [])), list(body.get("outputs", [])))
+                    elif action == "wiring":
+                        meter.model.set_wiring(str(body.get("wiring")))
                     else:
                         return self._reply(405, {"error": f"POST not supported on {self.path}"})
                 except (ValueError, TypeError, AttributeError) as e:
@@ -129,3 +138,10 @@ class SimulatorControl:
 
     def freeze(self, index: int, frozen: bool = True) -> None:
         self._call("POST", f"/meters/{index}/freeze", {"frozen": frozen})
+
+    def set_status(self, index: int, alarms: Sequence[int] = (), outputs: Sequence[int] = ()) -> None:
+        """Raise the virtual alarms / switch on the output ports listed (all others off)."""
+        self._call("POST", f"/meters/{index}/status", {"alarms": list(alarms), "outputs": list(outputs)})
+
+    def set_wiring(self, index: int, wiring: str) -> None:
+        self._call("POST", f"/meters/{index}/wiring", {"wiring": wiring})

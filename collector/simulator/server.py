@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -39,10 +40,14 @@ from cpppo.server.enip.main import enip_srv
 from cpppo.server.enip.parser import REAL, UINT
 
 from collector.registers import RegisterMap
-from collector.simulator.model import MeterModel
+from collector.simulator.model import PRODUCT_INFO, MeterModel
 
 log = logging.getLogger(__name__)
 BIND_HOST = "127.0.0.1"
+# Instances 103/105 (max/demand V and I, 12 REAL) and 104/106 (max/demand power, 17 REAL) of
+# 1420-UM001E Appendix C: served (from the real-time instance they mirror) so the commissioning
+# probe sees every instance 100..108 like on a real meter. -> (source instance, elements)
+MAX_DEMAND = {103: (101, 12), 104: (102, 17), 105: (101, 12), 106: (102, 17)}
 NAN = float("nan")
 MULTIPLE_SERVICE_MODES = ("accept", "refuse", "malformed", "silent")
 SILENT_S = 5.0  # "silent": the reply comes this late, long after any client's timeout
@@ -89,6 +94,11 @@ class SimulatedMeter:
 
     def data(self, instance: int) -> bytes:
         self.requests += 1
+        if self.regmap.product_info is not None and instance == self.regmap.product_info.instance:
+            return struct.pack(f"<{len(PRODUCT_INFO)}H", *PRODUCT_INFO)
+        if instance in MAX_DEMAND:  # max/demand twins: the real-time values stand in for them
+            source, elements = MAX_DEMAND[instance]
+            return self.data(source)[: elements * 4]
         inst = self.regmap.instances[instance]
         faults = self.faults
         raw = self.model.registers()
@@ -98,7 +108,13 @@ class SimulatedMeter:
         return payload[:-4] if faults.short else payload
 
     def size(self, instance: int) -> int:
-        return self.faults.size.get(instance, self.regmap.instances[instance].size_bytes)
+        if self.regmap.product_info is not None and instance == self.regmap.product_info.instance:
+            true_size = 2 * len(PRODUCT_INFO)
+        elif instance in MAX_DEMAND:
+            true_size = 4 * MAX_DEMAND[instance][1]
+        else:
+            true_size = self.regmap.instances[instance].size_bytes
+        return self.faults.size.get(instance, true_size)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -107,6 +123,9 @@ class SimulatedMeter:
             "requests": self.requests,
             "multiple_requests": self.multiple_requests,
             "faults": asdict(self.faults),
+            "wiring": self.model.wiring,
+            "alarms": sorted(self.model.alarms),
+            "outputs": sorted(self.model.outputs),
         }
 
 
@@ -197,9 +216,13 @@ class _SimpleUCMM(ucmm.UCMM):  # type: ignore[misc]
 
 
 def _create_objects(regmap: RegisterMap) -> None:
-    for number, inst in regmap.instances.items():
+    elements = {number: inst.elements for number, inst in regmap.instances.items()}
+    if regmap.product_info is not None:
+        elements[regmap.product_info.instance] = len(PRODUCT_INFO)
+    elements.update({number: count for number, (_, count) in MAX_DEMAND.items()})
+    for number, count in elements.items():
         obj = Assembly(name=f"Assembly {number}", instance_id=number)
-        obj.attribute[str(regmap.data_attribute)] = _DataAttribute(number, inst.elements)
+        obj.attribute[str(regmap.data_attribute)] = _DataAttribute(number, count)
         obj.attribute[str(regmap.size_attribute)] = _SizeAttribute(number)
 
 

@@ -89,7 +89,7 @@ def stack(aws_env: dict[str, str], tmp_path: Path) -> Stack:
     """The test stack's things, groups and policy in a freshly reset moto; its outputs saved to a file."""
     outputs = make_outputs()
     iot = moto_iot_client()
-    seed_stack(iot, outputs, collector_iot_policy("eu-west-1", "123456789012"))
+    seed_stack(iot, outputs, collector_iot_policy("aws", "eu-west-1", "123456789012"))
     outputs_file = tmp_path / "outputs.json"
     outputs_file.write_text(json.dumps(outputs))
     return Stack(outputs, outputs_file, iot, tmp_path)

@@ -117,7 +117,7 @@ def test_thing_name_too_long_for_a_certificate(stack: Stack) -> None:
     long_file.write_text(json.dumps(outputs))
     args = stack.args("provision-device", site, collector)
     args[args.index("--outputs-file") + 1] = str(long_file)
-    fails(stack, args, "a certificate CN holds at most 64")
+    fails(stack, args, "the certificate CN and holds at most 64")
 
 
 def test_missing_credentials(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,7 +129,8 @@ def test_missing_credentials(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> N
 def test_missing_region(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    fails(stack, stack.args("provision-device"), "no AWS region set: pass --region or set AWS_REGION")
+    fails(stack, stack.args("provision-device"), "no AWS region set: pass --region, or set AWS_REGION (or "
+          "AWS_DEFAULT_REGION), or a region in your AWS profile")
 
 
 @pytest.mark.parametrize("operation", ["ListThingPrincipals", "CreateCertificateFromCsr", "AttachPolicy"])

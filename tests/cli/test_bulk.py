@@ -27,7 +27,7 @@ FLEET = {"plant-a": [f"edge-{i:02d}" for i in range(12)], "plant-b": ["edge-00",
 def fleet(aws_env: dict[str, str], tmp_path: Path) -> Stack:
     outputs = make_outputs(sites=FLEET)
     iot = moto_iot_client()
-    seed_stack(iot, outputs, collector_iot_policy("eu-west-1", "123456789012"))
+    seed_stack(iot, outputs, collector_iot_policy("aws", "eu-west-1", "123456789012"))
     outputs_file = tmp_path / "outputs.json"
     outputs_file.write_text(json.dumps(outputs))
     return Stack(outputs, outputs_file, iot, tmp_path)

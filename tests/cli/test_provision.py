@@ -128,3 +128,15 @@ def test_bundle_options_reach_the_config(stack: Stack, tmp_path: object) -> None
     assert config.influx.username == "pm500" and config.influx.password is not None
     assert config.influx.password.get_secret_value() == "s3cret"
     assert stat.S_IMODE((stack.bundle() / "config.yaml").stat().st_mode) == 0o600
+
+
+
+def test_the_stacks_encoding_reaches_the_bundle(stack: Stack) -> None:
+    """`encoding` of a collector in the stack outputs becomes the bundle's `mqtt.encoding`."""
+    provision(stack)  # outputs of a stack that never set it: json, the default
+    assert load_config(stack.bundle() / "config.yaml").mqtt.encoding == "json"
+    outputs = json.loads(stack.outputs_file.read_text())
+    outputs["collectors"][THING]["encoding"] = "sparkplug-b"
+    stack.outputs_file.write_text(json.dumps(outputs))
+    provision(stack, "--force")
+    assert load_config(stack.bundle() / "config.yaml").mqtt.encoding == "sparkplug-b"

@@ -1,7 +1,8 @@
 """The CLI against the outputs the real program produces for `Pulumi.staging.yaml` (Pulumi mock runtime).
 
-moto is seeded from those outputs and from the IoT policy document the program registers, so a
-rename of an output or a change of the collectors' shape in `infra/` breaks this test.
+moto holds the whole stack, replayed from the program's plan with the provider's requests
+(`sandbox.plan_replay`), so a rename of an output, a change of the collectors' shape or a resource the
+CLI needs but the program does not create breaks this test.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import cli
 from collector.config import load_config
 from infra.mock_runtime import EvaluatedStack, evaluate_stack
 from infra.outputs import COLLECTOR_POLICY_NAME, COLLECTORS, IOT_ENDPOINT
-from sandbox.aws_seed import seed_stack
+from infra.provider_requests import stack_requests
+from sandbox.plan_replay import moto_clients, replay
 from tests.cli.conftest import moto_iot_client
 
 pytestmark = pytest.mark.usefixtures("csr_signing")
@@ -33,7 +35,7 @@ def test_staging_outputs_provision_every_collector(
 ) -> None:
     outputs = json.loads(json.dumps(staging.outputs))  # exactly what `pulumi stack output --json` prints
     iot = moto_iot_client()
-    seed_stack(iot, outputs, staging.one("aws:iot/policy:Policy").inputs["policy"])
+    replay(stack_requests(staging), moto_clients(aws_env, staging.config["aws:region"]))
     outputs_file = tmp_path / "staging.json"
     outputs_file.write_text(json.dumps(outputs))
 

@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector import topics
 from collector.config import MeterConfig, load_config
+from collector.consistency import Verdict
 from collector.health import check
 from collector.meter import MeterDriver, pycomm_driver
 from collector.poller import Poller
@@ -72,9 +73,13 @@ def test_dead_meter_thread_makes_the_collector_unhealthy(
         return pycomm_driver(meter, timeout_s)
 
     def factory(
-        site: str, meters: Sequence[MeterConfig], interval_s: float, on_reading: Callable[[Reading], None]
+        site: str,
+        meters: Sequence[MeterConfig],
+        interval_s: float,
+        on_reading: Callable[[Reading], None],
+        on_verdict: Callable[[str, Verdict], None] | None = None,
     ) -> PollerLike:
-        return Poller(site, meters, interval_s, on_reading, driver_factory=driver)
+        return Poller(site, meters, interval_s, on_reading, driver_factory=driver, on_verdict=on_verdict)
 
     config = write_bundle(tmp_path / "bundle", dev_ca, broker, simulator.ports, influx_url=None)
     collector = running_collector(config, factory)
@@ -120,10 +125,14 @@ def test_ncmd_changes_interval_and_debug_and_rejects_malformed(
     intervals: list[float] = []
 
     def factory(
-        site: str, meters: Sequence[MeterConfig], interval_s: float, on_reading: Callable[[Reading], None]
+        site: str,
+        meters: Sequence[MeterConfig],
+        interval_s: float,
+        on_reading: Callable[[Reading], None],
+        on_verdict: Callable[[str, Verdict], None] | None = None,
     ) -> PollerLike:
         intervals.append(interval_s)
-        return Poller(site, meters, interval_s, on_reading)
+        return Poller(site, meters, interval_s, on_reading, on_verdict=on_verdict)
 
     config = write_bundle(tmp_path / "bundle", dev_ca, broker, simulator.ports, influx_url=None)
     collector = running_collector(config, factory)

@@ -71,3 +71,16 @@ def test_every_stack_output_name_is_documented():
     names = {v for k, v in vars(outputs).items() if k.isupper() and isinstance(v, str)}
     missing = sorted(n for n in names if f"`{n}`" not in DOC)
     assert not missing
+
+
+def test_event_example_is_what_the_event_builder_produces():
+    (example_text,) = _fenced("jsonc")
+    example = json.loads(example_text)
+    reading = Reading(example["site"], example["asset"], example["breaker"], example["timestamp"], {})
+    assert payload.status_event(example["node"], reading, example["metric"], example["active"]) == example
+
+
+def test_event_topic_is_documented_as_the_collector_renders_it():
+    documented = set(re.findall(r"^\| `(pm500/[^`]+)` \|", DOC, flags=re.M))
+    assert documented == {topics.EVENT.render("<thing>", "<asset>")}
+    assert f"subscribe to `{topics.EVENTS_NAMESPACE}/event/#`" in DOC

@@ -163,3 +163,29 @@ def test_a_foreign_workdir_is_refused_untouched_and_nothing_starts(tmp_path):
     assert done.returncode == 2
     assert "not a previous demo folder" in done.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def documented_sparkplug_command() -> list[str]:
+    """The `--encoding sparkplug-b` command exactly as docs/demo.md shows it (comment stripped)."""
+    text = (REPO_ROOT / "docs" / "demo.md").read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("./dev demo --encoding sparkplug-b"))
+    return shlex.split(line, comments=True)
+
+
+def test_documented_sparkplug_demo_moves_the_same_data(tmp_path):
+    command = documented_sparkplug_command()
+    assert command[:4] == ["./dev", "demo", "--encoding", "sparkplug-b"]
+    workdir = tmp_path / "demo"
+    # `./dev demo` is `python -m demo` after setup (test_readme_command_one covers that entry point).
+    code, summary, output = run_demo([*DEMO, *command[2:4]], workdir, "--duration", DURATION_S)
+    assert code == 0, output[-4000:]
+    assert summary["ok"] and summary["encoding"] == "sparkplug-b"
+    assert "encoding: sparkplug-b" in (workdir / "bundle" / "config.yaml").read_text()
+    assets = summary["assets"]
+    assert all(a["mqtt_messages"] > 0 and a["influx_points"] > 0 for a in assets.values()), assets
+    rows = influx_points(summary, workdir)
+    assert sorted(rows) == ["meter-1", "meter-2"]  # InfluxDB gets the same rows as in json mode
+    for asset, asset_rows in rows.items():
+        assert {r["breaker"] for r in asset_rows} == {f"Demo feeder {asset[-1]}"}
+        assert all(r["kW"] is not None and r["frequency"] > 0 for r in asset_rows)
+    assert processes_started_by(summary, workdir) == []

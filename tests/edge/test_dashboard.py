@@ -180,3 +180,37 @@ def test_every_panel_query_returns_data(influx_server: InfluxServer, loaded_db: 
         assert values, f"{title}: no data for {selection}"
         if title == "Energy per day":
             assert all(v > 0 for v in values), "a counting-up kWh register gives positive daily energy"
+
+def test_alarm_panel_shows_every_alarm_and_output_of_the_total_row() -> None:
+    (panel,) = [p for p in panels() if p["title"] == "Alarms and outputs"]
+    assert panel["type"] == "state-timeline"
+    (target,) = panel["targets"]
+    assert _phases_of(target["query"]) == (TOTAL,)
+    fields = re.findall(r'\w+\("(\w+)"\)', target["query"])
+    assert fields == ["alarm_1", "alarm_2", "alarm_3", "alarm_4", "output_1", "output_2"]
+
+
+def test_alarm_panel_shows_a_raised_alarm_from_real_influxdb(
+    influx_server: InfluxServer, influx_db: str
+) -> None:
+    """Alarm 2 raised for one hour of three: the panel's query sees 1 in that hour and 0 around it."""
+    now_ms = int(time.time() * 1000)
+    readings = []
+    for minute in range(180):
+        values = {m.name: 0.0 for m in METRICS}
+        values["alarm2"] = 1.0 if 60 <= minute < 120 else 0.0
+        ts = now_ms - (180 - minute) * 60_000
+        readings.append(
+            Reading(site="plant-a", asset="mcc-1", breaker="CB 1", timestamp_ms=ts, values=values)
+        )
+    influx_server.write(influx_db, "\n".join(line for r in readings for line in lines(r)), precision="ms")
+    (panel,) = [p for p in panels() if p["title"] == "Alarms and outputs"]
+    query = _render(panel["targets"][0]["query"], site=".*", asset="mcc-1", breaker=".*").replace(
+        "10m", "30m"
+    )
+    result = influx_server.query(query, db=influx_db)
+    (series,) = result["results"][0]["series"]
+    alarm2 = [row[series["columns"].index("alarm 2")] for row in series["values"]]
+    alarm1 = [row[series["columns"].index("alarm 1")] for row in series["values"]]
+    assert 1.0 in alarm2 and alarm2[0] == 0.0 and alarm2[-1] == 0.0
+    assert set(alarm1) == {0.0}

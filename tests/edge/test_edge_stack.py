@@ -9,7 +9,7 @@ import pulumi
 import pytest
 from pulumi.runtime.sync_await import _sync_await
 
-from collector.topics import thing_name
+from devices.bundle import default_bundle_dir
 from infra import edge as edge_mod
 from infra.config import StackConfig
 from infra.edge import EdgeStack
@@ -58,7 +58,7 @@ def test_ecr_repository_settings(stack: StackConfig, image_context: Path) -> Non
     mocks = run(stack, image_context)
     (repo,) = mocks.of_type("aws:ecr/repository:Repository")
     assert repo.get("name") == f"pm500-{stack.stack}-collector"
-    assert repo.get("imageTagMutability") == "IMMUTABLE"
+    assert repo.get("imageTagMutability") == "MUTABLE"  # see test_image_push_twice
     assert repo.get("imageScanningConfiguration") == {"scanOnPush": True}
     (policy,) = mocks.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
     rule = json.loads(policy.get("policy"))["rules"][0]
@@ -128,15 +128,15 @@ def test_influxdb_container(stack: StackConfig, image_context: Path) -> None:
     for site in stack.sites:
         assert site.edge is not None
         influx = mocks.named(f"edge-{site.name}-influxdb")
-        assert influx.get("name") == f"pm500-{stack.stack}-influxdb"
+        assert influx.get("name") == f"pm500_{stack.stack}_{site.name}_influxdb"
         pulled = mocks.named(f"edge-{site.name}-influxdb-image")
         assert pulled.get("name") == "influxdb:1.8"
         assert influx.get("image") == pulled.outputs["imageId"]
         assert influx.get("restart") == "unless-stopped"
         assert influx.get("ports") == [
             {"internal": 8086, "external": 8086, "ip": "127.0.0.1", "protocol": "tcp"}]
-        assert influx.get("mounts") == [{"type": "volume", "source": f"pm500-{stack.stack}-influxdb-data",
-                                         "target": "/var/lib/influxdb"}]
+        assert influx.get("mounts") == [{"type": "volume", "target": "/var/lib/influxdb",
+                                         "source": f"pm500_{stack.stack}_{site.name}_influxdb-data"}]
         volume = mocks.named(f"edge-{site.name}-influxdb-data")
         assert volume.typ == "docker:index/volume:Volume"
         env = env_of(influx)
@@ -149,7 +149,8 @@ def test_influxdb_container(stack: StackConfig, image_context: Path) -> None:
         health = influx.get("healthcheck")
         assert health["tests"] == ["CMD", "curl", "-sf", "http://127.0.0.1:8086/ping"]
         assert health["retries"] >= 1 and health["interval"]
-        assert influx.get("networksAdvanced") == [{"name": f"pm500-{stack.stack}", "aliases": ["influxdb"]}]
+        assert influx.get("networksAdvanced") == [
+            {"name": f"pm500_{stack.stack}_{site.name}", "aliases": ["influxdb"]}]
         assert influx.get("logOpts") == {"max-size": "10m", "max-file": "5"}
 
 
@@ -172,13 +173,20 @@ def test_collector_containers(stack: StackConfig, image_context: Path) -> None:
         assert site.edge is not None
         for c in site.collectors:
             container = mocks.named(f"edge-{site.name}-{c.name}-collector")
-            assert container.get("name") == f"pm500-{stack.stack}-collector-{c.name}"
-            bundle = f"{site.edge.bundle_root}/{thing_name(stack.stack, site.name, c.name)}"
+            assert container.get("name") == f"pm500_{stack.stack}_{site.name}_collector-{c.name}"
+            # The CLI's layout below the bundle root; a Binds entry, which Docker creates when missing.
+            bundle = f"/opt/pm500/bundles/{stack.stack}/{site.name}/{c.name}"
+            cli_layout = default_bundle_dir(Path(site.edge.bundle_root), stack.stack, site.name, c.name)
+            assert str(cli_layout) == bundle
+            assert container.get("volumes") == [
+                {"hostPath": bundle, "containerPath": "/bundle", "readOnly": True}]
             assert container.get("mounts") == [
-                {"type": "bind", "source": bundle, "target": "/bundle", "readOnly": True},
-                {"type": "volume", "source": f"pm500-{stack.stack}-buffer-{c.name}",
+                {"type": "volume", "source": f"pm500_{stack.stack}_{site.name}_buffer-{c.name}",
                  "target": "/var/lib/pm500"},
             ]
+            assert container.get("readOnly") is True
+            assert container.get("tmpfs") == {"/tmp": "rw,noexec,nosuid,size=16m"}
+            assert container.get("stopTimeout") == container.get("destroyGraceSeconds") == 30
             buffer = mocks.named(f"edge-{site.name}-buffer-{c.name}")
             assert buffer.typ == "docker:index/volume:Volume"
             env = env_of(container)
@@ -194,7 +202,7 @@ def test_collector_containers(stack: StackConfig, image_context: Path) -> None:
             health = container.get("healthcheck")
             assert health["tests"] == ["CMD", "python", "-m", "collector", "--config", "/bundle/config.yaml",
                                        "--healthcheck"]
-            assert container.get("networksAdvanced") == [{"name": f"pm500-{stack.stack}"}]
+            assert container.get("networksAdvanced") == [{"name": f"pm500_{stack.stack}_{site.name}"}]
 
 
 def test_grafana_is_optional_and_provisioned_from_repo_files(image_context: Path) -> None:
@@ -217,7 +225,7 @@ def test_grafana_is_optional_and_provisioned_from_repo_files(image_context: Path
     assert env["PM500_INFLUX_READ_PASSWORD"] == influx_env["INFLUXDB_READ_USER_PASSWORD"]
     assert env["GF_SECURITY_ADMIN_PASSWORD"] == "generated-edge-plant-a-passwords-grafana-admin"
     assert is_secret(grafana.inputs["envs"])
-    assert grafana.get("mounts") == [{"type": "volume", "source": "pm500-prod-grafana-data",
+    assert grafana.get("mounts") == [{"type": "volume", "source": "pm500_prod_plant-a_grafana-data",
                                       "target": "/var/lib/grafana"}]
     assert grafana.get("healthcheck")["tests"][0] == "CMD-SHELL"
     assert grafana.get("restart") == "unless-stopped"
@@ -253,3 +261,29 @@ def test_secrets_stay_secret_in_outputs(image_context: Path) -> None:
     secret = {k: _sync_await(v.is_secret()) for k, v in held.items()}
     assert secret == {"influx_admin": True, "registry_password": True, "collector_env": True,
                       "influx_env": True, "image_digest": False}
+
+
+def test_sites_sharing_a_docker_host_get_their_own_names(image_context: Path) -> None:
+    """Two sites (of one stack, or of stacks whose names differ only by a `-`) on one Docker host."""
+    data = stack_config("a", sites=2).model_dump(by_alias=True)
+    for i, site in enumerate(data["sites"]):
+        site["edge"].update(dockerHost="ssh://pm500@shared.example", bindAddress=f"127.0.0.{i + 1}")
+    mocks = run(StackConfig.model_validate(data), image_context)
+    names = [d.get("name") for d in mocks.docker() if d.typ in (CONTAINER, "docker:index/volume:Volume",
+                                                                 "docker:index/network:Network")]
+    # 7 containers (2 InfluxDB, 2 Grafana, 3 collectors), 7 volumes, 2 networks: all distinct
+    assert len(names) == len(set(names)) == 16
+    assert "pm500_a_plant-a_influxdb" in names and "pm500_a_plant-b_influxdb" in names
+    # `_` never occurs in stack or site names: stack a + site b-c and stack a-b + site c stay apart.
+    data["stack"], data["sites"][0]["name"] = "a-b", "c"
+    other = run(StackConfig.model_validate(data), image_context)
+    assert "pm500_a-b_c_influxdb" in [d.get("name") for d in other.of_type(CONTAINER)]
+
+
+def test_sites_sharing_a_docker_host_need_their_own_bind_address() -> None:
+    data = stack_config("prod", sites=2).model_dump(by_alias=True)
+    for site in data["sites"]:
+        site["edge"]["dockerHost"] = "ssh://pm500@shared.example"
+    with pytest.raises(ValueError, match=r"sites\[plant-b\]\.edge: dockerHost ssh://pm500@shared.example "
+                                         r"with bindAddress 127\.0\.0\.1 is also used by site plant-a"):
+        StackConfig.model_validate(data)

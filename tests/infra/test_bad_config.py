@@ -77,8 +77,7 @@ CASES = [
 
 @pytest.mark.parametrize(("change", "message"), CASES, ids=[c[1].split(":")[1][:40] for c in CASES])
 def test_bad_config_names_the_key(change: dict[str, str | None], message: str) -> None:
-    config = {**BASE, **change}
-    config = {k: v for k, v in config.items() if v is not None}
+    config = {k: v for k, v in {**BASE, **change}.items() if v is not None}
     with pytest.raises(ConfigError) as err:
         evaluate_stack("staging", config=config, secret_keys=SECRET_KEYS)
     assert message in str(err.value)

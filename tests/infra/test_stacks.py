@@ -51,9 +51,9 @@ def test_resource_counts_follow_the_config(stack: EvaluatedStack) -> None:
         MEMBER: collectors,
         "aws:iot/policy:Policy": 1,
         "aws:iot/provisioningTemplate:ProvisioningTemplate": 1,
-        RULE: 2 + extras.latest_value_table,
-        ROLE: 4 + extras.latest_value_table + extras.event_bridge_pipe,
-        ROLE_POLICY: 4 + extras.latest_value_table + extras.event_bridge_pipe,
+        RULE: 2 + extras.latest_value_table + extras.alarm_events,
+        ROLE: 4 + extras.latest_value_table + extras.event_bridge_pipe + 2 * extras.alarm_events,
+        ROLE_POLICY: 4 + extras.latest_value_table + extras.event_bridge_pipe + 2 * extras.alarm_events,
         "aws:kinesis/stream:Stream": 1,
         "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": 1,
         "aws:kms/key:Key": 1,
@@ -62,7 +62,9 @@ def test_resource_counts_follow_the_config(stack: EvaluatedStack) -> None:
         "aws:s3/bucketVersioning:BucketVersioning": 1,
         "aws:s3/bucketPolicy:BucketPolicy": 1,
         "aws:dynamodb/table:Table": int(extras.latest_value_table),
-        "aws:pipes/pipe:Pipe": int(extras.event_bridge_pipe),
+        "aws:pipes/pipe:Pipe": int(extras.event_bridge_pipe) + int(extras.alarm_events),
+        "aws:sqs/queue:Queue": int(extras.alarm_events),
+        "aws:cloudwatch/eventBus:EventBus": int(extras.event_bridge_pipe or extras.alarm_events),
         "aws:iot/certificate:Certificate": 0,
     }
     assert {k: counts.get(k, 0) for k in expected} == expected
@@ -109,7 +111,7 @@ def test_things_named_by_stack_site_collector_with_attributes_and_group(stack: E
     root = groups[f"pm500-{cfg.stack}"]
     assert "parentGroupName" not in root.inputs
     for site in cfg.sites:
-        site_group = groups[f"pm500-{cfg.stack}-{site.name}"]
+        site_group = groups[f"pm500-{cfg.stack}:{site.name}"]
         assert site_group.inputs["parentGroupName"] == f"pm500-{cfg.stack}"  # depth 2 of AWS's 7
         for c in site.collectors:
             key = f"{site.name}/{c.name}"
@@ -176,8 +178,11 @@ def test_topic_rules_take_only_this_stacks_ddata(stack: EvaluatedStack) -> None:
     assert rules
     for rule in rules:
         sql = rule.inputs["sql"]
-        assert f"FROM '{ddata_filter()}'" in sql
-        assert sql.endswith(f"WHERE startswith(topic(4), '{stack.stack}:')")
+        if rule.name == "rule/alarm_events":  # events: the thing is topic level 3 (checked below)
+            assert sql.endswith(f"WHERE startswith(topic(3), '{stack.stack}:')")
+        else:
+            assert f"FROM '{ddata_filter()}'" in sql
+            assert sql.endswith(f"WHERE startswith(topic(4), '{stack.stack}:')")
         assert rule.inputs["sqlVersion"] == "2016-03-23" and rule.inputs["enabled"] is True
         assert rule.inputs["name"].startswith(f"pm500_{stack.stack}_")
         assert set(rule.inputs["name"]) <= set(
@@ -203,14 +208,15 @@ def test_each_rule_role_allows_exactly_its_targets(stack: EvaluatedStack) -> Non
     assert archive[("firehose:PutRecord",)] == [firehose_arn]
     for rule in stack.of_type(RULE):
         route = rule.name.removeprefix("rule/")
-        action = next(v for k, v in rule.inputs.items() if k in ("kineses", "firehoses", "dynamodbv2s"))[0]
+        targets = ("kineses", "firehoses", "dynamodbv2s", "sqs")
+        action = next(v for k, v in rule.inputs.items() if k in targets)[0]
         role_arn = f"arn:aws:iam::123456789012:role/pm500-{stack.stack}-rule-{route}"
         assert action["roleArn"] == role_arn == rule.inputs["errorAction"]["cloudwatchLogs"]["roleArn"]
         trust = _doc(roles[f"pm500-{stack.stack}-rule-{route}"], "assumeRolePolicy")
         assert trust["Statement"][0]["Principal"] == {"Service": "iot.amazonaws.com"}
     for doc in policies.values():
-        for s in doc["Statement"]:
-            assert "*" not in s["Resource"]
+        for s in doc["Statement"]:  # "*" only for the one action AWS authorizes on nothing else
+            assert "*" not in s["Resource"] or s["Action"] == ["kinesis:ListStreams"]
 
 
 def test_data_stores_are_encrypted_versioned_and_private(stack: EvaluatedStack) -> None:
@@ -283,7 +289,7 @@ def test_outputs_carry_what_the_cli_needs(stack: EvaluatedStack) -> None:
     assert out[outputs.IOT_ENDPOINT] == "a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com"
     assert out[outputs.COLLECTOR_POLICY_NAME] == f"pm500-{stack.stack}-collector"
     assert out[outputs.ROOT_THING_GROUP] == f"pm500-{stack.stack}"
-    assert out[outputs.SITE_THING_GROUPS] == {s.name: f"pm500-{stack.stack}-{s.name}" for s in cfg.sites}
+    assert out[outputs.SITE_THING_GROUPS] == {s.name: f"pm500-{stack.stack}:{s.name}" for s in cfg.sites}
     assert out[outputs.THING_NAMES] == {
         s.name: {c.name: thing_name(stack.stack, s.name, c.name) for c in s.collectors} for s in cfg.sites
     }
@@ -337,7 +343,7 @@ def test_reordering_sites_and_collectors_replaces_nothing() -> None:
 
 
 def test_optional_features_add_pipe_and_latest_table(prod: EvaluatedStack) -> None:
-    pipe = prod.one("aws:pipes/pipe:Pipe").inputs
+    pipe = prod.one("aws:pipes/pipe:Pipe", "pipe").inputs
     assert pipe["source"] == "arn:aws:kinesis:eu-west-1:123456789012:stream/pm500-prod-ddata"
     assert pipe["target"] == "arn:aws:events:eu-west-1:123456789012:event-bus/pm500-prod-events"
     assert prod.outputs[outputs.EVENT_BUS_NAME] == "pm500-prod-events"
@@ -378,10 +384,33 @@ def test_secure_values_in_a_stack_file_are_passed_as_secrets(tmp_path: Any) -> N
     sites = json.loads(load_stack_config_file("staging")[0]["pm500:sites"])
     text = text.split("  pm500:sites:")[0] + "  pm500:sites:\n    secure: v1:AAAAbm90LXJlYWw=\n"
     (tmp_path / "Pulumi.staging.yaml").write_text(text)
-    _, secret_keys = load_stack_config_file(
-        "staging", tmp_path, secrets={"pm500:sites": json.dumps(sites)}
-    )
+    _, secret_keys = load_stack_config_file("staging", tmp_path, secrets={"pm500:sites": json.dumps(sites)})
     assert secret_keys == ["pm500:sites"]
     evaluated = evaluate_stack("staging", tmp_path, secrets={"pm500:sites": json.dumps(sites)})
     assert outputs.COLLECTORS in evaluated.secret_outputs
     assert len(evaluated.outputs[outputs.COLLECTORS]) == 3
+
+
+@pytest.mark.parametrize("stack_name", ["staging", "prod"])
+def test_alarm_events_route_this_stacks_events_through_sqs_to_the_event_bus(
+    stack_name: str, staging: EvaluatedStack, prod: EvaluatedStack
+) -> None:
+    evaluated = {"staging": staging, "prod": prod}[stack_name]
+    rule = evaluated.one(RULE, "rule/alarm_events").inputs
+    assert rule["sql"] == (
+        f"SELECT *, topic(3) AS thing FROM 'pm500/event/+/+' WHERE startswith(topic(3), '{stack_name}:')"  # noqa: S608
+    )
+    queue_url = f"https://sqs.eu-west-1.amazonaws.com/123456789012/pm500-{stack_name}-alarm-events"
+    assert rule["sqs"] == [{"queueUrl": queue_url, "roleArn": rule["sqs"][0]["roleArn"], "useBase64": False}]
+    queue = evaluated.one("aws:sqs/queue:Queue").inputs
+    assert queue["kmsMasterKeyId"] == evaluated.outputs[outputs.KMS_KEY_ARN]
+    pipe = evaluated.one("aws:pipes/pipe:Pipe", "alarm-pipe").inputs
+    assert pipe["source"] == f"arn:aws:sqs:eu-west-1:123456789012:pm500-{stack_name}-alarm-events"
+    # one bus per stack: prod shares the DDATA pipe's bus, staging (no DDATA pipe) gets its own
+    assert pipe["target"] == f"arn:aws:events:eu-west-1:123456789012:event-bus/pm500-{stack_name}-events"
+    bus = pipe["targetParameters"]["eventbridgeEventBusParameters"]
+    assert bus == {"source": f"pm500.{stack_name}", "detailType": "pm500.alarm"}
+    assert evaluated.outputs[outputs.EVENT_BUS_NAME] == f"pm500-{stack_name}-events"
+    assert evaluated.outputs[outputs.ALARM_EVENT_QUEUE] == f"pm500-{stack_name}-alarm-events"
+    policy = _doc(evaluated.one(ROLE_POLICY, "rule-policy/alarm_events"))
+    assert {a for st in policy["Statement"] for a in st["Action"]} >= {"sqs:SendMessage"}

@@ -106,7 +106,7 @@ def test_meter_refusing_the_multiple_service_packet_is_read_one_request_at_a_tim
         driver.close()
     assert reader.mode == SINGLE_REQUESTS
     assert reader.fallback_reason is not None and reason in reader.fallback_reason
-    assert all([len(r) for r in poll if isinstance(r, bytes)] == [48, 72, 72] for poll in polls)
+    assert all([len(r) for r in poll if isinstance(r, bytes)] == [48, 72, 72, 4] for poll in polls)
     # one refused packet from read_attributes, one from the probe; none from the three polls
     assert sim.control.meters()[1]["multiple_requests"] == probes_before + 2
 

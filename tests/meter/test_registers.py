@@ -13,22 +13,46 @@ from collector.metrics import METRICS
 from collector.registers import DEFAULT_MAP, PayloadError, RegisterMapError, load_register_map, register_map
 
 
-def test_bundled_map_has_the_three_pm500_instances_with_documented_sizes() -> None:
+def test_bundled_map_polls_the_four_pm500_instances_with_documented_sizes() -> None:
     regmap = register_map()
     assert regmap.assembly_class == 0x04
     assert (regmap.data_attribute, regmap.size_attribute) == (3, 4)
-    assert {n: i.size_bytes for n, i in regmap.instances.items()} == {101: 48, 102: 72, 107: 72}
+    assert {n: i.size_bytes for n, i in regmap.instances.items()} == {101: 48, 102: 72, 107: 72, 108: 4}
+    assert regmap.instances[108].element_type == "INT"
+
+
+def test_product_info_is_instance_100_read_by_the_probe_not_polled() -> None:
+    info = register_map().product_info
+    assert info is not None and info.instance == 100 and info.element_type == "UINT"
+    assert 100 not in register_map().instances
+    assert [e.element for e in info.elements] == [1, 2, 3, 4]
+    assert "Table 9" in info.provenance and "20 UINT" in info.provenance
+
+
+def test_alarm_and_output_bits_of_instance_108_decode_to_0_1_metrics() -> None:
+    inst = register_map().instances[108]
+    out: dict[str, float] = {}
+    # virtual alarms 2 and 4 (bits 1, 3); output port 1 (bit 0); bit 4 of the alarm word is no alarm
+    inst.decode(struct.pack("<2h", 0b11010, 0b01), out)
+    assert out == {
+        "alarm1": 0.0,
+        "alarm2": 1.0,
+        "alarm3": 0.0,
+        "alarm4": 1.0,
+        "output1": 1.0,
+        "output2": 0.0,
+    }
+
+
+def test_int_instances_encode_little_endian_16_bit() -> None:
+    assert (
+        register_map().instances[108].encode({"virtual_alarms": 2, "output_status": 3}) == b"\x02\x00\x03\x00"
+    )
 
 
 def test_every_contract_metric_is_decoded_from_exactly_one_instance() -> None:
     regmap = register_map()
-    decoded = {
-        metric
-        for inst in regmap.instances.values()
-        for r in inst.registers
-        if r.metric
-        for metric in [r.metric]
-    }
+    decoded = {metric for inst in regmap.instances.values() for metric in inst.metrics}
     assert decoded == {m.name for m in METRICS}
 
 
@@ -112,6 +136,16 @@ def _broken_map(tmp_path: Path, edit: object) -> Path:
             lambda d: d["instances"][102]["registers"][0].update(metric="voltageAN", unit="V"),
             "metric voltageAN is also decoded from instance 101",
         ),
+        (lambda d: d["instances"][108].update(element_type="DINT"), r"instances\.108\.element_type"),
+        (
+            lambda d: d["instances"][108]["registers"][0].update(bits={16: "alarm1"}),
+            r"registers\[0\]\.bits\.16: bit number must be an integer 0\.\.15",
+        ),
+        (
+            lambda d: d["instances"][108]["registers"][1].update(bits={0: "siren"}),
+            r"registers\[1\]\.bits\.0: 'siren' is not a metric",
+        ),
+        (lambda d: d["product_info"].update(element_type="REAL"), r"product_info\.element_type"),
     ],
 )
 def test_malformed_map_is_refused_naming_the_field(tmp_path: Path, edit: object, message: str) -> None:

@@ -1,0 +1,176 @@
+"""`encoding: sparkplug-b` stacks: descriptor set in S3, decode rule, JSON-shape rules, their policies.
+
+The program runs on Pulumi's mock runtime; the descriptor it uploads decodes payloads made by the
+collector's real buffer + wire path, and the alias tables inside the rule SQL turn them back into the
+design note's JSON (checked against `collector.payload`, the JSON mode's own builder).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+
+from collector.buffer import Buffer
+from collector.config import parse_config
+from collector.payload import ddata
+from collector.proto import DESCRIPTOR_SET_FILE, descriptor_set
+from collector.reading import Reading
+from collector.wire import SparkplugWire
+from infra.iam_reference import check_document
+from infra.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
+from infra.sparkplug import DESCRIPTOR_KEY
+from policy import validators
+from tests.policy.test_validators import _resources
+
+BASE, SECRET_KEYS = load_stack_config_file("staging")
+RULE = "aws:iot/topicRule:TopicRule"
+DDATA_FROM = "FROM 'spBv1.0/pm500/DDATA/+/+' WHERE startswith(topic(4), 'spb:')"
+
+
+def _stack(encodings: list[str | None]) -> EvaluatedStack:
+    sites = json.loads(BASE["pm500:sites"])
+    template = sites[0]["collectors"][0]
+    sites[0]["collectors"] = [
+        {**template, "name": f"edge-{i}", **({"encoding": e} if e else {})} for i, e in enumerate(encodings)
+    ]
+    config = {**BASE, "pm500:sites": json.dumps(sites[:1]), "pm500:encoding": "sparkplug-b"}
+    return evaluate_stack("spb", config=config, secret_keys=SECRET_KEYS)
+
+
+@pytest.fixture(scope="module")
+def sparkplug_stack() -> EvaluatedStack:
+    return _stack([None])  # the stack's encoding: sparkplug-b
+
+
+@pytest.fixture(scope="module")
+def mixed_stack() -> EvaluatedStack:
+    return _stack([None, "json"])
+
+
+def rules(stack: EvaluatedStack) -> dict[str, dict[str, Any]]:
+    return {r.inputs["name"]: r.inputs for r in stack.of_type(RULE)}
+
+
+def test_sparkplug_stack_decodes_then_routes_the_json_shape(sparkplug_stack: EvaluatedStack) -> None:
+    by_name = rules(sparkplug_stack)
+    # the staging file's alarmEvents feature adds the (JSON) alarm event rule, whatever the encoding
+    assert sorted(by_name) == ["pm500_spb_alarm_events", "pm500_spb_ddata_archive", "pm500_spb_ddata_kinesis",
+                               "pm500_spb_spb_decode"]
+    bucket = sparkplug_stack.one("aws:s3/bucketObjectv2:BucketObjectv2").inputs
+    assert bucket["key"] == DESCRIPTOR_KEY and re.fullmatch(r"sparkplug_b/[0-9a-f]{16}\.desc", DESCRIPTOR_KEY)
+    decode = by_name["pm500_spb_spb_decode"]
+    assert decode["sql"] == (
+        f"SELECT VALUE decode(*, 'proto', '{bucket['bucket']}', '{DESCRIPTOR_KEY}', 'sparkplug_b', "
+        f"'org.eclipse.tahu.protobuf.Payload') {DDATA_FROM}"
+    )
+    assert decode["republishes"][0]["topic"] == "pm500-decoded/spb/${topic(4)}/${topic(5)}"
+    for route in ("kinesis", "archive"):
+        sql = by_name[f"pm500_spb_ddata_{route}"]["sql"]
+        assert sql.endswith("FROM 'pm500-decoded/spb/+/+'")
+        assert "topic(4) AS asset" in sql and "topic(3) AS thing" in sql and "decode(" not in sql
+    kinesis = by_name["pm500_spb_ddata_kinesis"]["kineses"][0]
+    assert kinesis["partitionKey"] == "${topic(3)}/${topic(4)}"  # <thing>/<asset> of the decoded topic
+    collector = sparkplug_stack.outputs["collectors"]["spb:plant-a:edge-0"]
+    assert collector["encoding"] == "sparkplug-b"  # what the CLI writes into the bundle
+
+
+def test_descriptor_object_and_its_readers(sparkplug_stack: EvaluatedStack) -> None:
+    obj = sparkplug_stack.one("aws:s3/bucketObjectv2:BucketObjectv2").inputs
+    assert Path(obj["source"].path).read_bytes() == DESCRIPTOR_SET_FILE.read_bytes()
+    policy = json.loads(sparkplug_stack.one("aws:s3/bucketPolicy:BucketPolicy", "sparkplug-descriptor-read")
+                        .inputs["policy"])
+    reads = {s["Sid"]: s for s in policy["Statement"] if s["Effect"] == "Allow"}
+    assert set(reads) == {"IotReadsDescriptor", "DecodeRuleReadsDescriptor"}
+    for statement in reads.values():
+        assert statement["Action"] == "s3:GetObject" and statement["Resource"].endswith(f"/{DESCRIPTOR_KEY}")
+    assert reads["IotReadsDescriptor"]["Principal"] == {"Service": "iot.amazonaws.com"}
+    assert reads["DecodeRuleReadsDescriptor"]["Principal"]["AWS"].endswith(":role/pm500-spb-rule-spb_decode")
+    role_policy = json.loads(sparkplug_stack.one("aws:iam/rolePolicy:RolePolicy", "rule-policy/spb_decode")
+                             .inputs["policy"])
+    publish = role_policy["Statement"][0]
+    assert publish["Action"] == ["iot:Publish"]
+    assert publish["Resource"] == ["arn:aws:iot:eu-west-1:123456789012:topic/pm500-decoded/spb/*"]
+    assert [str(f) for f in check_document(role_policy)] == []  # AWS's authorization reference
+
+
+def test_mixed_stack_splits_json_and_protobuf_payloads(mixed_stack: EvaluatedStack) -> None:
+    by_name = rules(mixed_stack)
+    assert len(by_name) == 6  # 2 json routes, decode + 2 decoded routes, the alarm event rule
+    for route in ("ddata_kinesis", "ddata_archive"):  # the json collectors' DDATA, as before
+        assert by_name[f"pm500_spb_{route}"]["sql"].endswith(f"{DDATA_FROM} AND NOT isUndefined(metrics)")
+    assert by_name["pm500_spb_spb_decode"]["sql"].endswith(f"{DDATA_FROM} AND isUndefined(metrics)")
+    assert by_name["pm500_spb_spb_kinesis"]["sql"].endswith("FROM 'pm500-decoded/spb/+/+'")
+    encodings = {c["collector"]: c["encoding"] for c in mixed_stack.outputs["collectors"].values()}
+    assert encodings == {"edge-0": "sparkplug-b", "edge-1": "json"}
+
+
+def _case_table(sql: str, target: str) -> dict[int, str]:
+    """alias -> value of the `CASE alias ... END AS <target>` inside the rule SQL."""
+    match = re.search(r"CASE alias ((?:WHEN \d+ THEN '[^']*' ?)+)END\}? AS " + target, sql)
+    assert match, f"no CASE for {target}"
+    return {int(a): v for a, v in re.findall(r"WHEN (\d+) THEN '([^']*)'", match.group(1))}
+
+
+def test_descriptor_decodes_collector_payloads_into_the_json_modes_shape(
+    sparkplug_stack: EvaluatedStack, tmp_path: Path
+) -> None:
+    """What the cloud does, in Python: decode with the uploaded descriptor set (a fresh pool), then
+    the rule's alias tables; the result equals the JSON a `json` collector sends, but for `seq`."""
+    pool = descriptor_pool.DescriptorPool()
+    for file_proto in descriptor_pb2.FileDescriptorSet.FromString(descriptor_set()).file:
+        pool.Add(file_proto)
+    payload_type = pool.FindMessageTypeByName("org.eclipse.tahu.protobuf.Payload")
+    payload_class = message_factory.GetMessageClass(payload_type)
+
+    cfg = parse_config({
+        "stack": "spb", "site": "plant-a", "collector": "edge-0", "thing_name": "spb:plant-a:edge-0",
+        "meters": [{"asset": "meter-0", "breaker": "F0", "host": "127.0.0.1"}],
+        "mqtt": {"endpoint": "127.0.0.1", "encoding": "sparkplug-b"},
+        "buffer": {"path": str(tmp_path / "buffer.sqlite")},
+    }, "test")
+    wire = SparkplugWire(cfg)
+    reading = Reading("plant-a", "meter-0", "F0", 1_713_897_600_000,
+                      {"voltageAN": 480.2, "currentA": 12.1, "realPower": 4.2, "powerFactor": 0.97})
+    buffer = Buffer(
+        cfg.buffer.path, cfg.buffer.max_bytes, cfg.thing_name, ("mqtt",), ddata_encoder=wire.ddata_row
+    )
+    try:
+        buffer.append(reading)
+        entry = buffer.cursor("mqtt").next_batch(1)[0]
+    finally:
+        buffer.close()
+    wire.will()
+    wire.nbirth()
+    sent = wire.ddata(entry)  # the bytes the collector publishes
+
+    decoded = json_format.MessageToDict(payload_class.FromString(sent))  # protobuf's JSON mapping
+    sql = rules(sparkplug_stack)["pm500_spb_ddata_kinesis"]["sql"]
+    names, aliases, units = (_case_table(sql, t) for t in ("name", "alias", "properties"))
+    rebuilt = {
+        "metrics": [
+            {"name": names[int(m["alias"])], "alias": aliases[int(m["alias"])],
+             "value": m["doubleValue"], "properties": {"unit": units[int(m["alias"])]}}
+            for m in decoded["metrics"]
+        ],
+        "timestamp": int(decoded["timestamp"]),
+        "uuid": decoded["uuid"],
+        "site": "plant-a",
+        "asset": "meter-0",
+    }
+    expected = ddata(reading, cfg.thing_name, seq=0)
+    del expected["seq"]
+    assert rebuilt == expected
+    assert int(decoded["seq"]) == 1  # the edge node's seq: the first message after NBIRTH (0)
+
+
+@pytest.mark.parametrize("which", ["sparkplug", "mixed"])
+def test_sparkplug_stacks_pass_the_policy_pack(
+    which: str, sparkplug_stack: EvaluatedStack, mixed_stack: EvaluatedStack
+) -> None:
+    stack = sparkplug_stack if which == "sparkplug" else mixed_stack
+    assert validators.validate_all(_resources(stack)) == {name: [] for name in validators.POLICIES}

@@ -1,0 +1,86 @@
+"""The whole plan of each stack replayed into moto through boto3, with the provider's requests.
+
+moto validates what it implements (existing roles, keys, buckets, parameter shapes); the resources
+then exist in the local account exactly as named by the program. Expected names are written out here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from infra.mock_runtime import EvaluatedStack, evaluate_stack
+from infra.provider_requests import stack_requests
+from sandbox.plan_replay import Replay, moto_clients, replay
+from tests.infra.longest_stack import STACK as LONGEST
+from tests.infra.longest_stack import longest_config
+
+
+@pytest.fixture(scope="module")
+def staging() -> EvaluatedStack:
+    return evaluate_stack("staging")
+
+
+@pytest.fixture(scope="module")
+def prod() -> EvaluatedStack:
+    return evaluate_stack("prod")
+
+
+def run(stack: EvaluatedStack, env: dict[str, str]) -> tuple[Replay, Any]:
+    client = moto_clients(env, stack.config["aws:region"])
+    return replay(stack_requests(stack), client), client
+
+
+def test_staging_stack_lands_whole_in_moto(staging: EvaluatedStack, aws_env: dict[str, str]) -> None:
+    done, client = run(staging, aws_env)
+    assert [(r.operation, why) for r, why in done.skipped] == [
+        ("CreateProvisioningTemplate", "moto 5.2.5 has no fleet provisioning templates")]
+    iot = client("iot")
+    assert sorted(t["thingName"] for t in iot.list_things()["things"]) == [
+        "staging:plant-a:edge-01", "staging:plant-b:edge-01", "staging:plant-b:edge-02"]
+    assert sorted(t["groupName"] for t in iot.list_thing_groups()["thingGroups"]) == [
+        "pm500-staging", "pm500-staging-plant-a", "pm500-staging-plant-b"]
+    assert [g["groupName"] for g in iot.list_thing_groups_for_thing(
+        thingName="staging:plant-b:edge-02")["thingGroups"]] == ["pm500-staging-plant-b"]
+    assert sorted(r["ruleName"] for r in iot.list_topic_rules()["rules"]) == [
+        "pm500_staging_ddata_archive", "pm500_staging_ddata_kinesis"]
+    roles = {r["RoleName"] for r in client("iam").list_roles()["Roles"]}
+    assert roles == {"pm500-staging-provisioning", "pm500-staging-firehose",
+                     "pm500-staging-rule-ddata_kinesis", "pm500-staging-rule-ddata_archive"}
+    stream = client("kinesis").describe_stream_summary(StreamName="pm500-staging-ddata")
+    aliases = client("kms").list_aliases()["Aliases"]
+    [alias] = [a for a in aliases if a["AliasName"] == "alias/pm500-staging-data"]
+    assert stream["StreamDescriptionSummary"]["EncryptionType"] == "KMS"
+    assert stream["StreamDescriptionSummary"]["KeyId"].endswith(alias["TargetKeyId"])  # moto's key
+    delivery = client("firehose").describe_delivery_stream(DeliveryStreamName="pm500-staging-archive")
+    s3_config = delivery["DeliveryStreamDescription"]["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert s3_config["Prefix"].startswith("site=!{partitionKeyFromQuery:site}/")
+    [bucket] = [b["Name"] for b in client("s3").list_buckets()["Buckets"]]
+    assert bucket.startswith("pm500-staging-archive-") and len(bucket) == len("pm500-staging-archive-") + 7
+    encryption = client("s3").get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+    assert encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    groups = {g["logGroupName"] for g in client("logs").describe_log_groups()["logGroups"]}
+    assert groups == {"/aws/iot/pm500-staging/rule-errors", "/aws/kinesisfirehose/pm500-staging-archive"}
+
+
+def test_prod_features_land_too(prod: EvaluatedStack, aws_env: dict[str, str]) -> None:
+    done, client = run(prod, aws_env)
+    assert len(done.skipped) == 1
+    assert client("events").describe_event_bus(Name="pm500-prod-events")["Name"] == "pm500-prod-events"
+    assert client("pipes").describe_pipe(Name="pm500-prod-ddata-events")["Source"].endswith(
+        ":stream/pm500-prod-ddata")
+    table = client("dynamodb").describe_table(TableName="pm500-prod-latest")["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "meter", "KeyType": "HASH"}]
+    assert table["DeletionProtectionEnabled"] is True
+    [repo] = client("ecr").describe_repositories()["repositories"]
+    assert (repo["repositoryName"], repo["imageTagMutability"]) == ("pm500-prod-collector", "MUTABLE")
+    assert client("ecr").get_lifecycle_policy(repositoryName="pm500-prod-collector")["lifecyclePolicyText"]
+
+
+def test_longest_names_replay(aws_env: dict[str, str]) -> None:
+    stack = evaluate_stack(LONGEST, config=longest_config())
+    done, client = run(stack, aws_env)
+    assert sorted(r.operation for r, _ in done.skipped) == ["AddPermission", "CreateProvisioningTemplate"]
+    things = client("iot").list_things()["things"]
+    assert len(things) == 2 and all(len(t["thingName"]) == 98 for t in things)
