@@ -19,6 +19,20 @@ from infra.rules import RouteRule, RuleContext, ddata_sql, event_sql, route_rule
 
 LATEST_ROUTE = "ddata_latest"
 LATEST_KEY = "meter"  # `<thing>/<asset>`
+LATEST_KEY_SQL = "concat(topic(4), '/', topic(5))"
+TIMESTAMP_FIELD = "timestamp"  # collector.payload.ddata: ms since epoch
+
+
+def newer_than_stored(table_name: str, role_arn: str) -> str:
+    """IoT SQL: the DDATA's timestamp is newer than the meter's stored one (or none is stored yet).
+
+    Why: the dynamoDBv2 action has no condition expression, so a replayed (older) reading would
+    overwrite a newer latest value. `get_dynamodb()` (SQL 2016-03-23; at most once per statement) reads
+    the stored item with `role_arn`; `nanvl()` maps Undefined (no item) to -1. Not atomic: two readings
+    of one meter evaluated at the same moment can both pass (docs/infra.md, latest values).
+    """
+    stored = f"get_dynamodb('{table_name}', '{LATEST_KEY}', {LATEST_KEY_SQL}, '{role_arn}').{TIMESTAMP_FIELD}"
+    return f"nanvl({stored}, -1) < {TIMESTAMP_FIELD}"
 
 
 class EventPipe(pulumi.ComponentResource):
@@ -67,7 +81,8 @@ class EventPipe(pulumi.ComponentResource):
 
 
 class LatestValues(pulumi.ComponentResource):
-    """DynamoDB table keyed by meter (`<thing>/<asset>`), overwritten by each DDATA."""
+    """DynamoDB table keyed by meter (`<thing>/<asset>`), overwritten by each DDATA newer than the
+    stored one."""
 
     table_name: pulumi.Output[str]
     rule: RouteRule
@@ -92,8 +107,9 @@ class LatestValues(pulumi.ComponentResource):
         self.rule = route_rule(
             dataclasses.replace(rule_context, parent=self), LATEST_ROUTE,
             description=f"latest DDATA per meter of stack {cfg.stack} into DynamoDB",
-            sql=ddata_sql(cfg.stack,
-                          f"*, topic(4) AS thing, concat(topic(4), '/', topic(5)) AS {LATEST_KEY}"),
+            sql=lambda role_arn: pulumi.Output.all(table_name, role_arn).apply(lambda a: ddata_sql(
+                cfg.stack, f"*, topic(4) AS thing, {LATEST_KEY_SQL} AS {LATEST_KEY}",
+                condition=newer_than_stored(a[0], a[1]))),
             policy=lambda a: iam.dynamodb_rule(a[0], a[1], a[3], region, a[2]),
             policy_inputs=[table.arn, key_arn, rule_context.dns_suffix],
             actions=lambda role_arn: {"dynamodbv2s": [aws.iot.TopicRuleDynamodbv2Args(

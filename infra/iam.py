@@ -99,14 +99,15 @@ def firehose_rule(delivery_stream_arn: str, error_log_group_arn: str) -> Documen
 
 def dynamodb_rule(table_arn: str, key_arn: str, error_log_group_arn: str, region: str,
                   dns_suffix: str) -> Document:
-    """IoT rule -> DynamoDB latest-value table (dynamoDBv2 action = PutItem).
+    """IoT rule -> DynamoDB latest-value table (dynamoDBv2 action = PutItem; the rule's `get_dynamodb()`
+    timestamp check = GetItem).
 
     The table is encrypted with the stack's customer managed key, whose key policy defers to IAM: the
     caller needs the key through DynamoDB (DynamoDB developer guide, "Customer managed key"; the IoT
     dynamoDBv2 action's requirements point there).
     """
     return _doc(
-        _allow("PutLatestValue", ["dynamodb:PutItem"], [table_arn]),
+        _allow("ReadAndPutLatestValue", ["dynamodb:GetItem", "dynamodb:PutItem"], [table_arn]),
         _allow("UseTableKeyViaDynamoDB",
                ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"], [key_arn],
                {"StringEquals": {"kms:ViaService": via_service("dynamodb", region, dns_suffix)}}),

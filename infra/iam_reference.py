@@ -61,6 +61,7 @@ class ActionReference:
     name: str  # service:Action, spelled as AWS spells it
     resource_types: tuple[ResourceType, ...]  # empty: no resource-level permissions ("*" only)
     condition_keys: frozenset[str]
+    access_level: str = "Write"  # List, Read, Write, Permissions management or Tagging
 
     @property
     def resource_level(self) -> bool:
@@ -86,7 +87,17 @@ def action(name: str) -> ActionReference:
         if type_name:
             arn = data["resources"][data["resources_lower_name"][type_name.lower()]]["arn"]
             types.append(ResourceType(type_name, arn, bool(entry["required"])))
-    return ActionReference(f"{data['prefix']}:{privilege['privilege']}", tuple(types), frozenset(keys))
+    return ActionReference(f"{data['prefix']}:{privilege['privilege']}", tuple(types), frozenset(keys),
+                           str(privilege["access_level"]))
+
+
+def resource_arn_format(service: str, type_name: str) -> str:
+    """The ARN format of `service`'s resource type `type_name` (e.g. iot, thing); LookupError if none."""
+    data = get_service_prefix_data(service.lower())
+    key = (data or {}).get("resources_lower_name", {}).get(type_name.lower())
+    if not data or key is None:
+        raise LookupError(f"{service} resource type {type_name}: not in the Service Authorization Reference")
+    return str(data["resources"][key]["arn"])
 
 
 # --- wildcard matching --------------------------------------------------------------------------------

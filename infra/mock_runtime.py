@@ -141,6 +141,7 @@ ARN_FORMATS: dict[str, str] = {
     "aws:iot/provisioningTemplate:ProvisioningTemplate": _IOT + "provisioningtemplate/{name}",
     "aws:iot/topicRule:TopicRule": _IOT + "rule/{name}",
     "aws:iam/role:Role": "arn:{partition}:iam::{account}:role/{name}",
+    "aws:iam/policy:Policy": "arn:{partition}:iam::{account}:policy/{name}",
     "aws:kms/key:Key": "arn:{partition}:kms:{region}:{account}:key/{name}",
     "aws:kms/alias:Alias": "arn:{partition}:kms:{region}:{account}:{name}",
     "aws:kinesis/stream:Stream": "arn:{partition}:kinesis:{region}:{account}:stream/{name}",

@@ -20,11 +20,13 @@ from infra.roles import service_role
 SQL_VERSION = "2016-03-23"
 
 
-def ddata_sql(stack: str, select: str = "*, topic(4) AS thing") -> str:
-    """`SELECT ... FROM <every collector's DDATA> WHERE` the thing (topic level 4) is one of this stack's."""
+def ddata_sql(stack: str, select: str = "*, topic(4) AS thing", condition: str | None = None) -> str:
+    """`SELECT ... FROM <every collector's DDATA> WHERE` the thing (topic level 4) is one of this stack's
+    (`AND condition`, when given)."""
     # IoT SQL built from our own validated names (NAME_PATTERN: no quotes possible), not user text.
+    where = f"startswith(topic(4), '{stack_thing_prefix(stack)}')"
     return (f"SELECT {select} FROM '{ddata_filter()}' "  # noqa: S608
-            f"WHERE startswith(topic(4), '{stack_thing_prefix(stack)}')")
+            f"WHERE {where}{f' AND {condition}' if condition else ''}")
 
 
 def event_sql(stack: str) -> str:
@@ -61,7 +63,7 @@ def route_rule(
     policy: Callable[[list[str]], iam.Document],
     policy_inputs: list[pulumi.Input[str]],
     description: str,
-    sql: pulumi.Input[str],
+    sql: pulumi.Input[str] | Callable[[pulumi.Output[str]], pulumi.Input[str]],
     actions: Callable[[pulumi.Output[str]], dict[str, Any]],
     depends_on: list[pulumi.Resource] | None = None,
 ) -> RouteRule:
@@ -69,8 +71,9 @@ def route_rule(
 
     `policy` gets the resolved `policy_inputs` (ARNs and any other value the document needs) followed
     by the error log group ARN; `actions` gets the role ARN and returns the rule's action arguments
-    (e.g. `{"kineses": [...]}`). `depends_on`: what the rule's SQL needs to exist first (e.g. the
-    protobuf descriptor object it decodes with).
+    (e.g. `{"kineses": [...]}`); `sql` is the statement, or gets the role ARN (SQL functions that read
+    other services, like `get_dynamodb()`, name the role they use). `depends_on`: what the rule's SQL
+    needs to exist first (e.g. the protobuf descriptor object it decodes with).
     """
     names = ctx.names
     child = pulumi.ResourceOptions(parent=ctx.parent)
@@ -86,7 +89,7 @@ def route_rule(
         name=names.rule(route),
         description=description,
         enabled=True,
-        sql=sql,
+        sql=sql(role.arn) if callable(sql) else sql,
         sql_version=SQL_VERSION,
         error_action=aws.iot.TopicRuleErrorActionArgs(
             cloudwatch_logs=aws.iot.TopicRuleErrorActionCloudwatchLogsArgs(

@@ -40,6 +40,8 @@ DOCUMENT_RULES: dict[str, DocumentRule] = {
     "json": DocumentRule(None, True, "the API parses the member as JSON"),
     "iam-inline": DocumentRule(10_240, False, "IAM quotas: inline policies of one role, 10,240 characters in "
                                "total, whitespace not counted (IAM User Guide, IAM and AWS STS quotas)"),
+    "iam-managed": DocumentRule(6_144, False, "IAM quotas: managed policy length 6,144 characters, "
+                                "whitespace not counted (IAM User Guide, IAM and AWS STS quotas)"),
     "iam-trust": DocumentRule(2_048, False, "IAM quotas: role trust policy length 2,048 characters by "
                               "default (IAM User Guide, IAM and AWS STS quotas)"),
     "iot-policy": DocumentRule(2_048, False, "AWS IoT Core quotas: policy document size 2,048 characters, "

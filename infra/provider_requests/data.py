@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from infra.provider_requests.base import (
     ApiRequest,
@@ -116,18 +117,35 @@ def _event_bus(r: Resolved) -> list[ApiRequest]:
 
 
 def _pipe(r: Resolved) -> list[ApiRequest]:
-    source = (r.inputs.get("sourceParameters") or {}).get("kinesisStreamParameters") or {}
-    target = (r.inputs.get("targetParameters") or {}).get("eventbridgeEventBusParameters") or {}
+    sources = r.inputs.get("sourceParameters") or {}
+    unknown = sorted(k for k, v in sources.items() if v and k not in _PIPE_SOURCES)
+    if unknown:
+        raise UnmappedResource(f"{label(r)}: no request mapping for pipe source parameters {unknown}")
+    targets = r.inputs.get("targetParameters") or {}
+    bus = targets.get("eventbridgeEventBusParameters") or {}
     return [ApiRequest("pipes", "CreatePipe", compact({
         "Name": physical_name(r), "RoleArn": r.inputs["roleArn"], "Source": r.inputs["source"],
         "Target": r.inputs["target"],
-        "SourceParameters": compact({"KinesisStreamParameters": compact({
-            "StartingPosition": source.get("startingPosition"), "BatchSize": source.get("batchSize"),
-            "MaximumBatchingWindowInSeconds": source.get("maximumBatchingWindowInSeconds")})}),
-        "TargetParameters": compact({"EventBridgeEventBusParameters": compact({
-            "Source": target.get("source"), "DetailType": target.get("detailType")})}),
+        "SourceParameters": compact({member: shape(sources.get(key) or {})
+                                     for key, (member, shape) in _PIPE_SOURCES.items()}),
+        "TargetParameters": compact({
+            "InputTemplate": targets.get("inputTemplate"),
+            "EventBridgeEventBusParameters": compact({
+                "Source": bus.get("source"), "DetailType": bus.get("detailType")}),
+        }),
         "Tags": dict(r.inputs.get("tags") or {}),
     }), label(r))]
+
+
+# Pipe source parameter input -> (CreatePipe member, its members from the input).
+_PIPE_SOURCES: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "kinesisStreamParameters": ("KinesisStreamParameters", lambda s: compact({
+        "StartingPosition": s.get("startingPosition"), "BatchSize": s.get("batchSize"),
+        "MaximumBatchingWindowInSeconds": s.get("maximumBatchingWindowInSeconds")})),
+    "sqsQueueParameters": ("SqsQueueParameters", lambda s: compact({
+        "BatchSize": s.get("batchSize"),
+        "MaximumBatchingWindowInSeconds": s.get("maximumBatchingWindowInSeconds")})),
+}
 
 
 def _table(r: Resolved) -> list[ApiRequest]:

@@ -22,6 +22,14 @@ def _role_policy(r: Resolved) -> list[ApiRequest]:
     }, label(r), {"PolicyDocument": "iam-inline"})]
 
 
+def _managed_policy(r: Resolved) -> list[ApiRequest]:
+    return [ApiRequest("iam", "CreatePolicy", compact({
+        "PolicyName": physical_name(r), "PolicyDocument": r.inputs["policy"],
+        "Description": r.inputs.get("description"), "Path": r.inputs.get("path"),
+        "Tags": tag_list(r.inputs.get("tags")),
+    }), label(r), {"PolicyDocument": "iam-managed"})]
+
+
 def _oidc_provider(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("iam", "CreateOpenIDConnectProvider", compact({
         "Url": r.inputs["url"], "ClientIDList": r.inputs.get("clientIdLists"),
@@ -37,6 +45,7 @@ def _role_policy_attachment(r: Resolved) -> list[ApiRequest]:
 MAPPINGS: dict[str, Callable[[Resolved], list[ApiRequest]]] = {
     "aws:iam/role:Role": _role,
     "aws:iam/rolePolicy:RolePolicy": _role_policy,
+    "aws:iam/policy:Policy": _managed_policy,
     "aws:iam/openIdConnectProvider:OpenIdConnectProvider": _oidc_provider,
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": _role_policy_attachment,
 }

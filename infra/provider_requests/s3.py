@@ -1,13 +1,16 @@
-"""The S3 archive bucket and its settings (each a separate PutBucket* call)."""
+"""S3 buckets and their settings (each a separate PutBucket* call), and objects the program uploads."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlencode
 
 from infra.provider_requests.base import (
     US_EAST_1,
     ApiRequest,
     Resolved,
+    UnmappedResource,
     compact,
     label,
     physical_name,
@@ -86,6 +89,29 @@ def _bucket_policy(r: Resolved) -> list[ApiRequest]:
                        label(r), {"Policy": "s3-bucket-policy"})]
 
 
+def _object_body(r: Resolved) -> bytes:
+    """The bytes the provider uploads: a file asset's content, or the `content` string."""
+    source = r.inputs.get("source")
+    if source is not None:
+        path = getattr(source, "path", None)
+        if not isinstance(path, str):
+            raise UnmappedResource(f"{label(r)}: only a file asset source is mapped, got {source!r}")
+        return Path(path).read_bytes()
+    return str(r.inputs.get("content", "")).encode()
+
+
+def _bucket_object(r: Resolved) -> list[ApiRequest]:
+    tags = r.inputs.get("tags") or {}
+    return [ApiRequest("s3", "PutObject", compact({
+        "Bucket": r.inputs["bucket"], "Key": r.inputs["key"], "Body": _object_body(r),
+        "ContentType": r.inputs.get("contentType"),
+        "ServerSideEncryption": r.inputs.get("serverSideEncryption"),
+        "SSEKMSKeyId": r.inputs.get("kmsKeyId"),
+        # PutObject takes tags as a URL-encoded query string (x-amz-tagging).
+        "Tagging": urlencode(sorted(tags.items())) or None,
+    }), label(r))]
+
+
 MAPPINGS: dict[str, Callable[[Resolved], list[ApiRequest]]] = {
     "aws:s3/bucket:Bucket": _bucket,
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls": _bucket_ownership,
@@ -95,4 +121,5 @@ MAPPINGS: dict[str, Callable[[Resolved], list[ApiRequest]]] = {
     "aws:s3/bucketVersioning:BucketVersioning": _bucket_versioning,
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": _bucket_lifecycle,
     "aws:s3/bucketPolicy:BucketPolicy": _bucket_policy,
+    "aws:s3/bucketObjectv2:BucketObjectv2": _bucket_object,
 }

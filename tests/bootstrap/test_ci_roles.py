@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from bootstrap.ci_roles import BootstrapConfigError
+from infra.deployer_policy import deployer_policy
 from infra.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
 from infra.provider_requests import stack_requests
 from infra.service_models import plan_problems
@@ -89,7 +90,35 @@ def test_permission_policies_are_attached_by_reference() -> None:
     assert (attachment.inputs["role"], attachment.inputs["policyArn"]) == ("pm500-ci-deploy", arn)
 
 
+def test_generated_deployer_policies_become_managed_policies_of_the_roles(tmp_path: Path) -> None:
+    staging = evaluate_stack("staging")
+    files = {}
+    for mode in ("preview", "deploy"):
+        documents = list(deployer_policy(staging, mode, "123456789012").documents)
+        files[mode] = tmp_path / f"staging-{mode}.json"
+        files[mode].write_text(json.dumps(documents))
+    stack = run(githubRepository="acme/pm500", previewPolicyFiles=[str(files["preview"])],
+                deployPolicyFiles=[str(files["deploy"])], deployPolicyArns=["arn:aws:iam::aws:policy/Extra"])
+    managed = stack.of_type("aws:iam/policy:Policy")
+    policies = {p.inputs["name"]: json.loads(p.inputs["policy"]) for p in managed}
+    deploy_documents = json.loads(files["deploy"].read_text())
+    assert len(deploy_documents) == 2  # staging's deploy policy is over one managed policy's quota
+    assert policies == {"pm500-ci-preview-1": json.loads(files["preview"].read_text())[0],
+                        "pm500-ci-deploy-1": deploy_documents[0], "pm500-ci-deploy-2": deploy_documents[1]}
+    attached = sorted((a.inputs["role"], a.inputs["policyArn"])
+                      for a in stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"))
+    assert attached == [("pm500-ci-deploy", "arn:aws:iam::123456789012:policy/pm500-ci-deploy-1"),
+                        ("pm500-ci-deploy", "arn:aws:iam::123456789012:policy/pm500-ci-deploy-2"),
+                        ("pm500-ci-deploy", "arn:aws:iam::aws:policy/Extra"),
+                        ("pm500-ci-preview", "arn:aws:iam::123456789012:policy/pm500-ci-preview-1")]
+    assert plan_problems(stack_requests(stack)) == []
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
+    ({"githubRepository": "acme/pm500", "deployPolicyFiles": ["missing.json"]},
+     "pm500-bootstrap:deployPolicyFiles: missing.json: cannot read a JSON file"),
+    ({"githubRepository": "acme/pm500", "previewPolicyFiles": ["Pulumi.yaml"]},
+     "pm500-bootstrap:previewPolicyFiles: Pulumi.yaml: cannot read a JSON file"),
     ({"githubRepository": "acme"}, "pm500-bootstrap:githubRepository: expected <owner>/<repository>"),
     ({"githubRepository": "acme/pm500", "deployEnvironments": []},
      "pm500-bootstrap:deployEnvironments: name at least one GitHub environment"),

@@ -18,11 +18,14 @@ from devices.crypto import subject_for
 from infra.config import parse_stack_config
 from infra.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
 from infra.naming import Names
-from tests.infra.conftest import LONG_COLLECTOR, LONG_SITE, LONG_STACK, METER
+from tests.infra.longest_stack import COLLECTOR as LONG_COLLECTOR
+from tests.infra.longest_stack import SITE as LONG_SITE
+from tests.infra.longest_stack import STACK as LONG_STACK
 
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 TEMPLATE = "aws:iot/provisioningTemplate:ProvisioningTemplate"
 GROUP = "aws:iot/thingGroup:ThingGroup"
+METER = {"asset": "main", "breaker": "MCC-1", "host": "pm500.plant.example"}
 
 
 
@@ -75,7 +78,7 @@ def test_config_refuses_a_stack_name_the_template_name_cannot_hold(tmp_path: Pat
     """Defect 4: 25 characters would make `pm500-<stack>-claim` 37 long."""
     sites = json.dumps([_site("a", "b")])
     parse_stack_config({"sites": sites}, stack=LONG_STACK, project_dir=tmp_path)
-    with pytest.raises(ConfigError, match=r"^stack name 's{23}1x': at most 24 characters"):
+    with pytest.raises(ConfigError, match=r"^stack name 'longest-stack-checks-024x': at most 24 characters"):
         parse_stack_config({"sites": sites}, stack=LONG_STACK + "x", project_dir=tmp_path)
 
 

@@ -11,15 +11,17 @@ import pytest
 
 from infra.mock_runtime import EvaluatedStack
 from sandbox.fleet_provisioning import Account, ProvisioningRefused, Thing, register_thing
-from tests.infra.conftest import LONG_COLLECTOR, LONG_SITE, LONG_STACK
+from tests.infra.longest_stack import COLLECTOR as LONG_COLLECTOR
+from tests.infra.longest_stack import SITE as LONG_SITE
+from tests.infra.longest_stack import STACK as LONG_STACK
 
-ARN = "arn:aws:iot:eu-west-1:123456789012"
+ARN = "arn:aws:iot:eu-west-1:123456789012"  # staging and prod
 CERT = "0" * 64
 
 
 def _account(stack: EvaluatedStack) -> Account:
     """The registry `pulumi up` leaves behind, as the stack declares it."""
-    account = Account(ARN)
+    account = Account(f"arn:aws:iot:{stack.config['aws:region']}:123456789012")
     account.thing_types = {r.inputs["name"] for r in stack.of_type("aws:iot/thingType:ThingType")}
     account.groups = {r.inputs["name"]: r.inputs.get("parentGroupName")
                       for r in stack.of_type("aws:iot/thingGroup:ThingGroup")}

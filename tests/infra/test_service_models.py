@@ -5,16 +5,17 @@ are evaluated on the mock runtime; `infra.provider_requests` turns each declared
 create requests the provider sends (autonamed resources named as pulumi-aws names them) and
 `infra.service_models` applies the models' required members, types, min/max, enums and patterns plus
 the document rules (JSON, size quotas).
-
-Two known defects are being fixed on wt/infra (issue 10, defects 1 and 4); their checks are strict
-xfails here, so they turn into failures (remove the marks) the moment the fix lands.
+Defects 1 (inline policy names) and 4 (template name length) of issue 10 have their own checks below.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from infra.mock_runtime import EvaluatedStack, evaluate_stack
+from collector.proto import DESCRIPTOR_SET_FILE
+from infra.mock_runtime import EvaluatedStack
 from infra.provider_requests import (
     MAPPINGS,
     ApiRequest,
@@ -24,15 +25,6 @@ from infra.provider_requests import (
     stack_requests,
 )
 from infra.service_models import request_problems
-from tests.infra.longest_stack import STACK as LONGEST
-from tests.infra.longest_stack import longest_config
-
-FIXED_ON_WT_INFRA = pytest.mark.xfail(strict=True, reason="fixed on wt/infra")
-
-
-@pytest.fixture(scope="module")
-def longest() -> EvaluatedStack:
-    return evaluate_stack(LONGEST, config=longest_config())
 
 
 @pytest.fixture(scope="module", params=["staging", "prod", "longest"])
@@ -54,15 +46,13 @@ def problems(plan: list[ApiRequest]) -> list[str]:
 
 
 def test_every_request_passes_the_service_models(plan: list[ApiRequest]) -> None:
-    assert [p for p in problems(plan) if not (_defect_1(p) or _defect_4(p))] == []
+    assert problems(plan) == []
 
 
-@FIXED_ON_WT_INFRA
 def test_inline_policy_names_match_iams_pattern(plan: list[ApiRequest]) -> None:
     assert [p for p in problems(plan) if _defect_1(p)] == []
 
 
-@FIXED_ON_WT_INFRA
 def test_provisioning_template_name_fits_at_the_longest_stack_name(longest: EvaluatedStack) -> None:
     assert [p for p in problems(stack_requests(longest)) if _defect_4(p)] == []
 
@@ -76,10 +66,44 @@ def test_every_declared_aws_resource_becomes_a_request(longest: EvaluatedStack) 
 
 def test_an_unmapped_aws_type_is_an_error_not_a_skip() -> None:
     class Fake:
-        type, name, inputs = "aws:sqs/queue:Queue", "q", {"name": "q"}
+        type, name, inputs = "aws:sns/topic:Topic", "t", {"name": "t"}
 
-    with pytest.raises(UnmappedResource, match="aws:sqs/queue:Queue"):
+    with pytest.raises(UnmappedResource, match="aws:sns/topic:Topic"):
         requests_for([Fake()])
+
+
+def test_alarm_queue_request_carries_its_attributes_as_strings(longest: EvaluatedStack) -> None:
+    """CreateQueue takes every attribute as a string: retention 4 days, the stack's data key."""
+    [queue] = [r for r in stack_requests(longest) if r.operation == "CreateQueue"]
+    assert queue.params["QueueName"] == "pm500-longest-stack-checks-024-alarm-events"
+    assert queue.params["Attributes"]["MessageRetentionPeriod"] == "345600"
+    assert queue.params["Attributes"]["KmsMasterKeyId"].startswith(
+        "arn:aws:kms:ap-southeast-2:123456789012:key/")
+    assert queue.params["tags"] == {"pm500:stack": "longest-stack-checks-024"}
+
+
+def test_descriptor_upload_is_a_put_object_with_url_encoded_tags(longest: EvaluatedStack) -> None:
+    [put] = [r for r in stack_requests(longest) if r.operation == "PutObject"]
+    assert put.params["Bucket"].startswith("pm500-longest-stack-checks-024-sparkplug-")
+    assert put.params["Key"].startswith("sparkplug_b/") and put.params["Key"].endswith(".desc")
+    assert put.params["Tagging"] == "pm500%3Astack=longest-stack-checks-024"
+    assert put.params["Body"] == DESCRIPTOR_SET_FILE.read_bytes()  # the protoc descriptor set itself
+
+
+def test_new_rule_actions_and_pipe_source_are_mapped(longest: EvaluatedStack) -> None:
+    by_resource = {r.resource: r.params for r in stack_requests(longest)}
+    alarm = by_resource["aws:iot/topicRule:TopicRule rule/alarm_events"]["topicRulePayload"]["actions"]
+    assert alarm == [{"sqs": {
+        "roleArn": "arn:aws:iam::123456789012:role/pm500-longest-stack-checks-024-rule-alarm_events",
+        "queueUrl": "https://sqs.ap-southeast-2.amazonaws.com/123456789012/pm500-longest-stack-checks-024-alarm-events",
+        "useBase64": False}}]
+    decode = by_resource["aws:iot/topicRule:TopicRule rule/spb_decode"]["topicRulePayload"]["actions"]
+    assert decode == [{"republish": {
+        "roleArn": "arn:aws:iam::123456789012:role/pm500-longest-stack-checks-024-rule-spb_decode",
+        "topic": "pm500-decoded/longest-stack-checks-024/${topic(4)}/${topic(5)}", "qos": 1}}]
+    pipe = by_resource["aws:pipes/pipe:Pipe alarm-pipe"]
+    assert pipe["SourceParameters"] == {"SqsQueueParameters": {"BatchSize": 10}}
+    assert pipe["TargetParameters"]["InputTemplate"] == "<$.body>"
 
 
 def test_autonames_are_the_logical_name_a_dash_and_seven_hex_characters() -> None:
@@ -90,7 +114,7 @@ def test_autonames_are_the_logical_name_a_dash_and_seven_hex_characters() -> Non
 
 # --- the checker itself, against literal expectations ----------------------------------------------
 
-def check(service: str, operation: str, params: dict[str, object], **docs: str) -> list[str]:
+def check(service: str, operation: str, params: dict[str, Any], **docs: str) -> list[str]:
     return request_problems(ApiRequest(service, operation, params, "test", docs))
 
 

@@ -6,10 +6,12 @@ then exist in the local account exactly as named by the program. Expected names 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
 
+from collector.proto import DESCRIPTOR_SET_FILE
 from infra.mock_runtime import EvaluatedStack, evaluate_stack
 from infra.provider_requests import stack_requests
 from sandbox.plan_replay import Replay, moto_clients, replay
@@ -40,14 +42,15 @@ def test_staging_stack_lands_whole_in_moto(staging: EvaluatedStack, aws_env: dic
     assert sorted(t["thingName"] for t in iot.list_things()["things"]) == [
         "staging:plant-a:edge-01", "staging:plant-b:edge-01", "staging:plant-b:edge-02"]
     assert sorted(t["groupName"] for t in iot.list_thing_groups()["thingGroups"]) == [
-        "pm500-staging", "pm500-staging-plant-a", "pm500-staging-plant-b"]
+        "pm500-staging", "pm500-staging:plant-a", "pm500-staging:plant-b"]
     assert [g["groupName"] for g in iot.list_thing_groups_for_thing(
-        thingName="staging:plant-b:edge-02")["thingGroups"]] == ["pm500-staging-plant-b"]
+        thingName="staging:plant-b:edge-02")["thingGroups"]] == ["pm500-staging:plant-b"]
     assert sorted(r["ruleName"] for r in iot.list_topic_rules()["rules"]) == [
-        "pm500_staging_ddata_archive", "pm500_staging_ddata_kinesis"]
+        "pm500_staging_alarm_events", "pm500_staging_ddata_archive", "pm500_staging_ddata_kinesis"]
     roles = {r["RoleName"] for r in client("iam").list_roles()["Roles"]}
     assert roles == {"pm500-staging-provisioning", "pm500-staging-firehose",
-                     "pm500-staging-rule-ddata_kinesis", "pm500-staging-rule-ddata_archive"}
+                     "pm500-staging-rule-ddata_kinesis", "pm500-staging-rule-ddata_archive",
+                     "pm500-staging-rule-alarm_events", "pm500-staging-alarm-pipe"}
     stream = client("kinesis").describe_stream_summary(StreamName="pm500-staging-ddata")
     aliases = client("kms").list_aliases()["Aliases"]
     [alias] = [a for a in aliases if a["AliasName"] == "alias/pm500-staging-data"]
@@ -62,6 +65,24 @@ def test_staging_stack_lands_whole_in_moto(staging: EvaluatedStack, aws_env: dic
     assert encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
     groups = {g["logGroupName"] for g in client("logs").describe_log_groups()["logGroups"]}
     assert groups == {"/aws/iot/pm500-staging/rule-errors", "/aws/kinesisfirehose/pm500-staging-archive"}
+    _assert_alarm_events_land(client, "staging")
+
+
+def _assert_alarm_events_land(client: Any, stack: str) -> None:
+    """Issue 13: the KMS-encrypted queue (4 days' retention), the rule sending to it, the pipe reading it."""
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName=f"pm500-{stack}-alarm-events")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["MessageRetentionPeriod"] == "345600"
+    aliases = client("kms").list_aliases()["Aliases"]
+    [alias] = [a for a in aliases if a["AliasName"] == f"alias/pm500-{stack}-data"]
+    assert attributes["KmsMasterKeyId"].endswith(alias["TargetKeyId"])  # moto's key, not the mock's
+    assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"pm500:stack": stack}
+    rule = client("iot").get_topic_rule(ruleName=f"pm500_{stack.replace('-', '_')}_alarm_events")["rule"]
+    assert rule["actions"][0]["sqs"]["queueUrl"].endswith(f"/pm500-{stack}-alarm-events")
+    pipe = client("pipes").describe_pipe(Name=f"pm500-{stack}-alarm-events")
+    region = pipe["Arn"].split(":")[3]
+    assert pipe["Source"].endswith(f":sqs:{region}:123456789012:pm500-{stack}-alarm-events")
 
 
 def test_prod_features_land_too(prod: EvaluatedStack, aws_env: dict[str, str]) -> None:
@@ -83,4 +104,14 @@ def test_longest_names_replay(aws_env: dict[str, str]) -> None:
     done, client = run(stack, aws_env)
     assert sorted(r.operation for r, _ in done.skipped) == ["AddPermission", "CreateProvisioningTemplate"]
     things = client("iot").list_things()["things"]
-    assert len(things) == 2 and all(len(t["thingName"]) == 98 for t in things)
+    assert len(things) == 2 and all(len(t["thingName"]) == 64 for t in things)
+    _assert_alarm_events_land(client, LONGEST)
+    # Issue 14: the descriptor set uploaded to the autonamed decode bucket, tagged, byte for byte.
+    [bucket] = [b["Name"] for b in client("s3").list_buckets()["Buckets"]
+                if b["Name"].startswith(f"pm500-{LONGEST}-sparkplug-")]
+    # The bucket policy denies requests without TLS (this moto speaks HTTP): compare by listing.
+    [listed] = client("s3").list_objects_v2(Bucket=bucket)["Contents"]
+    assert listed["Key"].startswith("sparkplug_b/") and listed["Key"].endswith(".desc")
+    descriptor = DESCRIPTOR_SET_FILE.read_bytes()
+    md5 = hashlib.md5(descriptor, usedforsecurity=False).hexdigest()
+    assert (listed["Size"], listed["ETag"].strip('"')) == (len(descriptor), md5)

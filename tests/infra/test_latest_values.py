@@ -1,0 +1,48 @@
+"""The latest-value table keeps the newest reading per meter: a replayed (older) DDATA must not
+overwrite it. The dynamoDBv2 action has no condition expression, so the rule's WHERE clause reads the
+stored item with `get_dynamodb()` (AWS IoT SQL reference, "Functions": SQL 2016-03-23, at most one call
+per statement, the role needs dynamodb:GetItem) and `nanvl()` turns "no item yet" (Undefined) into -1.
+Expected SQL and ARNs are written out.
+"""
+
+from __future__ import annotations
+
+import json
+
+from infra.iam_reference import allows, check_document
+from infra.mock_runtime import EvaluatedStack
+
+RULE = "aws:iot/topicRule:TopicRule"
+ROLE_ARN = "arn:aws:iam::123456789012:role/pm500-prod-rule-ddata_latest"
+TABLE_ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/pm500-prod-latest"
+EXPECTED_SQL = (
+    "SELECT *, topic(4) AS thing, concat(topic(4), '/', topic(5)) AS meter "
+    "FROM 'spBv1.0/pm500/DDATA/+/+' "
+    "WHERE startswith(topic(4), 'prod:') "
+    "AND nanvl(get_dynamodb('pm500-prod-latest', 'meter', concat(topic(4), '/', topic(5)), "
+    "'arn:aws:iam::123456789012:role/pm500-prod-rule-ddata_latest').timestamp, -1) < timestamp"
+)
+
+
+def test_the_rule_writes_only_readings_newer_than_the_stored_one(prod: EvaluatedStack) -> None:
+    rule = prod.one(RULE, "rule/ddata_latest").inputs
+    assert rule["sql"] == EXPECTED_SQL
+    assert rule["sql"].count("get_dynamodb(") == 1  # a second call terminates the rule without actions
+    assert rule["sqlVersion"] == "2016-03-23"  # get_dynamodb() needs it
+    assert rule["dynamodbv2s"] == [{"putItem": {"tableName": "pm500-prod-latest"}, "roleArn": ROLE_ARN}]
+
+
+def test_the_rule_role_may_read_and_write_the_table_only(prod: EvaluatedStack) -> None:
+    [policy] = [p for p in prod.of_type("aws:iam/rolePolicy:RolePolicy")
+                if p.inputs["role"] == "pm500-prod-rule-ddata_latest"]
+    document = json.loads(policy.inputs["policy"])
+    assert check_document(document) == []
+    assert allows(document, "dynamodb:GetItem", TABLE_ARN)
+    assert allows(document, "dynamodb:PutItem", TABLE_ARN)
+    other = "arn:aws:dynamodb:eu-west-1:123456789012:table/pm500-staging-latest"
+    assert not allows(document, "dynamodb:GetItem", other)
+    assert not allows(document, "dynamodb:Scan", TABLE_ARN)
+    key = prod.one("aws:kms/key:Key")
+    key_arn = f"arn:aws:kms:eu-west-1:123456789012:key/{key.id}" if key.id else ""
+    via = {"kms:ViaService": "dynamodb.eu-west-1.amazonaws.com"}
+    assert key_arn and allows(document, "kms:Decrypt", key_arn, via)  # reading the encrypted item
