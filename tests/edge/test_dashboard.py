@@ -135,7 +135,8 @@ def _readings(now_ms: int) -> list[Reading]:
             # Unit-less metrics must be plausible or the collector leaves them out (collector.quality):
             # power factors within +/-1, alarm/output states 0 or 1.
             values.update({m.name: 0.93 for m in METRICS if m.name.startswith("powerFactor")})
-            values.update({m.name: float(step % 2) for m in METRICS if m.name.startswith(("alarm", "output"))})
+            states = (m.name for m in METRICS if m.name.startswith(("alarm", "output")))
+            values.update({name: float(step % 2) for name in states})
             out.append(Reading(site="plant-a", asset=asset, breaker=breaker, timestamp_ms=ts, values=values))
     return out
 
