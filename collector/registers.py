@@ -282,7 +282,8 @@ def parse_register_map(data: Any, source: str) -> RegisterMap:
     raw_instances = data.get("instances")
     if not isinstance(raw_instances, dict) or not raw_instances:
         raise _fail(source, "instances", "expected a non-empty mapping of instance number -> layout")
-    instances = {int(n): _instance(source, n, body) for n, body in raw_instances.items()}
+    built = [_instance(source, n, body) for n, body in raw_instances.items()]  # validates n first
+    instances = {inst.instance: inst for inst in built}
     owners: dict[str, int] = {}
     for inst in instances.values():
         for metric in dict.fromkeys(inst.metrics):

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from collector.topics import check_thing_name_length
@@ -56,8 +57,8 @@ def build_csr(key: PrivateKey, thing: str) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _spki(key: object) -> bytes:
-    assert isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
+def _spki(key: PublicKeyTypes) -> bytes:
+    """Any key type compares: a certificate with a key type we never ask for is a mismatch, not a crash."""
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

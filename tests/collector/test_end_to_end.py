@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ def test_readings_reach_broker_and_influx(
     simulator.control.freeze(0)
     registers = simulator.control.registers(0)
     simulator.control.set_faults(1, multiple_service="refuse")  # meter-1 has no 0x0A: read one by one
+    started_ms = int(time.time() * 1000)
     collector = CollectorProcess(bundle_config, tmp_path).start()
     try:
         mqtt_observer.wait_for(
@@ -51,22 +53,35 @@ def test_readings_reach_broker_and_influx(
         )
     finally:
         assert collector.stop() == 0  # SIGTERM: clean stop
+    stopped_ms = int(time.time() * 1000)
     messages = mqtt_observer.messages()
+    by_asset = ddata_by_asset(messages)
 
     # Births: NBIRTH for the node, a DBIRTH per asset announcing every metric with its unit.
     nbirth = json.loads(mqtt_observer.messages(f"spBv1.0/pm500/NBIRTH/{THING}")[0].payload)
-    assert nbirth["node"] == THING and nbirth["online"] is True and nbirth["site"] == SITE
-    for asset in ("meter-0", "meter-1"):
+    assert nbirth == {"timestamp": nbirth["timestamp"], "site": SITE, "node": THING, "online": True}
+    assert started_ms <= nbirth["timestamp"] <= stopped_ms
+    for number, asset in enumerate(("meter-0", "meter-1")):
         dbirth = json.loads(mqtt_observer.messages(f"spBv1.0/pm500/DBIRTH/{THING}/{asset}")[0].payload)
         assert {m["name"]: m["properties"]["unit"] for m in dbirth["metrics"]} == {
             m.name: m.unit for m in METRICS
         }
+        assert {m["name"]: (m["alias"], m["value"]) for m in dbirth["metrics"]} == {
+            m.name: (m.alias, None) for m in METRICS
+        }
+        assert {k: v for k, v in dbirth.items() if k not in ("metrics", "timestamp", "seq")} == {
+            "uuid": asset_uuid(THING, asset), "site": SITE, "asset": asset, "breaker": f"F{number}",
+        }
+        # The asset's last seq when the session began (0 for a fresh buffer; polling may already run).
+        assert isinstance(dbirth["seq"], int) and 0 <= dbirth["seq"] < len(by_asset[asset])
+        assert nbirth["timestamp"] <= dbirth["timestamp"] <= stopped_ms
     # A clean stop publishes NDEATH itself (the will only fires on an unclean disconnect).
     ndeath = wait_until(lambda: mqtt_observer.messages(f"spBv1.0/pm500/NDEATH/{THING}"), 10, "NDEATH")
-    assert json.loads(ndeath[0].payload)["online"] is False
+    death = json.loads(ndeath[0].payload)
+    assert death == {"timestamp": death["timestamp"], "site": SITE, "node": THING, "online": False}
+    assert nbirth["timestamp"] <= death["timestamp"] <= int(time.time() * 1000)
 
     # DDATA: schema, topic per asset, seq continuous from 1, values as the frozen meter holds them.
-    by_asset = ddata_by_asset(messages)
     seqs = assert_no_gaps(messages)
     assert {a: s[0] for a, s in seqs.items()} == {"meter-0": 1, "meter-1": 1}
     frozen = by_asset["meter-0"][-1]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from collector.topics import ddata_filter, iot_policy_topics, thing_name
+from collector.topics import thing_name
 from infra import outputs
 from infra.config import StackConfig, parse_stack_config
 from infra.mock_runtime import (
@@ -154,14 +154,23 @@ def test_iot_policy_is_rendered_from_the_topic_templates(stack: EvaluatedStack) 
     by_sid = {s["Sid"]: s for s in doc["Statement"]}
     assert by_sid["ConnectAsOwnThing"]["Resource"] == [f"{arn}:client/{var}"]
     assert by_sid["ConnectAsOwnThing"]["Condition"] == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
+    # Literal resources (not the templates' own output): a broken template must fail here.
     assert by_sid["PublishOwnTopics"]["Resource"] == [
-        f"{arn}:topic/{t}" for t in iot_policy_topics("publish")
+        f"{arn}:topic/spBv1.0/pm500/NBIRTH/{var}",
+        f"{arn}:topic/spBv1.0/pm500/NDEATH/{var}",
+        f"{arn}:topic/spBv1.0/pm500/DBIRTH/{var}/*",
+        f"{arn}:topic/spBv1.0/pm500/DDATA/{var}/*",
+        f"{arn}:topic/spBv1.0/pm500/DDEATH/{var}/*",
+        f"{arn}:topic/$aws/things/{var}/shadow/*",
+        f"{arn}:topic/pm500/event/{var}/*",
     ]
     assert by_sid["SubscribeOwnTopics"]["Resource"] == [
-        f"{arn}:topicfilter/{t}" for t in iot_policy_topics("subscribe")
+        f"{arn}:topicfilter/spBv1.0/pm500/NCMD/{var}",
+        f"{arn}:topicfilter/$aws/things/{var}/shadow/*",
     ]
     assert by_sid["ReceiveOwnTopics"]["Resource"] == [
-        f"{arn}:topic/{t}" for t in iot_policy_topics("subscribe")
+        f"{arn}:topic/spBv1.0/pm500/NCMD/{var}",
+        f"{arn}:topic/$aws/things/{var}/shadow/*",
     ]
     assert {a for s in doc["Statement"] for a in s["Action"]} == {
         "iot:Connect",
@@ -179,9 +188,10 @@ def test_topic_rules_take_only_this_stacks_ddata(stack: EvaluatedStack) -> None:
     for rule in rules:
         sql = rule.inputs["sql"]
         if rule.name == "rule/alarm_events":  # events: the thing is topic level 3 (checked below)
+            assert " FROM 'pm500/event/+/+' WHERE " in sql
             assert sql.endswith(f"WHERE startswith(topic(3), '{stack.stack}:')")
         else:
-            assert f"FROM '{ddata_filter()}'" in sql
+            assert " FROM 'spBv1.0/pm500/DDATA/+/+' WHERE " in sql
             # Only this stack's things; the latest-value rule adds its timestamp check after an AND.
             where = f"WHERE startswith(topic(4), '{stack.stack}:')"
             assert sql.endswith(where) or f"{where} AND nanvl(get_dynamodb(" in sql

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 from pathlib import Path
@@ -10,7 +11,14 @@ import pytest
 import yaml
 
 from collector.metrics import METRICS
-from collector.registers import DEFAULT_MAP, PayloadError, RegisterMapError, load_register_map, register_map
+from collector.registers import (
+    DEFAULT_MAP,
+    PayloadError,
+    RegisterMapError,
+    load_register_map,
+    parse_register_map,
+    register_map,
+)
 
 
 def test_bundled_map_polls_the_four_pm500_instances_with_documented_sizes() -> None:
@@ -151,3 +159,155 @@ def _broken_map(tmp_path: Path, edit: object) -> Path:
 def test_malformed_map_is_refused_naming_the_field(tmp_path: Path, edit: object, message: str) -> None:
     with pytest.raises(RegisterMapError, match=message):
         load_register_map(_broken_map(tmp_path, edit))
+
+
+def _small_map() -> dict[str, object]:
+    """A minimal valid map, independent of the bundled file: 2 instances, a scaled and a summed metric."""
+    def reg(offset: int, name: str, metric: str | None, unit: str, **more: object) -> dict[str, object]:
+        return {"offset": offset, "name": name, "metric": metric, "unit": unit, "provenance": "test", **more}
+
+    return {
+        "source": "unit test",
+        "assembly_class": 4,
+        "data_attribute": 3,
+        "size_attribute": 4,
+        "element_type": "REAL",
+        "byte_order": "little",
+        "instances": {
+            1: {"title": "volts", "elements": 2, "provenance": "test",
+                "registers": [reg(0, "v1", "voltageAN", "V"), reg(4, "spare", None, "")]},
+            65535: {"title": "energy", "elements": 3, "provenance": "test",
+                    "registers": [reg(0, "mwh", "energy", "MWh", scale=1000), reg(4, "kwh", "energy", "kWh"),
+                                  reg(8, "kwh_out", "energy", "kWh", scale=-1.0)]},
+        },
+    }
+
+
+def test_small_map_parses_and_decodes_with_scales() -> None:
+    regmap = parse_register_map(_small_map(), "map.yaml")
+    assert (regmap.source, regmap.assembly_class, regmap.data_attribute, regmap.size_attribute) == (
+        "unit test", 4, 3, 4)
+    assert sorted(regmap.instances) == [1, 65535]
+    energy = regmap.instances[65535]
+    assert (energy.title, energy.elements, energy.size_bytes) == ("energy", 3, 12)
+    assert [(r.name, r.offset, r.metric, r.unit, r.scale) for r in energy.registers] == [
+        ("mwh", 0, "energy", "MWh", 1000.0), ("kwh", 4, "energy", "kWh", 1.0),
+        ("kwh_out", 8, "energy", "kWh", -1.0)]
+    payloads = {1: struct.pack("<2f", 230.5, 9.0), 65535: struct.pack("<3f", 2.0, 30.5, 0.5)}
+    values, nan = regmap.decode(payloads)
+    assert values == {"voltageAN": 230.5, "energy": 2030.0} and nan == []
+    values, nan = regmap.decode({1: struct.pack("<2f", math.nan, 1.0), 65535: struct.pack("<3f", 1, 1, 1)})
+    assert values == {"energy": 1000.0} and nan == ["voltageAN"]
+    assert energy.encode({"kwh": 1.5}) == struct.pack("<3f", 0.0, 1.5, 0.0)
+
+
+def _set(path: str, value: object, drop: bool = False) -> object:
+    """An edit of _small_map(): `path` is dotted, list indexes and instance numbers as digits."""
+    def edit(data: dict[str, object]) -> None:
+        *parents, last = path.split(".")
+        node: object = data
+        for key in parents:
+            node = node[int(key) if key.isdigit() else key]  # type: ignore[index]
+        target = int(last) if last.isdigit() else last
+        if drop:
+            del node[target]  # type: ignore[attr-defined]
+        else:
+            node[target] = value  # type: ignore[index]
+
+    return edit
+
+
+def _rename_instance(old: object, new: object) -> object:
+    def edit(data: dict[str, object]) -> None:
+        instances = data["instances"]
+        instances[new] = instances.pop(old)  # type: ignore[attr-defined]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.clear() or d.update(x=1), r"map\.yaml: element_type/byte_order: only little-endian"),
+        (_set("element_type", "INT"), "element_type/byte_order: only little-endian REAL"),
+        (_set("data_attribute", "3"), r"^map\.yaml: data_attribute: required integer$"),
+        (_set("size_attribute", None, drop=True), "size_attribute: required integer"),
+        (_set("assembly_class", 4.0), "assembly_class: required integer"),
+        (_set("instances", {}), "instances: expected a non-empty mapping"),
+        (_set("instances", [1]), "instances: expected a non-empty mapping"),
+        (_rename_instance(1, 0), r"instances\.0: instance number must be an integer 1\.\.65535"),
+        (_rename_instance(65535, 65536), r"instances\.65536: instance number must be an integer 1\.\.65535"),
+        (_rename_instance(1, "one"), r"instances\.one: instance number must be an integer 1\.\.65535"),
+        (_set("instances.1", "volts"), r"instances\.1: expected a mapping"),
+        (_set("instances.1.elements", 0), r"instances\.1\.elements: expected a positive integer"),
+        (_set("instances.1.elements", "2"), r"instances\.1\.elements: expected a positive integer"),
+        (_set("instances.1.registers", {}), r"instances\.1\.registers: expected a list"),
+        (_set("instances.1.title", ""), r"instances\.1\.title: required non-empty string"),
+        (_set("instances.1.provenance", None, drop=True), r"instances\.1\.provenance: required non-empty"),
+        (_set("instances.1.registers.0", "v1"), r"registers\[0\]: expected a mapping"),
+        (_set("instances.1.registers.0.colour", "red"), r"registers\[0\]: unknown field\(s\) \['colour'\]"),
+        (_set("instances.1.registers.0.name", ""), r"registers\[0\]\.name: required non-empty string"),
+        (_set("instances.1.registers.1.name", "v1"), r"instances\.1\.registers: register names must be uniq"),
+        (_set("instances.1.registers.1.offset", -4), r"registers\[1\]\.offset: expected a byte offset"),
+        (_set("instances.1.registers.1.offset", 2), r"registers\[1\]\.offset: expected a byte offset"),
+        (_set("instances.1.registers.1.offset", "4"), r"registers\[1\]\.offset: expected a byte offset"),
+        (_set("instances.1.registers.1.offset", 8), r"instances\.1\.registers: offsets must be 0\.\.4 step"),
+        (_set("instances.1.registers.0.provenance", ""), r"registers\[0\]\.provenance: required"),
+        (_set("instances.1.registers.0.scale", 0), r"registers\[0\]\.scale: expected a finite non-zero"),
+        (_set("instances.1.registers.0.scale", math.nan), r"registers\[0\]\.scale: expected a finite"),
+        (_set("instances.1.registers.0.scale", math.inf), r"registers\[0\]\.scale: expected a finite"),
+        (_set("instances.1.registers.0.scale", True), r"registers\[0\]\.scale: expected a finite"),
+        (_set("instances.1.registers.0.scale", "2"), r"registers\[0\]\.scale: expected a finite"),
+        (_set("instances.1.registers.0.unit", "kV"), r"registers\[0\]\.unit: 'kV' differs from metric volt"),
+        (
+            lambda d: d["instances"][1]["registers"][0].update(unit="kV", scale=-1),
+            r"registers\[0\]\.unit: 'kV' differs",
+        ),
+        (_set("instances.65535.registers.0.metric", "voltageAN"), "metric voltageAN is also decoded from"),
+    ],
+)
+def test_malformed_small_map_is_refused_naming_the_field(edit: object, message: str) -> None:
+    data = _small_map()
+    edit(data)  # type: ignore[operator]
+    with pytest.raises(RegisterMapError, match=message):
+        parse_register_map(data, "map.yaml")
+
+
+def test_root_must_be_a_mapping() -> None:
+    with pytest.raises(RegisterMapError, match=r"^map\.yaml: \(root\): expected a mapping$"):
+        parse_register_map(["instances"], "map.yaml")
+
+
+def test_unit_may_differ_only_for_a_scaled_element() -> None:
+    data = _small_map()
+    data["instances"][1]["registers"][0].update(unit="kV", scale=1000)  # type: ignore[index]
+    assert parse_register_map(data, "map.yaml").instances[1].registers[0].unit == "kV"
+
+
+def test_one_element_instance_and_no_source() -> None:
+    data = _small_map()
+    del data["source"]
+    data["instances"][1].update(elements=1)  # type: ignore[index]
+    data["instances"][1]["registers"].pop()  # type: ignore[index]
+    regmap = parse_register_map(data, "map.yaml")
+    assert regmap.source == ""
+    assert regmap.instances[1].size_bytes == 4
+
+
+def test_unreadable_map_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(RegisterMapError, match=r"missing\.yaml: cannot read register map: "):
+        load_register_map(tmp_path / "missing.yaml")
+
+
+def test_unit_defaults_to_empty_for_an_unpublished_element() -> None:
+    data = _small_map()
+    del data["instances"][1]["registers"][1]["unit"]  # type: ignore[index]
+    assert parse_register_map(data, "map.yaml").instances[1].registers[1].unit == ""
+
+
+def test_parsed_map_is_immutable() -> None:
+    regmap = parse_register_map(_small_map(), "map.yaml")
+    inst = regmap.instances[1]
+    for obj, name in ((regmap, "source"), (inst, "title"), (inst.registers[0], "scale")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, name, None)

@@ -11,7 +11,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from collector.topics import DDATA, NBIRTH, NCMD, SHADOW, mosquitto_acl_patterns, thing_name
+from collector.topics import DDATA, NBIRTH, NCMD, mosquitto_acl_patterns, thing_name
 from sandbox.ca import DevCA
 from sandbox.mosquitto import OBSERVER_CN, MosquittoBroker, render_acl
 from sandbox.mqtt import MqttError, Recorder, close_client, tls_client
@@ -52,6 +52,9 @@ def test_acl_is_rendered_from_collector_topics(mqtt_broker: MosquittoBroker) -> 
         assert pattern in lines
     assert f"user {OBSERVER_CN}" in lines
     assert "pattern write spBv1.0/pm500/DDATA/%u/+" in lines  # what the collector publishes on
+    assert "pattern readwrite $aws/things/%u/shadow/#" in lines
+    assert "pattern read spBv1.0/pm500/NCMD/%u" in lines
+    assert "pattern write pm500/event/%u/+" in lines  # alarm/output events
 
 
 def test_broker_listens_on_loopback_only(mqtt_broker: MosquittoBroker) -> None:
@@ -62,7 +65,7 @@ def test_broker_listens_on_loopback_only(mqtt_broker: MosquittoBroker) -> None:
 def test_thing_publishes_on_its_own_topics_only(
     mqtt_broker: MosquittoBroker, mqtt_observer: Recorder, dev_ca: DevCA, tmp_path: Path
 ) -> None:
-    shadow = SHADOW.render(EDGE_01).replace("#", "update")
+    shadow = "$aws/things/staging:plant-a:edge-01/shadow/update"
     cert, key = mqtt_broker.observer_credentials(tmp_path / "observer-aws")
     aws_observer = Recorder(mqtt_broker.host, mqtt_broker.port, mqtt_broker.ca_file, cert, key,
                             topic_filter=["$aws/#"]).start()
@@ -76,7 +79,7 @@ def test_thing_publishes_on_its_own_topics_only(
         assert not accepted.is_failure
         assert not _publish_v5(client, NBIRTH.render(EDGE_01)).is_failure
         assert not _publish_v5(client, shadow).is_failure
-        assert _publish_v5(client, SHADOW.render(EDGE_02).replace("#", "update")).is_failure
+        assert _publish_v5(client, "$aws/things/staging:plant-a:edge-02/shadow/update").is_failure
         assert [m.topic for m in aws_observer.wait_for_topic("$aws/")] == [shadow]
     finally:
         close_client(client)
