@@ -11,7 +11,8 @@ N DDATA payloads at QoS 1 over TLS to the same broker, as fast as it can, until 
 Fleet: the whole collector in this process (poller, buffer, MQTT sink, InfluxDB sink, health) polling
 M simulated meters (`python -m collector.simulator` child processes) at 1 Hz for S seconds: this
 process's CPU (`getrusage(RUSAGE_SELF)`, simulators excluded; goal < 50% of one core at 100 meters)
-and, per reading, the time from its poll timestamp to its PUBACK being committed in the buffer.
+and, per reading, the time from its poll timestamp to its PUBACK being committed in the buffer, split
+into stages (bench/latency.py). Goal: reading appended -> PUBACK committed, p99 <= 20 ms.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.latency import STAGES, StageClock
 from bench.report import write_section
 from collector import topics
 from collector.buffer import Buffer, Entry
@@ -128,8 +130,9 @@ def cpu_s() -> float:
 
 def fleet(
     workdir: Path, ca: DevCA, broker: MosquittoBroker, meters: int, seconds: float
-) -> tuple[list[float], float, int]:
-    """The whole collector on `meters` simulated meters at 1 Hz: (latencies ms, CPU share, readings)."""
+) -> tuple[list[float], dict[str, list[float]], float, int]:
+    """The whole collector on `meters` simulated meters at 1 Hz: (poll -> committed ms, stage ms,
+    CPU share, readings)."""
     warmup_s = 5.0
     with ExitStack() as stack:
         ports: list[int] = []
@@ -141,7 +144,9 @@ def fleet(
         stack.callback(influx.stop)
         influx.create_database("pm500")
         config = write_bundle(workdir / "fleet", ca, broker, ports, influx.url, "pm500", poll_interval_s=1.0)
-        collector = Collector(load_config(config))
+        clock = StageClock()
+        collector = Collector(load_config(config), poller_factory=clock.poller_factory)
+        collector.mqtt.on_timed = clock.on_timed
         samples: list[float] = []
         measuring = False
 
@@ -154,18 +159,67 @@ def fleet(
         try:
             time.sleep(warmup_s)  # sessions opened, size checks done, first readings out
             readings0, cpu0, wall0 = collector.counters["readings"], cpu_s(), time.monotonic()
-            measuring = True
+            measuring = clock.measuring = True
             time.sleep(seconds)
-            measuring = False
+            measuring = clock.measuring = False
             cpu, wall = cpu_s() - cpu0, time.monotonic() - wall0
             readings = collector.counters["readings"] - readings0
         finally:
             collector.stop()
-    return samples, cpu / wall, readings
+    return samples, clock.samples, cpu / wall, readings
 
 
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return f"{percentile(values, 50):.1f} / {percentile(values, 99):.1f}"
+
+
+def _runs(values: list[float], pct: bool = False) -> str:
+    return ", ".join(f"{v:.0%}" if pct else f"{v:,.0f}" for v in values)
+
+
+STAGE_TITLES = {
+    "round_trip": "meter round trip (one 0x0A request)",
+    "decode_append": "decode + buffer append (commit)",
+    "append_publish": "append -> publish",
+    "publish_puback": "publish -> PUBACK",
+    "puback_commit": "PUBACK -> ack committed",
+    "append_committed": "**appended -> PUBACK committed** (goal p99 <= 20 ms)",
+}
+
+
+def _fleet_table(runs: list[tuple[list[float], dict[str, list[float]], float, int]], expected: float) -> str:
+    header = "| | " + " | ".join(f"run {k + 1}" for k in range(len(runs))) + " |"
+    rows = [header, "|---|" + "---:|" * len(runs)]
+    rows.append(
+        "| readings committed / expected | "
+        + " | ".join(f"{polled} / {expected:.0f} = {polled / expected:.1%}" for _, _, _, polled in runs)
+        + " |"
+    )
+    rows.append(
+        "| **collector CPU** (goal < 50% of one core) | "
+        + " | ".join(f"{cpu:.1%}" for _, _, cpu, _ in runs)
+        + " |"
+    )
+    for stage in STAGES:
+        rows.append(
+            f"| {STAGE_TITLES[stage]}, p50 / p99 ms | "
+            + " | ".join(percentiles(stages[stage]) for _, stages, _, _ in runs)
+            + " |"
+        )
+    rows.append(
+        "| poll -> PUBACK committed (wall clock), p50 / p99 ms | "
+        + " | ".join(percentiles(total) for total, _, _, _ in runs)
+        + " |"
+    )
+    verdicts = ["PASS" if percentile(s["append_committed"], 99) <= 20 else "FAIL" for _, s, _, _ in runs]
+    rows.append("| appended -> PUBACK committed p99 <= 20 ms | " + " | ".join(verdicts) + " |")
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -174,6 +228,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="baseline and drain runs, alternated")
     parser.add_argument("--meters", type=int, default=100)
     parser.add_argument("--fleet-s", type=float, default=30.0)
+    parser.add_argument("--fleet-runs", type=int, default=2, help="fleet runs (each reported: the spread)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -187,39 +242,40 @@ def main() -> None:
             for _ in range(args.rounds):  # alternated, so both see the same (noisy, shared) machine
                 base_rates.append(baseline_rate(cfg, batch))
                 drain_rates.append(drain_rate(cfg, batch))
-            samples, cpu_share, polled = fleet(work, ca, broker, args.meters, args.fleet_s)
+            runs = [fleet(work, ca, broker, args.meters, args.fleet_s) for _ in range(args.fleet_runs)]
         finally:
             broker.stop()
     base, drain = statistics.mean(base_rates), statistics.mean(drain_rates)
     ratio = drain / base
+    ratios = _runs([d / b for b, d in zip(base_rates, drain_rates, strict=True)], pct=True)
     payload_kb = len(encode(ddata(batch[0], THING, 1, buffer_id=BASELINE_BUFFER_ID))) / 1024
     expected = args.meters * args.fleet_s
-    cpu_verdict = "PASS" if cpu_share < 0.5 else "FAIL"
     body = f"""
-## Backlog drain (store-and-forward replay), collector CPU and poll -> PUBACK latency
+## Backlog drain (store-and-forward replay), collector CPU and the latency budget
+
+The machine was shared: other engineers' tests and benchmarks ran at the same time (2 cores), so
+absolute numbers are noisy; ratios are measured against a baseline in the same run.
 
 Local Mosquitto 2.0 with mutual TLS 1.2, QoS 1, in-flight window {WINDOW}, {args.backlog} buffered
-readings (DDATA {payload_kb:.1f} KB each); mean of {args.rounds} alternated runs per row.
+readings (DDATA {payload_kb:.1f} KB each); {args.rounds} alternated runs per row.
 
-| | messages/s |
-|---|---:|
-| baseline: raw paho QoS 1 TLS publish loop (no buffer) | {base:,.0f} |
-| collector: buffer -> MQTT sink, acks committed to SQLite | {drain:,.0f} |
-| **ratio** (goal >= 50%) | **{ratio:.0%}**: {"PASS" if ratio >= 0.5 else "FAIL"} |
+| | messages/s (mean) | runs |
+|---|---:|---|
+| baseline: raw paho QoS 1 TLS publish loop (no buffer) | {base:,.0f} | {_runs(base_rates)} |
+| collector: buffer -> MQTT sink, acks committed to SQLite | {drain:,.0f} | {_runs(drain_rates)} |
+| **ratio** (goal >= 80%) | **{ratio:.0%}**: {"PASS" if ratio >= 0.8 else "FAIL"} | {ratios} |
 
 The whole collector (poller, buffer, MQTT and InfluxDB sinks, health) in one process, {args.meters}
-simulated meters at 1 Hz for {args.fleet_s:g} s after a 5 s warm-up, Mosquitto and InfluxDB 1.x local:
+simulated meters at 1 Hz (one Multiple Service Packet per poll), {args.fleet_s:g} s after a 5 s
+warm-up, Mosquitto and InfluxDB 1.x local; {args.fleet_runs} runs, one column each. Stages are timed
+with one clock in the collector's process (`bench/latency.py`):
 
-| | value |
-|---|---:|
-| readings committed / expected | {polled} / {expected:.0f} = {polled / expected:.1%} |
-| **collector CPU** (goal < 50% of one core) | **{cpu_share:.1%} of one core**: {cpu_verdict} |
-| poll -> PUBACK committed, p50 | **{percentile(samples, 50):.0f} ms** |
-| poll -> PUBACK committed, p99 | **{percentile(samples, 99):.0f} ms** |
-| poll -> PUBACK committed, max ({len(samples)} readings) | {max(samples):.0f} ms |
+{_fleet_table(runs, expected)}
 
-Latency runs from the reading's poll timestamp (taken before the three EtherNet/IP reads) to its PUBACK
-being committed in the buffer, so it includes the meter round trips.
+*round trip* = the meter request (simulator: cpppo in another process on the same 2 cores);
+*append -> publish* = the MQTT sink noticing the row and handing it to paho; *publish -> PUBACK* =
+paho's network thread, the TLS broker and back; *PUBACK -> committed* = the sink committing the ack
+to SQLite. **Goal: appended -> PUBACK committed p99 <= 20 ms.**
 """
     write_section("drain", body)
     print(body)

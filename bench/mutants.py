@@ -568,7 +568,7 @@ def render_report(results: dict[str, dict[str, object]], equivalents: list[Equiv
         "",
         "Each module runs only the tests mapped to it in `MODULE_TESTS` (bench/mutants.py), fastest first:",
         "map a new contract module (or a new test file of one) there. A full run of every module takes",
-        "about 15 minutes on the shared 2-core machine; per-mutant timeout: 3x the unmutated run + 10 s.",
+        "about 20 minutes on the shared 2-core machine; per-mutant timeout: 3x the unmutated run + 10 s.",
         "",
         "This file is generated from `docs/mutants.json`; edit only the *Equivalent mutants* section, whose",
         "entries the generator keeps while a survivor with the same file, original and mutated text exists.",

@@ -2,7 +2,10 @@
 
 The PM500 is a non-routing EtherNet/IP device: every read is an unconnected explicit message
 (UCMM SendRRData, no Forward Open, no Unconnected_Send wrapper, no route path) carrying CIP
-Get_Attribute_Single (0x0E) on the Assembly object (class 0x04).
+Get_Attribute_Single (0x0E) on the Assembly object (class 0x04), either alone (`read_attribute`) or
+several embedded in one Multiple Service Packet (`read_attributes`, one round trip for a whole poll).
+Whether a meter accepts the Multiple Service Packet is decided per connection by
+`collector.assembly_reader.AssemblyReader`.
 
 A driver is disposable: after any `CommError` (socket error, timeout, garbled reply) its TCP stream
 may hold a late reply for the previous request, so the caller closes it and builds a new one
@@ -15,14 +18,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from pycomm3 import CIPDriver
 from pycomm3.exceptions import PycommError
 
+from collector import cip_multiple
 from collector.config import MeterConfig
-from collector.registers import RegisterMap
 
 GET_ATTRIBUTE_SINGLE = 0x0E
 
@@ -51,9 +54,24 @@ class SizeMismatchError(MeterError):
     """The meter's assembly size (attribute 4) differs from the register map: refuse to decode."""
 
 
+class SizeUnverifiableError(SizeMismatchError):
+    """Attribute 4 (size) answered with a CIP error: refused like a mismatch (with backoff), but counted
+    as `cip_status`: the meter did answer, it is not a layout problem."""
+
+
+class MultipleServiceRefusedError(MeterError):
+    """The meter refused the Multiple Service Packet (e.g. CIP status 0x08) or sent a reply that cannot
+    be split into its embedded replies: it has to be read one request at a time."""
+
+
 class MeterDriver(Protocol):
     def read_attribute(self, instance: int, attribute: int) -> bytes:
         """Raw attribute bytes; raises CommError or CipStatusError."""
+        ...
+
+    def read_attributes(self, requests: Sequence[tuple[int, int]]) -> list[bytes | CipStatusError]:
+        """Every (instance, attribute) in ONE Multiple Service Packet: per request, in order, its bytes
+        or the CipStatusError of its embedded reply. Raises CommError or MultipleServiceRefusedError."""
         ...
 
     def close(self) -> None: ...
@@ -67,6 +85,7 @@ class PycommDriver:
 
     def __init__(self, host: str, port: int, timeout_s: float, assembly_class: int = 0x04) -> None:
         self._assembly_class = assembly_class
+        self._encoded: dict[tuple[tuple[int, int], ...], bytes] = {}  # request data per request list
         self._cip = CIPDriver(f"{host}:{port}")
         self._cip.socket_timeout = timeout_s
         try:
@@ -97,6 +116,45 @@ class PycommDriver:
             raise CipStatusError(instance, attribute, status, response.error or "error")
         return bytes(response.value or b"")
 
+    def read_attributes(self, requests: Sequence[tuple[int, int]]) -> list[bytes | CipStatusError]:
+        key = tuple(requests)
+        request_data = self._encoded.get(key)
+        if request_data is None:  # the same list every poll: encode it once per session
+            request_data = self._encoded[key] = cip_multiple.encode_request(self._assembly_class, key)
+        try:
+            tag = self._cip.generic_message(
+                service=cip_multiple.SERVICE,
+                class_code=cip_multiple.MESSAGE_ROUTER_CLASS,
+                instance=cip_multiple.MESSAGE_ROUTER_INSTANCE,
+                request_data=request_data,
+                connected=False,
+                unconnected_send=False,
+                route_path=False,
+                return_response_packet=True,
+            )
+        except PycommError as e:
+            raise CommError(f"Multiple Service Packet: {_cause(e)}") from None
+        response = tag.value
+        status = response.service_status
+        if status is None:
+            raise CommError(f"Multiple Service Packet: {response.error or 'no reply'}")
+        if status not in (0, cip_multiple.EMBEDDED_SERVICE_ERROR):
+            raise MultipleServiceRefusedError(
+                f"Multiple Service Packet refused: CIP status 0x{status:02x} ({response.error or 'error'})"
+            )
+        raw = bytes(response.raw)
+        try:
+            if len(raw) < 44:
+                raise cip_multiple.MalformedReplyError(f"reply of {len(raw)} bytes ends inside its header")
+            # CIP reply in SendRRData: service at 40, status at 42, extended status size (words) at 43.
+            results = cip_multiple.decode_reply(raw[44 + 2 * raw[43] :], len(key))
+        except cip_multiple.MalformedReplyError as e:
+            raise MultipleServiceRefusedError(f"Multiple Service Packet reply malformed: {e}") from None
+        return [
+            CipStatusError(i, a, r.status, r.text) if isinstance(r, cip_multiple.EmbeddedStatus) else r
+            for (i, a), r in zip(key, results, strict=True)
+        ]
+
     def close(self) -> None:
         self._close_quietly()
 
@@ -109,28 +167,6 @@ class PycommDriver:
 def pycomm_driver(meter: MeterConfig, timeout_s: float) -> MeterDriver:
     """The default `DriverFactory`."""
     return PycommDriver(meter.host, meter.port, timeout_s)
-
-
-def check_sizes(driver: MeterDriver, regmap: RegisterMap, meter_name: str) -> None:
-    """Read attribute 4 (size in bytes) of every mapped instance; refuse any mismatch.
-
-    Decoding with the wrong layout would publish plausible-looking wrong numbers, so a mismatch is
-    an error naming the meter, the instance, and both sizes.
-    """
-    for inst in regmap.instances.values():
-        raw = driver.read_attribute(inst.instance, regmap.size_attribute)
-        if len(raw) < 2:
-            raise SizeMismatchError(
-                f"meter {meter_name}: instance {inst.instance} size attribute returned {len(raw)} bytes, "
-                "expected a UINT"
-            )
-        actual = int.from_bytes(raw[:2], "little")
-        if actual != inst.size_bytes:
-            raise SizeMismatchError(
-                f"meter {meter_name}: assembly instance {inst.instance} ({inst.title}) is {actual} bytes, "
-                f"register map expects {inst.size_bytes} ({inst.elements} {inst.element_type}); "
-                "refusing to decode"
-            )
 
 
 def _cause(e: BaseException) -> str:

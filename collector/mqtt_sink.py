@@ -6,6 +6,10 @@ is reading rows and handing bytes to paho. A row is acknowledged in the buffer o
 arrived (paho `on_publish` mid -> row id). Acks are committed in batches, one transaction per burst of
 PUBACKs: an ack lost to kill -9 only means the row is sent again (a duplicate, not a gap).
 
+Each in-flight message keeps the `perf_counter` of its publish and of its PUBACK (two clock reads per
+message), so `on_timed` can split delivery latency into append -> publish -> PUBACK -> ack committed
+(bench/drain.py reports that budget).
+
 Alarm/output events (`publish_event`) are not buffer rows: the states they announce are in the
 buffered readings already. They wait in memory until paho has queued them (QoS 1; paho re-sends
 unacknowledged ones after a reconnect), ahead of the data backlog so an alarm is not stuck behind
@@ -39,6 +43,9 @@ log = logging.getLogger(__name__)
 SINK = "mqtt"
 _ACK_BATCH_WAIT_S = 0.005
 
+# (entry, publish time, PUBACK time), perf_counter seconds; with the commit time: `MqttSink.on_timed`.
+Delivery = tuple[Entry, float, float]
+
 
 class MqttSink:
     def __init__(
@@ -58,10 +65,11 @@ class MqttSink:
         self._cursor = buffer.cursor(SINK)
         self._window = window
         self.on_delivered = on_delivered  # (entries, ack time ms): latency measurement hook
-        self._inflight: dict[int, Entry] = {}  # mid -> row, owned by the sink thread
+        self.on_timed: Callable[[Sequence[Delivery], float], None] | None = None  # latency budget hook
+        self._inflight: dict[int, tuple[Entry, float]] = {}  # mid -> (row, published at), sink thread's
         self._events: collections.deque[tuple[str, bytes]] = collections.deque()  # (topic, payload) to queue
         self._verdicts: dict[str, dict[str, Any]] = {}  # asset -> register-map verdict for DBIRTH
-        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[tuple[int, float]] = queue.SimpleQueue()  # (mid, PUBACK at)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -111,8 +119,9 @@ class MqttSink:
         return topic
 
     def _puback(self, mid: int) -> None:
-        self._acks.put(mid)
-        self._wake.set()
+        self._acks.put((mid, time.perf_counter()))
+        if not self._wake.is_set():  # a drain brings thousands of PUBACKs/s: notify once per wake-up
+            self._wake.set()
 
     def publish_event(self, asset: str, payload: dict[str, Any]) -> None:
         """Queue an alarm/output EVENT of `asset` (any thread); the sink thread publishes it first."""
@@ -185,8 +194,10 @@ class MqttSink:
         while not self._stopping.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
-            if self._inflight and self._acks.qsize() < self._window // 4:
-                # Let PUBACKs accumulate a moment: one SQLite commit per batch, not per message.
+            batch = self._window // 4
+            if self._acks.qsize() < batch and len(self._inflight) - self._acks.qsize() >= batch:
+                # Many PUBACKs due (a backlog drain): let them accumulate a moment, one SQLite commit
+                # per batch, not per message. Live traffic (a few in flight) is acked at once.
                 self._stopping.wait(_ACK_BATCH_WAIT_S)
             self._commit_acks()
             if self.link.connected.is_set():
@@ -195,19 +206,21 @@ class MqttSink:
                 self._fill_window()
 
     def _commit_acks(self) -> None:
-        delivered: list[Entry] = []
+        delivered: list[Delivery] = []
         while True:
             try:
-                mid = self._acks.get_nowait()
+                mid, acked_at = self._acks.get_nowait()
             except queue.Empty:
                 break
-            entry = self._inflight.pop(mid, None)
-            if entry is not None:  # births and NDEATH have no row
-                delivered.append(entry)
+            sent = self._inflight.pop(mid, None)
+            if sent is not None:  # births and NDEATH have no row
+                delivered.append((sent[0], sent[1], acked_at))
         if delivered:
-            self._cursor.ack([e.id for e in delivered])
+            self._cursor.ack([d[0].id for d in delivered])
+            if self.on_timed is not None:
+                self.on_timed(delivered, time.perf_counter())
             if self.on_delivered is not None:
-                self.on_delivered(delivered, int(time.time() * 1000))
+                self.on_delivered([d[0] for d in delivered], int(time.time() * 1000))
 
     def _fill_window(self) -> None:
         room = self._window - len(self._inflight)
@@ -227,4 +240,4 @@ class MqttSink:
                 # Not queued by paho: hand this row (and those after it) out again on the next pass.
                 self._cursor.rewind(entry.id - 1)
                 return
-            self._inflight[mid] = entry
+            self._inflight[mid] = (entry, time.perf_counter())

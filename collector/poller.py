@@ -4,20 +4,26 @@ One thread per meter, each on its own fixed-rate schedule (ticks at start + k * 
 or dead meter only ever blocks its own thread, so it never delays another meter's readings. A
 thread that overruns its period skips the missed ticks (counted as `overrun`) instead of bursting.
 
-Per poll the thread reads attribute 3 of every instance the register map lists (101, 102, 107, 108)
-over one re-used driver and decodes with the pre-compiled register map. Failure handling, per kind:
+Per poll the thread reads the data attribute of every instance the register map lists (101, 102,
+107, 108) over one re-used driver, in one Multiple Service Packet when the meter accepts it
+(`collector.assembly_reader`; the mode is per connection and shown in `status()`), and decodes with
+the pre-compiled register map (REAL, INT or UINT elements, per instance).
+Each instance's reply is judged on its own: a failed instance leaves out only its metrics.
+Failure handling, per kind:
 - `comm`: the driver is closed and a new one built after exponential backoff (with jitter);
-- `cip_status`: the meter answered with an error; the driver is kept, the poll is dropped;
+- `cip_status`: the meter answered an instance with an error; the driver is kept;
 - `size_mismatch`: attribute 4 disagrees with the register map; nothing is decoded, the check is
   retried on the backoff schedule (a replaced meter may fix it);
-- `short_payload`: a data attribute of the wrong length; the whole poll is dropped;
+- `short_payload`: a data attribute of the wrong length: that instance's layout cannot be trusted;
 - `nan`: an element decoded as NaN; only the metrics built from it are left out of the reading
-  (the others are good measurements), and the reading is dropped only if nothing is left.
+  (the others are good measurements).
+A poll with some metrics left is delivered (state `degraded`); one with none left is dropped.
 Each is counted; the log gets one line per state change (e.g. ok -> comm_error, and back), never
 one per poll.
 
-Decoded polls also go through the physics self-check of the register map (`collector.consistency`),
-the first one and then one every `self_check_period_s` (default 5 s: the check costs ~18x a decode,
+Complete polls (every instance decoded; NaN elements are skipped by the check) also go through the
+physics self-check of the register map (`collector.consistency`), the first one and then one every
+`self_check_period_s` (default 5 s: the check costs ~18x a decode,
 and a map does not change between polls). The per-meter verdict is in `status()` (`register_map`),
 logged when it changes and handed to `on_verdict` (the collector re-announces the meter's DBIRTH
 with it). An inconsistent map is a flag, not a stop: the readings are still published.
@@ -33,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from collector.assembly_reader import MULTIPLE_SERVICE_PACKET, AssemblyReader
 from collector.config import MeterConfig
 from collector.consistency import ConsistencyMonitor, Verdict
 from collector.meter import (
@@ -41,7 +48,7 @@ from collector.meter import (
     DriverFactory,
     MeterDriver,
     SizeMismatchError,
-    check_sizes,
+    SizeUnverifiableError,
     pycomm_driver,
 )
 from collector.reading import Reading
@@ -76,6 +83,10 @@ class MeterStatus:
     reconnects: int = 0  # drivers built after the first
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
     last_error: str | None = None
+    # How the current connection reads (collector.assembly_reader): multiple_service_packet |
+    # single_requests; None before the first connection. The reason says why 0x0A is not used.
+    request_mode: str | None = None
+    request_mode_reason: str | None = None
     register_map: dict[str, Any] = field(default_factory=dict)  # self-check verdict (Verdict.as_dict)
 
     def snapshot(self) -> MeterStatus:
@@ -89,12 +100,9 @@ class MeterStatus:
             self.reconnects,
             dict(self.errors),
             self.last_error,
+            self.request_mode,
+            self.request_mode_reason,
         )
-
-
-class SizeUnverifiableError(SizeMismatchError):
-    """Attribute 4 (size) answered with a CIP error: refused like a mismatch (with backoff), but counted
-    as `cip_status`: the meter did answer, it is not a layout problem."""
 
 
 class Poller:
@@ -170,11 +178,10 @@ class _MeterWorker:
         )
         self.timeout_s = timeout_s
         self.name = f"{meter.asset} ({meter.host}:{meter.port})"
-        self.instances = tuple(regmap.instances.values())
-        self.data_attribute = regmap.data_attribute
         self.status = MeterStatus(meter.asset)
         self.lock = threading.Lock()
-        self.driver: MeterDriver | None = None
+        self.reader: AssemblyReader | None = None
+        self.probe_unanswered = False
         self.drivers_built = 0
         self.backoff_initial_s = min(BACKOFF_INITIAL_S, interval_s)
         self.backoff_max_s = min(BACKOFF_MAX_S, max(1.0, BACKOFF_MAX_PERIODS * interval_s))
@@ -195,7 +202,7 @@ class _MeterWorker:
     def run(self, phase: float) -> None:
         next_tick = time.monotonic() + phase * self.interval_s
         try:
-            while not self.stop.wait(max(0.0, next_tick - time.monotonic())):
+            while not self.stopped_before(next_tick):
                 retry_after = self.poll_once()
                 now = time.monotonic()
                 next_tick += self.interval_s
@@ -210,14 +217,18 @@ class _MeterWorker:
             self.close_driver()
             self.set_state("stopped", None)
 
+    def stopped_before(self, tick: float) -> bool:
+        """Wait for `tick`; True if stopped. A tick already due is polled at once, without a timed
+        wait (which costs a futex syscall and a context switch even when it returns at once)."""
+        delay = tick - time.monotonic()
+        return self.stop.wait(delay) if delay > 0 else self.stop.is_set()
+
     def poll_once(self) -> float | None:
         """One poll; returns a backoff delay (seconds) when the next attempt must wait."""
         timestamp_ms = time.time_ns() // 1_000_000
         try:
-            driver = self.driver or self.connect()
-            payloads = {
-                i.instance: driver.read_attribute(i.instance, self.data_attribute) for i in self.instances
-            }
+            reader = self.reader or self.connect()
+            results = reader.read_data()
         except CommError as e:
             self.close_driver()
             return self.fail("comm", "comm_error", f"{e}", backoff=True)
@@ -227,16 +238,35 @@ class _MeterWorker:
         except SizeMismatchError as e:
             self.close_driver()
             return self.fail("size_mismatch", "size_mismatch", f"{e}", backoff=True)
-        except CipStatusError as e:
-            return self.fail("cip_status", "cip_error", f"{e}")
         except Exception as e:  # anything unforeseen (a driver bug, OSError): same cure as a comm error
             log.debug("meter %s: unexpected error", self.name, exc_info=True)
             self.close_driver()
             return self.fail("comm", "comm_error", f"unexpected {type(e).__name__}: {e}", backoff=True)
-        try:
-            values, nan = self.regmap.decode(payloads)
-        except PayloadError as e:
-            return self.fail("short_payload", "bad_payload", f"{e}")
+        if reader.mode != self.status.request_mode:
+            self.note_mode(reader)
+        values: dict[str, float] = {}
+        nan: list[str] = []
+        failed: list[tuple[str, str, str]] = []  # (error kind, state, message) per failed instance
+        decoded: dict[int, bytes] = {}  # instance -> payload, the instances that decoded
+        for inst, result in zip(reader.instances, results, strict=True):
+            if isinstance(result, CipStatusError):
+                failed.append(("cip_status", "cip_error", str(result)))
+                continue
+            try:
+                nan += inst.decode(result, values)
+            except PayloadError as e:
+                failed.append(("short_payload", "bad_payload", str(e)))
+            else:
+                decoded[inst.instance] = result
+        if failed:
+            message = "; ".join(message for _, _, message in failed)
+            with self.lock:
+                for kind in {kind for kind, _, _ in failed}:
+                    self.status.errors[kind] += 1
+                self.status.last_error = message
+            if not values:
+                kind, state, _ = failed[0]
+                return self.fail(kind, state, message, count=False)
         if nan:
             with self.lock:
                 self.status.errors["nan"] += 1
@@ -244,10 +274,11 @@ class _MeterWorker:
                 return self.fail(
                     "nan", "bad_payload", f"every element is NaN ({len(nan)} metrics)", count=False
                 )
-        try:
-            self.self_check(payloads)
-        except Exception:  # a bug in the self-check must never stop the readings
-            log.exception("meter %s: register map self-check failed", self.name)
+        if not failed:  # a partial poll would pass the relations it cannot evaluate: not checked
+            try:
+                self.self_check(decoded)
+            except Exception:  # a bug in the self-check must never stop the readings
+                log.exception("meter %s: register map self-check failed", self.name)
         reading = Reading(self.site, self.meter.asset, self.meter.breaker, timestamp_ms, values)
         try:
             self.on_reading(reading)
@@ -259,9 +290,12 @@ class _MeterWorker:
             self.status.reads += 1
             self.status.last_success_ms = timestamp_ms
             failures, self.status.consecutive_failures = self.status.consecutive_failures, 0
-        if nan:
-            self.set_state("degraded", f"NaN in {', '.join(sorted(nan))}; those metrics are left out")
-        else:
+        if failed or nan:
+            left_out = [m for _, _, m in failed]
+            if nan:
+                left_out.append(f"NaN in {', '.join(sorted(nan))}")
+            self.set_state("degraded", f"{'; '.join(left_out)}; those metrics are left out")
+        elif self.status.state != "ok":  # unlocked peek: the steady state costs no second lock
             self.set_state("ok", f"after {failures} failed polls" if failures else None)
         return None
 
@@ -286,27 +320,46 @@ class _MeterWorker:
 
     # -- driver lifecycle -------------------------------------------------------------------------
 
-    def connect(self) -> MeterDriver:
+    def connect(self) -> AssemblyReader:
+        """A new session: the size check, which also probes the Multiple Service Packet afresh."""
         driver = self.driver_factory(self.meter, self.timeout_s)
         self.drivers_built += 1
         if self.drivers_built > 1:
             with self.lock:
                 self.status.reconnects += 1
+        reader = AssemblyReader(driver, self.regmap, self.name, probe=not self.probe_unanswered)
         try:
-            check_sizes(driver, self.regmap, self.name)
-        except CipStatusError as e:  # the size cannot be verified: refuse, like a mismatch (with backoff)
+            reader.check_sizes()  # a size that cannot be verified is refused, like a mismatch
+        except CommError:
             _close(driver)
-            raise SizeUnverifiableError(f"meter {self.name}: cannot verify the assembly size: {e}") from None
+            # No answer to the 0x0A probe: the next connection reads one request at a time.
+            self.probe_unanswered = reader.mode == MULTIPLE_SERVICE_PACKET
+            raise
         except BaseException:
             _close(driver)
             raise
-        self.driver = driver
-        return driver
+        self.probe_unanswered = False  # the connection after this one probes again
+        self.note_mode(reader)
+        self.reader = reader
+        return reader
+
+    def note_mode(self, reader: AssemblyReader) -> None:
+        """Show the connection's request mode; log when it differs from the previous one."""
+        with self.lock:
+            previous = self.status.request_mode
+            self.status.request_mode, self.status.request_mode_reason = reader.mode, reader.fallback_reason
+        if reader.mode != previous:
+            log.info(
+                "meter %s: reading with %s%s",
+                self.name,
+                reader.mode,
+                f" ({reader.fallback_reason})" if reader.fallback_reason else "",
+            )
 
     def close_driver(self) -> None:
-        if self.driver is not None:
-            _close(self.driver)
-            self.driver = None
+        if self.reader is not None:
+            _close(self.reader.driver)
+            self.reader = None
 
     # -- bookkeeping --------------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """cpppo EtherNet/IP server exposing simulated PM500 Assembly objects, with runtime fault injection.
 
 One process serves several meters, one TCP port each, all bound to 127.0.0.1. cpppo keeps one
-global CIP object directory per process, so there is one Assembly object per instance (101, 102,
-107) and its attributes answer for "the meter of the current connection": every accepted
-connection's thread records which meter (port) it belongs to in a thread-local.
+global CIP object directory per process, so there is one Assembly object per instance of the
+register map, and one Message Router (`MessageRouter`: Multiple Service Packets); they answer
+for "the meter of the current connection": every accepted connection's thread records which meter
+(port) it belongs to in a thread-local.
 
 Each instance has attribute 3 (data: REAL array, encoded from the shared register map) and
 attribute 4 (size in bytes, UINT), like the real meter. Faults per meter, changeable at runtime
@@ -12,11 +13,18 @@ through the control server (`collector.simulator.control`):
 - `delay_ms`: delay every reply on that meter's connections (other meters are not delayed);
 - `drop`: close existing connections on their next request and refuse new ones;
 - `nan`: register names to serve as NaN; `short`: serve data 4 bytes short;
-- `size`: {instance: bytes} served by attribute 4 instead of the true size.
+- `size`: {instance: bytes} served by attribute 4 instead of the true size;
+- `instance_status`: {instance: status}: only that instance's requests answered with that CIP status;
+- `multiple_service`: how the Message Router answers a Multiple Service Packet (0x0A): `accept`
+  (cpppo's own implementation, general status 0x1E when an embedded request failed, as CIP says),
+  `refuse` (status 0x08, as a device without the service would), `malformed` (a reply cut after
+  its count) or `silent` (no answer in time: a device dropping the request). `multiple_requests`
+  in the meter's state counts the 0x0A requests it received.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import struct
@@ -41,6 +49,10 @@ BIND_HOST = "127.0.0.1"
 # probe sees every instance 100..108 like on a real meter. -> (source instance, elements)
 MAX_DEMAND = {103: (101, 12), 104: (102, 17), 105: (101, 12), 106: (102, 17)}
 NAN = float("nan")
+MULTIPLE_SERVICE_MODES = ("accept", "refuse", "malformed", "silent")
+SILENT_S = 5.0  # "silent": the reply comes this late, long after any client's timeout
+SERVICE_NOT_SUPPORTED = 0x08
+EMBEDDED_SERVICE_ERROR = 0x1E
 
 
 @dataclass
@@ -51,6 +63,8 @@ class Faults:
     nan: list[str] = field(default_factory=list)
     short: bool = False
     size: dict[int, int] = field(default_factory=dict)
+    instance_status: dict[int, int] = field(default_factory=dict)
+    multiple_service: str = "accept"
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply a partial update from the control API; unknown keys are an error naming them."""
@@ -59,8 +73,12 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {sorted(known)}")
         for key, value in changes.items():
-            if key == "size":
+            if key in ("size", "instance_status"):
                 value = {int(k): int(v) for k, v in (value or {}).items()}
+            if key == "multiple_service" and value not in MULTIPLE_SERVICE_MODES:
+                raise ValueError(
+                    f"multiple_service must be one of {list(MULTIPLE_SERVICE_MODES)}, got {value!r}"
+                )
             setattr(self, key, value)
 
 
@@ -71,6 +89,7 @@ class SimulatedMeter:
         self.model = MeterModel(index, regmap)
         self.faults = Faults()
         self.requests = 0
+        self.multiple_requests = 0
         self.regmap = regmap
 
     def data(self, instance: int) -> bytes:
@@ -102,6 +121,7 @@ class SimulatedMeter:
             "index": self.index,
             "port": self.port,
             "requests": self.requests,
+            "multiple_requests": self.multiple_requests,
             "faults": asdict(self.faults),
             "wiring": self.model.wiring,
             "alarms": sorted(self.model.alarms),
@@ -149,14 +169,44 @@ class Assembly(device.Object):  # type: ignore[misc]
     def request(self, data: Any, addr: Any = None) -> bool:
         meter: SimulatedMeter = _current.meter
         if meter.faults.drop:
-            _current.conn.shutdown(socket.SHUT_RDWR)  # the reply's send fails; cpppo ends the session
-        status = meter.faults.cip_status
+            with contextlib.suppress(OSError):  # a Multiple Service Packet comes here once per request
+                _current.conn.shutdown(socket.SHUT_RDWR)  # the reply's send fails; cpppo ends the session
+        status = meter.faults.cip_status or meter.faults.instance_status.get(self.instance_id)
         if status:
             data.service |= 0x80
             data.status = status
             data.input = bytearray(self.produce(data))
             return True
         return bool(super().request(data, addr=addr))
+
+
+class MessageRouter(logix.Logix):  # type: ignore[misc]
+    """Class 0x02 instance 1: cpppo's Multiple Service Packet (0x0A), answered per the meter's faults.
+
+    cpppo routes each embedded request to its object (the Assembly above) and always answers the
+    packet itself with status 0; a real device says 0x1E when some embedded request failed.
+    """
+
+    def request(self, data: Any, addr: Any = None) -> bool:
+        if "multiple" not in data:
+            return bool(super().request(data, addr=addr))
+        meter: SimulatedMeter = _current.meter
+        meter.multiple_requests += 1
+        mode = meter.faults.multiple_service
+        if mode == "silent":
+            time.sleep(SILENT_S)  # this connection's thread only; the client has given up by then
+        if mode in ("refuse", "silent"):
+            data.service |= 0x80
+            data.status = SERVICE_NOT_SUPPORTED
+            data.input = bytearray(self.produce(data))
+            return True
+        handled = bool(super().request(data, addr=addr))
+        if data.status == 0 and any(r.get("status") for r in data.multiple.request):
+            data.status = EMBEDDED_SERVICE_ERROR
+            data.input = bytearray(self.produce(data))
+        if mode == "malformed":
+            data.input = data.input[:6]  # service, reserved, status, ext. size, reply count: no offsets
+        return handled
 
 
 class _SimpleUCMM(ucmm.UCMM):  # type: ignore[misc]
@@ -196,6 +246,7 @@ class SimulatorServer:
         kwargs = {
             "enip_process": logix.process,
             "UCMM_class": _SimpleUCMM,
+            "message_router_class": MessageRouter,
             "delay": _Delay(meter),
             "tags": dotdict(),
             "server": dotdict(control=control),

@@ -38,6 +38,7 @@ def test_readings_reach_broker_and_influx(
     assert simulator.control is not None
     simulator.control.freeze(0)
     registers = simulator.control.registers(0)
+    simulator.control.set_faults(1, multiple_service="refuse")  # meter-1 has no 0x0A: read one by one
     started_ms = int(time.time() * 1000)
     collector = CollectorProcess(bundle_config, tmp_path).start()
     try:
@@ -114,9 +115,13 @@ def test_readings_reach_broker_and_influx(
     assert values["currentB"] == pytest.approx(registers["a_l2"], rel=1e-6)
     assert values["frequency"] == pytest.approx(registers["frequency"], rel=1e-6)
 
-    # Health reported both meters with a recent success and the buffer drained for MQTT.
+    # Health reported both meters with a recent success and the buffer drained for MQTT, and how each
+    # is read: meter-1 refused the Multiple Service Packet, yet delivered as many readings (above).
     assert set(health["meters"]) == {"meter-0", "meter-1"}
     assert all(m["last_success_ms"] for m in health["meters"].values())
+    assert health["meters"]["meter-0"]["request_mode"] == "multiple_service_packet"
+    assert health["meters"]["meter-1"]["request_mode"] == "single_requests"
+    assert "CIP status 0x08" in health["meters"]["meter-1"]["request_mode_reason"]
 
     # InfluxDB: one row per phase (A, B, C, total) per reading, tags and fields as specified.
     published = {(a, p["timestamp"]) for a, ps in by_asset.items() for p in ps}

@@ -131,7 +131,12 @@ def _readings(now_ms: int) -> list[Reading]:
         for step in range(6 * 24):
             ts = now_ms - (6 * 24 - step) * HOUR_MS // 2
             values = {m.name: 100.0 + step for m in METRICS}
-            values.update(energy=1000.0 + 10 * step, powerFactor=0.93, frequency=50.0)
+            values.update(energy=1000.0 + 10 * step, frequency=50.0)
+            # Unit-less metrics must be plausible or the collector leaves them out (collector.quality):
+            # power factors within +/-1, alarm/output states 0 or 1.
+            values.update({m.name: 0.93 for m in METRICS if m.name.startswith("powerFactor")})
+            states = (m.name for m in METRICS if m.name.startswith(("alarm", "output")))
+            values.update({name: float(step % 2) for name in states})
             out.append(Reading(site="plant-a", asset=asset, breaker=breaker, timestamp_ms=ts, values=values))
     return out
 

@@ -1,12 +1,21 @@
-"""The pycomm3 driver against the real simulator process: decoding, size check, CIP error status."""
+"""The pycomm3 driver against the real simulator process: decoding, size check, CIP error status, and
+the Multiple Service Packet with its per-connection fallback to single requests."""
 
 from __future__ import annotations
 
 import struct
+import urllib.error
 
 import pytest
 
-from collector.meter import CipStatusError, CommError, PycommDriver, SizeMismatchError, check_sizes
+from collector.assembly_reader import MULTIPLE_SERVICE_PACKET, SINGLE_REQUESTS, AssemblyReader
+from collector.meter import (
+    CipStatusError,
+    CommError,
+    MultipleServiceRefusedError,
+    PycommDriver,
+    SizeMismatchError,
+)
 from collector.metrics import METRICS
 from collector.registers import register_map
 from collector.simulator.process import SimulatorProcess
@@ -22,11 +31,14 @@ def test_values_decode_as_the_simulator_generated_them(sim: SimulatorProcess) ->
     regmap = register_map()
     driver = PycommDriver("127.0.0.1", sim.ports[1], timeout_s=2.0)
     try:
-        check_sizes(driver, regmap, "m1")
-        payloads = {n: driver.read_attribute(n, 3) for n in regmap.instances}
+        reader = AssemblyReader(driver, regmap, "m1")
+        reader.check_sizes()
+        multiple = dict(zip(regmap.instances, reader.read_data(), strict=True))
+        single = {n: driver.read_attribute(n, 3) for n in regmap.instances}
     finally:
         driver.close()
-    values, nan = regmap.decode(payloads)
+    assert reader.mode == MULTIPLE_SERVICE_PACKET and multiple == single
+    values, nan = regmap.decode(single)
     assert nan == []
     assert set(values) == {m.name for m in METRICS}
     assert values["voltageAN"] == f32(truth["v_l1_n"])
@@ -46,19 +58,64 @@ def test_values_decode_as_the_simulator_generated_them(sim: SimulatorProcess) ->
 
 def test_size_attribute_mismatch_is_refused_naming_meter_instance_and_sizes(sim: SimulatorProcess) -> None:
     sim.control.set_faults(0, size={"102": 68})
+    for multiple_service in ("accept", "refuse"):  # the same check in both request modes
+        sim.control.set_faults(0, multiple_service=multiple_service)
+        driver = PycommDriver("127.0.0.1", sim.ports[0], timeout_s=2.0)
+        try:
+            with pytest.raises(SizeMismatchError) as err:
+                AssemblyReader(driver, register_map(), "feeder-7").check_sizes()
+        finally:
+            driver.close()
+        message = str(err.value)
+        assert (
+            "feeder-7" in message
+            and "instance 102" in message
+            and "68 bytes" in message
+            and "expects 72" in message
+        )
+
+
+def test_one_failed_embedded_reply_leaves_the_other_instances_readable(sim: SimulatorProcess) -> None:
     driver = PycommDriver("127.0.0.1", sim.ports[0], timeout_s=2.0)
     try:
-        with pytest.raises(SizeMismatchError) as err:
-            check_sizes(driver, register_map(), "feeder-7")
+        sim.control.set_faults(0, instance_status={"102": 0x05})
+        first, second, third = driver.read_attributes([(101, 3), (102, 3), (107, 3)])
     finally:
         driver.close()
-    message = str(err.value)
-    assert (
-        "feeder-7" in message
-        and "instance 102" in message
-        and "68 bytes" in message
-        and "expects 72" in message
-    )
+    assert isinstance(second, CipStatusError) and (second.instance, second.status) == (102, 0x05)
+    assert isinstance(first, bytes) and len(first) == 48
+    assert isinstance(third, bytes) and len(third) == 72
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"), [("refuse", "refused: CIP status 0x08"), ("malformed", "reply malformed")]
+)
+def test_meter_refusing_the_multiple_service_packet_is_read_one_request_at_a_time(
+    sim: SimulatorProcess, mode: str, reason: str
+) -> None:
+    sim.control.set_faults(1, multiple_service=mode)
+    probes_before = sim.control.meters()[1]["multiple_requests"]
+    driver = PycommDriver("127.0.0.1", sim.ports[1], timeout_s=2.0)
+    try:
+        with pytest.raises(MultipleServiceRefusedError, match=reason):
+            driver.read_attributes([(101, 3)])
+        reader = AssemblyReader(driver, register_map(), "m1")
+        reader.check_sizes()  # the probe: refused, then the sizes are read one by one
+        polls = [reader.read_data() for _ in range(3)]
+    finally:
+        driver.close()
+    assert reader.mode == SINGLE_REQUESTS
+    assert reader.fallback_reason is not None and reason in reader.fallback_reason
+    assert all([len(r) for r in poll if isinstance(r, bytes)] == [48, 72, 72, 4] for poll in polls)
+    # one refused packet from read_attributes, one from the probe; none from the three polls
+    assert sim.control.meters()[1]["multiple_requests"] == probes_before + 2
+
+
+def test_simulator_refuses_an_unknown_multiple_service_mode_naming_it(sim: SimulatorProcess) -> None:
+    with pytest.raises(urllib.error.HTTPError) as err:
+        sim.control.set_faults(0, multiple_service="sometimes")
+    assert err.value.code == 400 and b"multiple_service must be one of" in err.value.read()
+    assert sim.control.meters()[0]["faults"]["multiple_service"] == "accept"  # unchanged
 
 
 def test_cip_error_status_is_reported_with_its_code_and_the_session_survives(sim: SimulatorProcess) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from collector.assembly_reader import MULTIPLE_SERVICE_PACKET, SINGLE_REQUESTS
 from collector.config import MeterConfig
 from collector.meter import MeterDriver, pycomm_driver
 from collector.metrics import METRICS
@@ -20,6 +21,7 @@ from collector.simulator.process import SimulatorProcess
 from tests.meter.conftest import wait_for
 
 INTERVAL_S = 0.25
+TIMEOUT_S = 1.0  # longer than the period: a slow meter (below) overruns instead of timing out
 
 
 class Collected:
@@ -72,7 +74,7 @@ def factory() -> CountingFactory:
 
 @pytest.fixture
 def poller(meters: list[MeterConfig], collected: Collected, factory: CountingFactory) -> Iterator[Poller]:
-    p = Poller("plant-a", meters[:2], INTERVAL_S, collected, driver_factory=factory)
+    p = Poller("plant-a", meters[:2], INTERVAL_S, collected, driver_factory=factory, timeout_s=TIMEOUT_S)
     p.start()
     yield p
     p.stop()
@@ -103,8 +105,8 @@ def test_slow_meter_does_not_slow_the_others(
     reference.start()
     try:
         wait_for(lambda: all(collected.count(a) >= 1 for a in ("m0", "m1", "m2")), "all meters up")
-        # m0 now takes 3 x 150 ms per poll (within its timeout, beyond its period): it falls behind.
-        sim.control.set_faults(0, delay_ms=150)
+        # m0 now takes 400 ms per poll (within its timeout, beyond its period): it falls behind.
+        sim.control.set_faults(0, delay_ms=400)
         wait_for(lambda: poller.status()["m0"].overruns >= 2, "m0 overrunning its period")
         start = {a: collected.count(a) for a in ("m0", "m1", "m2")}
         wait_for(lambda: collected.count("m2") >= start["m2"] + 12, "12 reference readings")
@@ -213,3 +215,69 @@ def test_stop_ends_every_meter_thread(meters: list[MeterConfig], collected: Coll
     p.stop()
     assert {s.state for s in p.status().values()} == {"stopped"}
     assert not [t for t in threading.enumerate() if t.name.startswith("poll-m")]
+
+
+def test_meter_refusing_the_multiple_service_packet_is_polled_without_a_gap(
+    sim: SimulatorProcess, poller: Poller, collected: Collected, factory: CountingFactory
+) -> None:
+    wait_for(lambda: collected.count("m0") >= 2, "m0 up")
+    assert poller.status()["m0"].request_mode == MULTIPLE_SERVICE_PACKET
+    sim.control.set_faults(0, multiple_service="refuse")
+    wait_for(lambda: poller.status()["m0"].request_mode == SINGLE_REQUESTS, "m0 falling back")
+    refused = sim.control.meters()[0]["multiple_requests"]
+    after = collected.count("m0")
+    wait_for(lambda: collected.count("m0") >= after + 4, "four readings with single requests")
+    status = poller.status()["m0"]
+    # no poll failed on the way (the refused poll was re-read at once), nor was the 0x0A retried
+    assert sum(status.errors.values()) == 0 and status.state == "ok"
+    assert status.request_mode_reason is not None and "CIP status 0x08" in status.request_mode_reason
+    assert sim.control.meters()[0]["multiple_requests"] == refused
+    assert factory.built["m0"] == 1
+    assert poller.status()["m1"].request_mode == MULTIPLE_SERVICE_PACKET  # a per-meter capability
+
+
+def test_a_new_connection_probes_the_multiple_service_packet_again(
+    sim: SimulatorProcess, poller: Poller, collected: Collected, factory: CountingFactory
+) -> None:
+    sim.control.set_faults(0, multiple_service="malformed")
+    wait_for(lambda: poller.status()["m0"].request_mode == SINGLE_REQUESTS, "m0 reading one by one")
+    assert "malformed" in (poller.status()["m0"].request_mode_reason or "")
+    sim.control.reset(0)  # the meter now accepts 0x0A, but this connection no longer asks
+    sim.control.set_faults(0, drop=True)
+    wait_for(lambda: poller.status()["m0"].errors["comm"] >= 1, "m0 connection lost")
+    sim.control.reset(0)
+    wait_for(lambda: factory.built["m0"] >= 2 and collected.count("m0") >= 1, "m0 reconnected")
+    wait_for(lambda: poller.status()["m0"].request_mode == MULTIPLE_SERVICE_PACKET, "m0 probing again")
+    assert poller.status()["m0"].request_mode_reason is None
+
+
+def test_one_failed_instance_leaves_out_only_its_metrics(
+    sim: SimulatorProcess, poller: Poller, collected: Collected
+) -> None:
+    wait_for(lambda: collected.count("m1") >= 1, "m1 up")
+    sim.control.set_faults(1, instance_status={"102": 0x05})
+    wait_for(lambda: poller.status()["m1"].errors["cip_status"] >= 2, "instance 102 failing")
+    after = collected.count("m1")
+    wait_for(lambda: collected.count("m1") >= after + 1, "a reading while 102 fails")
+    values = collected.last("m1").values
+    assert "realPower" not in values and "frequency" not in values  # instance 102
+    assert values["voltageAN"] > 0 and values["energy"] > 0  # instances 101 and 107
+    status = poller.status()["m1"]
+    assert status.state == "degraded" and status.request_mode == MULTIPLE_SERVICE_PACKET
+    assert status.last_error is not None and "instance 102" in status.last_error
+
+
+def test_meter_silently_dropping_the_multiple_service_packet_is_read_one_by_one_after_a_reconnect(
+    sim: SimulatorProcess, meters: list[MeterConfig], collected: Collected
+) -> None:
+    sim.control.set_faults(2, multiple_service="silent")  # never answers 0x0A in time
+    p = Poller("plant-a", meters[2:], INTERVAL_S, collected, timeout_s=0.5)
+    p.start()
+    try:
+        wait_for(lambda: collected.count("m2") >= 3, "readings from a meter that ignores 0x0A")
+        status = p.status()["m2"]
+    finally:
+        p.stop()
+    assert status.errors["comm"] == 1 and status.reconnects == 1  # the one unanswered probe
+    assert status.request_mode == SINGLE_REQUESTS
+    assert status.request_mode_reason is not None and "no answer" in status.request_mode_reason

@@ -98,3 +98,28 @@ def test_the_default_checks_the_first_poll_then_once_per_period(sim: SimulatorPr
     finally:
         poller.stop()
     assert poller.status()["m0"].register_map["checks"] == 1
+
+
+def test_a_poll_with_a_failed_instance_is_not_checked_until_every_instance_decodes(
+    sim: SimulatorProcess,
+) -> None:
+    """Relations on the missing instance's elements cannot be evaluated: such a poll proves nothing,
+    so it is neither checked nor counted (it could otherwise clear a violation or read 'consistent')."""
+    collected = Collected()
+    poller = Poller("plant-a", [_meter(sim, 2)], INTERVAL_S, collected, **EVERY_POLL)
+    poller.start()
+    try:
+        wait_for(lambda: poller.status()["m2"].register_map["checks"] >= 1, "a first self-check")
+        sim.control.set_faults(2, instance_status={"101": 5})  # after the connect's size check
+        wait_for(lambda: poller.status()["m2"].state == "degraded", "a poll without instance 101")
+        checks = poller.status()["m2"].register_map["checks"]
+        seen = collected.count("m2")
+        wait_for(lambda: collected.count("m2") >= seen + 3, "three more readings without instance 101")
+        assert poller.status()["m2"].register_map["checks"] == checks
+        last = collected.last("m2").values
+        assert "voltageAN" not in last and "energy" in last
+        sim.control.set_faults(2, instance_status={})
+        wait_for(lambda: poller.status()["m2"].register_map["checks"] > checks, "a complete poll checked")
+    finally:
+        poller.stop()
+    assert poller.status()["m2"].register_map["verdict"] == "consistent"
