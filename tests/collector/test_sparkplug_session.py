@@ -61,13 +61,6 @@ ASSETS = {"meter-0", "meter-1"}
 
 
 @pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[Simulator]:
-    sim = Simulator(tmp_path, meters=2).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
 def broker(tmp_path: Path, dev_ca: DevCA) -> Iterator[MosquittoBroker]:
     """The collector's ACL plus a host application allowed to send it NCMD."""
     broker = MosquittoBroker(
