@@ -1,6 +1,6 @@
 """Mutation testing of the contract modules: would a test fail if the code were wrong?
 
-`./dev mutants [MODULE ...]` (run it inside `flock /work/wt/heavy.lock` on the shared machine).
+`./dev mutants [MODULE ...]` (CPU heavy: run it when the machine is otherwise idle).
 
 Our own small runner rather than mutmut/cosmic-ray: many of our tests start the collector, the CLI or
 the simulator as subprocesses, which must import the *mutated* file. So each run copies the repository
@@ -558,7 +558,7 @@ def render_report(results: dict[str, dict[str, object]], equivalents: list[Equiv
         "left alone) in a scratch copy of the repository and runs the module's tests against each mutant.",
         "A mutant is *killed* when a test fails (or the tests time out), *survives* otherwise.",
         "",
-        "Command (CPU heavy: on the shared machine wrap it in `flock /work/wt/heavy.lock`):",
+        "Command (CPU heavy: run it when the machine is otherwise idle):",
         "",
         "```",
         "./dev mutants                      # every module below",

@@ -50,6 +50,8 @@ def test_event_payload_for_an_output_port() -> None:
         "uuid": "e2a724cf-1c62-50b1-bede-2bf925aef419",
     }
     assert status_event(THING, _reading("m1", 1), "alarm4", True)["state"] == "raised"
+    assert status_event(THING, _reading("m1", 1), "alarm4", False)["state"] == "cleared"
+    assert status_event(THING, _reading("m1", 1), "output1", True)["state"] == "on"
 
 
 def test_dbirth_carries_the_register_map_verdict_only_when_known() -> None:

@@ -40,10 +40,15 @@ def test_tag_values_escape_comma_equals_and_space_not_backslash() -> None:
 
 
 def test_labels_the_line_protocol_cannot_carry_are_refused_naming_the_tag() -> None:
-    with pytest.raises(ValueError, match=r"^breaker 'F1\\\\': must not end with a backslash"):
+    why = r" \(InfluxDB line protocol cannot carry it\)$"
+    with pytest.raises(ValueError, match=r"^breaker 'F1\\\\': must not end with a backslash" + why):
         lines(Reading("a", "b", "F1\\", 1, {"frequency": 50.0}))
-    with pytest.raises(ValueError, match=r"^asset 'm\\n1': control character U\+000A not allowed"):
+    with pytest.raises(ValueError, match=r"^asset 'm\\n1': control character U\+000A not allowed" + why):
         lines(Reading("a", "m\n1", "F1", 1, {"frequency": 50.0}))
+    # Unicode line and paragraph separators end a line for some readers too.
+    for separator, code in (("\u2028", "2028"), ("\u2029", "2029")):
+        with pytest.raises(ValueError, match=rf"^site '.+': control character U\+{code} not allowed"):
+            lines(Reading(f"a{separator}b", "m1", "F1", 1, {"frequency": 50.0}))
 
 
 def test_schema_names() -> None:

@@ -154,6 +154,34 @@ def _broken_map(tmp_path: Path, edit: object) -> Path:
             r"registers\[1\]\.bits\.0: 'siren' is not a metric",
         ),
         (lambda d: d["product_info"].update(element_type="REAL"), r"product_info\.element_type"),
+        (
+            lambda d: d["instances"][108]["registers"][0].update(bits={}),
+            r"registers\[0\]\.bits: expected a mapping of bit number \(0\.\.15\) -> metric$",
+        ),
+        (
+            lambda d: d["instances"][108]["registers"][0].update(bits=["alarm1"]),
+            r"registers\[0\]\.bits: expected a mapping of bit number",
+        ),
+        (
+            lambda d: d["instances"][108]["registers"][0].update(metric="frequency", unit="Hz"),
+            r"instances\.108\.registers: INT elements publish through `bits` only$",
+        ),
+        (lambda d: d.update(product_info=[100]), r": product_info: expected a mapping$"),
+        (lambda d: d["product_info"].update(instance=0), r"product_info\.instance: instance number must be"),
+        (lambda d: d["product_info"].update(instance=65536), r"product_info\.instance: instance number"),
+        (lambda d: d["product_info"].update(instance="100"), r"product_info\.instance: instance number"),
+        (lambda d: d["product_info"].update(title=""), r"product_info\.title: required non-empty string$"),
+        (lambda d: d["product_info"].pop("provenance"), r"product_info\.provenance: required non-empty"),
+        (lambda d: d["product_info"].update(elements=[]), r"product_info\.elements: expected a list of"),
+        (lambda d: d["product_info"].update(elements={}), r"product_info\.elements: expected a list of"),
+        (
+            lambda d: d["product_info"]["elements"][1].update(element=0),
+            r"product_info\.elements\[1\]: expected \{element: >= 1, name, meaning\}$",
+        ),
+        (lambda d: d["product_info"]["elements"][0].update(element="1"), r"product_info\.elements\[0\]"),
+        (lambda d: d["product_info"]["elements"][0].update(name=""), r"product_info\.elements\[0\]"),
+        (lambda d: d["product_info"]["elements"][2].pop("meaning"), r"product_info\.elements\[2\]"),
+        (lambda d: d["product_info"]["elements"].__setitem__(0, "base"), r"product_info\.elements\[0\]"),
     ],
 )
 def test_malformed_map_is_refused_naming_the_field(tmp_path: Path, edit: object, message: str) -> None:
@@ -311,3 +339,28 @@ def test_parsed_map_is_immutable() -> None:
     for obj, name in ((regmap, "source"), (inst, "title"), (inst.registers[0], "scale")):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, name, None)
+
+
+def test_by_name_reads_every_element_of_every_instance_given() -> None:
+    """The self-check's input: each element by register name, published or not (literal bytes)."""
+    regmap = register_map()
+    reals = struct.pack("<12f", *range(1, 13))  # instance 101: 12 REAL
+    states = struct.pack("<2h", 0b0101, -1)  # instance 108: 2 INT
+    by_name = regmap.by_name({101: reals, 108: states})
+    names_101 = [r.name for r in regmap.instances[101].registers]
+    names_108 = [r.name for r in regmap.instances[108].registers]
+    assert by_name == {**dict(zip(names_101, map(float, range(1, 13)), strict=True)),
+                       names_108[0]: 5.0, names_108[1]: -1.0}
+    assert all(type(v) is float for v in by_name.values())
+
+
+@pytest.mark.parametrize(("instance", "bit"), [(1, 0), (65535, 15)])
+def test_extreme_instance_numbers_and_bits_are_accepted(tmp_path: Path, instance: int, bit: int) -> None:
+    def edit(d: dict) -> None:  # type: ignore[type-arg]
+        d["product_info"]["instance"] = instance
+        d["instances"][108]["registers"][0]["bits"] = {bit: "alarm1"}
+
+    regmap = load_register_map(_broken_map(tmp_path, edit))
+    assert regmap.product_info is not None and regmap.product_info.instance == instance
+    assert regmap.product_info.element_type == "UINT"
+    assert regmap.instances[108].registers[0].bits == ((bit, "alarm1"),)
