@@ -146,3 +146,33 @@ def test_the_collector_counts_bad_values_in_health_and_logs_each_change_once(
         ("meter values not fit to publish; sent as null", {"voltageAN": "not_finite"}),
         ("meter values plausible again", None),
     ]
+
+
+# The documented limits (docs/integration.md), written out: (metric, lowest, highest), both inclusive.
+_LIMITS = [
+    ("voltageAN", 0.0, 1e6),
+    ("currentA", 0.0, 1e6),
+    ("realPowerA", -1e7, 1e7),
+    ("reactivePowerA", -1e7, 1e7),
+    ("apparentPowerA", 0.0, 1e7),
+    ("powerFactorA", -1.001, 1.001),
+    ("frequency", 0.0, 1000.0),
+    ("energy", -1e15, 1e15),
+]
+
+
+@pytest.mark.parametrize(("metric", "low", "high"), _LIMITS)
+def test_plausible_limits_are_inclusive_and_exact(metric: str, low: float, high: float) -> None:
+    from collector.quality import OUT_OF_RANGE, problem
+
+    assert problem(metric, low) is None and problem(metric, high) is None
+    # the nearest floats beyond each limit
+    assert problem(metric, math.nextafter(low, -math.inf)) == OUT_OF_RANGE
+    assert problem(metric, math.nextafter(high, math.inf)) == OUT_OF_RANGE
+    assert problem(metric, (low + high) / 2) is None
+
+
+def test_a_value_for_no_published_metric_is_not_judged() -> None:
+    from collector.quality import problem
+
+    assert problem("notAMetric", 5e300) is None
