@@ -9,10 +9,13 @@ N DDATA payloads at QoS 1 over TLS to the same broker, as fast as it can, until 
 (no buffer, no acks to disk). Goal: drain >= 50% of baseline.
 
 Fleet: the whole collector in this process (poller, buffer, MQTT sink, InfluxDB sink, health) polling
-M simulated meters (`python -m collector.simulator` child processes) at 1 Hz for S seconds: this
-process's CPU (`getrusage(RUSAGE_SELF)`, simulators excluded; goal < 50% of one core at 100 meters)
-and, per reading, the time from its poll timestamp to its PUBACK being committed in the buffer, split
-into stages (bench/latency.py). Goal: reading appended -> PUBACK committed, p99 <= 20 ms.
+M meters at 1 Hz for S seconds: this process's CPU (`getrusage(RUSAGE_SELF)`, meters excluded; goal
+< 50% of one core at 100 meters) and, per reading, the time from its poll timestamp to its PUBACK
+being committed in the buffer, split into stages (bench/latency.py). Goal: reading appended -> PUBACK
+committed, p99 <= 20 ms. The meters are served by either stand-in (`--stand-ins`, both by default):
+`replay` (`bench.replay_meters`: cpppo's recorded replies, a few us of CPU per request) or `cpppo`
+(`python -m collector.simulator` child processes, ~13 ms of CPU per request: 100 of them at 1 Hz
+take 1.3 of the machine's 2 cores, so the collector's latency there is mostly waiting for a core).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.latency import STAGES, StageClock
+from bench.replay_meters import ReplayMeters, record
 from bench.report import write_section
 from collector import topics
 from collector.buffer import Buffer, Entry
@@ -128,17 +132,23 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+Fleet = tuple[list[float], dict[str, list[float]], float, int]
+
+
 def fleet(
-    workdir: Path, ca: DevCA, broker: MosquittoBroker, meters: int, seconds: float
-) -> tuple[list[float], dict[str, list[float]], float, int]:
-    """The whole collector on `meters` simulated meters at 1 Hz: (poll -> committed ms, stage ms,
-    CPU share, readings)."""
+    workdir: Path, ca: DevCA, broker: MosquittoBroker, meters: int, seconds: float, stand_in: str
+) -> Fleet:
+    """The whole collector on `meters` meters (`stand_in`: replay or cpppo) at 1 Hz: (poll -> committed
+    ms, stage ms, CPU share, readings)."""
     warmup_s = 5.0
     with ExitStack() as stack:
         ports: list[int] = []
-        while len(ports) < meters:
-            n = min(SIMULATOR_METERS_PER_PROCESS, meters - len(ports))
-            ports += stack.enter_context(SimulatorProcess(meters=n)).ports
+        if stand_in == "replay":
+            ports = stack.enter_context(ReplayMeters(workdir / "recording.json", meters)).ports
+        else:
+            while len(ports) < meters:
+                n = min(SIMULATOR_METERS_PER_PROCESS, meters - len(ports))
+                ports += stack.enter_context(SimulatorProcess(meters=n)).ports
         influx = InfluxServer(workdir / "influxdb")
         influx.start()
         stack.callback(influx.stop)
@@ -193,8 +203,9 @@ STAGE_TITLES = {
 }
 
 
-def _fleet_table(runs: list[tuple[list[float], dict[str, list[float]], float, int]], expected: float) -> str:
-    header = "| | " + " | ".join(f"run {k + 1}" for k in range(len(runs))) + " |"
+def _fleet_table(named_runs: list[tuple[str, Fleet]], expected: float) -> str:
+    runs = [run for _, run in named_runs]
+    header = "| | " + " | ".join(name for name, _ in named_runs) + " |"
     rows = [header, "|---|" + "---:|" * len(runs)]
     rows.append(
         "| readings committed / expected | "
@@ -228,8 +239,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="baseline and drain runs, alternated")
     parser.add_argument("--meters", type=int, default=100)
     parser.add_argument("--fleet-s", type=float, default=30.0)
-    parser.add_argument("--fleet-runs", type=int, default=2, help="fleet runs (each reported: the spread)")
+    parser.add_argument("--fleet-runs", type=int, default=2, help="fleet runs per stand-in (each reported)")
+    parser.add_argument(
+        "--stand-ins", default="replay,cpppo", help="meter stand-ins of the fleet runs: replay, cpppo or both"
+    )
     args = parser.parse_args()
+    stand_ins = args.stand_ins.split(",")
+    if not stand_ins or not set(stand_ins) <= {"replay", "cpppo"}:
+        parser.error(f"--stand-ins: expected replay, cpppo or replay,cpppo; got {args.stand_ins!r}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ca = DevCA.create(work / "ca")
@@ -242,7 +259,13 @@ def main() -> None:
             for _ in range(args.rounds):  # alternated, so both see the same (noisy, shared) machine
                 base_rates.append(baseline_rate(cfg, batch))
                 drain_rates.append(drain_rate(cfg, batch))
-            runs = [fleet(work, ca, broker, args.meters, args.fleet_s) for _ in range(args.fleet_runs)]
+            if "replay" in stand_ins:
+                record(work / "recording.json")
+            runs = [
+                (f"{stand_in} run {k + 1}", fleet(work, ca, broker, args.meters, args.fleet_s, stand_in))
+                for stand_in in stand_ins
+                for k in range(args.fleet_runs)
+            ]
         finally:
             broker.stop()
     base, drain = statistics.mean(base_rates), statistics.mean(drain_rates)
@@ -266,13 +289,16 @@ readings (DDATA {payload_kb:.1f} KB each); {args.rounds} alternated runs per row
 | **ratio** (goal >= 80%) | **{ratio:.0%}**: {"PASS" if ratio >= 0.8 else "FAIL"} | {ratios} |
 
 The whole collector (poller, buffer, MQTT and InfluxDB sinks, health) in one process, {args.meters}
-simulated meters at 1 Hz (one Multiple Service Packet per poll), {args.fleet_s:g} s after a 5 s
-warm-up, Mosquitto and InfluxDB 1.x local; {args.fleet_runs} runs, one column each. Stages are timed
-with one clock in the collector's process (`bench/latency.py`):
+meters at 1 Hz (one Multiple Service Packet per poll), {args.fleet_s:g} s after a 5 s warm-up,
+Mosquitto and InfluxDB 1.x local; {args.fleet_runs} run(s) per meter stand-in, one column each:
+*replay* = `bench.replay_meters`, one process answering every meter with the cpppo simulator's
+recorded replies (a few us of CPU per request); *cpppo* = the cpppo simulator, 4 processes, ~13 ms of
+CPU per request, so 100 meters take 1.3 of the 2 cores and everything else waits for a core. Stages
+are timed with one clock in the collector's process (`bench/latency.py`):
 
 {_fleet_table(runs, expected)}
 
-*round trip* = the meter request (simulator: cpppo in another process on the same 2 cores);
+*round trip* = the meter request (a stand-in in another process on the same 2 cores);
 *append -> publish* = the MQTT sink noticing the row and handing it to paho; *publish -> PUBACK* =
 paho's network thread, the TLS broker and back; *PUBACK -> committed* = the sink committing the ack
 to SQLite. **Goal: appended -> PUBACK committed p99 <= 20 ms.**

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from collector.config import MeterConfig
 from collector.consistency import Verdict
-from collector.meter import CipStatusError, MeterDriver, pycomm_driver
+from collector.meter import MeterDriver, pycomm_driver
 from collector.mqtt_sink import Delivery
 from collector.poller import Poller
 from collector.reading import Reading
@@ -49,10 +49,10 @@ class TimedDriver:
         finally:
             self._local.round_trip = (start, time.perf_counter())
 
-    def read_attributes(self, requests: Sequence[tuple[int, int]]) -> list[bytes | CipStatusError]:
+    def read_multiple(self, requests: Sequence[tuple[int, int]]) -> bytes:
         start = time.perf_counter()
         try:
-            return self._inner.read_attributes(requests)
+            return self._inner.read_multiple(requests)
         finally:
             self._local.round_trip = (start, time.perf_counter())
 

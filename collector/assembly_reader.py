@@ -17,12 +17,19 @@ is a capability probed per connection:
   read one request at a time on the next connection (`probe=False`), so a device that silently drops
   0x0A is still polled; the connection after that probes again.
 
-Each embedded reply is judged on its own (its status; its size by the register map): the caller gets
-one result per instance and decodes the good ones even when another one failed.
+A poll whose reply is exactly what the map expects (every instance answered, at its size) comes back
+as one flat tuple of every element, read with one struct call (`collector.cip_multiple.SuccessLayout`)
+and decoded with one compiled plan (`decoder`): that is every poll of a healthy meter. Any other
+reply is split embedded reply by embedded reply, each judged on its own (its status; its size by the
+register map): the caller gets one result per instance and decodes the good ones even when another
+one failed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from collector import cip_multiple
 from collector.meter import (
     CipStatusError,
     MeterDriver,
@@ -30,7 +37,7 @@ from collector.meter import (
     SizeMismatchError,
     SizeUnverifiableError,
 )
-from collector.registers import InstanceMap, RegisterMap
+from collector.registers import ElementDecoder, InstanceMap, RegisterMap
 
 MULTIPLE_SERVICE_PACKET = "multiple_service_packet"  # one 0x0A request per poll
 SINGLE_REQUESTS = "single_requests"  # one 0x0E request per instance per poll
@@ -46,6 +53,8 @@ class AssemblyReader:
         self.instances: tuple[InstanceMap, ...] = tuple(regmap.instances.values())
         self._data_requests = tuple((i.instance, regmap.data_attribute) for i in self.instances)
         self._size_requests = tuple((i.instance, regmap.size_attribute) for i in self.instances)
+        self._data_layout = cip_multiple.SuccessLayout([i.element_format for i in self.instances])
+        self.decoder = ElementDecoder.over(self.instances)  # for the flat tuple `read_data` returns
         self.mode = MULTIPLE_SERVICE_PACKET if probe else SINGLE_REQUESTS
         self.fallback_reason = None if probe else UNANSWERED_PROBE
 
@@ -58,7 +67,8 @@ class AssemblyReader:
         for inst, result in zip(self.instances, self._read(self._size_requests), strict=True):
             if isinstance(result, CipStatusError):
                 raise SizeUnverifiableError(
-                    f"meter {self.meter_name}: cannot verify the assembly size: {result}")
+                    f"meter {self.meter_name}: cannot verify the assembly size: {result}"
+                )
             if len(result) < 2:
                 raise SizeMismatchError(
                     f"meter {self.meter_name}: instance {inst.instance} size attribute returned "
@@ -72,18 +82,46 @@ class AssemblyReader:
                     f"({inst.elements} {inst.element_type}); refusing to decode"
                 )
 
-    def read_data(self) -> list[bytes | CipStatusError]:
-        """The data attribute of every instance (order of `instances`): its bytes or its CIP error.
+    def read_data(self) -> tuple[float | int, ...] | list[bytes | CipStatusError]:
+        """One poll of every instance's data attribute. Every instance answered at its size in one
+        Multiple Service Packet: all their elements as one flat tuple (order of `instances`; decode it
+        with `decoder`). Otherwise a list with, per instance, its bytes or its CIP error.
         Raises CommError when the meter cannot be talked to."""
-        return self._read(self._data_requests)
+        if self.mode == MULTIPLE_SERVICE_PACKET:
+            try:
+                body = self.driver.read_multiple(self._data_requests)
+                elements = self._data_layout.elements(body)
+                return elements if elements is not None else self._split(body, self._data_requests)
+            except MultipleServiceRefusedError as e:
+                self._fall_back(e)
+        return self._read_singly(self._data_requests)
 
     def _read(self, requests: tuple[tuple[int, int], ...]) -> list[bytes | CipStatusError]:
         if self.mode == MULTIPLE_SERVICE_PACKET:
             try:
-                return self.driver.read_attributes(requests)
+                return self._split(self.driver.read_multiple(requests), requests)
             except MultipleServiceRefusedError as e:
-                self.mode, self.fallback_reason = SINGLE_REQUESTS, str(e)
+                self._fall_back(e)
+        return self._read_singly(requests)
+
+    def _fall_back(self, refusal: MultipleServiceRefusedError) -> None:
+        """This connection reads one request at a time from now on (this poll included)."""
+        self.mode, self.fallback_reason = SINGLE_REQUESTS, str(refusal)
+
+    def _read_singly(self, requests: tuple[tuple[int, int], ...]) -> list[bytes | CipStatusError]:
         return [self._read_one(instance, attribute) for instance, attribute in requests]
+
+    @staticmethod
+    def _split(body: bytes, requests: Sequence[tuple[int, int]]) -> list[bytes | CipStatusError]:
+        """Per request its bytes or its embedded error; a reply that cannot be split is a refusal."""
+        try:
+            results = cip_multiple.decode_reply(body, len(requests))
+        except cip_multiple.MalformedReplyError as e:
+            raise MultipleServiceRefusedError(f"Multiple Service Packet reply malformed: {e}") from None
+        return [
+            CipStatusError(i, a, r.status, r.text) if isinstance(r, cip_multiple.EmbeddedStatus) else r
+            for (i, a), r in zip(requests, results, strict=True)
+        ]
 
     def _read_one(self, instance: int, attribute: int) -> bytes | CipStatusError:
         try:

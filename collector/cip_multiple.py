@@ -16,6 +16,11 @@ Layout (CIP Vol. 1, Message Router object, service 0x0A), all integers little-en
 
 Anything else (wrong count, offsets outside the reply, an embedded reply for another service) is a
 malformed reply: `MalformedReplyError`, which the caller treats like a refusal of the service.
+
+A poll's reply has one shape when every embedded request succeeded (count, offsets and embedded headers
+are then fixed by the requested sizes): `SuccessLayout` recognises it with one comparison and reads
+every element with one struct call. Any other reply takes `decode_reply`, which judges each embedded
+reply on its own.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ MESSAGE_ROUTER_INSTANCE = 1
 EMBEDDED_SERVICE_ERROR = 0x1E  # general status of a reply in which some embedded service failed
 GET_ATTRIBUTE_SINGLE = 0x0E
 REPLY_BIT = 0x80
+# An embedded reply that succeeded: reply service, reserved, general status 0, no extended status.
+SUCCESS_HEADER = bytes((GET_ATTRIBUTE_SINGLE | REPLY_BIT, 0, 0, 0))
 
 _UINT = struct.Struct("<H")
 
@@ -111,3 +118,36 @@ def decode_reply(body: bytes, expected: int) -> list[bytes | EmbeddedStatus]:
         status = body[start + 2]
         results.append(EmbeddedStatus(status) if status else body[data_start:end])
     return results
+
+
+class SuccessLayout:
+    """The reply to a request for `element_formats` (struct codes per embedded request, e.g. `"12f"`)
+    when every embedded request succeeded with no extended status.
+
+    `elements(body)` returns every element of every embedded reply as one flat tuple (request order),
+    or None when `body` is not exactly that reply (an embedded error, another size, any oddity): the
+    caller then splits it with `decode_reply`. Two struct calls and a tuple comparison instead of a
+    Python loop per embedded reply: this runs once per poll per meter.
+    """
+
+    def __init__(self, element_formats: Sequence[str]) -> None:
+        if not element_formats:
+            raise ValueError("element_formats: expected at least one embedded reply")
+        sizes = [struct.calcsize(f"<{f}") for f in element_formats]
+        count = len(sizes)
+        offsets, position = [], 2 + 2 * count
+        for size in sizes:
+            offsets.append(position)
+            position += len(SUCCESS_HEADER) + size
+        self.size = position
+        header = f"{len(SUCCESS_HEADER)}s"
+        # The structure with the data skipped, and the data with the structure skipped.
+        self._structure = struct.Struct(f"<{1 + count}H" + "".join(f"{header}{size}x" for size in sizes))
+        self._expected = (count, *offsets, *(SUCCESS_HEADER,) * count)
+        skip = f"{len(SUCCESS_HEADER)}x"
+        self._data = struct.Struct(f"<{2 + 2 * count}x" + "".join(f"{skip}{f}" for f in element_formats))
+
+    def elements(self, body: bytes) -> tuple[float | int, ...] | None:
+        if len(body) != self.size or self._structure.unpack(body) != self._expected:
+            return None
+        return self._data.unpack(body)

@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from collector.assembly_reader import MULTIPLE_SERVICE_PACKET, AssemblyReader
@@ -244,20 +245,7 @@ class _MeterWorker:
             return self.fail("comm", "comm_error", f"unexpected {type(e).__name__}: {e}", backoff=True)
         if reader.mode != self.status.request_mode:
             self.note_mode(reader)
-        values: dict[str, float] = {}
-        nan: list[str] = []
-        failed: list[tuple[str, str, str]] = []  # (error kind, state, message) per failed instance
-        decoded: dict[int, bytes] = {}  # instance -> payload, the instances that decoded
-        for inst, result in zip(reader.instances, results, strict=True):
-            if isinstance(result, CipStatusError):
-                failed.append(("cip_status", "cip_error", str(result)))
-                continue
-            try:
-                nan += inst.decode(result, values)
-            except PayloadError as e:
-                failed.append(("short_payload", "bad_payload", str(e)))
-            else:
-                decoded[inst.instance] = result
+        values, nan, failed, elements = self.decode(reader, results)
         if failed:
             message = "; ".join(message for _, _, message in failed)
             with self.lock:
@@ -274,9 +262,10 @@ class _MeterWorker:
                 return self.fail(
                     "nan", "bad_payload", f"every element is NaN ({len(nan)} metrics)", count=False
                 )
-        if not failed:  # a partial poll would pass the relations it cannot evaluate: not checked
+        # A partial poll would pass the relations it cannot evaluate: only complete ones are checked.
+        if elements is not None and time.monotonic() >= self.next_self_check:
             try:
-                self.self_check(decoded)
+                self.self_check(reader.decoder.by_name(elements))
             except Exception:  # a bug in the self-check must never stop the readings
                 log.exception("meter %s: register map self-check failed", self.name)
         reading = Reading(self.site, self.meter.asset, self.meter.breaker, timestamp_ms, values)
@@ -299,13 +288,35 @@ class _MeterWorker:
             self.set_state("ok", f"after {failures} failed polls" if failures else None)
         return None
 
-    def self_check(self, payloads: dict[int, bytes]) -> None:
-        """Physics self-check of the map on this poll (when due); log and report only on a change."""
-        now = time.monotonic()
-        if now < self.next_self_check:
-            return
-        self.next_self_check = now + self.self_check_period_s
-        if not self.monitor.observe(self.regmap.by_name(payloads)):
+    @staticmethod
+    def decode(
+        reader: AssemblyReader, results: tuple[float | int, ...] | list[bytes | CipStatusError]
+    ) -> tuple[dict[str, float], list[str], list[tuple[str, str, str]], tuple[float | int, ...] | None]:
+        """(metric values, metrics left out as NaN, (error kind, state, message) per failed instance,
+        the poll's elements in map order when every instance decoded, for the self-check)."""
+        if isinstance(results, tuple):  # the whole poll in one reply, as the map expects: one decode
+            values, nan = reader.decoder.decode(results)
+            return values, nan, [], results
+        values, nan, failed, parts = {}, [], [], []
+        for inst, result in zip(reader.instances, results, strict=True):
+            if isinstance(result, CipStatusError):
+                failed.append(("cip_status", "cip_error", str(result)))
+                continue
+            try:
+                elements = inst.unpack(result)
+            except PayloadError as e:
+                failed.append(("short_payload", "bad_payload", str(e)))
+                continue
+            parts.append(elements)
+            part_values, part_nan = inst.decoder.decode(elements)
+            values.update(part_values)
+            nan += part_nan
+        return values, nan, failed, None if failed else tuple(chain.from_iterable(parts))
+
+    def self_check(self, elements_by_name: dict[str, float]) -> None:
+        """Physics self-check of the map on this poll; log and report only on a change of verdict."""
+        self.next_self_check = time.monotonic() + self.self_check_period_s
+        if not self.monitor.observe(elements_by_name):
             return
         verdict = self.monitor.verdict
         if verdict.state == "inconsistent":

@@ -1,17 +1,21 @@
 """The PM500 register map (`pm500_registers.yaml`): loaded and validated once, then used to decode
 assembly payloads into `{metric: value}` (collector) and to encode them (simulator).
 
-Decoding is on the hot path (3 payloads per meter per poll), so each instance pre-compiles one
-`struct.Struct` and a flat plan of (metric, [(element index, scale)]) pairs at load time.
+Decoding is on the hot path (every instance of every meter, every poll), so the plan is compiled at
+load time: per instance one `struct.Struct`, and an `ElementDecoder` that turns a flat tuple of
+elements into metrics. `ElementDecoder.over(instances)` compiles one decoder for a whole poll, whose
+elements arrive from one struct call over the Multiple Service Packet reply
+(`collector.cip_multiple.SuccessLayout`).
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,77 @@ class Register:
     bits: tuple[tuple[int, str], ...] = ()  # (bit number, metric): status words published bit by bit
 
 
+class ElementDecoder:
+    """A compiled decode plan over a flat tuple of elements (one instance's, or a whole poll's).
+
+    Most metrics are one element with scale 1: they are picked with one `itemgetter` and zipped into
+    the result, and one `sum` over them tells whether any is NaN (NaN propagates through a sum; only
+    then, or when +inf and -inf cancel into NaN, are they looked at one by one). Scaled and combined
+    metrics (net energy) and status bits are computed term by term.
+    """
+
+    def __init__(
+        self,
+        plan: Sequence[tuple[str, Sequence[tuple[int, float]]]],
+        bit_plan: Sequence[tuple[str, int, int]],
+        register_names: Sequence[str],
+    ) -> None:
+        direct = [(metric, terms[0][0]) for metric, terms in plan if len(terms) == 1 and terms[0][1] == 1.0]
+        self._direct_metrics = tuple(metric for metric, _ in direct)
+        indexes = [index for _, index in direct]
+        self._pick: Callable[[Sequence[Any]], tuple[Any, ...]] = (
+            itemgetter(*indexes) if len(indexes) > 1 else lambda raw: tuple(raw[i] for i in indexes)
+        )
+        direct_names = set(self._direct_metrics)
+        self._computed = tuple((m, tuple(terms)) for m, terms in plan if m not in direct_names)
+        self._bits = tuple(bit_plan)
+        self._register_names = tuple(register_names)
+
+    @classmethod
+    def over(cls, instances: Sequence[InstanceMap]) -> ElementDecoder:
+        """One decoder for the elements of `instances` concatenated in that order (one poll)."""
+        plan: list[tuple[str, tuple[tuple[int, float], ...]]] = []
+        bit_plan: list[tuple[str, int, int]] = []
+        names: list[str] = []
+        base = 0
+        for inst in instances:
+            plan += [(m, tuple((base + i, scale) for i, scale in terms)) for m, terms in inst._plan]
+            bit_plan += [(m, base + i, bit) for m, i, bit in inst._bit_plan]
+            names += [r.name for r in inst.registers]
+            base += inst.elements
+        return cls(plan, bit_plan, names)
+
+    def decode(self, raw: Sequence[Any]) -> tuple[dict[str, float], list[str]]:
+        """Metric values, and the metrics left out because an element they use is NaN."""
+        picked = self._pick(raw)
+        total = sum(picked)
+        nan: list[str] = []
+        if total == total:
+            values = dict(zip(self._direct_metrics, picked, strict=True))
+        else:
+            values = {}
+            for metric, value in zip(self._direct_metrics, picked, strict=True):
+                if math.isnan(value):
+                    nan.append(metric)
+                else:
+                    values[metric] = value
+        for metric, terms in self._computed:
+            combined = 0.0
+            for index, scale in terms:
+                combined += raw[index] * scale
+            if math.isnan(combined):
+                nan.append(metric)
+            else:
+                values[metric] = combined
+        for metric, index, bit in self._bits:
+            values[metric] = float((int(raw[index]) >> bit) & 1)
+        return values, nan
+
+    def by_name(self, raw: Sequence[Any]) -> dict[str, float]:
+        """Every element (published or not) by register name: what the physics self-check reads."""
+        return {name: float(v) for name, v in zip(self._register_names, raw, strict=True)}
+
+
 @dataclass(frozen=True)
 class InstanceMap:
     instance: int
@@ -51,13 +126,22 @@ class InstanceMap:
     registers: tuple[Register, ...]
     _struct: struct.Struct
     _plan: tuple[tuple[str, tuple[tuple[int, float], ...]], ...]
-    element_type: str = "REAL"
+    element_type: str
     _bit_plan: tuple[tuple[str, int, int], ...] = ()  # (metric, element index, bit number)
+    decoder: ElementDecoder = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "decoder", ElementDecoder.over([self]))
 
     @property
     def size_bytes(self) -> int:
         """What attribute 4 (size) must report and what attribute 3 (data) must return."""
         return self._struct.size
+
+    @property
+    def element_format(self) -> str:
+        """The struct code of the data attribute without byte order, e.g. `12f` (12 REAL)."""
+        return f"{self.elements}{ELEMENT_TYPES[self.element_type][0]}"
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -73,23 +157,13 @@ class InstanceMap:
 
     def decode(self, payload: bytes, out: dict[str, float]) -> list[str]:
         """Add this instance's metrics to `out`; return the metrics left out because an element was NaN."""
-        raw = self.unpack(payload)
-        nan: list[str] = []
-        for metric, terms in self._plan:
-            value = 0.0
-            for index, scale in terms:
-                value += raw[index] * scale
-            if math.isnan(value):
-                nan.append(metric)
-            else:
-                out[metric] = value
-        for metric, index, bit in self._bit_plan:
-            out[metric] = float((int(raw[index]) >> bit) & 1)
+        values, nan = self.decoder.decode(self.unpack(payload))
+        out.update(values)
         return nan
 
     def by_name(self, payload: bytes) -> dict[str, float]:
         """Every element (published or not) by register name: what the physics self-check reads."""
-        return {r.name: float(v) for r, v in zip(self.registers, self.unpack(payload), strict=True)}
+        return self.decoder.by_name(self.unpack(payload))
 
     def encode(self, raw: Mapping[str, float]) -> bytes:
         """Pack element values given by register name (missing ones are 0) — used by the simulator."""

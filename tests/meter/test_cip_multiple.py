@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from collector.cip_multiple import EmbeddedStatus, MalformedReplyError, decode_reply, encode_request
+from collector.cip_multiple import (
+    EmbeddedStatus,
+    MalformedReplyError,
+    SuccessLayout,
+    decode_reply,
+    encode_request,
+)
 
 
 def test_request_holds_count_offsets_and_one_get_attribute_single_per_pair() -> None:
@@ -55,3 +61,36 @@ def test_empty_attribute_in_an_embedded_reply_is_empty_bytes_not_an_error() -> N
 def test_malformed_replies_are_refused_with_the_reason(body: str, why: str) -> None:
     with pytest.raises(MalformedReplyError, match=why):
         decode_reply(bytes.fromhex(body), expected=2 if body.startswith(("02", "03")) else 1)
+
+
+# A reply to [2 REAL, 1 INT] in which both embedded requests succeeded, written out by hand:
+# count 2, offsets 6 and 18; then each embedded reply's header (0x8e, reserved, status 0, no extended
+# status) and its data: REAL 1.5 (0x3fc00000) and -2.0 (0xc0000000), INT -3 (0xfffd).
+SUCCESS_REPLY = "0200" "0600" "1200" "8e000000" "0000c03f" "000000c0" "8e000000" "fdff"
+
+
+def test_success_layout_reads_every_element_of_every_embedded_reply_in_order() -> None:
+    layout = SuccessLayout(["2f", "1h"])
+    assert layout.size == 24
+    assert layout.elements(bytes.fromhex(SUCCESS_REPLY)) == (1.5, -2.0, -3)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        SUCCESS_REPLY.replace("8e000000fdff", "8e000500fdff"),  # second reply: status 0x05
+        "0200" "0600" "1400" "8e000001" "0000" "0000c03f" "000000c0" "8e000000" "fdff",  # extended status
+        SUCCESS_REPLY + "00",  # one byte too many
+        SUCCESS_REPLY[:-2],  # one byte short
+        "0300" + SUCCESS_REPLY[4:],  # count 3
+        SUCCESS_REPLY.replace("0600" "1200", "0600" "1300", 1),  # second offset off by one
+        SUCCESS_REPLY.replace("8e000000", "8a000000", 1),  # first reply for another service
+    ],
+)
+def test_success_layout_rejects_any_other_reply(body: str) -> None:
+    assert SuccessLayout(["2f", "1h"]).elements(bytes.fromhex(body)) is None
+
+
+def test_success_layout_of_nothing_is_refused_naming_the_argument() -> None:
+    with pytest.raises(ValueError, match="element_formats"):
+        SuccessLayout([])

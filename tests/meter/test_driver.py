@@ -33,13 +33,17 @@ def test_values_decode_as_the_simulator_generated_them(sim: SimulatorProcess) ->
     try:
         reader = AssemblyReader(driver, regmap, "m1")
         reader.check_sizes()
-        multiple = dict(zip(regmap.instances, reader.read_data(), strict=True))
+        multiple = reader.read_data()
         single = {n: driver.read_attribute(n, 3) for n in regmap.instances}
     finally:
         driver.close()
-    assert reader.mode == MULTIPLE_SERVICE_PACKET and multiple == single
+    # One Multiple Service Packet gives every element of every instance, as the single reads do.
+    layouts = {101: "<12f", 102: "<18f", 107: "<18f", 108: "<2h"}  # the manual's sizes (48, 72, 72, 4)
+    single_elements = tuple(x for n, payload in single.items() for x in struct.unpack(layouts[n], payload))
+    assert reader.mode == MULTIPLE_SERVICE_PACKET and multiple == single_elements
     values, nan = regmap.decode(single)
     assert nan == []
+    assert reader.decoder.decode(multiple) == (values, [])
     assert set(values) == {m.name for m in METRICS}
     assert values["voltageAN"] == f32(truth["v_l1_n"])
     assert 270 < values["voltageAN"] < 285 and 465 < values["voltageAB"] < 495
@@ -78,13 +82,19 @@ def test_size_attribute_mismatch_is_refused_naming_meter_instance_and_sizes(sim:
 def test_one_failed_embedded_reply_leaves_the_other_instances_readable(sim: SimulatorProcess) -> None:
     driver = PycommDriver("127.0.0.1", sim.ports[0], timeout_s=2.0)
     try:
+        reader = AssemblyReader(driver, register_map(), "m0")
+        healthy = reader.read_data()
         sim.control.set_faults(0, instance_status={"102": 0x05})
-        first, second, third = driver.read_attributes([(101, 3), (102, 3), (107, 3)])
+        first, second, third, fourth = reader.read_data()
     finally:
         driver.close()
+    # A healthy meter's poll is one flat tuple: 12 + 18 + 18 REAL and 2 INT elements.
+    assert isinstance(healthy, tuple) and len(healthy) == 50
+    assert reader.mode == MULTIPLE_SERVICE_PACKET  # an embedded error is no refusal of the service
     assert isinstance(second, CipStatusError) and (second.instance, second.status) == (102, 0x05)
     assert isinstance(first, bytes) and len(first) == 48
     assert isinstance(third, bytes) and len(third) == 72
+    assert isinstance(fourth, bytes) and len(fourth) == 4
 
 
 @pytest.mark.parametrize(
@@ -97,8 +107,11 @@ def test_meter_refusing_the_multiple_service_packet_is_read_one_request_at_a_tim
     probes_before = sim.control.meters()[1]["multiple_requests"]
     driver = PycommDriver("127.0.0.1", sim.ports[1], timeout_s=2.0)
     try:
-        with pytest.raises(MultipleServiceRefusedError, match=reason):
-            driver.read_attributes([(101, 3)])
+        if mode == "refuse":
+            with pytest.raises(MultipleServiceRefusedError, match=reason):
+                driver.read_multiple([(101, 3)])
+        else:  # the driver hands the reply data over; the reader finds it cannot be split
+            assert driver.read_multiple([(101, 3)]) == b"\x01\x00"  # the count, then nothing
         reader = AssemblyReader(driver, register_map(), "m1")
         reader.check_sizes()  # the probe: refused, then the sizes are read one by one
         polls = [reader.read_data() for _ in range(3)]
@@ -107,7 +120,7 @@ def test_meter_refusing_the_multiple_service_packet_is_read_one_request_at_a_tim
     assert reader.mode == SINGLE_REQUESTS
     assert reader.fallback_reason is not None and reason in reader.fallback_reason
     assert all([len(r) for r in poll if isinstance(r, bytes)] == [48, 72, 72, 4] for poll in polls)
-    # one refused packet from read_attributes, one from the probe; none from the three polls
+    # one packet from read_multiple, one from the probe; none from the three polls
     assert sim.control.meters()[1]["multiple_requests"] == probes_before + 2
 
 

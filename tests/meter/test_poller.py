@@ -6,6 +6,7 @@ failing test.
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Iterator
 
@@ -22,6 +23,11 @@ from tests.meter.conftest import wait_for
 
 INTERVAL_S = 0.25
 TIMEOUT_S = 1.0  # longer than the period: a slow meter (below) overruns instead of timing out
+
+
+def f32(x: float) -> float:
+    """`x` as the meter sends it: a float32."""
+    return float(struct.unpack("<f", struct.pack("<f", x))[0])
 
 
 class Collected:
@@ -281,3 +287,34 @@ def test_meter_silently_dropping_the_multiple_service_packet_is_read_one_by_one_
     assert status.errors["comm"] == 1 and status.reconnects == 1  # the one unanswered probe
     assert status.request_mode == SINGLE_REQUESTS
     assert status.request_mode_reason is not None and "no answer" in status.request_mode_reason
+
+
+def test_both_request_modes_decode_the_same_values_and_self_check_them(
+    sim: SimulatorProcess, meters: list[MeterConfig], collected: Collected
+) -> None:
+    """A healthy meter's poll is decoded in one piece, a meter read one request at a time instance by
+    instance: both must give the meter's true values, and both feed the register-map self-check."""
+    sim.control.freeze(0)
+    sim.control.freeze(1)
+    sim.control.set_faults(1, multiple_service="refuse")
+    truth = {"m0": sim.control.registers(0), "m1": sim.control.registers(1)}
+    sim.control.set_status(0, alarms=[2], outputs=[1])
+    sim.control.set_status(1, alarms=[2], outputs=[1])
+    p = Poller("plant-a", meters[:2], INTERVAL_S, collected, timeout_s=TIMEOUT_S)
+    p.start()
+    try:
+        wait_for(lambda: collected.count("m0") >= 1 and collected.count("m1") >= 1, "readings from both")
+        wait_for(lambda: all(s.register_map["checks"] for s in p.status().values()), "both self-checked")
+        status = p.status()
+    finally:
+        p.stop()
+    assert status["m0"].request_mode == MULTIPLE_SERVICE_PACKET
+    assert status["m1"].request_mode == SINGLE_REQUESTS
+    for asset in ("m0", "m1"):
+        values = collected.last(asset).values
+        assert set(values) == {m.name for m in METRICS}
+        assert values["voltageAN"] == f32(truth[asset]["v_l1_n"])
+        assert values["frequency"] == f32(truth[asset]["frequency"])
+        assert values["realPower"] == f32(truth[asset]["kw_system"])
+        assert (values["alarm1"], values["alarm2"], values["output1"], values["output2"]) == (0, 1, 1, 0)
+        assert status[asset].register_map["verdict"] == "consistent"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from collector.config import MeterConfig
-from collector.meter import CipStatusError, MeterDriver, MultipleServiceRefusedError
+from collector.meter import MeterDriver, MultipleServiceRefusedError
 from collector.poller import Poller
 from collector.reading import Reading
 from collector.registers import register_map
@@ -33,7 +33,7 @@ class FlakyDriver:
             raise RuntimeError("driver bug")
         return self.payloads[instance]
 
-    def read_attributes(self, requests: object) -> list[bytes | CipStatusError]:
+    def read_multiple(self, requests: object) -> bytes:
         raise MultipleServiceRefusedError("this driver reads one request at a time")
 
     def close(self) -> None:

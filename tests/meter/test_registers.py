@@ -13,6 +13,7 @@ import yaml
 from collector.metrics import METRICS
 from collector.registers import (
     DEFAULT_MAP,
+    ElementDecoder,
     PayloadError,
     RegisterMapError,
     load_register_map,
@@ -99,6 +100,61 @@ def test_nan_element_drops_only_the_metrics_built_from_it() -> None:
     out: dict[str, float] = {}
     assert inst.decode(struct.pack("<18f", *raw), out) == ["frequency"]
     assert "frequency" not in out and out["realPowerA"] == 1.0
+
+
+def _poll_elements() -> list[float]:
+    """Flat elements of one poll in map order (101: 12, 102: 18, 107: 18 REAL; 108: 2 INT)."""
+    return [float(i) + 0.25 for i in range(48)] + [0b0101, 0b10]
+
+
+def test_one_decoder_for_the_whole_poll_finds_each_instance_at_its_flat_offset() -> None:
+    regmap = register_map()
+    flat = _poll_elements()
+    flat[30], flat[31], flat[34], flat[35] = 2.0, 345_678.5, 0.0, 78.5  # 107: kWh+ giga/kilo, kWh- giga/kilo
+    values, nan = ElementDecoder.over(list(regmap.instances.values())).decode(tuple(flat))
+    assert nan == []
+    assert values["voltageAN"] == 0.25  # 101 element 0
+    assert values["currentAverage"] == 11.25  # 101 element 11
+    assert values["frequency"] == 28.25  # 102 element 16 = flat 12 + 16
+    assert values["energy"] == 2_000_000 + 345_678.5 - 78.5
+    assert (values["alarm1"], values["alarm2"], values["alarm3"], values["alarm4"]) == (1.0, 0.0, 1.0, 0.0)
+    assert (values["output1"], values["output2"]) == (0.0, 1.0)
+    assert set(values) == {m.name for m in METRICS}
+
+
+def test_whole_poll_nan_leaves_out_only_the_metrics_built_from_it() -> None:
+    flat = _poll_elements()
+    flat[12 + 16] = math.nan  # 102 frequency
+    flat[36] = math.nan  # 107 element 6, total kVARh- giga: published by no metric
+    flat[35] = math.nan  # 107 total kWh- kilo: part of energy
+    values, nan = ElementDecoder.over(list(register_map().instances.values())).decode(tuple(flat))
+    assert sorted(nan) == ["energy", "frequency"]
+    assert "frequency" not in values and "energy" not in values
+    assert values["voltageAN"] == 0.25 and len(values) == len(METRICS) - 2
+
+
+def test_opposite_infinities_are_values_not_nan() -> None:
+    """The NaN test sums the single-element metrics: +inf and -inf make that sum NaN, yet neither is NaN
+    (the quality screen, not the decoder, refuses non-finite values)."""
+    flat = _poll_elements()
+    flat[0], flat[1] = math.inf, -math.inf
+    values, nan = ElementDecoder.over(list(register_map().instances.values())).decode(tuple(flat))
+    assert nan == []
+    assert values["voltageAN"] == math.inf and values["voltageBN"] == -math.inf
+    assert len(values) == len(METRICS)
+
+
+def test_whole_poll_decode_equals_the_instance_by_instance_decode() -> None:
+    regmap = register_map()
+    flat = _poll_elements()
+    payloads, start = {}, 0
+    for number, inst in regmap.instances.items():
+        payloads[number] = struct.pack(f"<{inst.element_format}", *flat[start : start + inst.elements])
+        start += inst.elements
+    decoder = ElementDecoder.over(list(regmap.instances.values()))
+    assert decoder.decode(tuple(flat)) == regmap.decode(payloads)
+    assert decoder.by_name(tuple(flat)) == regmap.by_name(payloads)
+    assert decoder.by_name(tuple(flat))["v_l1_n"] == 0.25
 
 
 @pytest.mark.parametrize("length", [0, 44, 52])
@@ -364,3 +420,33 @@ def test_extreme_instance_numbers_and_bits_are_accepted(tmp_path: Path, instance
     assert regmap.product_info is not None and regmap.product_info.instance == instance
     assert regmap.product_info.element_type == "UINT"
     assert regmap.instances[108].registers[0].bits == ((bit, "alarm1"),)
+
+
+def test_uint_status_word_decodes_every_bit_including_bit_15() -> None:
+    """UINT elements (unsigned 16-bit): bit 15 of 0x8001 is set, and encode packs a missing element as 0."""
+    data = _small_map()
+    data["instances"][7] = {  # type: ignore[index]
+        "title": "status", "elements": 2, "element_type": "UINT", "provenance": "test",
+        "registers": [
+            {"offset": 0, "name": "word", "metric": None, "unit": "", "provenance": "test",
+             "bits": {0: "alarm1", 15: "alarm2"}},
+            {"offset": 2, "name": "spare", "metric": None, "unit": "", "provenance": "test"},
+        ],
+    }
+    inst = parse_register_map(data, "map.yaml").instances[7]
+    assert (inst.element_format, inst.size_bytes) == ("2H", 4)
+    out: dict[str, float] = {}
+    assert inst.decode(bytes.fromhex("0180" "ffff"), out) == []
+    assert out == {"alarm1": 1.0, "alarm2": 1.0}
+    assert inst.encode({"word": 0x8000}) == bytes.fromhex("0080" "0000")
+
+
+def test_product_info_may_be_int_or_uint_and_is_immutable() -> None:
+    data = yaml.safe_load(DEFAULT_MAP.read_text())
+    data["product_info"]["element_type"] = "INT"
+    info = parse_register_map(data, "map.yaml").product_info
+    assert info is not None and info.element_type == "INT"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.title = "changed"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.elements[0].name = "changed"  # type: ignore[misc]
