@@ -12,10 +12,11 @@ Fleet: the whole collector in this process (poller, buffer, MQTT sink, InfluxDB 
 M meters at 1 Hz for S seconds: this process's CPU (`getrusage(RUSAGE_SELF)`, meters excluded; goal
 < 50% of one core at 100 meters) and, per reading, the time from its poll timestamp to its PUBACK
 being committed in the buffer, split into stages (bench/latency.py). Goal: reading appended -> PUBACK
-committed, p99 <= 20 ms. The meters are served by either stand-in (`--stand-ins`, both by default):
-`replay` (`bench.replay_meters`: cpppo's recorded replies, a few us of CPU per request) or `cpppo`
-(`python -m collector.simulator` child processes, ~13 ms of CPU per request: 100 of them at 1 Hz
-take 1.3 of the machine's 2 cores, so the collector's latency there is mostly waiting for a core).
+committed, p99 <= 20 ms. Fleet variants (`--stand-ins`, all by default): `replay` (the meters are
+`bench.replay_meters`: cpppo's recorded replies, a few us of CPU per request), `replay-nodelay` (the
+same, with a broker that has Mosquitto's `set_tcp_nodelay` on) and `cpppo` (`python -m
+collector.simulator` child processes, ~13 ms of CPU per request: 100 of them at 1 Hz take 1.3 of the
+machine's 2 cores, so the collector's latency there is mostly waiting for a core).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ BASELINE_BUFFER_ID = "00000000-0000-4000-8000-000000000000"
 
 WINDOW = 256
 FLOAT32 = struct.Struct(f"<{len(METRICS)}f")
-SIMULATOR_METERS_PER_PROCESS = 25  # cpppo burns ~2 ms CPU per reply: spread 100 meters over 4 processes
+FLEET_VARIANTS = ("replay", "replay-nodelay", "cpppo")
+SIMULATOR_METERS_PER_PROCESS = 25  # cpppo burns ~13 ms CPU per Multiple Service reply: 4 processes
 
 
 def readings(n: int) -> list[Reading]:
@@ -143,7 +145,7 @@ def fleet(
     warmup_s = 5.0
     with ExitStack() as stack:
         ports: list[int] = []
-        if stand_in == "replay":
+        if stand_in.startswith("replay"):
             ports = stack.enter_context(ReplayMeters(workdir / "recording.json", meters)).ports
         else:
             while len(ports) < meters:
@@ -241,12 +243,14 @@ def main() -> None:
     parser.add_argument("--fleet-s", type=float, default=30.0)
     parser.add_argument("--fleet-runs", type=int, default=2, help="fleet runs per stand-in (each reported)")
     parser.add_argument(
-        "--stand-ins", default="replay,cpppo", help="meter stand-ins of the fleet runs: replay, cpppo or both"
+        "--stand-ins",
+        default=",".join(FLEET_VARIANTS),
+        help=f"fleet variants, comma-separated, of {', '.join(FLEET_VARIANTS)}",
     )
     args = parser.parse_args()
     stand_ins = args.stand_ins.split(",")
-    if not stand_ins or not set(stand_ins) <= {"replay", "cpppo"}:
-        parser.error(f"--stand-ins: expected replay, cpppo or replay,cpppo; got {args.stand_ins!r}")
+    if not set(stand_ins) <= set(FLEET_VARIANTS):
+        parser.error(f"--stand-ins: expected some of {','.join(FLEET_VARIANTS)}; got {args.stand_ins!r}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ca = DevCA.create(work / "ca")
@@ -259,13 +263,29 @@ def main() -> None:
             for _ in range(args.rounds):  # alternated, so both see the same (noisy, shared) machine
                 base_rates.append(baseline_rate(cfg, batch))
                 drain_rates.append(drain_rate(cfg, batch))
-            if "replay" in stand_ins:
+            if any(s.startswith("replay") for s in stand_ins):
                 record(work / "recording.json")
-            runs = [
-                (f"{stand_in} run {k + 1}", fleet(work, ca, broker, args.meters, args.fleet_s, stand_in))
-                for stand_in in stand_ins
-                for k in range(args.fleet_runs)
-            ]
+            nodelay = MosquittoBroker(work / "mosquitto-nodelay", ca, tcp_nodelay=True)
+            if "replay-nodelay" in stand_ins:
+                nodelay.start()
+            try:
+                runs = [
+                    (
+                        f"{stand_in} run {k + 1}",
+                        fleet(
+                            work,
+                            ca,
+                            nodelay if stand_in == "replay-nodelay" else broker,
+                            args.meters,
+                            args.fleet_s,
+                            stand_in,
+                        ),
+                    )
+                    for stand_in in stand_ins
+                    for k in range(args.fleet_runs)
+                ]
+            finally:
+                nodelay.stop()
         finally:
             broker.stop()
     base, drain = statistics.mean(base_rates), statistics.mean(drain_rates)
@@ -276,7 +296,7 @@ def main() -> None:
     body = f"""
 ## Backlog drain (store-and-forward replay), collector CPU and the latency budget
 
-The machine was shared: other engineers' tests and benchmarks ran at the same time (2 cores), so
+The machine is a 2-core virtual machine whose speed varies between runs (and may be shared), so
 absolute numbers are noisy; ratios are measured against a baseline in the same run.
 
 Local Mosquitto 2.0 with mutual TLS 1.2, QoS 1, in-flight window {WINDOW}, {args.backlog} buffered
@@ -292,9 +312,12 @@ The whole collector (poller, buffer, MQTT and InfluxDB sinks, health) in one pro
 meters at 1 Hz (one Multiple Service Packet per poll), {args.fleet_s:g} s after a 5 s warm-up,
 Mosquitto and InfluxDB 1.x local; {args.fleet_runs} run(s) per meter stand-in, one column each:
 *replay* = `bench.replay_meters`, one process answering every meter with the cpppo simulator's
-recorded replies (a few us of CPU per request); *cpppo* = the cpppo simulator, 4 processes, ~13 ms of
-CPU per request, so 100 meters take 1.3 of the 2 cores and everything else waits for a core. Stages
-are timed with one clock in the collector's process (`bench/latency.py`):
+recorded replies (a few us of CPU per request), broker with Mosquitto's defaults; *replay-nodelay* =
+the same with Mosquitto's `set_tcp_nodelay true` (without it Nagle's algorithm holds each PUBACK until
+the collector's next packet acknowledges the previous one: about one message interval, 10 ms at 100
+readings/s); *cpppo* = the cpppo simulator, 4 processes, ~13 ms of CPU per request, so 100 meters take
+1.3 of the 2 cores and everything else waits for a core. Stages are timed with one clock in the
+collector's process (`bench/latency.py`):
 
 {_fleet_table(runs, expected)}
 

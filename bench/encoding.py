@@ -2,8 +2,9 @@
 
 `.venv/bin/python -m bench.encoding [--meters M] [--seconds S] [--rounds R]`
 
-1. Bytes: 1,000 readings as the poller makes them (30 float32 metrics widened to float), encoded as
-   each mode publishes them (DDATA on the wire) and as the buffer stores them (zlib), plus the births.
+1. Bytes: 1,000 readings as the poller makes them (every metric of the contract, float32 widened to
+   float), encoded as each mode publishes them (DDATA on the wire) and as the buffer stores them
+   (zlib), plus the births.
 2. Encoder CPU: the encoding work per reading in isolation (what the buffer does at append time and
    the MQTT sink at send time), timed with `time.process_time` over the same readings.
 3. Collector CPU per poll: the whole collector in this process (poller, buffer, MQTT sink to a local
@@ -26,6 +27,7 @@ from bench.drain import cpu_s, readings
 from bench.report import write_section
 from collector import sparkplug_b
 from collector.config import load_config
+from collector.metrics import METRICS
 from collector.payload import dbirth, ddata, encode
 from collector.service import Collector
 from collector.simulator.process import SimulatorProcess
@@ -129,7 +131,8 @@ def main() -> None:
     body = f"""
 ## MQTT payload encodings: json vs sparkplug-b (issue 14)
 
-Bytes per reading (1,000 readings of 30 metrics; "stored" = the buffer row's zlib-compressed payload):
+Bytes per reading (1,000 readings of {len(METRICS)} metrics; "stored" = the buffer row's zlib-compressed
+payload):
 
 | | json | sparkplug-b | sparkplug-b / json |
 |---|---:|---:|---:|

@@ -34,7 +34,7 @@ from types import TracebackType
 from collector.assembly_reader import AssemblyReader
 from collector.meter import PycommDriver
 from collector.registers import register_map
-from collector.simulator.process import SimulatorProcess
+from collector.simulator.process import SimulatorProcess, terminate
 
 HOST = "127.0.0.1"
 HEADER = 24  # EtherNet/IP encapsulation header; its bytes 2..3 are the length of what follows
@@ -165,23 +165,12 @@ class ReplayMeters:
         self.ports = [m["port"] for m in json.loads(line)["meters"]]
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            terminate(proc)
 
 
 def main() -> None:

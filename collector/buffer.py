@@ -130,7 +130,6 @@ class Buffer:
             raise ValueError(f"sinks must be some of {', '.join(SINKS)}, got {', '.join(sinks) or 'none'}")
         self.path = path
         self.max_bytes = max_bytes
-        self.thing = thing
         self.sinks = tuple(sinks)
         self._ddata = "mqtt" in self.sinks
         # What the MQTT sink will send for a reading given its seq and this file's buffer_id

@@ -46,13 +46,17 @@ class Register:
     bits: tuple[tuple[int, str], ...] = ()  # (bit number, metric): status words published bit by bit
 
 
+# (element index, ((metric, bit number), ...), mask of those bits, {masked word: {metric: 0.0 | 1.0}})
+_StatusWord = tuple[int, tuple[tuple[str, int], ...], int, dict[int, dict[str, float]]]
+
+
 class ElementDecoder:
     """A compiled decode plan over a flat tuple of elements (one instance's, or a whole poll's).
 
     Most metrics are one element with scale 1: they are picked with one `itemgetter` and zipped into
     the result, and one `sum` over them tells whether any is NaN (NaN propagates through a sum; only
     then, or when +inf and -inf cancel into NaN, are they looked at one by one). Scaled and combined
-    metrics (net energy) and status bits are computed term by term.
+    metrics (net energy) are computed term by term; a status word's bits once per distinct value.
     """
 
     def __init__(
@@ -69,7 +73,14 @@ class ElementDecoder:
         )
         direct_names = set(self._direct_metrics)
         self._computed = tuple((m, tuple(terms)) for m, terms in plan if m not in direct_names)
-        self._bits = tuple(bit_plan)
+        words: dict[int, list[tuple[str, int]]] = {}
+        for metric, index, bit in bit_plan:
+            words.setdefault(index, []).append((metric, bit))
+        # Per status word: its bits, the mask of those bits, and the metrics of each masked value seen
+        # so far (a word's value rarely changes, and masking bounds the cache to 2^bits entries).
+        self._words: tuple[_StatusWord, ...] = tuple(
+            (index, tuple(bits), sum(1 << bit for _, bit in bits), {}) for index, bits in words.items()
+        )
         self._register_names = tuple(register_names)
 
     @classmethod
@@ -108,8 +119,12 @@ class ElementDecoder:
                 nan.append(metric)
             else:
                 values[metric] = combined
-        for metric, index, bit in self._bits:
-            values[metric] = float((int(raw[index]) >> bit) & 1)
+        for index, bits, mask, seen in self._words:
+            word = int(raw[index]) & mask
+            decoded = seen.get(word)
+            if decoded is None:
+                decoded = seen[word] = {metric: float((word >> bit) & 1) for metric, bit in bits}
+            values.update(decoded)
         return values, nan
 
     def by_name(self, raw: Sequence[Any]) -> dict[str, float]:

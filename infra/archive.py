@@ -19,6 +19,7 @@ from pulumi_aws.kinesis import (
 )
 
 from infra import archive_layout, iam
+from infra.buckets import make_private
 from infra.config import StackConfig
 from infra.naming import Names
 from infra.roles import service_role
@@ -49,13 +50,7 @@ class Archive(pulumi.ComponentResource):
         bucket = s3.Bucket(names.resource("archive"), s3.BucketArgs(
             force_destroy=False, tags={"pm500:stack": cfg.stack},
         ), opts=pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection))
-        s3.BucketOwnershipControls("archive-ownership", s3.BucketOwnershipControlsArgs(
-            bucket=bucket.id, rule=s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-        ), opts=child)
-        s3.BucketPublicAccessBlock("archive-public-access", s3.BucketPublicAccessBlockArgs(
-            bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True,
-        ), opts=child)
+        make_private("archive", bucket, child)
         sse_default = s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
         s3.BucketServerSideEncryptionConfiguration("archive-encryption", s3.BucketServerSideEncryptionConfigurationInitArgs(  # noqa: E501
             bucket=bucket.id,

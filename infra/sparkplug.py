@@ -32,6 +32,7 @@ from collector.proto import DESCRIPTOR_SET_FILE, PAYLOAD_TYPE, PROTO_NAME
 from collector.sparkplug_b import ALIASES
 from collector.topics import ddata_filter, stack_thing_prefix
 from infra import iam
+from infra.buckets import make_private
 from infra.rules import RouteRule, RuleContext, route_rule
 
 DECODE_ROUTE = "spb_decode"
@@ -158,13 +159,7 @@ class SparkplugDecoding(pulumi.ComponentResource):
         bucket = s3.Bucket(names.resource("sparkplug"), s3.BucketArgs(
             force_destroy=True, tags={"pm500:stack": stack},  # holds only a build artifact of the repo
         ), opts=child)
-        s3.BucketOwnershipControls("sparkplug-ownership", s3.BucketOwnershipControlsArgs(
-            bucket=bucket.id, rule=s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-        ), opts=child)
-        s3.BucketPublicAccessBlock("sparkplug-public-access", s3.BucketPublicAccessBlockArgs(
-            bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True,
-        ), opts=child)
+        make_private("sparkplug", bucket, child)
         sse_default = s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
         s3.BucketServerSideEncryptionConfiguration("sparkplug-encryption", s3.BucketServerSideEncryptionConfigurationInitArgs(  # noqa: E501
             bucket=bucket.id,

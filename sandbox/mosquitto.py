@@ -48,7 +48,9 @@ class MosquittoBroker(ChildServer):
     `acl_extra` lines are appended to the generated ACL (e.g. `user x` + `topic readwrite y` for a
     test-only identity). With `persistence=True` sessions and queued QoS 1 messages survive
     `restart()` (stored in `workdir/mosquitto.db`); by default the broker forgets them, which is the
-    harsher case for a collector.
+    harsher case for a collector. `tcp_nodelay=True` is Mosquitto's `set_tcp_nodelay` (off by default):
+    without it Nagle's algorithm holds a PUBACK until the client's next packet carries the TCP ACK of
+    the previous one, i.e. about one message interval (bench/drain.py measures both).
     """
 
     name = "mosquitto"
@@ -62,11 +64,13 @@ class MosquittoBroker(ChildServer):
         acl_extra: Sequence[str] = (),
         *,
         persistence: bool = False,
+        tcp_nodelay: bool = False,
     ) -> None:
         super().__init__(workdir, port)
         self.ca = ca
         self.acl_extra = tuple(acl_extra)
         self.persistence = persistence
+        self.tcp_nodelay = tcp_nodelay
         self.conf_path = self.workdir / "mosquitto.conf"
         self.acl_path = self.workdir / "mosquitto.acl"
 
@@ -105,6 +109,7 @@ class MosquittoBroker(ChildServer):
             "connection_messages true",
             f"listener {self.port} {self.host}",
             "socket_domain ipv4",
+            f"set_tcp_nodelay {'true' if self.tcp_nodelay else 'false'}",
             "protocol mqtt",
             "tls_version tlsv1.2",
             f"cafile {self.ca_file}",

@@ -70,14 +70,8 @@ class SimulatorProcess:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            terminate(proc)
 
     def kill(self) -> None:
         """SIGKILL: the meter vanishes without closing its connections (chaos tests)."""
@@ -98,3 +92,15 @@ class SimulatorProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM a child server and wait for it; SIGKILL it if it has not exited within `timeout_s`."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -189,3 +189,28 @@ def test_sparkplug_stacks_pass_the_policy_pack(
 ) -> None:
     stack = sparkplug_stack if which == "sparkplug" else mixed_stack
     assert validators.validate_all(_resources(stack)) == {name: [] for name in validators.POLICIES}
+
+
+PAB = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+OWNERSHIP = "aws:s3/bucketOwnershipControls:BucketOwnershipControls"
+
+
+def test_both_buckets_are_private_under_their_established_names(sparkplug_stack: EvaluatedStack) -> None:
+    """Renaming a logical name would make `pulumi up` replace the resource on existing stacks."""
+    private = {
+        "blockPublicAcls": True,
+        "blockPublicPolicy": True,
+        "ignorePublicAcls": True,
+        "restrictPublicBuckets": True,
+    }
+    stack = sparkplug_stack
+    assert len(stack.of_type("aws:s3/bucket:Bucket")) == 2
+    guarded: set[str] = set()
+    for prefix in ("archive", "sparkplug"):
+        pab = stack.one(PAB, f"{prefix}-public-access")
+        ownership = stack.one(OWNERSHIP, f"{prefix}-ownership")
+        assert {k: v for k, v in pab.inputs.items() if k != "bucket"} == private
+        assert ownership.inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+        assert pab.inputs["bucket"] == ownership.inputs["bucket"]
+        guarded.add(pab.inputs["bucket"])
+    assert len(guarded) == 2  # one pair per bucket

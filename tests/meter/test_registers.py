@@ -450,3 +450,46 @@ def test_product_info_may_be_int_or_uint_and_is_immutable() -> None:
         info.title = "changed"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         info.elements[0].name = "changed"  # type: ignore[misc]
+
+
+def test_status_bits_follow_every_change_of_the_word_and_ignore_unmapped_bits() -> None:
+    decoder = ElementDecoder.over(list(register_map().instances.values()))
+    alarms = ("alarm1", "alarm2", "alarm3", "alarm4")
+    seen = []
+    for word in (0b0101, 0b0010, 0b1111_0000_0101, 0b0000):  # bits 4..11 are no alarm
+        flat = _poll_elements()
+        flat[48] = word
+        values, _ = decoder.decode(tuple(flat))
+        seen.append(tuple(values[a] for a in alarms))
+    assert seen == [(1, 0, 1, 0), (0, 1, 0, 0), (1, 0, 1, 0), (0, 0, 0, 0)]
+
+
+@pytest.mark.parametrize("terms", [2, 3])
+def test_combined_metric_whose_first_term_is_unscaled_still_sums_every_term(terms: int) -> None:
+    """A metric built from several elements is never taken as its first element alone, whatever that
+    element's scale (here kWh first, with scale 1, then MWh x 1000, then kWh out x -1 if 3 terms)."""
+    data = _small_map()
+    energy = data["instances"][65535]["registers"]  # type: ignore[index]
+    energy[0]["scale"], energy[0]["unit"], energy[1]["scale"], energy[1]["unit"] = 1.0, "kWh", 1000, "MWh"
+    if terms == 2:
+        energy[2]["metric"] = None
+    regmap = parse_register_map(data, "map.yaml")
+    payloads = {1: struct.pack("<2f", 230.5, 0.0), 65535: struct.pack("<3f", 30.5, 2.0, 0.5)}
+    values, nan = regmap.decode(payloads)
+    expected = 30.5 + 2000.0 - (0.5 if terms == 3 else 0.0)
+    assert values == {"voltageAN": 230.5, "energy": expected} and nan == []
+
+
+@pytest.mark.parametrize("scale", [2.0, 1000.0, -1.0])
+def test_single_scaled_element_is_multiplied_by_its_scale(scale: float) -> None:
+    data = _small_map()
+    volts = data["instances"][1]["registers"][0]  # type: ignore[index]
+    volts["scale"], volts["unit"] = scale, "V" if abs(scale) == 1 else "kV"
+    values, _ = parse_register_map(data, "map.yaml").decode({1: struct.pack("<2f", 0.25, 0.0)})
+    assert values == {"voltageAN": 0.25 * scale}
+
+
+def test_flat_elements_of_another_length_are_refused_not_truncated() -> None:
+    decoder = ElementDecoder.over(list(register_map().instances.values()))
+    with pytest.raises(ValueError, match="zip"):
+        decoder.by_name(tuple(_poll_elements())[:-1])
