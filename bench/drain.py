@@ -13,7 +13,7 @@ M meters at 1 Hz for S seconds: this process's CPU (`getrusage(RUSAGE_SELF)`, me
 < 50% of one core at 100 meters) and, per reading, the time from its poll timestamp to its PUBACK
 being committed in the buffer, split into stages (bench/latency.py). Goal: reading appended -> PUBACK
 committed, p99 <= 20 ms. Fleet variants (`--stand-ins`, all by default): `replay` (the meters are
-`bench.replay_meters`: cpppo's recorded replies, a few us of CPU per request), `replay-nodelay` (the
+`bench.replay_meters`: cpppo's recorded replies, ~25 us of CPU per request), `replay-nodelay` (the
 same, with a broker that has Mosquitto's `set_tcp_nodelay` on) and `cpppo` (`python -m
 collector.simulator` child processes, ~13 ms of CPU per request: 100 of them at 1 Hz take 1.3 of the
 machine's 2 cores, so the collector's latency there is mostly waiting for a core).
@@ -312,7 +312,7 @@ The whole collector (poller, buffer, MQTT and InfluxDB sinks, health) in one pro
 meters at 1 Hz (one Multiple Service Packet per poll), {args.fleet_s:g} s after a 5 s warm-up,
 Mosquitto and InfluxDB 1.x local; {args.fleet_runs} run(s) per meter stand-in, one column each:
 *replay* = `bench.replay_meters`, one process answering every meter with the cpppo simulator's
-recorded replies (a few us of CPU per request), broker with Mosquitto's defaults; *replay-nodelay* =
+recorded replies (~25 us of CPU per request), broker with Mosquitto's defaults; *replay-nodelay* =
 the same with Mosquitto's `set_tcp_nodelay true` (without it Nagle's algorithm holds each PUBACK until
 the collector's next packet acknowledges the previous one: about one message interval, 10 ms at 100
 readings/s); *cpppo* = the cpppo simulator, 4 processes, ~13 ms of CPU per request, so 100 meters take

@@ -6,7 +6,7 @@ collector's threads waiting for CPU behind the simulators, not the collector. He
 answers each distinct request ONCE, through a recording relay (`record`); then one process
 (`python -m bench.replay_meters`) serves any number of ports from one selector loop, answering each
 request with the reply cpppo gave to it. The collector's real driver and Poller make a real TCP round
-trip and decode real cpppo bytes, for a few microseconds of server CPU per request.
+trip and decode real cpppo bytes, for ~25 us of server CPU per request (measured: 23 us).
 
 What it cannot do: values are those of one frozen poll, there are no faults, and a request the
 recording does not hold closes the connection. Requests are matched with their session handle and
