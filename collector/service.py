@@ -246,16 +246,16 @@ class Collector:
             if not isinstance(debug, bool):
                 raise ValueError("debug must be true or false")
         except ValueError as e:
-            self.counters["rejected_commands"] += 1
             log.warning("NCMD rejected", extra={"reason": str(e)})
+            self.counters["rejected_commands"] += 1  # counted last: a count means fully handled
             return
-        self.counters["commands"] += 1
         self.debug = debug
         log.info("NCMD applied", extra={"poll_interval_s": interval, "debug": debug})
         if interval != self._poll_interval_s:
             self._poll_interval_s = float(interval)
             # Restart off the MQTT network thread: stopping a poller may wait for a slow meter.
             threading.Thread(target=self._start_poller, name="poller-restart", daemon=True).start()
+        self.counters["commands"] += 1
 
     def snapshot(self) -> dict[str, Any]:
         with self._poller_lock:
