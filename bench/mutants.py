@@ -65,6 +65,8 @@ MODULE_TESTS: dict[str, list[str]] = {
     "collector/registers.py": ["tests/meter/test_registers.py"],
     "collector/buffer.py": ["tests/collector/test_buffer.py", "tests/collector/test_buffer_identity.py"],
     "collector/quality.py": ["tests/collector/test_bad_values.py"],
+    "collector/cip_multiple.py": ["tests/meter/test_cip_multiple.py", "tests/meter/test_driver.py"],
+    "collector/assembly_reader.py": ["tests/meter/test_driver.py", "tests/meter/test_poller.py"],
 }
 
 NO_MUTATE = "pragma: no mutate"

@@ -26,6 +26,11 @@ def sim(simulator: SimulatorProcess) -> Iterator[SimulatorProcess]:
         simulator.control.freeze(i, False)
 
 
+# The request modes as /health reports them (docs/collector.md), written out rather than imported.
+ONE_ROUND_TRIP = "multiple_service_packet"
+ONE_BY_ONE = "single_requests"
+
+
 def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
     """Poll until `predicate()`; the timeout only bounds a failing test, it asserts no speed."""
     deadline = time.monotonic() + timeout_s

@@ -21,8 +21,14 @@ def test_request_holds_count_offsets_and_one_get_attribute_single_per_pair() -> 
     )
 
 
-def test_instance_above_255_uses_the_16_bit_segment() -> None:
-    assert encode_request(0x04, [(300, 3)]) == bytes.fromhex("0100" "0400" "0e04" "2004" "25002c01" "3003")
+def test_instance_255_still_fits_the_8_bit_segment() -> None:
+    assert encode_request(0x04, [(255, 3)]) == bytes.fromhex("0100" "0400" "0e03" "2004" "24ff" "3003")
+
+
+@pytest.mark.parametrize(("instance", "segment"), [(256, "25000001"), (300, "25002c01")])
+def test_instance_above_255_uses_the_16_bit_segment(instance: int, segment: str) -> None:
+    expected = bytes.fromhex("0100" "0400" "0e04" "2004" + segment + "3003")
+    assert encode_request(0x04, [(instance, 3)]) == expected
 
 
 def test_empty_request_list_is_refused_naming_the_argument() -> None:
@@ -42,6 +48,11 @@ def test_reply_is_split_into_data_and_embedded_error_status() -> None:
     assert second.text.startswith("Destination unknown")
 
 
+def test_embedded_status_the_table_does_not_know_is_named_unknown() -> None:
+    (only,) = decode_reply(bytes.fromhex("0100" "0400" "8e003000"), expected=1)  # 0x30: reserved by CIP
+    assert isinstance(only, EmbeddedStatus) and (only.status, only.text) == (0x30, "unknown status")
+
+
 def test_empty_attribute_in_an_embedded_reply_is_empty_bytes_not_an_error() -> None:
     assert decode_reply(bytes.fromhex("0100" "0400" "8e000000"), expected=1) == [b""]
 
@@ -56,6 +67,8 @@ def test_empty_attribute_in_an_embedded_reply_is_empty_bytes_not_an_error() -> N
         ("0200" "0200" "0a00" "8e000000" "8e000000", "outside the reply"),  # offset inside the table
         ("0100" "0400" "8e000002" "0000", "extended status runs past its end"),
         ("", "no reply count"),
+        ("0100" "0400", "embedded reply 0 at bytes 4..4 is outside"),  # a whole table, no reply after it
+        ("0001", "256 embedded replies, 1 were"),  # the count is a little-endian UINT
     ],
 )
 def test_malformed_replies_are_refused_with_the_reason(body: str, why: str) -> None:

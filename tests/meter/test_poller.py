@@ -12,14 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from collector.assembly_reader import MULTIPLE_SERVICE_PACKET, SINGLE_REQUESTS
 from collector.config import MeterConfig
 from collector.meter import MeterDriver, pycomm_driver
 from collector.metrics import METRICS
 from collector.poller import Poller
 from collector.reading import Reading
 from collector.simulator.process import SimulatorProcess
-from tests.meter.conftest import wait_for
+from tests.meter.conftest import ONE_BY_ONE, ONE_ROUND_TRIP, wait_for
 
 INTERVAL_S = 0.25
 TIMEOUT_S = 1.0  # longer than the period: a slow meter (below) overruns instead of timing out
@@ -227,9 +226,9 @@ def test_meter_refusing_the_multiple_service_packet_is_polled_without_a_gap(
     sim: SimulatorProcess, poller: Poller, collected: Collected, factory: CountingFactory
 ) -> None:
     wait_for(lambda: collected.count("m0") >= 2, "m0 up")
-    assert poller.status()["m0"].request_mode == MULTIPLE_SERVICE_PACKET
+    assert poller.status()["m0"].request_mode == ONE_ROUND_TRIP
     sim.control.set_faults(0, multiple_service="refuse")
-    wait_for(lambda: poller.status()["m0"].request_mode == SINGLE_REQUESTS, "m0 falling back")
+    wait_for(lambda: poller.status()["m0"].request_mode == ONE_BY_ONE, "m0 falling back")
     refused = sim.control.meters()[0]["multiple_requests"]
     after = collected.count("m0")
     wait_for(lambda: collected.count("m0") >= after + 4, "four readings with single requests")
@@ -239,21 +238,21 @@ def test_meter_refusing_the_multiple_service_packet_is_polled_without_a_gap(
     assert status.request_mode_reason is not None and "CIP status 0x08" in status.request_mode_reason
     assert sim.control.meters()[0]["multiple_requests"] == refused
     assert factory.built["m0"] == 1
-    assert poller.status()["m1"].request_mode == MULTIPLE_SERVICE_PACKET  # a per-meter capability
+    assert poller.status()["m1"].request_mode == ONE_ROUND_TRIP  # a per-meter capability
 
 
 def test_a_new_connection_probes_the_multiple_service_packet_again(
     sim: SimulatorProcess, poller: Poller, collected: Collected, factory: CountingFactory
 ) -> None:
     sim.control.set_faults(0, multiple_service="malformed")
-    wait_for(lambda: poller.status()["m0"].request_mode == SINGLE_REQUESTS, "m0 reading one by one")
+    wait_for(lambda: poller.status()["m0"].request_mode == ONE_BY_ONE, "m0 reading one by one")
     assert "malformed" in (poller.status()["m0"].request_mode_reason or "")
     sim.control.reset(0)  # the meter now accepts 0x0A, but this connection no longer asks
     sim.control.set_faults(0, drop=True)
     wait_for(lambda: poller.status()["m0"].errors["comm"] >= 1, "m0 connection lost")
     sim.control.reset(0)
     wait_for(lambda: factory.built["m0"] >= 2 and collected.count("m0") >= 1, "m0 reconnected")
-    wait_for(lambda: poller.status()["m0"].request_mode == MULTIPLE_SERVICE_PACKET, "m0 probing again")
+    wait_for(lambda: poller.status()["m0"].request_mode == ONE_ROUND_TRIP, "m0 probing again")
     assert poller.status()["m0"].request_mode_reason is None
 
 
@@ -269,7 +268,7 @@ def test_one_failed_instance_leaves_out_only_its_metrics(
     assert "realPower" not in values and "frequency" not in values  # instance 102
     assert values["voltageAN"] > 0 and values["energy"] > 0  # instances 101 and 107
     status = poller.status()["m1"]
-    assert status.state == "degraded" and status.request_mode == MULTIPLE_SERVICE_PACKET
+    assert status.state == "degraded" and status.request_mode == ONE_ROUND_TRIP
     assert status.last_error is not None and "instance 102" in status.last_error
 
 
@@ -285,7 +284,7 @@ def test_meter_silently_dropping_the_multiple_service_packet_is_read_one_by_one_
     finally:
         p.stop()
     assert status.errors["comm"] == 1 and status.reconnects == 1  # the one unanswered probe
-    assert status.request_mode == SINGLE_REQUESTS
+    assert status.request_mode == ONE_BY_ONE
     assert status.request_mode_reason is not None and "no answer" in status.request_mode_reason
 
 
@@ -308,8 +307,8 @@ def test_both_request_modes_decode_the_same_values_and_self_check_them(
         status = p.status()
     finally:
         p.stop()
-    assert status["m0"].request_mode == MULTIPLE_SERVICE_PACKET
-    assert status["m1"].request_mode == SINGLE_REQUESTS
+    assert status["m0"].request_mode == ONE_ROUND_TRIP
+    assert status["m1"].request_mode == ONE_BY_ONE
     for asset in ("m0", "m1"):
         values = collected.last(asset).values
         assert set(values) == {m.name for m in METRICS}
