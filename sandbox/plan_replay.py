@@ -26,6 +26,14 @@ MOTO_CANNOT: dict[tuple[str, str], str] = {
     ("lambda", "AddPermission"): "the pre-provisioning hook is an existing function outside the stack",
 }
 
+# (service, operation) -> why moto must get it after every other request. moto ignores a policy
+# statement's Condition: our TLS-only bucket policy (Deny s3:* if aws:SecureTransport is false) denies
+# every later request to the bucket, even the PutObject AWS accepts over TLS. The engine may register
+# the policy before or after the bucket's objects (both wait only on the bucket), so send it last.
+MOTO_LAST: dict[tuple[str, str], str] = {
+    ("s3", "PutBucketPolicy"): "moto ignores Conditions, so a TLS-only policy would deny everything",
+}
+
 
 @dataclass
 class Replay:
@@ -48,10 +56,13 @@ def _substitute(value: Any, ids: dict[str, str]) -> Any:
 
 
 def replay(requests: Iterable[ApiRequest], client: Callable[[str], Any]) -> Replay:
-    """Send `requests` in order through `client(service)`; returns what was sent and skipped."""
+    """Send `requests` in order through `client(service)`, those in `MOTO_LAST` after all others;
+    returns what was sent (in the order sent) and skipped."""
     done = Replay()
     ids: dict[str, str] = {}
-    for request in requests:
+    ordered = list(requests)
+    ordered.sort(key=lambda request: (request.service, request.operation) in MOTO_LAST)  # stable
+    for request in ordered:
         reason = MOTO_CANNOT.get((request.service, request.operation))
         if reason:
             done.skipped.append((request, reason))

@@ -7,13 +7,15 @@ then exist in the local account exactly as named by the program. Expected names 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import pytest
 
 from collector.proto import DESCRIPTOR_SET_FILE
+from infra.iam import tls_only_bucket
 from infra.mock_runtime import EvaluatedStack, evaluate_stack
-from infra.provider_requests import stack_requests
+from infra.provider_requests import ApiRequest, stack_requests
 from sandbox.plan_replay import Replay, moto_clients, replay
 from tests.infra.longest_stack import STACK as LONGEST
 from tests.infra.longest_stack import longest_config
@@ -115,3 +117,25 @@ def test_longest_names_replay(aws_env: dict[str, str]) -> None:
     descriptor = DESCRIPTOR_SET_FILE.read_bytes()
     md5 = hashlib.md5(descriptor, usedforsecurity=False).hexdigest()
     assert (listed["Size"], listed["ETag"].strip('"')) == (len(descriptor), md5)
+
+
+def test_a_tls_only_policy_registered_before_an_object_does_not_block_the_upload(
+        aws_env: dict[str, str]) -> None:
+    """The engine may register a bucket's policy before its objects. AWS takes the object over TLS
+    either way; moto ignores the policy's TLS Condition and would refuse it (403), so the replay sends
+    bucket policies last."""
+    bucket = "pm500-order-check"
+    policy = json.dumps(tls_only_bucket(f"arn:aws:s3:::{bucket}"))
+    requests = [
+        ApiRequest("s3", "CreateBucket", {"Bucket": bucket, "CreateBucketConfiguration": {
+            "LocationConstraint": "eu-west-1"}}, "bucket"),
+        ApiRequest("s3", "PutBucketPolicy", {"Bucket": bucket, "Policy": policy}, "policy"),
+        ApiRequest("s3", "PutObject", {"Bucket": bucket, "Key": "a.desc", "Body": b"abc"}, "object"),
+    ]
+    client = moto_clients(aws_env, "eu-west-1")
+    done = replay(requests, client)
+    assert [r.resource for r in done.sent] == ["bucket", "object", "policy"]
+    [listed] = client("s3").list_objects_v2(Bucket=bucket)["Contents"]
+    assert (listed["Key"], listed["Size"]) == ("a.desc", 3)
+    # The policy did land, and moto enforces it from then on (as it would have on the upload).
+    assert json.loads(client("s3").get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(policy)
