@@ -14,8 +14,8 @@ import pytest
 
 from collector.proto import DESCRIPTOR_SET_FILE
 from infra.iam import tls_only_bucket
-from infra.mock_runtime import EvaluatedStack, evaluate_stack
-from infra.provider_requests import ApiRequest, stack_requests
+from infra.mock_runtime import EvaluatedStack, RegisteredResource, evaluate_stack
+from infra.provider_requests import ApiRequest, requests_for, stack_requests
 from sandbox.plan_replay import Replay, moto_clients, replay
 from tests.infra.longest_stack import STACK as LONGEST
 from tests.infra.longest_stack import longest_config
@@ -139,3 +139,41 @@ def test_a_tls_only_policy_registered_before_an_object_does_not_block_the_upload
     assert (listed["Key"], listed["Size"]) == ("a.desc", 3)
     # The policy did land, and moto enforces it from then on (as it would have on the upload).
     assert json.loads(client("s3").get_bucket_policy(Bucket=bucket)["Policy"]) == json.loads(policy)
+
+
+def reversed_where_legal(resources: list[RegisteredResource]) -> list[RegisteredResource]:
+    """Another creation order the engine may choose: each resource after its dependencies, otherwise
+    the registration order reversed. Built from the end: of the resources nothing still waits for,
+    the earliest registered is created last."""
+    index = {r.urn: n for n, r in enumerate(resources)}
+    dependents: dict[str, set[str]] = {r.urn: set() for r in resources}
+    for r in resources:
+        for dependency in set(r.dependencies) & dependents.keys():
+            dependents[dependency].add(r.urn)
+    backwards: list[RegisteredResource] = []
+    while dependents:
+        free = [urn for urn, waiting in dependents.items() if not waiting]
+        assert free, f"dependency cycle among {sorted(dependents)}"
+        urn = min(free, key=index.__getitem__)
+        backwards.append(resources[index[urn]])
+        del dependents[urn]
+        for waiting in dependents.values():
+            waiting.discard(urn)
+    return backwards[::-1]
+
+
+def test_the_longest_stack_lands_in_another_legal_creation_order(aws_env: dict[str, str]) -> None:
+    """The engine creates resources in parallel once their dependencies exist, so the registration
+    order is one of many. The whole plan must land in a reversed one too: a resource missing a
+    dependency it needs (a membership without `depends_on` its thing) fails here, not in `pulumi up`."""
+    stack = evaluate_stack(LONGEST, config=longest_config())
+    reordered = reversed_where_legal(stack.resources)
+    assert [r.urn for r in reordered] != [r.urn for r in stack.resources]
+    client = moto_clients(aws_env, stack.config["aws:region"])
+    done = replay(requests_for(reordered, stack.config["aws:region"]), client)
+    assert sorted(r.operation for r, _ in done.skipped) == ["AddPermission", "CreateProvisioningTemplate"]
+    assert len(client("iot").list_things()["things"]) == 2
+    _assert_alarm_events_land(client, LONGEST)
+    [bucket] = [b["Name"] for b in client("s3").list_buckets()["Buckets"]
+                if b["Name"].startswith(f"pm500-{LONGEST}-sparkplug-")]
+    assert len(client("s3").list_objects_v2(Bucket=bucket)["Contents"]) == 1
