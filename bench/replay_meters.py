@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -39,6 +40,7 @@ from collector.simulator.process import SimulatorProcess, terminate
 HOST = "127.0.0.1"
 HEADER = 24  # EtherNet/IP encapsulation header; its bytes 2..3 are the length of what follows
 UNREGISTER_SESSION = 0x66  # the one command that gets no reply
+_START_TIMEOUT_S = 30.0  # the child binds its ports and prints them at once; waiting longer means it hung
 
 
 def request_key(frame: bytes) -> bytes:
@@ -158,10 +160,11 @@ class ReplayMeters:
         cmd = [sys.executable, "-m", "bench.replay_meters", "serve", str(self.recording), str(self.meters)]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
         assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
+        started, _, _ = select.select([self._proc.stdout], [], [], _START_TIMEOUT_S)
+        line = self._proc.stdout.readline() if started else b""  # the child writes one whole line
         if not line:
             self.__exit__(None, None, None)
-            raise RuntimeError("replay meters did not start")
+            raise RuntimeError(f"replay meters did not print their ports within {_START_TIMEOUT_S:g} s")
         self.ports = [m["port"] for m in json.loads(line)["meters"]]
         return self
 
