@@ -6,6 +6,7 @@ then exist in the local account exactly as named by the program. Expected names 
 
 from __future__ import annotations
 
+import graphlib
 import hashlib
 import json
 from typing import Any
@@ -146,19 +147,19 @@ def reversed_where_legal(resources: list[RegisteredResource]) -> list[Registered
     the registration order reversed. Built from the end: of the resources nothing still waits for,
     the earliest registered is created last."""
     index = {r.urn: n for n, r in enumerate(resources)}
-    dependents: dict[str, set[str]] = {r.urn: set() for r in resources}
+    from_the_end = graphlib.TopologicalSorter({urn: () for urn in index})
     for r in resources:
-        for dependency in set(r.dependencies) & dependents.keys():
-            dependents[dependency].add(r.urn)
+        for dependency in set(r.dependencies) & index.keys():
+            from_the_end.add(dependency, r.urn)  # placed (from the end) only after what waits for it
+    from_the_end.prepare()  # raises CycleError on a dependency cycle
     backwards: list[RegisteredResource] = []
-    while dependents:
-        free = [urn for urn, waiting in dependents.items() if not waiting]
-        assert free, f"dependency cycle among {sorted(dependents)}"
+    free: list[str] = []
+    while from_the_end.is_active():
+        free += from_the_end.get_ready()
         urn = min(free, key=index.__getitem__)
+        free.remove(urn)
         backwards.append(resources[index[urn]])
-        del dependents[urn]
-        for waiting in dependents.values():
-            waiting.discard(urn)
+        from_the_end.done(urn)
     return backwards[::-1]
 
 
