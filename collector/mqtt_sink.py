@@ -110,6 +110,7 @@ class MqttSink:
             "connected": self.link.connected.is_set(),
             "in_flight": len(self._inflight),
             **self.link.stats,
+            "last_error": self.link.last_error.as_dict(),
         }
 
     def _topic(self, asset: str) -> str:

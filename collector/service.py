@@ -38,6 +38,7 @@ from collector.payload import status_event
 from collector.quality import screen
 from collector.reading import Reading
 from collector.settings import Running, Settings, flatten
+from collector.sink_errors import SinkError
 from collector.validation import ConfigError
 from collector.wire import make_wire
 
@@ -291,9 +292,9 @@ class Collector:
         if self.mqtt.link.identity_suspected:
             degraded.append(f"mqtt: {IDENTITY_PROBLEM}")
         elif not mqtt_status["connected"]:
-            degraded.append("mqtt not connected")
+            degraded.append(_why("mqtt not connected", self.mqtt.link.last_error.get()))
         if self.influx is not None and not self.influx.healthy:
-            degraded.append("influxdb writes failing")
+            degraded.append(_why("influxdb writes failing", self.influx.last_error.get()))
         status = UNHEALTHY if failing else "degraded" if degraded else "ok"
         return {
             "status": status,
@@ -307,6 +308,11 @@ class Collector:
             "sinks": {"mqtt": mqtt_status, "influx": influx_status},
             "counters": dict(self.counters),
         }
+
+
+def _why(problem: str, error: SinkError | None) -> str:
+    """`mqtt not connected (certificate_expired): device certificate ... expired at ...`."""
+    return problem if error is None else f"{problem} ({error.kind}): {error.message}"
 
 
 def _plain(status: Any) -> dict[str, Any]:
