@@ -24,7 +24,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from collector.alarms import StatusTracker
 from collector.buffer import Buffer
 from collector.config import CollectorConfig, MeterConfig
 from collector.consistency import Verdict
@@ -34,7 +33,7 @@ from collector.influx_sink import InfluxSink
 from collector.metrics import METRICS_BY_NAME
 from collector.mqtt_link import IDENTITY_PROBLEM, tls_context
 from collector.mqtt_sink import MqttSink
-from collector.payload import status_event
+from collector.payload import encode, status_event
 from collector.quality import screen
 from collector.reading import Reading
 from collector.settings import Running, Settings, flatten
@@ -122,10 +121,8 @@ class Collector:
             "readings": 0,
             "bad_values": 0,
             "append_errors": 0,
-            "events": 0,
         }
         self._bad_by_asset: dict[str, dict[str, str]] = {}  # last reported {metric: reason} per asset
-        self._status = StatusTracker()
         self._buffer_failed = False
         check_files(cfg)
         sinks = ("mqtt", "influx") if cfg.influx.enabled else ("mqtt",)
@@ -133,7 +130,7 @@ class Collector:
         try:
             self.buffer = Buffer(
                 cfg.buffer.path, cfg.buffer.max_bytes, cfg.thing_name, sinks, cfg.buffer.synchronous,
-                ddata_encoder=self.wire.ddata_row,
+                ddata_encoder=self.wire.ddata_row, event_encoder=self._event_payload,
             )
         except Exception as e:  # sqlite3 errors, permissions, read-only mount...
             raise ConfigError(f"buffer.path: cannot open {cfg.buffer.path}: {e}") from None
@@ -220,14 +217,15 @@ class Collector:
         self._buffer_failed = False
         self.counters["readings"] += 1
         self._count_bad_values(reading)
-        for metric, active in self._status.changes(reading):  # after the commit: the data is durable
-            self.counters["events"] += 1
-            self.mqtt.publish_event(reading.asset, status_event(self.cfg.thing_name, reading, metric, active))
         self.mqtt.notify()
         if self.influx is not None:
             self.influx.notify()
         if self.debug:
             print_reading(reading, seq)
+
+    def _event_payload(self, reading: Reading, metric: str, active: bool) -> bytes:
+        """An alarm/output EVENT as published; the buffer stores it with the reading that showed it."""
+        return encode(status_event(self.cfg.thing_name, reading, metric, active))
 
     def _count_bad_values(self, reading: Reading) -> None:
         """Values the payload sends as null (`collector.quality`): counted, logged once per change."""
