@@ -21,6 +21,9 @@
 - Every failure is classified (`collector.sink_errors`) into `last_error`: an expired certificate, a
   connection closed before CONNACK or right after it (AWS IoT's answer to a policy that does not allow
   the client), a CONNACK "not authorized", a refused connection, an untrusted broker certificate.
+- Other owners may `add_route(topic, handler)` before `start()` (the named shadow does): the topic is
+  subscribed after NCMD at every CONNACK, its messages go to the handler, and `on_routes_ready`
+  callbacks run once the broker granted those subscriptions (SUBACK) in each session.
 - What the births, the will and NDEATH contain is the `Wire`'s business (`collector.wire`). A Sparkplug B
   wire numbers messages per MQTT session, so stale publishes of the last session must not be resent
   into the next one: with `wire.fresh_session_per_connect` each CONNECT uses a new paho client (paho
@@ -106,6 +109,9 @@ class MqttLink:
         self._connacked_at: float | None = None  # monotonic time of this connection's CONNACK
         self._early_drops_in_a_row = 0
         self.identity_suspected = False  # EARLY_DROPS_REPORTED drops in a row right after CONNACK
+        self._routes: dict[str, Callable[[bytes], None]] = {}  # topic -> handler (paho's thread)
+        self._routes_ready: list[Callable[[], None]] = []
+        self._routes_mid: int | None = None  # the SUBSCRIBE of this session's routes
         self._stats_lock = threading.Lock()  # counted from the sink thread and paho's thread
         self.stats = {"connects": 0, "disconnects": 0, "early_drops": 0, "published": 0, "acked": 0}
         self._client = self._new_client()
@@ -124,7 +130,16 @@ class MqttLink:
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         return client
+
+    def add_route(self, topic: str, handler: Callable[[bytes], None]) -> None:
+        """Before `start()`: subscribe to `topic` in every session and hand its messages to `handler`."""
+        self._routes[topic] = handler
+
+    def on_routes_ready(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (paho's thread) once the routes' subscriptions are granted, in each session."""
+        self._routes_ready.append(callback)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -263,6 +278,8 @@ class MqttLink:
             self._send(client, topics.NBIRTH.render(self._thing), self._wire.nbirth(), self._wire.birth_qos)
             self._on_connected()
         client.subscribe(topics.NCMD.render(self._thing), qos=QOS)
+        if self._routes:
+            _, self._routes_mid = client.subscribe([(topic, QOS) for topic in self._routes])
         self.connected.set()
         self._on_online()  # births are queued first: the owner may now publish data
 
@@ -285,8 +302,19 @@ class MqttLink:
         self._count("acked")
         self._on_puback(mid)
 
+    def _handle_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reasons: object, properties: object
+    ) -> None:
+        if mid != self._routes_mid:
+            return
+        for callback in self._routes_ready:
+            try:
+                callback()
+            except Exception:  # an owner's bug must never take the link down
+                log.exception("routes-ready callback failed")
+
     def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         try:
-            self._on_command(bytes(message.payload))
+            self._routes.get(message.topic, self._on_command)(bytes(message.payload))
         except Exception:  # a bad command must never take the link down
             log.exception("command handler failed", extra={"topic": message.topic})

@@ -66,6 +66,7 @@ class MqttSink:
         self.on_delivered = on_delivered  # (entries, ack time ms): latency measurement hook
         self.on_timed: Callable[[Sequence[Delivery], float], None] | None = None  # latency budget hook
         self._inflight: dict[int, tuple[Entry, float]] = {}  # mid -> (row, published at), sink thread's
+        self.last_delivered_ms: int | None = None  # sample time of the newest reading the broker has
         self._event_position = 0  # highest event id handed to paho in this session
         self._event_inflight: dict[int, int] = {}  # mid -> event id, sink thread's
         self._verdicts: dict[str, dict[str, Any]] = {}  # asset -> register-map verdict for DBIRTH
@@ -222,6 +223,8 @@ class MqttSink:
         self._buffer.ack_events(events)
         if delivered:
             self._cursor.ack([d[0].id for d in delivered])
+            newest = max(d[0].timestamp_ms for d in delivered)
+            self.last_delivered_ms = max(self.last_delivered_ms or 0, newest)
             if self.on_timed is not None:
                 self.on_timed(delivered, time.perf_counter())
             if self.on_delivered is not None:

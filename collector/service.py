@@ -15,6 +15,7 @@ a reading.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import ipaddress
 import json
 import logging
@@ -22,7 +23,10 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
+
+from cryptography import x509
 
 from collector.buffer import Buffer
 from collector.config import CollectorConfig, MeterConfig
@@ -36,7 +40,8 @@ from collector.mqtt_sink import MqttSink
 from collector.payload import encode, status_event
 from collector.quality import screen
 from collector.reading import Reading
-from collector.settings import Running, Settings, flatten
+from collector.settings import Running, Settings, flatten, nest
+from collector.shadow import ShadowClient
 from collector.sink_errors import SinkError
 from collector.validation import ConfigError
 from collector.wire import make_wire
@@ -47,6 +52,9 @@ OUT_OF_SERVICE = "out_of_service"  # a meter taken out of service remotely: not 
 HEALTHY_METER_STATES = ("ok", OUT_OF_SERVICE)
 DEAD_METER_STATE = "stopped"  # collector.poller.MeterStatus.state once a meter thread has ended
 COMMAND_SOURCE = "ncmd"  # the JSON NCMD channel, as named in the settings record
+VERSION = importlib.metadata.version("pm500")
+REPORTED_PROBLEMS = 5  # the first problems in the shadow (a document is capped at 8 KB)
+REPORTED_MESSAGE_CHARS = 200
 
 
 class PollerLike(Protocol):
@@ -142,6 +150,12 @@ class Collector:
         self.mqtt = MqttSink(cfg, self.buffer, window=cfg.mqtt.inflight_window, wire=self.wire)
         self.mqtt.on_command = self.handle_command
         self.influx = InfluxSink(cfg.influx, self.buffer) if cfg.influx.enabled else None
+        self._certificate_not_after = certificate_not_after(cfg.mqtt.cert_file)
+        self.shadow = (
+            ShadowClient(cfg.thing_name, self.mqtt.link, self.settings, self.shadow_report,
+                         cfg.shadow.report_interval_s)
+            if cfg.shadow.enabled else None
+        )
         try:
             self.health = HealthServer(cfg.health.host, cfg.health.port, self.snapshot)
         except OSError as e:
@@ -157,6 +171,8 @@ class Collector:
             self.influx.start()
         self._start_poller()
         self.settings.start()
+        if self.shadow is not None:
+            self.shadow.start()
         log.info(
             "collector started",
             extra={
@@ -170,6 +186,8 @@ class Collector:
 
     def stop(self) -> None:
         """Stop polling first, then the sinks (acks already received are committed), then the rest."""
+        if self.shadow is not None:
+            self.shadow.stop()
         self.settings.stop()  # lets a poller restart in progress finish; none starts after this
         with self._restart_lock, self._poller_lock:  # waits for an NCMD restart under way
             self._polling = False
@@ -263,6 +281,37 @@ class Collector:
             self._poll_interval_s, self._out_of_service = target.poll_interval_s, target.out_of_service
             self._start_poller()
 
+    def shadow_report(self) -> dict[str, Any]:
+        """The reported state of the named shadow: what `cli.py fleet status` shows per collector."""
+        health = self.snapshot()
+        buffer = health["buffer"]
+        settings = nest(self.settings.values())
+        meters = {
+            asset: {
+                **settings["meters"].get(asset, {}),
+                "state": meter.get("state"),
+                "register_map": (meter.get("register_map") or {}).get("verdict"),
+            }
+            for asset, meter in health["meters"].items()
+        }
+        sinks = {
+            name: {"last_error": _short(status.get("last_error"))}
+            for name, status in health["sinks"].items()
+            if status.get("enabled", True)
+        }
+        return {
+            "version": VERSION,
+            "encoding": self.cfg.mqtt.encoding,
+            **settings,
+            "meters": meters,
+            "status": health["status"],
+            "problems": [p[:REPORTED_MESSAGE_CHARS] for p in health["problems"][:REPORTED_PROBLEMS]],
+            "backlog": {**buffer["depth"], "events": buffer.get("events", {}).get("depth", 0)},
+            "last_ddata_ms": self.mqtt.last_delivered_ms,
+            "sinks": sinks,
+            "certificate": {"not_after": self._certificate_not_after},
+        }
+
     def snapshot(self) -> dict[str, Any]:
         with self._poller_lock:
             meters = self._poller.status() if self._poller is not None else {}
@@ -302,10 +351,27 @@ class Collector:
             "debug": self.debug,
             "meters": meter_states,
             "settings": self.settings.status(),
+            "shadow": self.shadow.status() if self.shadow is not None else {"enabled": False},
             "buffer": self.buffer.stats(),
             "sinks": {"mqtt": mqtt_status, "influx": influx_status},
             "counters": dict(self.counters),
         }
+
+
+def certificate_not_after(cert_file: Path) -> str | None:
+    """The device certificate's expiry (ISO 8601, UTC), reported so the fleet view can warn before it."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _short(error: Any) -> dict[str, Any] | None:
+    """A sink error for the shadow: kind and message, not the time (which changes on every retry)."""
+    if not isinstance(error, dict):
+        return None
+    return {"kind": error["kind"], "message": str(error["message"])[:REPORTED_MESSAGE_CHARS]}
 
 
 def _why(problem: str, error: SinkError | None) -> str:

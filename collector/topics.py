@@ -70,7 +70,9 @@ _SHADOW_LEVELS = ("$aws", "things", THING, "shadow", "name", SHADOW_NAME)
 SHADOW_UPDATE = TopicTemplate("SHADOW_UPDATE", (*_SHADOW_LEVELS, "update"), "publish")
 SHADOW_GET = TopicTemplate("SHADOW_GET", (*_SHADOW_LEVELS, "get"), "publish")
 SHADOW = TopicTemplate("SHADOW", (*_SHADOW_LEVELS, "#"), "subscribe")
-SHADOW_ANSWERS = ("update/accepted", "update/rejected", "update/delta", "get/accepted", "get/rejected")
+# What the collector subscribes to: not `update/accepted` (it echoes each report back: billed traffic for
+# nothing; a report is assumed accepted unless `update/rejected` says otherwise).
+SHADOW_ANSWERS = ("update/rejected", "update/delta", "get/accepted", "get/rejected")
 
 
 def shadow_topic(thing: str, operation: str) -> str:

@@ -14,8 +14,9 @@ wires the topics of AWS IoT's "Device Shadow MQTT topics" to that logic instead 
   `.../update/delta`. An HTTP update never passes through the broker, so the bridge reads the shadows
   of moto's things every `poll_s` and publishes the delta of each new version (moto computes it).
 
-Each request's `clientToken` is echoed, as AWS IoT does. moto is not thread-safe: one lock serializes
-the bridge's calls.
+Each request's `clientToken` is echoed, as AWS IoT does. moto's delta keeps an empty object for a nested
+object whose fields all match (`{"meters": {"m1": {}}}`) where AWS IoT's delta holds only the fields
+that differ: the bridge leaves those out. moto is not thread-safe: one lock serializes the bridge's calls.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class ShadowService:
             rejected = {"code": code, "message": e.response["Error"].get("Message") or str(e)}
             client.publish(f"{base}/{operation}/rejected", json.dumps(_with(rejected, token)), qos=1)
             return
+        if "delta" in document.get("state", {}):
+            document["state"] = _pruned_delta(document["state"])
         client.publish(f"{base}/{operation}/accepted", json.dumps(_with(document, token)), qos=1)
         if operation == "update":
             self._check(thing, shadow, publish=True)
@@ -142,7 +145,7 @@ class ShadowService:
             document = json.loads(answer["payload"].read())
         except ClientError:
             return  # deleted meanwhile
-        version, state = document["version"], document.get("state", {})
+        version, state = document["version"], _pruned_delta(document.get("state", {}))
         seen_version, seen_desired = self._seen.get((thing, shadow), (0, None))
         if version <= seen_version:
             return
@@ -157,6 +160,23 @@ class ShadowService:
             }
             topic = f"$aws/things/{thing}/shadow/name/{shadow}/update/delta"
             self._client.publish(topic, json.dumps(delta), qos=1)
+
+
+def pruned(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` without empty objects (what moto leaves in a delta and AWS IoT does not send)."""
+    out = {}
+    for key, value in document.items():
+        if isinstance(value, dict):
+            value = pruned(value)
+            if not value:
+                continue
+        out[key] = value
+    return out
+
+
+def _pruned_delta(state: dict[str, Any]) -> dict[str, Any]:
+    delta = pruned(state.get("delta") or {})
+    return {**{k: v for k, v in state.items() if k != "delta"}, **({"delta": delta} if delta else {})}
 
 
 def _client_token(payload: bytes) -> str | None:

@@ -50,7 +50,6 @@ def test_collector_topics_are_the_sparkplug_topics() -> None:
     assert SHADOW_GET.render(THING) == f"{shadow}/get"
     assert SHADOW.render(THING) == f"{shadow}/#"
     assert [shadow_topic(THING, a) for a in SHADOW_ANSWERS] == [
-        f"{shadow}/update/accepted",
         f"{shadow}/update/rejected",
         f"{shadow}/update/delta",
         f"{shadow}/get/accepted",
