@@ -9,10 +9,12 @@ wires the topics of AWS IoT's "Device Shadow MQTT topics" to that logic instead 
   `.../update/accepted` (moto's response document) or `.../update/rejected` (`code`, `message`);
 - `.../get` -> GetThingShadow; the answer on `.../get/accepted` (the document with its delta) or
   `.../get/rejected` (404 when there is no shadow yet);
-- a new version whose desired state changed and still differs from the reported one, whoever wrote it
-  (a device over MQTT, an operator over the HTTP API such as `cli.py collector set`), on
-  `.../update/delta`. An HTTP update never passes through the broker, so the bridge reads the shadows
-  of moto's things every `poll_s` and publishes the delta of each new version (moto computes it).
+- each new version, whoever wrote it (a device over MQTT, an operator over the HTTP API such as
+  `cli.py collector set`), on `.../update/documents` (`previous` and `current` document: what the
+  stack's report rule reads) and, when its desired state changed and still differs from the reported
+  one, on `.../update/delta`. An HTTP update never passes through the broker, so the bridge also reads
+  the shadows of moto's things every `poll_s`; versions written between two polls are documented as
+  one step.
 
 Each request's `clientToken` is echoed, as AWS IoT does. moto's delta keeps an empty object for a nested
 object whose fields all match (`{"meters": {"m1": {}}}`) where AWS IoT's delta holds only the fields
@@ -56,7 +58,7 @@ class ShadowService:
         self._poll_s = poll_s
         self._moto = threading.Lock()
         self._checking = threading.Lock()  # one version check at a time (paho's thread and the poller)
-        self._seen: dict[tuple[str, str], tuple[int, Any]] = {}  # (thing, shadow) -> (version, desired)
+        self._seen: dict[tuple[str, str], dict[str, Any]] = {}  # (thing, shadow) -> last document seen
         self._stopping = threading.Event()
         self._client: mqtt.Client | None = None
         self._poller = threading.Thread(target=self._poll_loop, name="shadow-service-poll", daemon=True)
@@ -146,20 +148,27 @@ class ShadowService:
         except ClientError:
             return  # deleted meanwhile
         version, state = document["version"], _pruned_delta(document.get("state", {}))
-        seen_version, seen_desired = self._seen.get((thing, shadow), (0, None))
-        if version <= seen_version:
+        previous = self._seen.get((thing, shadow))
+        if previous is not None and version <= previous["version"]:
             return
-        self._seen[(thing, shadow)] = (version, state.get("desired"))
-        changed = state.get("desired") != seen_desired
-        if publish and changed and state.get("delta") and self._client is not None:
+        current = {**document, "state": {k: v for k, v in state.items() if k != "delta"}}
+        self._seen[(thing, shadow)] = current
+        if not publish or self._client is None:
+            return
+        documents = {"current": current, "timestamp": document.get("timestamp", int(time.time()))}
+        if previous is not None:
+            documents["previous"] = previous
+        base = f"$aws/things/{thing}/shadow/name/{shadow}/update"
+        self._client.publish(f"{base}/documents", json.dumps(documents), qos=1)
+        changed = state.get("desired") != (previous or {}).get("state", {}).get("desired")
+        if changed and state.get("delta"):
             delta = {
                 "version": version,
                 "timestamp": document.get("timestamp", int(time.time())),
                 "state": state["delta"],
                 "metadata": document.get("metadata", {}).get("desired", {}),
             }
-            topic = f"$aws/things/{thing}/shadow/name/{shadow}/update/delta"
-            self._client.publish(topic, json.dumps(delta), qos=1)
+            self._client.publish(f"{base}/delta", json.dumps(delta), qos=1)
 
 
 def pruned(document: dict[str, Any]) -> dict[str, Any]:

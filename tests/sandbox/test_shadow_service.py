@@ -104,6 +104,11 @@ def test_get_update_and_deltas_over_mqtt_and_http(
         finally:
             close_client(client)
         assert len(payloads(rec, f"{BASE}/update/delta")) == 1
+        # Every version is documented (the report rule reads these), the HTTP one too.
+        documents = payloads(rec, f"{BASE}/update/documents")
+        assert [d["current"]["version"] for d in documents] == [1, 2, 3]
+        assert "previous" not in documents[0] and documents[1]["previous"]["version"] == 1
+        assert documents[2]["current"]["state"]["reported"] == {"poll_interval_s": 5, "debug": False}
         got = boto3.client("iot-data").get_thing_shadow(thingName=THING, shadowName="pm500")
         assert "delta" not in json.loads(got["payload"].read())["state"]
 
