@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from collector.config import CollectorConfig
-from collector.settings import HISTORY_LENGTH, Running, Settings, flatten, nest, settings_path
+from collector.settings import HISTORY_LENGTH, Running, Schema, Settings, flatten, nest, settings_path
 
 BUNDLE: dict[str, Any] = {
     "stack": "test",
@@ -302,3 +302,11 @@ def test_listeners_hear_each_applied_target_after_the_collector_follows(tmp_path
         assert order == ["follow", "listener True"]
     finally:
         settings.stop()
+
+
+def test_the_schema_checks_a_request_without_a_running_collector() -> None:
+    """What `cli.py collector set` checks before it writes anything: the collector's own rules."""
+    schema = Schema(["meter-0"])
+    assert schema.check({"poll_interval_s": 5, "meters.meter-0.in_service": False}) == {}
+    reasons = schema.check({"poll_interval_s": 4000, "meters.meter-7.in_service": False})
+    assert "0.1..3600" in reasons["poll_interval_s"] and "meter-0" in reasons["meters.meter-7.in_service"]
