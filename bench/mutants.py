@@ -72,7 +72,10 @@ MODULE_TESTS: dict[str, list[str]] = {
     "collector/cip_multiple.py": ["tests/meter/test_cip_multiple.py", "tests/meter/test_driver.py"],
     "collector/assembly_reader.py": ["tests/meter/test_driver.py", "tests/meter/test_poller.py"],
     "collector/settings.py": ["tests/collector/test_settings.py"],
-    "collector/sink_errors.py": ["tests/collector/test_sink_error_kinds.py", "tests/collector/test_sink_errors.py"],
+    "collector/sink_errors.py": [
+        "tests/collector/test_sink_error_kinds.py",
+        "tests/collector/test_sink_errors.py",
+    ],
     "collector/event_queue.py": ["tests/collector/test_event_queue.py"],
     "collector/alarms.py": ["tests/collector/test_alarms.py", "tests/collector/test_event_queue.py"],
 }
