@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from infra.iam_reference import allows, check_document
-from infra.mock_runtime import EvaluatedStack
+from preflight.iam_reference import allows, check_document
+from preflight.mock_runtime import EvaluatedStack
 
 RULE = "aws:iot/topicRule:TopicRule"
 ROLE_ARN = "arn:aws:iam::123456789012:role/pm500-prod-rule-ddata_latest"
