@@ -28,7 +28,7 @@ def aws_commands(endpoint_url: str, env: dict[str, str], outputs_file: Path) -> 
     region = env["AWS_REGION"]
     return [
         ("the AWS stand-in (moto), with the operator CLI: thing, certificate, policy",
-         f"AWS_ENDPOINT_URL={endpoint_url} {creds} AWS_REGION={region} .venv/bin/python cli.py list-devices "
+         f"AWS_ENDPOINT_URL={endpoint_url} {creds} AWS_REGION={region} .venv/bin/python cli.py devices list "
          f"--stack local --outputs-file {shlex.quote(str(outputs_file))}"),
         ("the same with the AWS CLI",
          f"{creds} .venv/bin/aws --endpoint-url {endpoint_url} --region {region} iot list-things"),

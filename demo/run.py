@@ -1,7 +1,7 @@
 """Bring the local pipeline up in dependency order, watch data flow, tear everything down by pid.
 
 Order: stack (real program on the mock runtime) -> moto seeded with it -> dev CA -> InfluxDB ->
-Mosquitto -> `cli.py provision-device` (bundle) -> meter simulators -> observer subscriber ->
+Mosquitto -> `cli.py devices provision` (bundle) -> meter simulators -> observer subscriber ->
 collector (from the bundle). The observer subscribes before the collector connects, so it sees the
 collector's births, not only its data. Every child process is a `sandbox.procs.ManagedProcess` in its
 own process group; the teardown stops them in reverse order, then checks that none of their pids is
@@ -129,7 +129,7 @@ class Demo:
                         "endpoint)"):
             p.broker = self._server(MosquittoBroker(p.workdir / "mosquitto", p.ca))
             p.observer = p.broker.observer_credentials(p.workdir / "observer")
-        with self._step("cli.py provision-device: key generated locally, CSR signed by the dev CA, "
+        with self._step("cli.py devices provision: key generated locally, CSR signed by the dev CA, "
                         "certificate registered in moto, bundle written"):
             p.bundle_dir = p.workdir / "bundle"
             stack.provision(local, p.moto, p.ca, p.broker, influx, p.bundle_dir, p.logs / "provision.log")
