@@ -29,10 +29,11 @@ def main() -> None:
         print(rows[-1], flush=True)
     write_section("infra_eval", (
         "Whole program (config + inventory parsing, components, exports) on Pulumi's mock runtime, with the"
-        " `infra.mock_runtime` recorder. **cold**: the program run first in a fresh interpreter, imports of"
-        " pulumi, pulumi_aws and `infra` included (what `pulumi up` pays); goal: <= 5 s at 1,000 collectors."
-        " **warm**: after a 1-collector warm-up, vs plain `pulumi.CustomResource`s of the same count measured"
-        " after the same warm-up (per-resource detail and the typed-class floor: `fleet_scale` below).\n\n"
+        " `preflight.mock_runtime` recorder. **cold**: the program run first in a fresh interpreter, imports"
+        " of pulumi, pulumi_aws and `infra` included (what `pulumi up` pays); goal: <= 5 s at 1,000"
+        " collectors. **warm**: after a 1-collector warm-up, vs plain `pulumi.CustomResource`s of the same"
+        " count measured after the same warm-up (per-resource detail and the typed-class floor:"
+        " `fleet_scale` below).\n\n"
         "| collectors | resources | cold s | <= 5 s | warm s | bare s | warm/bare |\n"
         "|---:|---:|---:|:---:|---:|---:|---:|\n"
         + "\n".join(rows)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from collector.config import CONFIG_FILE, CollectorConfig
 from collector.lineprotocol import MEASUREMENT
 from collector.topics import GROUP_ID, SPARKPLUG_NAMESPACE
-
-if TYPE_CHECKING:
-    from demo.run import Pipeline
+from demo.pipeline import Pipeline
 
 # Plain identifiers: the query fits in a double-quoted shell word without escaping.
 LATEST_ROWS = f"SELECT * FROM {MEASUREMENT} WHERE phase = 'total' ORDER BY time DESC LIMIT 4"  # noqa: S608

@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,8 +23,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from collector.config import CONFIG_FILE, DEFAULT_ENCODING, ENV_PREFIX, CollectorConfig, Encoding, load_config
+from collector.config import CONFIG_FILE, DEFAULT_ENCODING, ENV_PREFIX, Encoding, load_config
 from demo import inspect, observe, stack, view
+from demo.pipeline import Pipeline
 from demo.signals import Shutdown, SignalGuard
 from demo.verdict import Verdict, judge
 from demo.workdir import record_pids
@@ -53,27 +53,6 @@ S = TypeVar("S", bound=ChildServer)
 
 class PieceError(RuntimeError):
     """A piece of the pipeline did not start, or stopped on its own; the message names it and its log."""
-
-
-@dataclass
-class Pipeline:
-    """What is running: enough to observe it, print how to inspect it, and prove it all stopped."""
-
-    workdir: Path
-    moto: MotoServer | None = None
-    ca: DevCA | None = None
-    influx: InfluxServer | None = None
-    broker: MosquittoBroker | None = None
-    observer: tuple[Path, Path] | None = None
-    bundle: CollectorConfig | None = None
-    bundle_dir: Path | None = None
-    outputs_file: Path | None = None
-    recorder: Recorder | None = None
-    pids: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def logs(self) -> Path:
-        return self.workdir / "logs"
 
 
 def python_module(module: str, *args: str | Path) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 from collector.config import DEFAULT_CIP_PORT, DEFAULT_ENCODING, Encoding
 from demo.workdir import REPO_ROOT
 from infra.outputs import COLLECTORS
-from infra.provider_requests import ApiRequest, stack_requests
+from preflight.provider_requests import ApiRequest, stack_requests
 from sandbox.ca import DevCA
 from sandbox.influx import InfluxServer
 from sandbox.mosquitto import MosquittoBroker
@@ -94,7 +94,7 @@ def evaluate(directory: Path, encoding: Encoding = DEFAULT_ENCODING) -> tuple[Lo
     it reaches the collector the way it does in a real deployment: outputs -> CLI -> bundle.
     Returns the stack and notes on any meter moved to a free port (see `free_meter_ports`).
     """
-    from infra.mock_runtime import evaluate_stack, load_stack_config_file
+    from preflight.mock_runtime import evaluate_stack, load_stack_config_file
 
     config, secret_keys = load_stack_config_file(STACK)
     notes = free_meter_ports(config)
