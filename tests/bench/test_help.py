@@ -27,8 +27,8 @@ def test_the_runnable_modules_are_found() -> None:
 def test_help_only_prints_help(module: str) -> None:
     report = ROOT / "docs" / "BENCHMARKS.md"
     before = report.read_bytes()
-    result = subprocess.run([sys.executable, "-m", f"bench.{module}", "--help"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = subprocess.run([sys.executable, "-m", f"bench.{module}", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: ")
     assert report.read_bytes() == before
