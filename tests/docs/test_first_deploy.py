@@ -39,14 +39,15 @@ NOT_RUN_HERE = [
 ]
 ACCOUNT = PLACEHOLDERS["<account id>"]
 PULUMI = "needs the Pulumi CLI"
+SET_PATH = "pulumi config set --path 'pm500-bootstrap:"
 # docs/infra.md's first deploy, line by line: what is not run here, and why.
 EXPECTED_NOT_RUN = [
     ("pulumi stack init ci", PULUMI),
     ("pulumi config set pm500-bootstrap:githubRepository example-org/pm500", PULUMI),
-    ("pulumi config set --path 'pm500-bootstrap:previewPolicyFiles[0]' policies/staging-preview.json", PULUMI),
-    ("pulumi config set --path 'pm500-bootstrap:previewPolicyFiles[1]' policies/prod-preview.json", PULUMI),
-    ("pulumi config set --path 'pm500-bootstrap:deployPolicyFiles[0]' policies/staging-deploy.json", PULUMI),
-    ("pulumi config set --path 'pm500-bootstrap:deployPolicyFiles[1]' policies/prod-deploy.json", PULUMI),
+    (f"{SET_PATH}previewPolicyFiles[0]' policies/staging-preview.json", PULUMI),
+    (f"{SET_PATH}previewPolicyFiles[1]' policies/prod-preview.json", PULUMI),
+    (f"{SET_PATH}deployPolicyFiles[0]' policies/staging-deploy.json", PULUMI),
+    (f"{SET_PATH}deployPolicyFiles[1]' policies/prod-deploy.json", PULUMI),
     ("pulumi up", PULUMI),
     ("./dev setup", "the suite already runs in the .venv `./dev setup` made"),
     ("pulumi login", PULUMI),
