@@ -26,7 +26,8 @@ def test_iot_policy_size() -> None:
 
     from infra.iam import collector_iot_policy
 
-    row = next(line for line in PAGE.read_text().splitlines() if line.startswith("| IoT policy document size"))
+    lines = PAGE.read_text().splitlines()
+    row = next(line for line in lines if line.startswith("| IoT policy document size"))
     match = re.search(r"policy variables \(([\d,]+) characters", row)
     assert match
     stated = int(match[1].replace(",", ""))
