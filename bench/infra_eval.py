@@ -9,6 +9,8 @@ is checked against it. `warm` is measured after the same warm-up as the bare pro
 
 from __future__ import annotations
 
+import argparse
+
 from bench.fleet_scale import run_child
 from bench.report import write_section
 
@@ -41,4 +43,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(prog="python -m bench.infra_eval", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -77,5 +77,5 @@ def meter_probe_cmd(
         lines = describe(report) + (describe_suggestion(suggestion) if suggestion is not None else [])
         for line in lines:
             out.print(line, markup=False, highlight=False, soft_wrap=True)
-    if report.exit_code:
+    if report.exit_code:  # an instance of the map could not be checked (docs/meter.md)
         raise typer.Exit(report.exit_code)

@@ -20,7 +20,10 @@ BUNDLE = "Bundle: broker"
 INFLUX = "Bundle: local InfluxDB"
 OUTPUT = "Output"
 
-Stack = Annotated[str, typer.Option(help="Pulumi stack name, e.g. staging or prod.", rich_help_panel=TARGET)]
+STACK_HELP = "Pulumi stack name, e.g. staging or prod."
+Stack = Annotated[str, typer.Option(help=STACK_HELP, rich_help_panel=TARGET)]
+# Commands about a whole stack (no collector in them) file it under its own panel.
+WholeStack = Annotated[str, typer.Option("--stack", help=STACK_HELP, rich_help_panel="Which stack")]
 Site = Annotated[str, typer.Option(help="Site name as in the stack's inventory.", rich_help_panel=TARGET)]
 CollectorId = Annotated[
     str, typer.Option("--collector", help="Collector name within the site.", rich_help_panel=TARGET)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from commands.console import err, out
 from commands.help_format import ConventionalHelpCommand, ConventionalHelpGroup
-from commands.options import JsonOut, Stack
+from commands.options import JsonOut, WholeStack
 
 app = typer.Typer(
     help="What a stack needs before `pulumi up`, derived from the program.",
@@ -23,7 +23,7 @@ command = partial(app.command, cls=ConventionalHelpCommand)
 
 @command("deployer-policy")
 def deployer_policy_command(
-    stack: Stack,
+    stack: WholeStack,
     mode: Annotated[
         str, typer.Option(help="preview (read-only: pulumi preview/refresh) or deploy (pulumi up).")
     ] = "deploy",

@@ -62,3 +62,11 @@ def test_devices_provision_groups_its_options_in_panels() -> None:
     certificate = text.split("╭─ Certificate")[1].split("╰")[0]
     for option in ("--key-type", "--ca-cert", "--ca-key", "--validity-days", "--rotate", "--force"):
         assert option in certificate
+
+
+def test_a_stack_command_files_its_stack_under_which_stack() -> None:
+    """Issue 21: `deployer-policy --help` filed `--stack` under "Which collector"; it takes no collector."""
+    text = help_text("stacks deployer-policy")
+    assert "Which collector" not in text
+    panel = text[text.index("Which stack"):]
+    assert "--stack" in panel.split("╰")[0]
