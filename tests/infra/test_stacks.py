@@ -11,7 +11,7 @@ import pytest
 from collector.topics import thing_name
 from infra import outputs
 from infra.config import StackConfig, parse_stack_config
-from infra.mock_runtime import (
+from preflight.mock_runtime import (
     PROJECT_DIR,
     EvaluatedStack,
     RegisteredResource,
