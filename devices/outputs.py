@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from collector.topics import NAME_PATTERN, NAME_RULE
 from collector.validation import describe
 from devices.errors import DeviceError
-from infra.outputs import COLLECTOR_POLICY_NAME, COLLECTORS, IOT_ENDPOINT, STACK, CollectorOutput
+from infra.outputs import COLLECTOR_POLICY_NAME, COLLECTORS, FLEET_TABLE, IOT_ENDPOINT, STACK, CollectorOutput
 
 PULUMI_TIMEOUT_S = 120
 
@@ -32,6 +32,7 @@ class StackOutputs(BaseModel):
     iot_endpoint: str = Field(alias=IOT_ENDPOINT)
     collector_policy_name: str = Field(alias=COLLECTOR_POLICY_NAME)
     collectors: dict[str, CollectorOutput] = Field(alias=COLLECTORS)
+    fleet_table: str | None = Field(None, alias=FLEET_TABLE)  # features.fleet; none in older stacks
 
     def collector(self, site: str, collector: str) -> CollectorOutput:
         """The collector `site`/`collector`, or an error that lists what the stack does have."""

@@ -167,6 +167,7 @@ class AlarmEvents(pulumi.ComponentResource):
 
     queue_name: pulumi.Output[str]
     bus_name: pulumi.Output[str]
+    bus_arn: pulumi.Output[str]
     pipe_role_name: pulumi.Output[str]
     rule: RouteRule
 
@@ -220,6 +221,7 @@ class AlarmEvents(pulumi.ComponentResource):
         ), opts=pulumi.ResourceOptions(parent=self, depends_on=[pipe_role.policy]))
         self.queue_name = queue.name
         self.bus_name = bus_name
+        self.bus_arn = bus_arn
         self.pipe_role_name = pipe_role.role.name
         self.register_outputs({"queueName": self.queue_name, "busName": self.bus_name,
                                "ruleName": self.rule.name})

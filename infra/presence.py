@@ -218,16 +218,24 @@ class Fleet(pulumi.ComponentResource):
 
     table_name: pulumi.Output[str]
     state_machine_name: pulumi.Output[str]
+    bus_name: pulumi.Output[str]
     rules: dict[str, RouteRule]
     role_name: pulumi.Output[str]
 
     def __init__(self, name: str, cfg: StackConfig, rule_context: RuleContext, key_arn: pulumi.Input[str],
-                 bus_arn: pulumi.Input[str], bus_name: pulumi.Input[str], offline_after_s: int,
+                 bus: tuple[pulumi.Input[str], pulumi.Input[str]] | None, offline_after_s: int,
                  opts: pulumi.ResourceOptions | None = None) -> None:
+        """`bus`: (ARN, name) of the stack's event bus when another route made it, else the fleet makes it."""
         super().__init__("pm500:fleet:Fleet", name, None, opts)
         names = rule_context.names
         region = cfg.region or ""
         child = pulumi.ResourceOptions(parent=self)
+        if bus is None:
+            own = aws.cloudwatch.EventBus("bus", aws.cloudwatch.EventBusArgs(
+                name=names.resource("events"), tags={"pm500:stack": cfg.stack}), opts=child)
+            bus_arn, bus_name = own.arn, own.name
+        else:
+            bus_arn, bus_name = pulumi.Output.from_input(bus[0]), pulumi.Output.from_input(bus[1])
         table = aws.dynamodb.Table("fleet", aws.dynamodb.TableArgs(
             name=names.resource("fleet"),
             billing_mode="PAY_PER_REQUEST",
@@ -287,5 +295,7 @@ class Fleet(pulumi.ComponentResource):
         self.table_name = table.name
         self.state_machine_name = machine.name
         self.role_name = machine_role.role.name
-        self.register_outputs({"tableName": self.table_name, "stateMachineName": self.state_machine_name})
+        self.bus_name = bus_name
+        self.register_outputs({"tableName": self.table_name, "stateMachineName": self.state_machine_name,
+                               "busName": self.bus_name})
 

@@ -154,6 +154,7 @@ ARN_FORMATS: dict[str, str] = {
     "aws:sqs/queue:Queue": "arn:{partition}:sqs:{region}:{account}:{name}",
     "aws:dynamodb/table:Table": "arn:{partition}:dynamodb:{region}:{account}:table/{name}",
     "aws:ecr/repository:Repository": "arn:{partition}:ecr:{region}:{account}:repository/{name}",
+    "aws:sfn/stateMachine:StateMachine": "arn:{partition}:states:{region}:{account}:stateMachine:{name}",
 }
 
 
@@ -177,6 +178,7 @@ IAM_RESOURCE_TYPES = {
     "aws:ecr/repository:Repository": ("ecr", "repository"),
     "aws:s3/bucket:Bucket": ("s3", "bucket"),
     "aws:sqs/queue:Queue": ("sqs", "queue"),
+    "aws:sfn/stateMachine:StateMachine": ("states", "statemachine"),
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
+from collector.validation import ConfigError
 from infra.presence import (
     DETAIL_OFFLINE,
     DETAIL_PRESENCE,
@@ -21,6 +22,7 @@ from infra.presence import (
     presence_sql,
     report_sql,
 )
+from preflight.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
 from sandbox.moto import MotoServer
 from tests.collector.harness import wait_until
 
@@ -173,3 +175,57 @@ def test_other_client_events_are_ignored(presence: Presence) -> None:
     presence.run({"eventType": "subscribed", "timestamp": 1, "versionNumber": 0, "sessionIdentifier": "x"})
     assert presence.received() == []
     assert presence.item() == {}
+
+
+# -- the fleet resources as the program declares them -------------------------------------------------
+
+
+def test_the_stack_wires_table_machine_rules_and_bus(staging: EvaluatedStack) -> None:
+    from infra import outputs
+
+    table = staging.one("aws:dynamodb/table:Table", "fleet").inputs
+    assert (table["name"], table["hashKey"], table["rangeKey"]) == ("pm500-staging-fleet", "thing", "record")
+    key = staging.outputs[outputs.KMS_KEY_ARN]
+    assert table["serverSideEncryption"] == {"enabled": True, "kmsKeyArn": key}
+    machine = staging.one("aws:sfn/stateMachine:StateMachine").inputs
+    assert (machine["name"], machine["type"]) == ("pm500-staging-presence", "STANDARD")
+    assert machine["roleArn"].endswith(":role/pm500-staging-presence")
+    definition = json.loads(machine["definition"])
+    assert definition["States"]["StillAway"]["Seconds"] == 900  # presence.offlineAfterS, default
+    tables = {s["Parameters"]["TableName"] for s in definition["States"].values() if "TableName" in
+              s.get("Parameters", {})}
+    buses = {e["EventBusName"] for s in definition["States"].values()
+             for e in s.get("Parameters", {}).get("Entries", [])}
+    assert (tables, buses) == ({"pm500-staging-fleet"}, {staging.outputs[outputs.EVENT_BUS_NAME]})
+    assert len(staging.of_type("aws:cloudwatch/eventBus:EventBus")) == 1  # shared with the alarm events
+    presence_rule = staging.one("aws:iot/topicRule:TopicRule", "rule/presence").inputs
+    assert presence_rule["stepFunctions"] == [{
+        "stateMachineName": "pm500-staging-presence", "executionNamePrefix": "presence-",
+        "roleArn": "arn:aws:iam::123456789012:role/pm500-staging-rule-presence"}]
+    report_rule = staging.one("aws:iot/topicRule:TopicRule", "rule/fleet_report").inputs
+    [action] = report_rule["dynamodbs"]
+    assert {k: action[k] for k in ("tableName", "hashKeyField", "hashKeyValue", "rangeKeyField",
+                                   "rangeKeyValue", "payloadField")} == {
+        "tableName": "pm500-staging-fleet", "hashKeyField": "thing", "hashKeyValue": "${topic(3)}",
+        "rangeKeyField": "record", "rangeKeyValue": "report", "payloadField": "data"}
+    assert staging.outputs[outputs.FLEET_TABLE] == "pm500-staging-fleet"
+
+
+def test_the_offline_threshold_is_config() -> None:
+    config, secrets = load_stack_config_file("staging")
+    presence = json.dumps({"offlineAfterS": 120})
+    evaluated = evaluate_stack("staging", config={**config, "pm500:presence": presence}, secret_keys=secrets)
+    definition = json.loads(evaluated.one("aws:sfn/stateMachine:StateMachine").inputs["definition"])
+    assert definition["States"]["StillAway"]["Seconds"] == 120
+    with pytest.raises(ConfigError, match=r"presence.offlineAfterS: .*greater than or equal to 10"):
+        evaluate_stack("staging", config={**config, "pm500:presence": json.dumps({"offlineAfterS": 5})},
+                       secret_keys=secrets)
+
+
+def test_without_the_feature_there_is_no_fleet() -> None:
+    config, secrets = load_stack_config_file("staging")
+    features = {**json.loads(config["pm500:features"]), "fleet": False}
+    evaluated = evaluate_stack("staging", config={**config, "pm500:features": json.dumps(features)},
+                               secret_keys=secrets)
+    assert evaluated.of_type("aws:sfn/stateMachine:StateMachine") == []
+    assert "fleetTableName" not in evaluated.outputs
