@@ -177,7 +177,7 @@ def test_the_record_is_bounded_and_counts_everything(tmp_path: Path, follower: F
         settings.apply({"poll_interval_s": 1 + i % 2}, source="ncmd")
         settings.apply({"debug": "x"}, source="ncmd")
     status = settings.status()
-    assert len(status["history"]) == HISTORY_LENGTH
+    assert len(status["history"]) == HISTORY_LENGTH == 20  # docs/collector.md: the last 20 requests
     n = 3 * HISTORY_LENGTH
     assert status["counters"] == {"applied": n, "unchanged": 0, "refused": n}
     assert status["history"][-1]["outcome"] == "refused"  # newest last
@@ -310,3 +310,121 @@ def test_the_schema_checks_a_request_without_a_running_collector() -> None:
     assert schema.check({"poll_interval_s": 5, "meters.meter-0.in_service": False}) == {}
     reasons = schema.check({"poll_interval_s": 4000, "meters.meter-7.in_service": False})
     assert "0.1..3600" in reasons["poll_interval_s"] and "meter-0" in reasons["meters.meter-7.in_service"]
+
+
+def test_refusal_messages_say_what_is_settable_and_what_was_given(tmp_path: Path, follower: Follower) -> None:
+    """The exact texts a channel reports back (docs/collector.md, "Remote settings")."""
+    settings = Settings(config(tmp_path), debug=False, follow=follower)
+    settable = "settable: poll_interval_s, debug, meters.<asset>.in_service"
+    assert settings.apply({"reboot": 1}, "ncmd").refused == {"reboot": f"not a setting; {settable}"}
+    assert settings.apply({"meters.meter-0.debug": True}, "ncmd").refused == {
+        "meters.meter-0.debug": f"not a setting; {settable}"}
+    assert settings.apply({}, "ncmd").refused == {"(request)": f"no setting given; {settable}"}
+    assert settings.apply({"poll_interval_s": 0}, "ncmd").refused == {
+        "poll_interval_s": "expected a number of seconds in 0.1..3600, got 0"}
+    assert settings.apply({"debug": "on"}, "ncmd").refused == {"debug": "expected true or false, got 'on'"}
+    outcome = settings.refuse("not JSON", source="ncmd")
+    assert (outcome.ok, outcome.refused, outcome.source) == (False, {"(request)": "not JSON"}, "ncmd")
+
+
+def test_health_shows_values_remote_overrides_and_the_last_twenty(tmp_path: Path, follower: Follower) -> None:
+    cfg = config(tmp_path)
+    assert settings_path(cfg) == Path(f"{cfg.buffer.path}.settings.json")  # next to the buffer
+    settings = Settings(cfg, debug=False, follow=follower)
+    assert settings.status()["pending"] is False  # nothing submitted yet
+    settings.apply({"meters.meter-1.in_service": False}, "shadow")
+    status = settings.status()
+    assert status["values"]["meters.meter-1.in_service"] is False
+    assert status["remote"] == {"meters.meter-1.in_service": False}
+    for i in range(25):
+        settings.apply({"debug": i % 2 == 0}, "ncmd")
+    assert len(settings.status()["history"]) == 20
+
+
+def test_each_request_is_logged_with_its_source_and_outcome(
+    tmp_path: Path, follower: Follower, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(config(tmp_path), debug=False, follow=follower)
+    with caplog.at_level(logging.INFO, logger="collector.settings"):
+        settings.apply({"debug": True}, "shadow")
+        settings.apply({"debug": True}, "shadow")
+        settings.apply({"debug": "x"}, "ncmd")
+    records = [r for r in caplog.records if r.getMessage().startswith("settings change")]
+    assert [(r.getMessage(), r.levelno) for r in records] == [
+        ("settings change applied", logging.INFO),
+        ("settings change unchanged", logging.INFO),
+        ("settings change refused", logging.WARNING),
+    ]
+    assert [r.source for r in records] == ["shadow", "shadow", "ncmd"]
+    assert records[0].changes == {"debug": True} and records[2].reasons == {
+        "debug": "expected true or false, got 'x'"}
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="collector.settings"):
+        Settings(config(tmp_path), debug=False, follow=follower)
+    restored = [r for r in caplog.records if r.getMessage() == "settings restored"]
+    assert len(restored) == 1 and restored[0].values == {"debug": True}
+
+
+@pytest.mark.parametrize("document", [
+    {"format": 2, "values": {"debug": True}, "bundle": {"debug": False}},
+    {"format": 1, "values": ["debug"], "bundle": {}},
+])
+def test_a_settings_file_in_another_format_is_ignored(
+    tmp_path: Path, follower: Follower, document: dict[str, Any]
+) -> None:
+    cfg = config(tmp_path)
+    settings_path(cfg).parent.mkdir(parents=True)
+    settings_path(cfg).write_text(json.dumps(document))
+    assert Settings(cfg, debug=False, follow=follower).values()["debug"] is False
+
+
+def test_records_are_immutable() -> None:
+    import dataclasses
+
+    from collector.settings import Outcome, SettingSpec
+
+    for record in (SettingSpec("debug", "bool", "x"), Running(1.0, False, frozenset()),
+                   Outcome("ncmd", 0, {}, {})):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.source = "x"  # type: ignore[union-attr]
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_stop_ends_the_worker_cleanly_and_nothing_runs_after_it(tmp_path: Path, follower: Follower) -> None:
+    Settings(config(tmp_path), debug=False, follow=follower).stop()  # never started: stopping is fine
+    settings = started(config(tmp_path), follower)
+    settings.stop()
+    assert "settings-apply" not in {t.name for t in threading.enumerate()}
+    settings.apply({"debug": True}, "ncmd")  # accepted and kept, but no worker runs it any more
+    assert follower.targets == []
+
+
+def test_pending_while_the_worker_runs_a_target(tmp_path: Path) -> None:
+    release, entered = threading.Event(), threading.Event()
+
+    def slow(target: Running) -> None:
+        entered.set()
+        release.wait(30)
+
+    settings = Settings(config(tmp_path), debug=False, follow=slow)
+    settings.start()
+    try:
+        settings.apply({"debug": True}, "ncmd")
+        assert entered.wait(20)
+        assert settings.status()["pending"] is True  # running it, nothing else waiting
+        release.set()
+        assert settings.wait_applied(20) and settings.status()["pending"] is False
+    finally:
+        release.set()
+        settings.stop()
+
+
+def test_no_file_descriptor_is_left_open_by_persisting(tmp_path: Path, follower: Follower) -> None:
+    import os
+
+    settings = Settings(config(tmp_path), debug=False, follow=follower)
+    settings.apply({"debug": True}, "ncmd")
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(20):
+        settings.apply({"poll_interval_s": 1 + i}, "ncmd")
+    assert len(os.listdir("/proc/self/fd")) == before
