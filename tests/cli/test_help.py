@@ -16,9 +16,9 @@ import cli
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 COMMANDS = [
     "devices provision", "devices rotate-cert", "devices revoke", "devices list", "sites provision",
-    "meters probe", "stacks deployer-policy",
+    "sites rotate-cert", "meters probe", "stacks deployer-policy", "fleet status", "collector set",
 ]
-GROUPS = ["", "devices", "sites", "meters", "stacks"]  # "": cli.py itself
+GROUPS = ["", "devices", "sites", "meters", "stacks", "fleet", "collector"]  # "": cli.py itself
 
 
 def help_text(command: str) -> str:
