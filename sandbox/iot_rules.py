@@ -24,12 +24,12 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import boto3
 import paho.mqtt.client as mqtt
 from boto3.dynamodb.types import TypeSerializer
 
@@ -124,21 +124,20 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
 class RulesEngine:
     """Start it after the rules exist in moto (a deploy, a plan replay); `reload()` after they change."""
 
-    def __init__(self, broker: MosquittoBroker, endpoint_url: str, region: str, workdir: Path) -> None:
+    def __init__(self, broker: MosquittoBroker, client: Callable[[str], Any], workdir: Path) -> None:
+        """`client(service)`: moto's clients (`sandbox.plan_replay.moto_clients`)."""
         self._broker = broker
-        self._clients: dict[str, Any] = {}
-        self._endpoint, self._region = endpoint_url, region
+        self._aws = client
         self._workdir = workdir
         self._rules: list[Rule] = []
         self._lock = threading.Lock()  # moto is not thread-safe
         self._client: mqtt.Client | None = None
         self.errors: list[str] = []  # what a rule's error action would have logged
 
-    def _aws(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = boto3.client(
-                service, endpoint_url=self._endpoint, region_name=self._region)
-        return self._clients[service]
+    @property
+    def rules(self) -> list[Rule]:
+        """The rules being run (the enabled ones moto holds that this stand-in understands)."""
+        return list(self._rules)
 
     def reload(self) -> list[Rule]:
         iot = self._aws("iot")

@@ -88,6 +88,9 @@ class MotoServer:
     def execute_state_machines(self) -> None:
         """Let moto run Step Functions executions (its ASL interpreter) instead of only recording them.
 
+        Call it before creating state machines: moto keeps them in the interpreter's own backend, and
+        those created before the switch are not found by it.
+
         Its service integrations (DynamoDB, EventBridge...) call back into this server on `localhost` at
         `MOTO_PORT`, which moto reads from this process's environment: it is set to this server's port.
         """

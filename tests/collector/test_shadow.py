@@ -25,6 +25,7 @@ from collector.shadow import merge, patch, without_nulls
 from sandbox.ca import DevCA
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.moto import REGION, MotoServer
+from sandbox.plan_replay import moto_clients
 from sandbox.shadow_service import ShadowService, pruned
 from tests.collector.harness import THING, Simulator, wait_until, write_bundle
 
@@ -52,8 +53,7 @@ def shadow_service(
     mqtt_broker: MosquittoBroker, moto_server: MotoServer, aws_env: dict[str, str], tmp_path: Path
 ) -> Iterator[ShadowService]:
     boto3.client("iot").create_thing(thingName=THING)
-    endpoint = moto_server.endpoint_url
-    service = ShadowService(mqtt_broker, endpoint, REGION, tmp_path / "shadow-service").start()
+    service = ShadowService(mqtt_broker, moto_clients(aws_env, REGION), tmp_path / "shadow-service").start()
     yield service
     service.stop()
 

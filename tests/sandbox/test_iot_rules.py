@@ -21,6 +21,7 @@ from sandbox.lifecycle_events import LifecycleEvents
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.moto import REGION, MotoServer
 from sandbox.mqtt import close_client, tls_client
+from sandbox.plan_replay import moto_clients
 from tests.collector.harness import wait_until
 
 THING = thing_name("test", "plant-a", "edge-01")
@@ -86,7 +87,7 @@ def engine_parts(
     iot.create_topic_rule(ruleName="off", topicRulePayload={"sql": PRESENCE_SQL, "ruleDisabled": True,
                                                             "actions": []})
     lifecycle = LifecycleEvents(mqtt_broker, tmp_path / "lifecycle").start()
-    engine = RulesEngine(mqtt_broker, moto_server.endpoint_url, REGION, tmp_path / "rules").start()
+    engine = RulesEngine(mqtt_broker, moto_clients(aws_env, REGION), tmp_path / "rules").start()
     yield engine, lifecycle
     engine.stop()
     lifecycle.stop()
