@@ -8,6 +8,7 @@ from functools import partial
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from commands.console import operator_errors, out
@@ -16,6 +17,12 @@ from commands.options import JsonOut, OutputsFile, Region, WholeStack
 from devices.aws import aws_client
 from devices.errors import DeviceError
 from devices.fleet import (
+    CERT_EXPIRED,
+    CERT_EXPIRING,
+    DEGRADED,
+    FAILING,
+    NEVER_SEEN,
+    OFFLINE,
     OK,
     RANK_NAMES,
     SCAN_SEGMENTS,
@@ -48,26 +55,26 @@ def _ago(ms: int | None, now: dt.datetime) -> str:
 
 
 def _table(rows: list[FleetRow], now: dt.datetime, title: str) -> Table:
-    table = Table(title=title)
-    table.add_column("thing", no_wrap=True)  # whole, so it can be copied into the next command
-    for column in ("state", "since", "why", "last DDATA", "certificate", "version", "backlog", "map"):
-        table.add_column(column, overflow="fold")
-    colours = {0: "red", 1: "red", 2: "red", 3: "red", 4: "yellow", 5: "yellow"}
+    """Three columns, so that 80 characters hold it: the collector, its state and since when, then why
+    (first line) and what it reported (second line: last data, certificate, version, backlog)."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_lines=False)
+    table.add_column("collector", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("why / what it reported", overflow="fold", ratio=1)
+    colours = {OFFLINE: "red", NEVER_SEEN: "red", CERT_EXPIRED: "red", FAILING: "red",
+               CERT_EXPIRING: "yellow", DEGRADED: "yellow"}
     for r in rows:
-        state = RANK_NAMES[r.rank]
-        colour = colours.get(r.rank)
-        table.add_row(
-            r.thing,
-            f"[{colour}]{state}[/{colour}]" if colour else state,
-            _ago(r.since_ms, now),
-            "; ".join(r.attention) or (f"last disconnect: {r.disconnect_reason}" if r.disconnect_reason
-                                       else ""),
-            _ago(r.last_ddata_ms, now),
-            (r.certificate_not_after or "")[:10],
-            r.version or "",
-            "" if r.backlog is None else str(r.backlog),
-            r.register_map or "",
-        )
+        state, colour = RANK_NAMES[r.rank], colours.get(r.rank)
+        since = f" {_ago(r.since_ms, now)}" if r.since_ms is not None else ""
+        last = f"last disconnect: {r.disconnect_reason}" if r.disconnect_reason else ""
+        reported = [f"last data {_ago(r.last_ddata_ms, now)}" if r.last_ddata_ms else "",
+                    f"certificate {r.certificate_not_after[:10]}" if r.certificate_not_after else "",
+                    r.version or "", f"backlog {r.backlog}" if r.backlog is not None else "",
+                    f"map {r.register_map}" if r.register_map else ""]
+        details = "\n".join(part for part in ("; ".join(r.attention) or last,
+                                               " · ".join(p for p in reported if p)) if part)
+        table.add_row(f"{r.site}/{r.collector}", f"[{colour}]{state}[/{colour}]{since}" if colour
+                      else f"{state}{since}", details)
     return table
 
 

@@ -110,6 +110,16 @@ def evaluate(directory: Path, encoding: Encoding = DEFAULT_ENCODING) -> tuple[Lo
     return LocalStack(dict(result.outputs), document, outputs_file, region, stack_requests(result)), notes
 
 
+def offline_after_s() -> int:
+    """`presence.offlineAfterS` of the local stack: how long the demo waits for the offline event."""
+    from infra.config import PresenceSpec
+    from preflight.mock_runtime import load_stack_config_file
+
+    config, _ = load_stack_config_file(STACK)
+    presence = json.loads(config.get("pm500:presence", "{}"))
+    return PresenceSpec.model_validate(presence).offline_after_s
+
+
 def seed(moto: MotoServer, stack: LocalStack, ca: DevCA) -> None:
     """Create the whole stack in moto (its plan, replayed) and register the dev CA (BYO CA)."""
     client = moto_clients(moto.aws_env(), stack.region)
@@ -138,7 +148,7 @@ def provision(stack: LocalStack, moto: MotoServer, ca: DevCA, broker: MosquittoB
               bundle_dir: Path, log: Path) -> None:
     """Run the CLI as a subprocess (its output goes to `log`); raise `StackError` with it on failure."""
     command = provision_command(stack, ca, broker, influx, bundle_dir)
-    env = {**_clean_env(), **moto.aws_env()}
+    env = {**clean_env(), **moto.aws_env()}
     with log.open("w") as out:
         out.write("$ " + " ".join(command) + "\n")
         out.flush()
@@ -149,7 +159,7 @@ def provision(stack: LocalStack, moto: MotoServer, ca: DevCA, broker: MosquittoB
         raise StackError(f"cli.py devices provision exited {done.returncode}; see {log}\n{tail}")
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     """Our environment without settings that could send the CLI to a real AWS account."""
     import os
 

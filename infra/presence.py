@@ -72,6 +72,12 @@ def report_sql(stack: str) -> str:
             f"WHERE startswith(topic({level}), '{stack_thing_prefix(stack)}')")
 
 
+def offline_rule_pattern(stack: str) -> dict[str, Any]:
+    """The EventBridge pattern docs/integration.md gives for paging or ticketing: one collector's offline
+    alert and its recovery, from this stack's bus."""
+    return {"source": [f"pm500.{stack}"], "detail-type": [DETAIL_OFFLINE, DETAIL_RECOVERED]}
+
+
 def _number(path: str) -> dict[str, str]:
     """A DynamoDB number from a JSON number of the input (Step Functions passes N values as strings)."""
     return {"N.$": f"States.Format('{{}}', {path})"}

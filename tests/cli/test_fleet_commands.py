@@ -74,8 +74,9 @@ def test_fleet_status_lists_problems_first_and_exits_3(aws_env: dict[str, str], 
     assert text.exit_code == 3
     assert "needing attention" in text.stdout
     assert "3 collectors: 1 offline, 1 never connected, 1 ok" in text.stdout
-    assert "test:plant-a:edge-02" not in text.stdout  # healthy rows only with --all
-    assert "test:plant-a:edge-02" in status(stack, "--all").stdout
+    assert "plant-a/edge-01" in text.stdout and "plant-b/edge-01" in text.stdout
+    assert "plant-a/edge-02" not in text.stdout  # healthy rows only with --all
+    assert "plant-a/edge-02" in status(stack, "--all").stdout
 
     only_b = json.loads(status(stack, "--site", "plant-b", "--json").stdout)
     assert [c["thing"] for c in only_b["collectors"]] == ["test:plant-b:edge-01"]

@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 import cli
 from collector.topics import thing_name
 from infra import outputs as names
+from infra.presence import offline_rule_pattern
 from preflight.mock_runtime import evaluate_stack
 from preflight.provider_requests import stack_requests
 from sandbox.ca import DevCA
@@ -45,10 +46,12 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "integration.md"
 
 
 def documented_rule_pattern() -> dict[str, Any]:
-    """The example EventBridge rule pattern docs/integration.md gives for SNS or ticketing."""
+    """The example EventBridge rule pattern docs/integration.md gives for SNS or ticketing (the demo uses
+    infra.presence.offline_rule_pattern: the page shows that one)."""
     match = re.search(r"<!-- presence-rule -->\s*```json\n(.*?)```", DOC.read_text(), re.S)
     assert match, "docs/integration.md shows the example rule pattern"
     pattern: dict[str, Any] = json.loads(match[1])
+    assert pattern == offline_rule_pattern("prod")
     return pattern
 
 

@@ -21,7 +21,7 @@ from collector.consistency import Verdict
 from collector.poller import Poller
 from collector.reading import Reading
 from collector.service import Collector, PollerLike
-from collector.shadow import merge, patch, without_nulls
+from collector.shadow import TokenBucket, merge, patch, without_nulls
 from sandbox.ca import DevCA
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.moto import REGION, MotoServer
@@ -39,6 +39,14 @@ def test_patch_sends_changes_and_nulls_for_removed_keys() -> None:
     assert merge(old, patch(old, new)) == new
     assert patch(new, new) == {}
     assert without_nulls({"a": None, "b": {"c": None, "d": 1}}) == {"b": {"d": 1}}
+
+
+def test_state_changes_pass_in_a_burst_then_one_a_minute() -> None:
+    """A starting collector reports "starting" then "ok" at once; a flapping meter costs <= 1 update/min."""
+    bucket = TokenBucket(3, 60.0, now=1000.0)
+    assert [bucket.take(1000.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(1030.0) is False and bucket.take(1060.0) is True and bucket.take(1061.0) is False
+    assert [bucket.take(2000.0) for _ in range(4)] == [True, True, True, False]  # refilled, never above 3
 
 
 @pytest.fixture
