@@ -147,10 +147,11 @@ def presence_definition(table: str, bus: str, source: str, offline_after_s: int)
                 "event": "connected", "timestamp.$": "$.timestamp",
                 "sessionIdentifier.$": "$.sessionIdentifier", "versionNumber.$": "$.versionNumber"},
                 "WasOffline"),
-            "WasOffline": {"Type": "Choice", "Choices": [{"And": [
-                {"Variable": "$.previous.Attributes.offline_alerted.BOOL", "IsPresent": True},
-                {"Variable": "$.previous.Attributes.offline_alerted.BOOL", "BooleanEquals": True},
-            ], "Next": "AnnounceRecovered"}], "Default": "Done"},
+            # offline_alerted is only ever set true (MarkOffline) and removed on connect: present = alerted.
+            "WasOffline": {"Type": "Choice", "Choices": [
+                {"Variable": "$.previous.Attributes.offline_alerted", "IsPresent": True,
+                 "Next": "AnnounceRecovered"},
+            ], "Default": "Done"},
             "AnnounceRecovered": _put_event(bus, source, DETAIL_RECOVERED, {
                 "connected_ms.$": "$.timestamp",
                 "offline_since_ms.$": "States.StringToJson($.previous.Attributes.since_ms.N)",
