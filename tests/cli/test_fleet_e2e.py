@@ -48,7 +48,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "integration.md"
 def documented_rule_pattern() -> dict[str, Any]:
     """The example EventBridge rule pattern docs/integration.md gives for SNS or ticketing (the demo uses
     infra.presence.offline_rule_pattern: the page shows that one)."""
-    match = re.search(r"<!-- presence-rule -->\s*```json\n(.*?)```", DOC.read_text(), re.S)
+    match = re.search(r"<!-- presence-rule -->\s*```json5\n(.*?)```", DOC.read_text(), re.S)
     assert match, "docs/integration.md shows the example rule pattern"
     pattern: dict[str, Any] = json.loads(match[1])
     assert pattern == offline_rule_pattern("prod")
