@@ -302,5 +302,11 @@ def deployer_policy(
         grants.append(_grant(ref, arns, region))
     if mode == "deploy":
         grants += _pass_role_grants(stack, account)
-    sid = re.sub(r"[^A-Za-z0-9]", "", f"Pm500{stack.stack.title()}{mode.title()}")
-    return DeployerPolicy(stack.stack, mode, _split(_statements(grants), sid))
+    documents = _split(_statements(grants), statement_id_prefix(stack.stack, mode))
+    return DeployerPolicy(stack.stack, mode, documents)
+
+
+def statement_id_prefix(stack: str, mode: str) -> str:
+    """Every statement's `Sid` is this prefix + its index: it says which stack and mode a document is for
+    (the bootstrap refuses a document on the role of another stack or mode)."""
+    return re.sub(r"[^A-Za-z0-9]", "", f"Pm500{stack.title()}{mode.title()}")

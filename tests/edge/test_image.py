@@ -100,7 +100,7 @@ def test_pull_requests_preview_both_stacks_with_policy_and_one_edited_comment() 
     run = [s for s in preview["steps"] if s.get("with", {}).get("command") == "preview"]
     assert run and run[0]["with"]["policyPacks"] == "policy"
     assert run[0]["with"]["comment-on-pr"] is True and run[0]["with"]["edit-pr-comment"] is True
-    assert "secrets.PULUMI_ACCESS_TOKEN" in preview["env"]["PULUMI_ACCESS_TOKEN"]
+    assert "secrets.PULUMI_ACCESS_TOKEN" in run[0]["env"]["PULUMI_ACCESS_TOKEN"]
     assert any("./dev test" in s.get("run", "") for s in jobs["test"]["steps"])
 
 

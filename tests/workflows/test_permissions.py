@@ -79,3 +79,26 @@ def test_a_called_job_cannot_exceed_what_it_inherits() -> None:
     called_job = {"permissions": {"contents": "write"}}
     assert job_grant(called_job, {}, inherited={"contents": 1}) == {"contents": 1}
     assert job_grant({}, {}, inherited={"id-token": 2}) == {"id-token": 2}
+
+
+def test_self_repository_syntax_is_followed_too(tmp_path: Path) -> None:
+    """`$/path` (GitHub's self-repository syntax, what deploy.yml uses) calls the same file `./path` does."""
+    write(tmp_path, "called.yml", CALLED)
+    caller = write(tmp_path, "caller.yml", """
+on: push
+permissions: {contents: read}
+jobs:
+  deploy: {uses: $/.github/workflows/called.yml}
+""")
+    assert call_problems(caller, tmp_path) == [
+        "caller.yml -> deploy -> called.yml job 'up' requests 'id-token: write' but the calling job "
+        "grants 'id-token: none'"
+    ]
+
+
+def test_the_repository_calls_are_followed() -> None:
+    """deploy.yml's two stacks reach pulumi-up.yml's job (a call the check did not follow would pass)."""
+    from tests.workflows.permissions import _local_path, load_workflow
+    jobs = load_workflow(WORKFLOWS / "deploy.yml")["jobs"]
+    assert sorted(_local_path(j.get("uses")) or "" for j in jobs.values()) == [
+        "", ".github/workflows/pulumi-up.yml", ".github/workflows/pulumi-up.yml"]
