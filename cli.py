@@ -6,6 +6,7 @@ stderr and exit code 1; nothing is left half-done in AWS or on disk.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from devices.bulk import BulkResult, provision_many, summary
 from devices.bundle import default_bundle_dir
 from devices.errors import DeviceError
 from devices.help_format import ConventionalHelpCommand
-from devices.lifecycle import list_devices, revoke_device
+from devices.lifecycle import allow_replacement, list_devices, revoke_device
 from devices.map_suggest import describe_suggestion, suggest
 from devices.meter_probe import connect, describe, probe
 from devices.outputs import check_name, load_outputs
@@ -375,6 +376,32 @@ def revoke_device_cmd(
         else f"{target.thing_name} had no certificate; nothing to do"
     )
     _emit(as_json, {"thingName": target.thing_name, "revoked": revoked}, text)
+
+
+@command("allow-replacement")
+def allow_replacement_cmd(
+    stack: Stack,
+    site: Site,
+    collector: CollectorId,
+    outputs_file: OutputsFile = None,
+    region: Region = None,
+    minutes: Annotated[int, typer.Option(help="How long a claim may replace the certificate.")] = 60,
+    as_json: JsonOut = False,
+) -> None:
+    """Let fleet provisioning give a collector in service a new certificate, for a while.
+
+    The stack's pre-provisioning hook refuses a claim for a collector whose thing holds a live
+    certificate; this opens a window (a thing attribute) in which one claim may replace it. Revoke the
+    old certificate afterwards (revoke-device --certificate-id).
+    """
+    with operator_errors():
+        check_name("--site", site)
+        check_name("--collector", collector)
+        target = load_outputs(stack, outputs_file).collector(site, collector)
+        until = allow_replacement(iot_client(region), target.thing_name, minutes)
+    when = dt.datetime.fromtimestamp(until, dt.UTC).isoformat(timespec="seconds")
+    _emit(as_json, {"thingName": target.thing_name, "replaceCertificateUntil": until},
+          f"{target.thing_name}: a fleet-provisioning claim may replace its certificate until {when}")
 
 
 @command("list-devices")

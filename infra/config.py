@@ -119,7 +119,19 @@ class FeaturesSpec(_Model):
 
 
 class ProvisioningSpec(_Model):
-    pre_provisioning_hook_lambda_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:lambda:")
+    """Fleet provisioning by claim certificate: off unless `fleet` is true, and then always behind a
+    pre-provisioning hook: the stack's own (`infra/provisioning_hook.py`: declared collectors only,
+    never onto a live certificate) or, named by ARN, yours."""
+
+    fleet: bool = Field(False, description="enable the stack's fleet provisioning template")
+    pre_provisioning_hook_lambda_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:lambda:", description="your own hook instead of the stack's")
+
+    @model_validator(mode="after")
+    def _hook_needs_fleet(self) -> ProvisioningSpec:
+        if self.pre_provisioning_hook_lambda_arn and not self.fleet:
+            raise ValueError("preProvisioningHookLambdaArn: set provisioning.fleet to true to use a hook")
+        return self
 
 
 class EdgeSettingsSpec(_Model):

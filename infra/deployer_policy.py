@@ -75,6 +75,7 @@ _ARN_TYPE = {
     "aws:pipes/pipe:Pipe": ("pipes", "pipe"),
     "aws:dynamodb/table:Table": ("dynamodb", "table"),
     "aws:ecr/repository:Repository": ("ecr", "repository"),
+    "aws:lambda/function:Function": ("lambda", "function"),
     "aws:s3/bucket:Bucket": ("s3", "bucket"),
     "aws:sqs/queue:Queue": ("sqs", "queue"),
 }

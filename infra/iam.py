@@ -199,3 +199,19 @@ def tls_only_bucket(bucket_arn: str) -> Document:
         "Resource": [bucket_arn, f"{bucket_arn}/*"],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     })
+
+
+def provisioning_hook(partition: str, region: str, account_id: str, thing_prefix: str,
+                      log_group_arn: str) -> Document:
+    """The stack's pre-provisioning hook Lambda (infra/provisioning_hook_code): read, for this stack's
+    things only, whether a thing holds a live certificate and whether the operator allowed a
+    replacement; write its own log streams. `iot:DescribeCertificate` has only the `cert` resource type
+    and certificate ids are AWS's, so it is on `cert/*` of this account and region (a read)."""
+    arn = iot_arn(partition, region, account_id)
+    return _doc(
+        _allow("ReadOwnStacksThings", ["iot:DescribeThing", "iot:ListThingPrincipals"],
+               [f"{arn}:thing/{thing_prefix}*"]),
+        _allow("ReadCertificateStatus", ["iot:DescribeCertificate"], [f"{arn}:cert/*"]),
+        _allow("WriteOwnLogStreams", ["logs:CreateLogStream", "logs:PutLogEvents"],
+               [f"{log_group_arn}:log-stream:*"]),
+    )

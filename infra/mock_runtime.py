@@ -154,6 +154,7 @@ ARN_FORMATS: dict[str, str] = {
     "aws:sqs/queue:Queue": "arn:{partition}:sqs:{region}:{account}:{name}",
     "aws:dynamodb/table:Table": "arn:{partition}:dynamodb:{region}:{account}:table/{name}",
     "aws:ecr/repository:Repository": "arn:{partition}:ecr:{region}:{account}:repository/{name}",
+    "aws:lambda/function:Function": "arn:{partition}:lambda:{region}:{account}:function:{name}",
 }
 
 

@@ -15,7 +15,8 @@ import cli
 
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 COMMANDS = [
-    "provision-device", "provision-site", "rotate-cert", "revoke-device", "list-devices", "meter probe"
+    "provision-device", "provision-site", "rotate-cert", "revoke-device", "allow-replacement", "list-devices",
+    "meter probe",
 ]
 
 

@@ -138,3 +138,25 @@ def test_list_devices_table_shows_whole_thing_names_and_certificate_ids_at_80_co
     # A folded cell continues on the next lines of the same column: join each column back up.
     thing_column, certificate_column = ("".join(row[i].strip() for row in rows) for i in (0, 1))
     assert EDGE_01 in thing_column and cert_id in certificate_column
+
+
+def test_allow_replacement_opens_a_window_the_provisioning_hook_reads(stack: Stack) -> None:
+    """The thing attribute the stack's pre-provisioning hook reads (infra/provisioning_hook_code)."""
+    from infra.provisioning_hook_code.handler import REPLACE_UNTIL_ATTRIBUTE
+
+    before = dt.datetime.now(dt.UTC).timestamp()
+    result = runner.invoke(cli.app, [*stack.args("allow-replacement"), "--minutes", "30", "--json"])
+    assert result.exit_code == 0, result.output
+    until = json.loads(result.stdout)["replaceCertificateUntil"]
+    assert int(before) + 30 * 60 <= until <= before + 30 * 60 + 60
+    attributes = stack.iot.describe_thing(thingName=EDGE_01)["attributes"]
+    assert attributes[REPLACE_UNTIL_ATTRIBUTE] == str(until)
+    assert attributes["site"] == "plant-a"  # merged, the stack's attributes kept
+
+
+@pytest.mark.parametrize("minutes", ["0", "1441"])
+def test_allow_replacement_refuses_a_window_out_of_bounds(stack: Stack, minutes: str) -> None:
+    result = runner.invoke(cli.app, [*stack.args("allow-replacement"), "--minutes", minutes])
+    assert result.exit_code == 1 and f"--minutes {minutes}: expected 1 to 1440" in result.stderr
+    attributes = stack.iot.describe_thing(thingName=EDGE_01).get("attributes") or {}
+    assert "replaceCertificateUntil" not in attributes

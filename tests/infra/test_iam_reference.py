@@ -60,8 +60,8 @@ def test_every_role_policy_of_every_stack_matches_the_reference(
             checked += 1
     # staging: 4 route/provisioning/firehose roles + the 2 alarm-event roles; prod also the pipe and
     # latest-value roles; longest (mixed encodings) also the 3 Sparkplug rules' roles (decode, kinesis,
-    # archive)
-    assert checked == 6 + 8 + 11
+    # archive) and the pre-provisioning hook's (fleet provisioning on)
+    assert checked == 6 + 8 + 12
 
 
 def test_provisioning_role_is_a_subset_of_aws_managed_registration_policy(staging: EvaluatedStack) -> None:
