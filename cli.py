@@ -239,6 +239,8 @@ def _describe_outcome(result: dict[str, Any]) -> str:
     )
     if result["retiredCertificateId"]:
         text += f"; old certificate {result['retiredCertificateId']} {result['retired']}"
+    if result["revokedCertificateIds"]:
+        text += f"; revoked {', '.join(result['revokedCertificateIds'])} (held by no bundle here)"
     return text
 
 
@@ -273,7 +275,7 @@ def provision_device_cmd(
         bool,
         typer.Option(
             "--force",
-            help="Re-issue whatever the current state; the old certificate of the bundle is deleted.",
+            help="Re-issue whatever the current state; every certificate the thing held is revoked.",
             rich_help_panel=CERTIFICATE,
         ),
     ] = False,
@@ -317,14 +319,14 @@ def rotate_cert_cmd(
     validity_days: ValidityDays = 3650,
     server_ca: ServerCa = None,
     revoke_old: Annotated[
-        bool, typer.Option("--revoke-old", help="Delete the old certificate instead of leaving it INACTIVE.")
+        bool, typer.Option("--revoke-old", help="Leave the old certificate REVOKED instead of INACTIVE.")
     ] = False,
     as_json: JsonOut = False,
 ) -> None:
     """Give a provisioned collector a new key and certificate.
 
     Order: new certificate active and attached, new bundle in place, then the old certificate set
-    INACTIVE and detached (deleted with --revoke-old). Restart the collector to pick up the new bundle.
+    INACTIVE and detached (REVOKED with --revoke-old). Restart the collector to pick up the new bundle.
     Broker and InfluxDB settings of the current bundle are kept.
     """
     with operator_errors():
@@ -357,7 +359,7 @@ def revoke_device_cmd(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     as_json: JsonOut = False,
 ) -> None:
-    """Take a collector's identity away: detach, deactivate and delete its certificates.
+    """Take a collector's identity away: detach its certificates and leave them REVOKED.
 
     The thing stays (it belongs to the stack). The collector will be refused by AWS IoT at its next
     connection; provision it again with provision-device --force.
@@ -371,7 +373,7 @@ def revoke_device_cmd(
             raise DeviceError("not confirmed; nothing changed")
         revoked = revoke_device(iot_client(region), outputs, target, certificate_id)
     text = (
-        f"{target.thing_name}: revoked and deleted {', '.join(revoked)}"
+        f"{target.thing_name}: revoked {', '.join(revoked)} (kept REVOKED: they cannot be registered again)"
         if revoked
         else f"{target.thing_name} had no certificate; nothing to do"
     )

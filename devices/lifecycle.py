@@ -115,9 +115,11 @@ def _not_after(description: dict[str, Any]) -> dt.datetime | None:
 def revoke_device(
     iot: IoTClient, outputs: StackOutputs, target: CollectorOutput, certificate_id: str | None = None
 ) -> list[str]:
-    """Detach, deactivate and delete the collector's certificates (or just `certificate_id`).
+    """Detach the collector's certificates (or just `certificate_id`) and leave them REVOKED.
 
-    The thing itself stays: it belongs to the stack and `pulumi up` manages it.
+    Revoked, not deleted: AWS IoT refuses to register a certificate it already holds, so one signed by
+    the operator's CA cannot come back. The thing itself stays: it belongs to the stack and `pulumi up`
+    manages it.
     """
     arns = thing_certificates(iot, target.thing_name, outputs.stack)
     if certificate_id is not None:
@@ -127,7 +129,7 @@ def revoke_device(
     revoked: list[str] = []
     for arn in arns:
         cert_id = arn.rsplit("/", 1)[-1]
-        problem = retire_certificate(iot, cert_id, arn, target.thing_name, delete=True)
+        problem = retire_certificate(iot, cert_id, arn, target.thing_name, revoke=True)
         if problem:
             done = f" (revoked before it: {', '.join(revoked)})" if revoked else ""
             raise DeviceError(

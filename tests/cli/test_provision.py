@@ -92,12 +92,35 @@ def test_rotate_keeps_old_certificate_inactive_and_detached(stack: Stack) -> Non
     assert not list(bundle.parent.glob(".edge-01.*"))  # no staging or set-aside dirs left
 
 
-def test_force_deletes_the_old_certificate(stack: Stack) -> None:
+def status(stack: Stack, certificate_id: object) -> str:
+    description = stack.iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]
+    return str(description["status"])
+
+
+def test_force_revokes_the_old_certificate(stack: Stack) -> None:
     first = provision(stack)
     forced = provision(stack, "--force")
-    assert forced["retired"] == "deleted"
-    assert [c["certificateId"] for c in stack.certificates()] == [forced["certificateId"]]
-    assert first["certificateId"] != forced["certificateId"]
+    assert forced["retired"] == "revoked" and first["certificateId"] != forced["certificateId"]
+    assert status(stack, first["certificateId"]) == "REVOKED"  # kept: it can never be registered again
+    assert {c["certificateId"]: c["status"] for c in stack.certificates()} == {
+        first["certificateId"]: "REVOKED", forced["certificateId"]: "ACTIVE"}
+    arn = stack.iot.describe_certificate(certificateId=forced["certificateId"])["certificateDescription"][
+        "certificateArn"]
+    assert stack.iot.list_thing_principals(thingName=THING)["principals"] == [arn]
+
+
+def test_force_revokes_an_unknown_certificate_on_the_thing(stack: Stack) -> None:
+    """Issue 24: --force added a certificate and left the one another host holds ACTIVE on the thing."""
+    unknown = stack.iot.create_keys_and_certificate(setAsActive=True)
+    stack.iot.attach_thing_principal(thingName=THING, principal=unknown["certificateArn"])
+    stack.iot.attach_policy(policyName="test-collector", target=unknown["certificateArn"])
+    forced = provision(stack, "--force")
+    assert forced["revokedCertificateIds"] == [unknown["certificateId"]]
+    assert status(stack, unknown["certificateId"]) == "REVOKED"
+    new_arn = stack.iot.describe_certificate(certificateId=forced["certificateId"])["certificateDescription"][
+        "certificateArn"]
+    assert stack.iot.list_thing_principals(thingName=THING)["principals"] == [new_arn]
+    assert stack.iot.list_targets_for_policy(policyName="test-collector")["targets"] == [new_arn]
 
 
 def test_rotate_cert_command_with_revoke_old(stack: Stack) -> None:
@@ -105,8 +128,8 @@ def test_rotate_cert_command_with_revoke_old(stack: Stack) -> None:
     result = runner.invoke(cli.app, [*stack.args("rotate-cert"), "--revoke-old", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["retiredCertificateId"] == first["certificateId"] and data["retired"] == "deleted"
-    assert [c["certificateId"] for c in stack.certificates()] == [data["certificateId"]]
+    assert data["retiredCertificateId"] == first["certificateId"] and data["retired"] == "revoked"
+    assert status(stack, first["certificateId"]) == "REVOKED"
 
 
 def test_bundle_options_reach_the_config(stack: Stack, tmp_path: object) -> None:
