@@ -29,14 +29,20 @@ def _allow(sid: str, actions: list[str], resources: list[str], condition: Docume
     return statement
 
 
-def assume_role(service: str, account_id: str) -> Document:
-    """Trust policy for an AWS service, limited to calls made on behalf of this account."""
-    return _doc({
-        "Effect": "Allow",
-        "Principal": {"Service": service},
-        "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-    })
+def assume_role(service: str, account_id: str, source_arn: str | None = None) -> Document:
+    """Trust policy for an AWS service, limited to calls made on behalf of this account and, where the
+    service documents the key, of `source_arn` (the resource the role serves) too: confused-deputy
+    prevention. Lambda execution roles take no condition: a function's role is passed with
+    `iam:PassRole` in this account only, and Lambda documents no source key for it."""
+    statement: Document = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if service != LAMBDA_SERVICE:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+        if source_arn is not None:
+            statement["Condition"]["ArnLike"] = {"aws:SourceArn": source_arn}
+    return _doc(statement)
+
+
+LAMBDA_SERVICE = "lambda.amazonaws.com"
 
 
 def iot_arn(partition: str, region: str, account_id: str) -> str:

@@ -81,6 +81,8 @@ class Provisioning(pulumi.ComponentResource):
             "provisioning-role", "provisioning-policy", name=names.resource("provisioning"),
             service="iot.amazonaws.com", description="AWS IoT fleet provisioning for pm500 collectors",
             stack=cfg.stack, account_id=account, opts=child,
+            # The form AWS IoT documents for its roles ("Cross-service confused deputy prevention").
+            source_arn=iot.apply(lambda arn: f"{arn}:*"),
             policy=pulumi.Output.all(partition, account).apply(lambda a: json.dumps(iam.provisioning(
                 a[0], region, a[1], stack_thing_prefix(cfg.stack), names.site_group_prefix,
                 names.collector_policy, names.thing_type))),

@@ -28,8 +28,10 @@ def service_role(
     account_id: pulumi.Input[str],
     policy: pulumi.Input[str],
     opts: pulumi.ResourceOptions,
+    source_arn: pulumi.Input[str] | None = None,
 ) -> ServiceRole:
-    r"""Role `name` assumable only by `service` from this account, with `policy` (JSON) inline.
+    r"""Role `name` assumable only by `service` from this account (and for `source_arn`, where the
+    service documents `aws:SourceArn`: `iam.assume_role`), with `policy` (JSON) inline.
 
     The inline policy is named explicitly (after its role): autonamed, it would take the logical name
     (`rule-policy/<route>-<hex>`), and IAM policy names refuse `/` (pattern `[\w+=,.@-]+`).
@@ -38,7 +40,8 @@ def service_role(
     role = aws.iam.Role(role_resource, aws.iam.RoleArgs(
         name=name,
         description=description,
-        assume_role_policy=account.apply(lambda a: json.dumps(iam.assume_role(service, a))),
+        assume_role_policy=pulumi.Output.all(account, source_arn).apply(
+            lambda a: json.dumps(iam.assume_role(service, a[0], a[1]))),
         tags={"pm500:stack": stack},
     ), opts=opts)
     inline = aws.iam.RolePolicy(

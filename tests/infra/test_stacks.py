@@ -442,3 +442,38 @@ def test_alarm_events_route_this_stacks_events_through_sqs_to_the_event_bus(
     assert evaluated.outputs[outputs.ALARM_EVENT_QUEUE] == f"pm500-{stack_name}-alarm-events"
     policy = _doc(evaluated.one(ROLE_POLICY, "rule-policy/alarm_events"))
     assert {a for st in policy["Statement"] for a in st["Action"]} >= {"sqs:SendMessage"}
+
+
+# Trust conditions per service, as each service's guide documents them (docs/security.md):
+# - AWS IoT rules: aws:SourceArn = the rule ("Granting an AWS IoT rule the access it requires"); other IoT
+#   roles: arn:<partition>:iot:<region>:<account>:* ("Cross-service confused deputy prevention").
+# - Firehose, EventBridge Pipes: aws:SourceAccount (their guides document no source ARN for the role).
+# - Lambda (the hook's execution role): none; a function's role can only be passed by iam:PassRole in
+#   this account, and Lambda documents no source key for it.
+def test_every_trust_policy_names_its_source_where_the_service_documents_one(prod: EvaluatedStack) -> None:
+    account, iot = "123456789012", "arn:aws:iot:eu-west-1:123456789012"
+    config, secret_keys = load_stack_config_file("prod")
+    config["pm500:provisioning"] = json.dumps({"fleet": True})
+    stack = evaluate_stack("prod", config=config, secret_keys=secret_keys)
+    checked = set()
+    for role in stack.of_type("aws:iam/role:Role"):
+        [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+        [service] = [statement["Principal"]["Service"]]
+        name = role.inputs["name"]
+        condition = statement.get("Condition")
+        if service == "iot.amazonaws.com" and "-rule-" in name:
+            rule = "pm500_prod_" + name.removeprefix("pm500-prod-rule-")
+            assert condition == {"StringEquals": {"aws:SourceAccount": account},
+                                 "ArnLike": {"aws:SourceArn": f"{iot}:rule/{rule}"}}, name
+            assert stack.one(RULE, f"rule/{name.removeprefix('pm500-prod-rule-')}").inputs["name"] == rule
+        elif service == "iot.amazonaws.com":
+            assert condition == {"StringEquals": {"aws:SourceAccount": account},
+                                 "ArnLike": {"aws:SourceArn": f"{iot}:*"}}, name
+        elif service == "lambda.amazonaws.com":
+            assert condition is None, name
+        else:
+            assert service in ("firehose.amazonaws.com", "pipes.amazonaws.com"), name
+            assert condition == {"StringEquals": {"aws:SourceAccount": account}}, name
+        checked.add(service)
+    assert checked == {"iot.amazonaws.com", "lambda.amazonaws.com", "firehose.amazonaws.com",
+                       "pipes.amazonaws.com"}
