@@ -27,7 +27,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.deployer_policy import statement_id_prefix
+from preflight.deployer_policy import statement_id_prefix
 
 NAMESPACE = "pm500-bootstrap"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"

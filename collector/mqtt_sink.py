@@ -10,10 +10,10 @@ Each in-flight message keeps the `perf_counter` of its publish and of its PUBACK
 message), so `on_timed` can split delivery latency into append -> publish -> PUBACK -> ack committed
 (bench/drain.py reports that budget).
 
-Alarm/output events (`publish_event`) are not buffer rows: the states they announce are in the
-buffered readings already. They wait in memory until paho has queued them (QoS 1; paho re-sends
-unacknowledged ones after a reconnect), ahead of the data backlog so an alarm is not stuck behind
-hours of replay. DBIRTH carries each meter's register-map verdict and is re-published when it changes.
+Alarm/output events live in the buffer too (`collector.event_queue`, derived with their reading):
+published ahead of the data backlog so an alarm is not stuck behind hours of replay, at most
+EVENT_WINDOW in flight, each deleted from the buffer only when its PUBACK arrived. DBIRTH carries
+each meter's register-map verdict and is re-published when it changes.
 
 The `Wire` (collector.wire) turns a row into the bytes to send. With Sparkplug B each message takes the
 edge node's next `seq` as it is handed to paho, under `wire.lock`, so seq order is socket order; after a
@@ -23,7 +23,6 @@ reconnect every unacknowledged row is replayed from the buffer into the new sess
 
 from __future__ import annotations
 
-import collections
 import logging
 import queue
 import threading
@@ -35,13 +34,13 @@ from collector import topics
 from collector.buffer import Buffer, Entry
 from collector.config import CollectorConfig, MeterConfig
 from collector.mqtt_link import MqttLink
-from collector.payload import encode
 from collector.wire import JsonWire, Wire
 
 log = logging.getLogger(__name__)
 
 SINK = "mqtt"
 _ACK_BATCH_WAIT_S = 0.005
+EVENT_WINDOW = 32  # alarm/output events awaiting PUBACK at once
 
 # (entry, publish time, PUBACK time), perf_counter seconds; with the commit time: `MqttSink.on_timed`.
 Delivery = tuple[Entry, float, float]
@@ -67,7 +66,9 @@ class MqttSink:
         self.on_delivered = on_delivered  # (entries, ack time ms): latency measurement hook
         self.on_timed: Callable[[Sequence[Delivery], float], None] | None = None  # latency budget hook
         self._inflight: dict[int, tuple[Entry, float]] = {}  # mid -> (row, published at), sink thread's
-        self._events: collections.deque[tuple[str, bytes]] = collections.deque()  # (topic, payload) to queue
+        self.last_delivered_ms: int | None = None  # sample time of the newest reading the broker has
+        self._event_position = 0  # highest event id handed to paho in this session
+        self._event_inflight: dict[int, int] = {}  # mid -> event id, sink thread's
         self._verdicts: dict[str, dict[str, Any]] = {}  # asset -> register-map verdict for DBIRTH
         self._acks: queue.SimpleQueue[tuple[int, float]] = queue.SimpleQueue()  # (mid, PUBACK at)
         self._wake = threading.Event()
@@ -80,7 +81,7 @@ class MqttSink:
             on_connected=self._publish_births,
             on_command=self._command,
             on_online=self._wake.set,
-            max_inflight=window + len(self._meters) + 2,
+            max_inflight=window + len(self._meters) + 2 + EVENT_WINDOW,
             wire=self._wire,
         )
 
@@ -110,6 +111,7 @@ class MqttSink:
             "connected": self.link.connected.is_set(),
             "in_flight": len(self._inflight),
             **self.link.stats,
+            "last_error": self.link.last_error.as_dict(),
         }
 
     def _topic(self, asset: str) -> str:
@@ -122,11 +124,6 @@ class MqttSink:
         self._acks.put((mid, time.perf_counter()))
         if not self._wake.is_set():  # a drain brings thousands of PUBACKs/s: notify once per wake-up
             self._wake.set()
-
-    def publish_event(self, asset: str, payload: dict[str, Any]) -> None:
-        """Queue an alarm/output EVENT of `asset` (any thread); the sink thread publishes it first."""
-        self._events.append((topics.EVENT.render(self._thing, asset), encode(payload)))
-        self._wake.set()
 
     def set_verdict(self, asset: str, verdict: dict[str, Any]) -> None:
         """A meter's register-map verdict changed (any thread): re-announce its DBIRTH with it."""
@@ -148,11 +145,14 @@ class MqttSink:
         self.link.publish(topics.DBIRTH.render(self._thing, m.asset), body, qos=self._wire.birth_qos)
 
     def _publish_events(self) -> None:
-        while self._events:
-            topic, payload = self._events[0]
-            if self.link.publish(topic, payload) is None:  # not queued by paho: try again next pass
+        """Buffered alarm/output events, oldest first, before any DDATA of this pass."""
+        room = EVENT_WINDOW - len(self._event_inflight)
+        for event in self._buffer.next_events(self._event_position, room) if room > 0 else ():
+            mid = self.link.publish(topics.EVENT.render(self._thing, event.asset), event.payload)
+            if mid is None:  # not queued by paho: handed out again on the next pass
                 return
-            self._events.popleft()
+            self._event_position = event.id
+            self._event_inflight[mid] = event.id
 
     def _command(self, payload: bytes) -> None:
         """NCMD (paho's thread): a Sparkplug rebirth request is ours, anything else the collector's."""
@@ -187,6 +187,8 @@ class MqttSink:
         self._commit_acks()
         self._inflight.clear()
         self._cursor.rewind(0)
+        self._event_inflight.clear()
+        self._event_position = 0
         self._session = self.link.session
         return True
 
@@ -207,6 +209,7 @@ class MqttSink:
 
     def _commit_acks(self) -> None:
         delivered: list[Delivery] = []
+        events: list[int] = []
         while True:
             try:
                 mid, acked_at = self._acks.get_nowait()
@@ -215,8 +218,13 @@ class MqttSink:
             sent = self._inflight.pop(mid, None)
             if sent is not None:  # births and NDEATH have no row
                 delivered.append((sent[0], sent[1], acked_at))
+            elif mid in self._event_inflight:
+                events.append(self._event_inflight.pop(mid))
+        self._buffer.ack_events(events)
         if delivered:
             self._cursor.ack([d[0].id for d in delivered])
+            newest = max(d[0].timestamp_ms for d in delivered)
+            self.last_delivered_ms = max(self.last_delivered_ms or 0, newest)
             if self.on_timed is not None:
                 self.on_timed(delivered, time.perf_counter())
             if self.on_delivered is not None:

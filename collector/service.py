@@ -1,14 +1,21 @@
-"""Wiring: poller -> durable buffer -> (MQTT sink, InfluxDB sink), plus health and downlink commands.
+"""Wiring: poller -> durable buffer -> (MQTT sink, InfluxDB sink), plus health and remote settings.
 
 Every reading is committed to the buffer (and given its `seq`) before any sink sees it; each sink
 drains the buffer on its own thread at its own pace. `Collector.start` turns unusable files (certificate,
 key, CA, buffer directory) into a `ConfigError` naming the field, so `python -m collector` can exit with
 the configuration exit code instead of crash-looping.
+
+Remote changes (poll interval, meters in or out of service, debug) from any channel go through
+`collector.settings.Settings`; the collector follows them on the settings worker (`_follow`), which
+restarts polling when the interval or the set of meters changes: the old poller finishes its reads in
+progress (committed to the buffer) before the new one starts, so a restart neither loses nor repeats
+a reading.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import ipaddress
 import json
 import logging
@@ -16,9 +23,11 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
-from collector.alarms import StatusTracker
+from cryptography import x509
+
 from collector.buffer import Buffer
 from collector.config import CollectorConfig, MeterConfig
 from collector.consistency import Verdict
@@ -28,16 +37,24 @@ from collector.influx_sink import InfluxSink
 from collector.metrics import METRICS_BY_NAME
 from collector.mqtt_link import IDENTITY_PROBLEM, tls_context
 from collector.mqtt_sink import MqttSink
-from collector.payload import status_event
+from collector.payload import encode, status_event
 from collector.quality import screen
 from collector.reading import Reading
+from collector.settings import Running, Settings, flatten, nest
+from collector.shadow import ShadowClient
+from collector.sink_errors import SinkError
 from collector.validation import ConfigError
 from collector.wire import make_wire
 
 log = logging.getLogger(__name__)
 
-HEALTHY_METER_STATES = ("ok",)
+OUT_OF_SERVICE = "out_of_service"  # a meter taken out of service remotely: not polled, not a problem
+HEALTHY_METER_STATES = ("ok", OUT_OF_SERVICE)
 DEAD_METER_STATE = "stopped"  # collector.poller.MeterStatus.state once a meter thread has ended
+COMMAND_SOURCE = "ncmd"  # the JSON NCMD channel, as named in the settings record
+VERSION = importlib.metadata.version("pm500")
+REPORTED_PROBLEMS = 5  # the first problems in the shadow (a document is capped at 8 KB)
+REPORTED_MESSAGE_CHARS = 200
 
 
 class PollerLike(Protocol):
@@ -102,9 +119,7 @@ class Collector:
         self, cfg: CollectorConfig, debug: bool = False, poller_factory: PollerFactory = default_poller
     ) -> None:
         self.cfg = cfg
-        self.debug = debug
         self._poller_factory = poller_factory
-        self._poll_interval_s = cfg.poll_interval_s
         self._poller: PollerLike | None = None
         self._poller_lock = threading.Lock()  # guards _poller/_polling/_stopped, held briefly
         self._restart_lock = threading.Lock()  # one poller (re)start or stop at a time
@@ -114,12 +129,8 @@ class Collector:
             "readings": 0,
             "bad_values": 0,
             "append_errors": 0,
-            "commands": 0,
-            "rejected_commands": 0,
-            "events": 0,
         }
         self._bad_by_asset: dict[str, dict[str, str]] = {}  # last reported {metric: reason} per asset
-        self._status = StatusTracker()
         self._buffer_failed = False
         check_files(cfg)
         sinks = ("mqtt", "influx") if cfg.influx.enabled else ("mqtt",)
@@ -127,13 +138,24 @@ class Collector:
         try:
             self.buffer = Buffer(
                 cfg.buffer.path, cfg.buffer.max_bytes, cfg.thing_name, sinks, cfg.buffer.synchronous,
-                ddata_encoder=self.wire.ddata_row,
+                ddata_encoder=self.wire.ddata_row, event_encoder=self._event_payload,
             )
         except Exception as e:  # sqlite3 errors, permissions, read-only mount...
             raise ConfigError(f"buffer.path: cannot open {cfg.buffer.path}: {e}") from None
+        self.settings = Settings(cfg, debug=debug, follow=self._follow)
+        running = self.settings.running()  # the bundle, or remote changes persisted before a restart
+        self.debug = running.debug
+        self._poll_interval_s = running.poll_interval_s
+        self._out_of_service = running.out_of_service
         self.mqtt = MqttSink(cfg, self.buffer, window=cfg.mqtt.inflight_window, wire=self.wire)
         self.mqtt.on_command = self.handle_command
         self.influx = InfluxSink(cfg.influx, self.buffer) if cfg.influx.enabled else None
+        self._certificate_not_after = certificate_not_after(cfg.mqtt.cert_file)
+        self.shadow = (
+            ShadowClient(cfg.thing_name, self.mqtt.link, self.settings, self.shadow_report,
+                         cfg.shadow.report_interval_s)
+            if cfg.shadow.enabled else None
+        )
         try:
             self.health = HealthServer(cfg.health.host, cfg.health.port, self.snapshot)
         except OSError as e:
@@ -148,6 +170,9 @@ class Collector:
         if self.influx is not None:
             self.influx.start()
         self._start_poller()
+        self.settings.start()
+        if self.shadow is not None:
+            self.shadow.start()
         log.info(
             "collector started",
             extra={
@@ -161,6 +186,9 @@ class Collector:
 
     def stop(self) -> None:
         """Stop polling first, then the sinks (acks already received are committed), then the rest."""
+        if self.shadow is not None:
+            self.shadow.stop()
+        self.settings.stop()  # lets a poller restart in progress finish; none starts after this
         with self._restart_lock, self._poller_lock:  # waits for an NCMD restart under way
             self._polling = False
             self._stopped = True
@@ -186,7 +214,7 @@ class Collector:
                 old.stop()
             poller = self._poller_factory(
                 self.cfg.site,
-                self.cfg.meters,
+                [m for m in self.cfg.meters if m.asset not in self._out_of_service],
                 self._poll_interval_s,
                 self.on_reading,
                 on_verdict=self.on_verdict,
@@ -207,14 +235,15 @@ class Collector:
         self._buffer_failed = False
         self.counters["readings"] += 1
         self._count_bad_values(reading)
-        for metric, active in self._status.changes(reading):  # after the commit: the data is durable
-            self.counters["events"] += 1
-            self.mqtt.publish_event(reading.asset, status_event(self.cfg.thing_name, reading, metric, active))
         self.mqtt.notify()
         if self.influx is not None:
             self.influx.notify()
         if self.debug:
             print_reading(reading, seq)
+
+    def _event_payload(self, reading: Reading, metric: str, active: bool) -> bytes:
+        """An alarm/output EVENT as published; the buffer stores it with the reading that showed it."""
+        return encode(status_event(self.cfg.thing_name, reading, metric, active))
 
     def _count_bad_values(self, reading: Reading) -> None:
         """Values the payload sends as null (`collector.quality`): counted, logged once per change."""
@@ -233,29 +262,55 @@ class Collector:
         self.mqtt.set_verdict(asset, verdict.as_dict())
 
     def handle_command(self, payload: bytes) -> None:
-        """NCMD downlink: `{"poll_interval_s": 5}` re-schedules polling, `{"debug": true}` toggles debug."""
+        """JSON NCMD downlink: an object of settings, e.g. `{"poll_interval_s": 5}`, `{"debug": true}`,
+        `{"meters": {"meter-1": {"in_service": false}}}`; checked, kept and recorded by `Settings`."""
         try:
             command = json.loads(payload)
-            if not isinstance(command, dict) or not command.keys() <= {"poll_interval_s", "debug"}:
-                raise ValueError("expected an object with poll_interval_s and/or debug")
-            interval = command.get("poll_interval_s", self._poll_interval_s)
-            numeric = isinstance(interval, int | float) and not isinstance(interval, bool)
-            if not numeric or not 0.1 <= interval <= 3600:
-                raise ValueError("poll_interval_s must be a number of seconds in 0.1..3600")
-            debug = command.get("debug", self.debug)
-            if not isinstance(debug, bool):
-                raise ValueError("debug must be true or false")
         except ValueError as e:
-            log.warning("NCMD rejected", extra={"reason": str(e)})
-            self.counters["rejected_commands"] += 1  # counted last: a count means fully handled
+            self.settings.refuse(f"not JSON: {e}", source=COMMAND_SOURCE)
             return
-        self.debug = debug
-        log.info("NCMD applied", extra={"poll_interval_s": interval, "debug": debug})
-        if interval != self._poll_interval_s:
-            self._poll_interval_s = float(interval)
-            # Restart off the MQTT network thread: stopping a poller may wait for a slow meter.
-            threading.Thread(target=self._start_poller, name="poller-restart", daemon=True).start()
-        self.counters["commands"] += 1
+        if not isinstance(command, dict):
+            self.settings.refuse("expected a JSON object of settings", source=COMMAND_SOURCE)
+            return
+        self.settings.apply(flatten(command), source=COMMAND_SOURCE)
+
+    def _follow(self, target: Running) -> None:
+        """On the settings worker: run `target`; polling restarts only if what it polls changed."""
+        self.debug = target.debug
+        if (target.poll_interval_s, target.out_of_service) != (self._poll_interval_s, self._out_of_service):
+            self._poll_interval_s, self._out_of_service = target.poll_interval_s, target.out_of_service
+            self._start_poller()
+
+    def shadow_report(self) -> dict[str, Any]:
+        """The reported state of the named shadow: what `cli.py fleet status` shows per collector."""
+        health = self.snapshot()
+        buffer = health["buffer"]
+        settings = nest(self.settings.values())
+        meters = {
+            asset: {
+                **settings["meters"].get(asset, {}),
+                "state": meter.get("state"),
+                "register_map": (meter.get("register_map") or {}).get("verdict"),
+            }
+            for asset, meter in health["meters"].items()
+        }
+        sinks = {
+            name: {"last_error": _short(status.get("last_error"))}
+            for name, status in health["sinks"].items()
+            if status.get("enabled", True)
+        }
+        return {
+            "version": VERSION,
+            "encoding": self.cfg.mqtt.encoding,
+            **settings,
+            "meters": meters,
+            "status": health["status"],
+            "problems": [p[:REPORTED_MESSAGE_CHARS] for p in health["problems"][:REPORTED_PROBLEMS]],
+            "backlog": {**buffer["depth"], "events": buffer.get("events", {}).get("depth", 0)},
+            "last_ddata_ms": self.mqtt.last_delivered_ms,
+            "sinks": sinks,
+            "certificate": {"not_after": self._certificate_not_after},
+        }
 
     def snapshot(self) -> dict[str, Any]:
         with self._poller_lock:
@@ -264,6 +319,8 @@ class Collector:
         mqtt_status = self.mqtt.status()
         influx_status = self.influx.status() if self.influx is not None else {"enabled": False}
         meter_states = {asset: _plain(s) for asset, s in meters.items()}
+        for asset in sorted(self._out_of_service):
+            meter_states[asset] = {"asset": asset, "state": OUT_OF_SERVICE}
         failing, degraded = [], []
         if not self.mqtt.alive():
             failing.append("mqtt sink thread died")
@@ -282,9 +339,9 @@ class Collector:
         if self.mqtt.link.identity_suspected:
             degraded.append(f"mqtt: {IDENTITY_PROBLEM}")
         elif not mqtt_status["connected"]:
-            degraded.append("mqtt not connected")
+            degraded.append(_why("mqtt not connected", self.mqtt.link.last_error.get()))
         if self.influx is not None and not self.influx.healthy:
-            degraded.append("influxdb writes failing")
+            degraded.append(_why("influxdb writes failing", self.influx.last_error.get()))
         status = UNHEALTHY if failing else "degraded" if degraded else "ok"
         return {
             "status": status,
@@ -293,10 +350,33 @@ class Collector:
             "poll_interval_s": self._poll_interval_s,
             "debug": self.debug,
             "meters": meter_states,
+            "settings": self.settings.status(),
+            "shadow": self.shadow.status() if self.shadow is not None else {"enabled": False},
             "buffer": self.buffer.stats(),
             "sinks": {"mqtt": mqtt_status, "influx": influx_status},
             "counters": dict(self.counters),
         }
+
+
+def certificate_not_after(cert_file: Path) -> str | None:
+    """The device certificate's expiry (ISO 8601, UTC), reported so the fleet view can warn before it."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _short(error: Any) -> dict[str, Any] | None:
+    """A sink error for the shadow: kind and message, not the time (which changes on every retry)."""
+    if not isinstance(error, dict):
+        return None
+    return {"kind": error["kind"], "message": str(error["message"])[:REPORTED_MESSAGE_CHARS]}
+
+
+def _why(problem: str, error: SinkError | None) -> str:
+    """`mqtt not connected (certificate_expired): device certificate ... expired at ...`."""
+    return problem if error is None else f"{problem} ({error.kind}): {error.message}"
 
 
 def _plain(status: Any) -> dict[str, Any]:

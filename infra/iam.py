@@ -1,7 +1,7 @@
 """IAM and IoT policy documents as plain dicts, built from resolved ARNs.
 
 Kept free of Pulumi so that the exact documents the program deploys can be checked against AWS's
-authorization reference (infra.iam_reference) and by the policy pack. Each role gets exactly the
+authorization reference (preflight.iam_reference) and by the policy pack. Each role gets exactly the
 actions its user performs, on exactly the resources it touches: no service-wide wildcards, and
 `Resource: "*"` only for actions that have no resource-level permissions (the IAM check in
 tests/infra/test_iam_reference.py enforces both).
@@ -76,7 +76,7 @@ def collector_iot_policy(partition: str, region: str, account_id: str) -> Docume
     )
 
 
-def _log_writes(log_group_arn: str) -> list[Document]:
+def error_log_writes(log_group_arn: str) -> list[Document]:
     """The CloudWatch Logs error action: AWS IoT documents CreateLogStream, DescribeLogStreams and
     PutLogEvents (https://docs.aws.amazon.com/iot/latest/developerguide/cloudwatch-logs-rule-action.html)."""
     return [
@@ -91,7 +91,7 @@ def kinesis_rule(stream_arn: str, key_arn: str, error_log_group_arn: str) -> Doc
     return _doc(
         _allow("PutIntoStream", ["kinesis:PutRecord"], [stream_arn]),
         _allow("EncryptForStream", ["kms:GenerateDataKey"], [key_arn]),
-        *_log_writes(error_log_group_arn),
+        *error_log_writes(error_log_group_arn),
     )
 
 
@@ -99,7 +99,7 @@ def firehose_rule(delivery_stream_arn: str, error_log_group_arn: str) -> Documen
     """IoT rule -> Firehose: put records into the archive delivery stream."""
     return _doc(
         _allow("PutIntoDeliveryStream", ["firehose:PutRecord"], [delivery_stream_arn]),
-        *_log_writes(error_log_group_arn),
+        *error_log_writes(error_log_group_arn),
     )
 
 
@@ -117,7 +117,7 @@ def dynamodb_rule(table_arn: str, key_arn: str, error_log_group_arn: str, region
         _allow("UseTableKeyViaDynamoDB",
                ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"], [key_arn],
                {"StringEquals": {"kms:ViaService": via_service("dynamodb", region, dns_suffix)}}),
-        *_log_writes(error_log_group_arn),
+        *error_log_writes(error_log_group_arn),
     )
 
 
@@ -181,7 +181,7 @@ def sqs_rule(queue_arn: str, key_arn: str, error_log_group_arn: str) -> Document
     return _doc(
         _allow("SendToAlarmQueue", ["sqs:SendMessage"], [queue_arn]),
         _allow("EncryptForQueue", ["kms:GenerateDataKey", "kms:Decrypt"], [key_arn]),
-        *_log_writes(error_log_group_arn),
+        *error_log_writes(error_log_group_arn),
     )
 
 

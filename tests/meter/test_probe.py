@@ -1,4 +1,4 @@
-"""`cli.py meter probe` against a real simulator process, with the bundled map and with maps scrambled
+"""`cli.py meters probe` against a real simulator process, with the bundled map and with maps scrambled
 on purpose: what it prints, the verdict, and the YAML change `--suggest` proposes."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ runner = CliRunner()
 
 def _probe(sim: SimulatorProcess, *args: str, index: int = 0) -> Any:
     return runner.invoke(
-        cli.app, ["meter", "probe", "--host", "127.0.0.1", "--port", str(sim.ports[index]), *args]
+        cli.app, ["meters", "probe", "--host", "127.0.0.1", "--port", str(sim.ports[index]), *args]
     )
 
 
@@ -54,7 +54,8 @@ def test_probe_prints_product_info_every_element_with_its_metric_and_the_verdict
     assert (frequency["metric"], frequency["unit"]) == ("frequency", "Hz")
     assert frequency["raw"] == pytest.approx(served["frequency"], rel=1e-6)
     assert by_number[103]["elements"][0]["metric"] is None  # max/demand: shown raw, not mapped
-    assert report["register_map"] == {"verdict": "consistent", "wiring": "4-wire", "violations": []}
+    assert report["register_map"] == {
+        "verdict": "consistent", "wiring": "4-wire", "unchecked": [], "violations": []}
 
     text = _probe(sim).output
     assert "product: 'PM500 EtherNet', model code A (V2), base firmware revision 12" in text
@@ -113,7 +114,7 @@ def test_3_wire_meter_probed_as_3_wire_is_consistent_and_as_4_wire_gets_the_hint
 
 
 def test_unreachable_meter_and_bad_options_are_one_clear_line(sim: SimulatorProcess, tmp_path: Path) -> None:
-    closed = runner.invoke(cli.app, ["meter", "probe", "--host", "127.0.0.1", "--port", "1"])
+    closed = runner.invoke(cli.app, ["meters", "probe", "--host", "127.0.0.1", "--port", "1"])
     assert closed.exit_code == 1
     assert closed.stderr.startswith("error: meter 127.0.0.1:1: cannot open EtherNet/IP session")
     wiring = _probe(sim, "--wiring", "delta")
@@ -122,3 +123,20 @@ def test_unreachable_meter_and_bad_options_are_one_clear_line(sim: SimulatorProc
     broken.write_text("instances: 3\n")
     bad_map = _probe(sim, "--map", str(broken))
     assert bad_map.exit_code == 1 and f"--map: {broken}" in bad_map.stderr
+
+
+def test_an_instance_too_short_to_check_makes_the_verdict_incomplete_and_exit_3(
+    sim: SimulatorProcess,
+) -> None:
+    """Issue 21 item 8: 101 served shorter than the map expects was warned about, then the last line said
+    `consistent` and the exit code 0, although none of 101's relations had been checked."""
+    sim.control.set_faults(0, size={101: 44})  # attribute 4 answers 44 bytes, the map expects 48
+    text = _probe(sim)
+    assert text.exit_code == 3, text.output
+    last = text.output.rstrip().splitlines()[-1]
+    assert last == "register map consistency (4-wire): INCOMPLETE: instance 101 not checked", last
+    report = json.loads(_probe(sim, "--json").output)
+    assert report["register_map"]["verdict"] == "incomplete"
+    assert report["register_map"]["unchecked"] == [101]
+    sim.control.reset(0)
+    assert _probe(sim).exit_code == 0
