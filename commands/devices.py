@@ -15,12 +15,14 @@ from commands.console import emit, operator_errors, out
 from commands.help_format import ConventionalHelpCommand, ConventionalHelpGroup
 from commands.options import (
     CERTIFICATE,
+    AskInfluxPassword,
     CaCert,
     CaKey,
     CollectorId,
     Endpoint,
     InfluxDatabase,
-    InfluxPassword,
+    InfluxPasswordArgument,
+    InfluxPasswordFile,
     InfluxUrl,
     InfluxUsername,
     JsonOut,
@@ -34,6 +36,7 @@ from commands.options import (
     Stack,
     ValidityDays,
     bundle_settings,
+    influx_password,
     issue_options,
 )
 from devices.aws import iot_client
@@ -109,7 +112,9 @@ def provision_device_cmd(
     influx_url: InfluxUrl = None,
     influx_database: InfluxDatabase = None,
     influx_username: InfluxUsername = None,
-    influx_password: InfluxPassword = None,
+    influx_password_file: InfluxPasswordFile = None,
+    ask_influx_password: AskInfluxPassword = False,
+    influx_password_argument: InfluxPasswordArgument = None,
     rotate: Annotated[
         bool,
         typer.Option(
@@ -144,7 +149,8 @@ def provision_device_cmd(
             out_dir,
             issue_options(key_type, ca_cert, ca_key, validity_days),
             bundle_settings(
-                server_ca, endpoint, mqtt_port, influx_url, influx_database, influx_username, influx_password
+                server_ca, endpoint, mqtt_port, influx_url, influx_database, influx_username,
+                influx_password(influx_password_file, ask_influx_password, influx_password_argument),
             ),
             mode,
             False,

@@ -11,7 +11,14 @@ from typing import Any
 
 import pulumi
 
-from preflight.provider_requests.base import ApiRequest, Resolved, UnmappedResource, compact, label, physical_name
+from preflight.provider_requests.base import (
+    ApiRequest,
+    Resolved,
+    UnmappedResource,
+    compact,
+    label,
+    physical_name,
+)
 
 # A fixed timestamp: the same archive gives the same bytes (and the same request) every run.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)

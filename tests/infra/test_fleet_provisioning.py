@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from devices.lifecycle import allow_replacement
+from infra.provisioning_hook_code.handler import REPLACE_UNTIL_ATTRIBUTE
 from preflight.iam_evaluator import allows
 from preflight.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
 from preflight.provider_requests import stack_requests
 from preflight.provider_requests.functions import archive_zip
-from infra.provisioning_hook_code.handler import REPLACE_UNTIL_ATTRIBUTE
 from sandbox.fleet_provisioning import Account, Claim, ProvisioningRefused, Thing, register_thing
 from sandbox.plan_replay import moto_clients, replay
 from tests.infra.longest_stack import COLLECTOR as LONG_COLLECTOR
