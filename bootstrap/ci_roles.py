@@ -12,8 +12,12 @@ exactly (`StringEquals`, one subject, no wildcard). Per stack `S` of `pm500-boot
   the documents of `--mode deploy`.
 
 So a pull request never holds write access, and the staging deploy never holds prod's permissions.
-Each document is checked to be the one `cli.py deployer-policy` wrote for that stack and mode (its
-statement ids say so), so prod's deploy policy cannot land on a preview role by a wrong file name.
+Each document is checked to be the one `cli.py stacks deployer-policy` wrote for that stack and mode
+(its statement ids say so), so prod's deploy policy cannot land on a preview role by a wrong file name.
+
+Per stack also the permissions boundary `pm500-<stack>-boundary` (`--mode boundary`): every role the
+stack creates carries it, and the deploy policy allows IAM writes only on roles that carry it. It is
+made here, by an administrator, because a boundary the deployer could rewrite would cap nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.naming import Names
 from preflight.deployer_policy import statement_id_prefix
 
 NAMESPACE = "pm500-bootstrap"
@@ -67,6 +72,7 @@ class Settings:
     repository: str
     roles: tuple[CiRole, ...]
     create_oidc_provider: bool = True
+    boundaries: tuple[tuple[str, dict[str, Any]], ...] = ()  # (stack, its boundary document)
 
 
 def _documents(key: str, names: list[str], stack: str,
@@ -103,13 +109,16 @@ def _names(key: str, value: Any) -> list[str]:
     return list(value)
 
 
-def _per_environment(config: pulumi.Config, key: str, environments: set[str]) -> dict[str, Any]:
+def _per_environment(config: pulumi.Config, key: str, environments: set[str],
+                     what: str = "an environment") -> dict[str, Any]:
+    """`key` as a map whose keys are `environments` (the GitHub environments, or the stacks, of
+    `pm500-bootstrap:stacks`)."""
     value: Any = config.get_object(key) or {}
     if not isinstance(value, dict):
-        raise BootstrapConfigError(f"{NAMESPACE}:{key}: expected a map of GitHub environment -> list")
+        raise BootstrapConfigError(f"{NAMESPACE}:{key}: expected a map of name -> list of files")
     unknown = sorted(set(value) - environments)
     if unknown:
-        raise BootstrapConfigError(f"{NAMESPACE}:{key}: {unknown[0]!r} is not an environment of "
+        raise BootstrapConfigError(f"{NAMESPACE}:{key}: {unknown[0]!r} is not {what} of "
                                    f"{NAMESPACE}:stacks (expected one of {', '.join(sorted(environments))})")
     return dict(value)
 
@@ -130,6 +139,18 @@ def load_settings() -> Settings:
     environments = {environment_of(s, m): (s, m) for s in stacks for m in MODES}
     files = _per_environment(config, "policyFiles", set(environments))
     arns = _per_environment(config, "policyArns", set(environments))
+    boundary_files = _per_environment(config, "boundaryFiles", set(stacks), "a stack")
+    boundaries = []
+    for stack in stacks:
+        names = _names(f"boundaryFiles.{stack}", boundary_files.get(stack))
+        if len(names) > 1:
+            raise BootstrapConfigError(
+                f"{NAMESPACE}:boundaryFiles.{stack}: one file, a boundary is one policy")
+        documents = _documents(f"boundaryFiles.{stack}", names, stack, "boundary")
+        if len(documents) > 1:
+            raise BootstrapConfigError(f"{NAMESPACE}:boundaryFiles.{stack}: {names[0]} holds "
+                                       f"{len(documents)} documents; a permissions boundary is one policy")
+        boundaries += [(stack, d) for d in documents]
     roles = tuple(CiRole(
         environment=env, stack=stack, mode=mode,
         policy_arns=tuple(_names(f"policyArns.{env}", arns.get(env))),
@@ -137,7 +158,8 @@ def load_settings() -> Settings:
                                     _names(f"policyFiles.{env}", files.get(env)), stack, mode),
     ) for env, (stack, mode) in environments.items())
     return Settings(repository=repository, roles=roles,
-                    create_oidc_provider=config.get_bool("createOidcProvider") is not False)
+                    create_oidc_provider=config.get_bool("createOidcProvider") is not False,
+                    boundaries=tuple(boundaries))
 
 
 def trust_policy(provider_arn: str, repository: str, environment: str) -> dict[str, Any]:
@@ -161,6 +183,7 @@ class CiRoles(pulumi.ComponentResource):
 
     provider_arn: pulumi.Output[str]
     role_arns: dict[str, pulumi.Output[str]]
+    boundary_arns: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pm500:bootstrap:CiRoles", name, None, opts)
@@ -181,7 +204,18 @@ class CiRoles(pulumi.ComponentResource):
         self.provider_arn = provider_arn
         self.role_arns = {role.environment: self._role(role, settings.repository, provider_arn, role_opts)
                           for role in settings.roles}
-        self.register_outputs({"roleArns": self.role_arns})
+        self.boundary_arns = {stack: aws.iam.Policy(f"{stack}-boundary", aws.iam.PolicyArgs(
+            name=Names(stack).permissions_boundary,
+            description=f"pm500 {stack}: permissions boundary of every role the stack creates",
+            policy=json.dumps(document),
+            tags={"pm500:purpose": "permissions-boundary", "pm500:stack": stack},
+        ), opts=child).arn for stack, document in settings.boundaries}
+        for stack in sorted({r.stack for r in settings.roles} - set(self.boundary_arns)):
+            pulumi.log.warn(
+                f"stack {stack}: no permissions boundary ({NAMESPACE}:boundaryFiles.{stack}); its "
+                f"`pulumi up` cannot create roles until {Names(stack).permissions_boundary} exists",
+                resource=self)
+        self.register_outputs({"roleArns": self.role_arns, "boundaryArns": self.boundary_arns})
 
     def _role(self, ci_role: CiRole, repository: str, provider_arn: pulumi.Output[str],
               opts: pulumi.ResourceOptions) -> pulumi.Output[str]:

@@ -45,6 +45,11 @@ def assume_role(service: str, account_id: str, source_arn: str | None = None) ->
 LAMBDA_SERVICE = "lambda.amazonaws.com"
 
 
+def boundary_arn(partition: str, account_id: str, policy_name: str) -> str:
+    """`arn:<partition>:iam::<account>:policy/<name>`: the stack's permissions boundary (infra.naming)."""
+    return f"arn:{partition}:iam::{account_id}:policy/{policy_name}"
+
+
 def iot_arn(partition: str, region: str, account_id: str) -> str:
     """`arn:<partition>:iot:<region>:<account>`: the partition comes from `aws.get_partition` (aws, aws-cn,
     aws-us-gov, aws-iso...), never a literal `arn:aws:` (config accepts GovCloud and ISO regions)."""

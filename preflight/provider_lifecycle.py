@@ -77,6 +77,7 @@ LIFECYCLE: dict[str, tuple[str, ...]] = {
         "iam:UpdateRole",
         "iam:UpdateRoleDescription",
         "iam:UpdateAssumeRolePolicy",
+        "iam:PutRolePermissionsBoundary",  # a changed boundary; never DeleteRolePermissionsBoundary
         "iam:TagRole",
         "iam:UntagRole",
         "iam:DeleteRole",

@@ -9,7 +9,7 @@ the device's own word (`Site`, `Collector`) is checked against what the operator
 - its thing must not already hold a live certificate (one that is not INACTIVE, REVOKED or
   REGISTER_INACTIVE): provisioning would attach a second identity to a working collector, knocking it
   off and letting the claimant publish its readings and read its commands. Unless the operator asked
-  for a replacement: `cli.py allow-replacement` sets the thing attribute `replaceCertificateUntil`
+  for a replacement: `cli.py devices allow-replacement` sets the thing attribute `replaceCertificateUntil`
   (UTC epoch seconds) and the hook allows a claim until then.
 
 Runs on the Lambda Python runtime (stdlib + boto3 only); `decide` takes the IoT client so tests run it
@@ -70,7 +70,7 @@ def decide(event: dict[str, Any], inventory: dict[str, dict[str, str]], iot: Any
     live = _live_certificates(iot, thing)
     if live and not _replacement_allowed(iot, thing, now):
         return False, (f"{thing} already has a live certificate ({live[0]}); the operator allows a "
-                       f"replacement with `cli.py allow-replacement`")
+                       f"replacement with `cli.py devices allow-replacement`")
     return True, f"{thing}: " + ("replacement allowed by the operator" if live else "first certificate")
 
 
