@@ -141,6 +141,28 @@ def test_each_role_holds_only_its_own_stacks_generated_policy(tmp_path: Path) ->
     assert plan_problems(stack_requests(stack)) == []
 
 
+def test_each_stacks_permissions_boundary_is_made_here_from_its_generated_document(tmp_path: Path) -> None:
+    """The boundary every role of the stack carries (infra/roles.py) exists before the stack's first `up`,
+    made by the bootstrap's administrator: the deployer can neither create nor change it."""
+    staging = evaluate_stack("staging")
+    path = tmp_path / "staging-boundary.json"
+    path.write_text(json.dumps(list(deployer_policy(staging, "boundary", "123456789012").documents)))
+    stack = run(githubRepository="acme/pm500", boundaryFiles={"staging": [str(path)]})
+    [boundary] = [p for p in stack.of_type("aws:iam/policy:Policy") if p.inputs["name"].endswith("-boundary")]
+    assert boundary.inputs["name"] == "pm500-staging-boundary"
+    assert json.loads(boundary.inputs["policy"]) == json.loads(path.read_text())[0]
+    role_boundaries = {r.inputs["permissionsBoundary"] for r in staging.of_type(ROLE)}
+    assert stack.outputs["boundaryArns"] == {"staging": role_boundaries.pop()}
+    assert not role_boundaries
+    assert plan_problems(stack_requests(stack)) == []
+    deploy = tmp_path / "staging-deploy.json"
+    deploy.write_text(json.dumps(list(deployer_policy(staging, "deploy", "123456789012").documents)))
+    with pytest.raises(BootstrapConfigError, match=r"boundaryFiles\.staging: .*not the boundary policy"):
+        run(githubRepository="acme/pm500", boundaryFiles={"staging": [str(deploy)]})
+    with pytest.raises(BootstrapConfigError, match="boundaryFiles: 'qa' is not a stack of"):
+        run(githubRepository="acme/pm500", boundaryFiles={"qa": [str(path)]})
+
+
 def test_a_policy_file_of_another_stack_or_mode_is_refused(tmp_path: Path) -> None:
     prod = _policy_files(tmp_path, evaluate_stack("prod"))
     for environment, path, message in (

@@ -64,7 +64,10 @@ def _stack_owned_identities(stack: EvaluatedStack) -> set[str]:
     return roles | functions
 
 
-def beyond_reach(policy: DeployerPolicy, stack: EvaluatedStack, name: str) -> list[tuple[str, dict[str, str]]]:
+Request = tuple[str, dict[str, str]]  # (resource ARN, condition context)
+
+
+def beyond_reach(policy: DeployerPolicy, stack: EvaluatedStack, name: str) -> list[Request]:
     """Requests for `name` the policy allows that reach past the stack's boundary (module doc)."""
     region = stack.config["aws:region"]
     try:
@@ -128,14 +131,15 @@ def _without_guards(policy: DeployerPolicy) -> DeployerPolicy:
 def test_the_search_finds_the_paths_the_unguarded_policy_had(prod: EvaluatedStack) -> None:
     """Issue 24: iam:PutRolePolicy and iam:UpdateAssumeRolePolicy on the stack's roles, with no boundary."""
     found = open_methods(_without_guards(deployer_policy(prod, "deploy", ACCOUNT)), prod)
-    assert {"PutRolePolicy", "UpdateRolePolicyToAssumeIt", "PutRolePolicyThenUpdateAssumeRolePolicy"} <= set(found)
-    resource, context = found["PutRolePolicy"]["iam:putrolepolicy"]
+    assert {"PutRolePolicy", "UpdateRolePolicyToAssumeIt",
+            "PutRolePolicyThenUpdateAssumeRolePolicy"} <= set(found)
+    resource, _ = found["PutRolePolicy"]["iam:putrolepolicy"]
     assert resource.startswith(f"arn:aws:iam::{ACCOUNT}:role/pm500-prod-")
 
 
 @pytest.mark.parametrize("which", ["staging", "prod", "longest"])
-def test_every_role_the_stack_creates_carries_its_boundary(which: str, staging: EvaluatedStack,
-                                                           prod: EvaluatedStack, longest: EvaluatedStack) -> None:
+def test_every_role_the_stack_creates_carries_its_boundary(
+        which: str, staging: EvaluatedStack, prod: EvaluatedStack, longest: EvaluatedStack) -> None:
     stack = _stacks(staging, prod, longest)[which]
     boundary = f"arn:aws:iam::{ACCOUNT}:policy/pm500-{stack.stack}-boundary"
     assert boundary == boundary_arn(stack, ACCOUNT)
@@ -144,7 +148,8 @@ def test_every_role_the_stack_creates_carries_its_boundary(which: str, staging: 
     policy = deployer_policy(stack, "deploy", ACCOUNT)
     role = f"arn:aws:iam::{ACCOUNT}:role/{roles[0].inputs['name']}"
     for name in ("iam:CreateRole", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:DeleteRolePolicy"):
-        assert evaluate(policy.documents, name, role, {"iam:PermissionsBoundary": boundary}) is Decision.ALLOWED
+        with_boundary = {"iam:PermissionsBoundary": boundary}
+        assert evaluate(policy.documents, name, role, with_boundary) is Decision.ALLOWED
         assert evaluate(policy.documents, name, role, {}) is not Decision.ALLOWED
     # Removing the boundary is never granted; the boundary policy is not the stack's to change.
     assert evaluate(policy.documents, "iam:DeleteRolePermissionsBoundary", role,
@@ -159,12 +164,13 @@ def test_key_actions_reach_only_the_keys_tagged_with_the_stack(name: str, stagin
     """Issue 24: kms:PutKeyPolicy, CreateGrant and ScheduleKeyDeletion were granted on every key (`key/*`)."""
     policy = deployer_policy(staging, "deploy", ACCOUNT)
     key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/0b7e4f1c-1111-2222-3333-444455556666"
-    assert evaluate(policy.documents, name, key, {"aws:ResourceTag/pm500:stack": "staging"}) is Decision.ALLOWED
+    tagged = {"aws:ResourceTag/pm500:stack": "staging"}
+    assert evaluate(policy.documents, name, key, tagged) is Decision.ALLOWED
     for context in ({}, {"aws:ResourceTag/pm500:stack": "prod"}):
         assert evaluate(policy.documents, name, key, context) is not Decision.ALLOWED
     request = {"aws:RequestedRegion": "eu-west-1"}
-    assert evaluate(policy.documents, "kms:CreateKey", "*", {**request, "aws:RequestTag/pm500:stack": "staging"}) \
-        is Decision.ALLOWED
+    asking_tag = {**request, "aws:RequestTag/pm500:stack": "staging"}
+    assert evaluate(policy.documents, "kms:CreateKey", "*", asking_tag) is Decision.ALLOWED
     assert evaluate(policy.documents, "kms:CreateKey", "*", request) is not Decision.ALLOWED
 
 

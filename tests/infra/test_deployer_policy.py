@@ -165,7 +165,8 @@ def test_every_create_request_is_allowed_on_the_resource_arn(
         for r in stack.resources
         if r.type in ARN_FORMATS and r.type in IAM_RESOURCE_TYPES and r.type != "aws:kms/key:Key"
     }
-    boundaries = {r.inputs["name"]: r.inputs["permissionsBoundary"] for r in stack.of_type("aws:iam/role:Role")}
+    boundaries = {r.inputs["name"]: r.inputs["permissionsBoundary"]
+                  for r in stack.of_type("aws:iam/role:Role")}
     checked = 0
     for request in stack_requests(stack):
         if request.resource in arns:
