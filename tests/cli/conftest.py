@@ -48,10 +48,10 @@ class Stack:
 
     def args(self, command: str, site: str = "plant-a", collector: str = "edge-01", *extra: str) -> list[str]:
         """Arguments for a single-device command on `site`/`collector` of this stack."""
-        writes_bundle = command not in ("revoke-device", "allow-replacement")
+        writes_bundle = command not in ("revoke-device", "devices allow-replacement")
         out = ["--out", str(self.bundle(site, collector))] if writes_bundle else []
         return [
-            command,
+            *command.split(),
             "--stack",
             STACK,
             "--site",

@@ -166,7 +166,7 @@ def test_allow_replacement_opens_a_window_the_provisioning_hook_reads(stack: Sta
     from infra.provisioning_hook_code.handler import REPLACE_UNTIL_ATTRIBUTE
 
     before = dt.datetime.now(dt.UTC).timestamp()
-    result = runner.invoke(cli.app, [*stack.args("allow-replacement"), "--minutes", "30", "--json"])
+    result = runner.invoke(cli.app, [*stack.args("devices allow-replacement"), "--minutes", "30", "--json"])
     assert result.exit_code == 0, result.output
     until = json.loads(result.stdout)["replaceCertificateUntil"]
     assert int(before) + 30 * 60 <= until <= before + 30 * 60 + 60
@@ -177,7 +177,7 @@ def test_allow_replacement_opens_a_window_the_provisioning_hook_reads(stack: Sta
 
 @pytest.mark.parametrize("minutes", ["0", "1441"])
 def test_allow_replacement_refuses_a_window_out_of_bounds(stack: Stack, minutes: str) -> None:
-    result = runner.invoke(cli.app, [*stack.args("allow-replacement"), "--minutes", minutes])
+    result = runner.invoke(cli.app, [*stack.args("devices allow-replacement"), "--minutes", minutes])
     assert result.exit_code == 1 and f"--minutes {minutes}: expected 1 to 1440" in result.stderr
     attributes = stack.iot.describe_thing(thingName=EDGE_01).get("attributes") or {}
     assert "replaceCertificateUntil" not in attributes

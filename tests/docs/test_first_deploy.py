@@ -107,10 +107,11 @@ def pulumi_config_set(skipped: list[tuple[str, str]]) -> dict[str, Any]:
         if words[:3] != ["pulumi", "config", "set"]:
             continue
         path, (key, value) = "--path" in words, [w for w in words[3:] if w != "--path"]
-        indexed = re.fullmatch(r"(.+)\[(\d+)\]", key) if path else None
-        if indexed:
-            items = config.setdefault(indexed[1], [])
-            items.insert(int(indexed[2]), value)
+        indexed = re.fullmatch(r"([^.]+)(?:\.([^.\[]+))?\[(\d+)\]", key) if path else None
+        if indexed:  # `ns:key[i]` or `ns:key.name[i]`: a list, or a map of lists
+            holder = config.setdefault(indexed[1], {}) if indexed[2] else config
+            items = holder.setdefault(indexed[2] or indexed[1], [])
+            items.insert(int(indexed[3]), value)
         else:
             config[key] = value
     return config
