@@ -30,8 +30,6 @@ PLACEHOLDERS = {"<account id>": "123456789012", "<owner>/<repo>": "example-org/p
 NOT_RUN_HERE = [
     (("pulumi",), "needs the Pulumi CLI"),
     (("./dev", "setup"), "the suite already runs in the .venv `./dev setup` made"),
-    ((".venv/bin/python", "cli.py", "provision-site"), "needs AWS (AWS IoT) and the stack's outputs"),
-    ((".venv/bin/python", "cli.py", "provision-device"), "needs AWS (AWS IoT) and the stack's outputs"),
     ((".venv/bin/python", "cli.py", "sites", "provision"), "needs AWS (AWS IoT) and the stack's outputs"),
     ((".venv/bin/python", "cli.py", "devices", "provision"), "needs AWS (AWS IoT) and the stack's outputs"),
     (("rsync",), "needs the site's edge host"),
@@ -159,8 +157,8 @@ def test_edge_first_deploy_needs_aws_and_the_edge_host_for_every_step() -> None:
     stand-ins in tests/docker/test_edge_deploy.py); here their command lines are named, and their flags
     are checked by tests/docs/test_commands.py."""
     _, skipped = script(section_blocks(*SECTIONS[1]))
-    assert [(line.split()[2] if line.startswith(".venv") else line.split()[0], reason)
+    assert [(" ".join(line.split()[2:4]) if line.startswith(".venv") else line.split()[0], reason)
             for line, reason in skipped] == [
-        ("provision-site", "needs AWS (AWS IoT) and the stack's outputs"),
+        ("sites provision", "needs AWS (AWS IoT) and the stack's outputs"),
         ("rsync", "needs the site's edge host"),
     ]
