@@ -200,7 +200,8 @@ def test_with_tls_influxdb_and_grafana_serve_https_and_their_clients_trust_the_s
     env = env_of(grafana)
     assert (env["GF_SERVER_PROTOCOL"], env["GF_SERVER_CERT_FILE"], env["GF_SERVER_CERT_KEY"]) == (
         "https", edge_mod.TLS_CERTIFICATE, edge_mod.TLS_PRIVATE_KEY)
-    assert env[edge_mod.GRAFANA_ENV_INFLUX_URL] == "https://influxdb:8086" and env["SSL_CERT_FILE"] == edge_mod.TLS_CA
+    assert env[edge_mod.GRAFANA_ENV_INFLUX_URL] == "https://influxdb:8086"
+    assert env["SSL_CERT_FILE"] == edge_mod.TLS_CA
     collector = mocks.named("edge-plant-a-edge-01-collector")
     env = env_of(collector)
     assert env[edge_mod.COLLECTOR_ENV_INFLUX_URL] == "https://influxdb:8086"
