@@ -222,3 +222,27 @@ def test_two_sites_share_one_docker_host(
     names = sorted(c.name for c in docker_engine.client.containers.list())
     assert names == [f"pm500_{STACK}_{site}_{purpose}" for site in ("plant-a", "plant-b")
                      for purpose in ("collector-edge-01", "influxdb")]
+
+
+@pytest.mark.slow
+def test_with_tls_influxdb_serves_https_and_the_collector_trusts_the_site_ca(
+    tmp_path: Path, docker_engine: DockerEngine, python_base: str, influxdb_image: str, dev_ca: DevCA,
+) -> None:
+    """`edge.tls` (required beyond loopback, issue 24): InfluxDB serves HTTPS only, its own probe verifies
+    the certificate, and the collector container reaches `https://influxdb` trusting the site CA."""
+    certificate, key = dev_ca.issue("influxdb", tmp_path, server_hostnames=["influxdb"],
+                                    ip_addresses=[LOOPBACK])
+    tls = {"certificatePath": str(certificate), "privateKeyPath": str(key), "caPath": str(dev_ca.cert_path)}
+    stack = pulumi_up(tmp_path, [EdgeSite(SITE, [free_port()], tls=tls)], docker_engine.host)
+    deployment = deploy(docker_engine, stack, SITE, python_base)  # InfluxDB healthy: the TLS probe passed
+    assert_as_declared(docker_engine, deployment)
+    port = deployment.network.ports[8086]
+    response = requests.get(f"https://{LOOPBACK}:{port}/ping", timeout=10, verify=str(dev_ca.cert_path))
+    assert response.status_code == 204
+    plain = requests.get(f"http://{LOOPBACK}:{port}/ping", timeout=10)  # no plain HTTP on that port
+    assert plain.status_code == 400 and "HTTPS" in plain.text
+    collector = f"pm500_{STACK}_{SITE}_collector-edge-01"
+    probe = ("import os, urllib.request; url = os.environ['PM500C_INFLUX__URL'];"
+             "print(url.split(':')[0], urllib.request.urlopen(url + '/ping', timeout=10).status)")
+    result = docker_engine.client.containers.get(collector).exec_run(["python", "-c", probe])
+    assert (result.exit_code, result.output.decode().split()) == (0, ["https", "204"]), result.output
