@@ -61,6 +61,12 @@ class Names:
         return self.resource("collector")
 
     @property
+    def permissions_boundary(self) -> str:
+        """The managed policy every role of the stack carries as its permissions boundary. Created by
+        the bootstrap (an administrator), never by the stack: the deployer cannot change it."""
+        return self.resource("boundary")
+
+    @property
     def provisioning_template(self) -> str:
         return self.resource(_TEMPLATE_PURPOSE)
 

@@ -128,12 +128,27 @@ def _stack_arns(stack: EvaluatedStack, account: str) -> dict[tuple[str, str], li
     return arns
 
 
+def _own_request_context(stack: EvaluatedStack, account: str) -> dict[str, str]:
+    """The condition keys the stack's own requests carry (the deployer policy requires them, issue 24):
+    the permissions boundary its roles declare, the tags its KMS key declares (as its resource tags, and
+    as the request tags of its creation)."""
+    context: dict[str, str] = {}
+    for role in stack.of_type("aws:iam/role:Role"):
+        boundary = role.inputs.get("permissionsBoundary")
+        if boundary:
+            context["iam:PermissionsBoundary"] = str(boundary).replace(f":{MOCK_ACCOUNT_ID}:", f":{account}:")
+    for key in stack.of_type("aws:kms/key:Key"):
+        for tag, value in (key.inputs.get("tags") or {}).items():
+            context[f"aws:ResourceTag/{tag}"] = context[f"aws:RequestTag/{tag}"] = str(value)
+    return context
+
+
 def deployer_findings(stack: EvaluatedStack, documents: Iterable[Mapping[str, Any]], actions: Iterable[str],
                       account: str = MOCK_ACCOUNT_ID) -> list[str]:
     """Each (action, resource) of the stack that `documents` do not allow on the ARN the request carries."""
     documents = list(documents)
     region = stack.config.get("aws:region") or "us-east-1"
-    context = {"aws:RequestedRegion": region}
+    context = {"aws:RequestedRegion": region, **_own_request_context(stack, account)}
     arns = _stack_arns(stack, account)
     findings = []
     for name in sorted(set(actions)):

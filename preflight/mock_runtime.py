@@ -155,6 +155,7 @@ ARN_FORMATS: dict[str, str] = {
     "aws:dynamodb/table:Table": "arn:{partition}:dynamodb:{region}:{account}:table/{name}",
     "aws:ecr/repository:Repository": "arn:{partition}:ecr:{region}:{account}:repository/{name}",
     "aws:sfn/stateMachine:StateMachine": "arn:{partition}:states:{region}:{account}:stateMachine:{name}",
+    "aws:lambda/function:Function": "arn:{partition}:lambda:{region}:{account}:function:{name}",
 }
 
 
@@ -176,6 +177,7 @@ IAM_RESOURCE_TYPES = {
     "aws:pipes/pipe:Pipe": ("pipes", "pipe"),
     "aws:dynamodb/table:Table": ("dynamodb", "table"),
     "aws:ecr/repository:Repository": ("ecr", "repository"),
+    "aws:lambda/function:Function": ("lambda", "function"),
     "aws:s3/bucket:Bucket": ("s3", "bucket"),
     "aws:sqs/queue:Queue": ("sqs", "queue"),
     "aws:sfn/stateMachine:StateMachine": ("states", "statemachine"),

@@ -15,8 +15,9 @@ import cli
 
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 COMMANDS = [
-    "devices provision", "devices rotate-cert", "devices revoke", "devices list", "sites provision",
-    "sites rotate-cert", "meters probe", "stacks deployer-policy", "fleet status", "collector set",
+    "devices provision", "devices rotate-cert", "devices revoke", "devices allow-replacement", "devices list",
+    "sites provision", "sites rotate-cert", "meters probe", "stacks deployer-policy", "fleet status",
+    "collector set",
 ]
 GROUPS = ["", "devices", "sites", "meters", "stacks", "fleet", "collector"]  # "": cli.py itself
 
