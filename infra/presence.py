@@ -262,6 +262,10 @@ class Fleet(pulumi.ComponentResource):
             service="states.amazonaws.com",
             description="pm500 presence state machine: fleet table updates and bus events",
             stack=cfg.stack, account_id=rule_context.account_id, opts=child,
+            # Step Functions documents aws:SourceArn (the state machine) against the confused deputy; the
+            # ARN is built from the name: the machine itself needs the role first.
+            source_arn=rule_context.iot_arn.apply(
+                lambda arn: arn.replace(":iot:", ":states:") + f":stateMachine:{names.resource('presence')}"),
             policy=pulumi.Output.all(table.arn, bus_arn, key_arn, rule_context.dns_suffix).apply(
                 lambda a: json.dumps(state_machine_policy(a[0], a[1], a[2], region, a[3]))),
         )

@@ -485,9 +485,14 @@ def test_every_trust_policy_names_its_source_where_the_service_documents_one(pro
                                  "ArnLike": {"aws:SourceArn": f"{iot}:*"}}, name
         elif service == "lambda.amazonaws.com":
             assert condition is None, name
+        elif service == "states.amazonaws.com":  # the presence state machine (Step Functions guide)
+            machine = "arn:aws:states:eu-west-1:123456789012:stateMachine:pm500-prod-presence"
+            assert condition == {"StringEquals": {"aws:SourceAccount": account},
+                                 "ArnLike": {"aws:SourceArn": machine}}, name
+            assert stack.one("aws:sfn/stateMachine:StateMachine").inputs["name"] == machine.rsplit(":", 1)[1]
         else:
             assert service in ("firehose.amazonaws.com", "pipes.amazonaws.com"), name
             assert condition == {"StringEquals": {"aws:SourceAccount": account}}, name
         checked.add(service)
     assert checked == {"iot.amazonaws.com", "lambda.amazonaws.com", "firehose.amazonaws.com",
-                       "pipes.amazonaws.com"}
+                       "pipes.amazonaws.com", "states.amazonaws.com"}
