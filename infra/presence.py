@@ -39,6 +39,7 @@ from infra.config import StackConfig
 from infra.iam import Document, _allow, _doc, error_log_writes, via_service
 from infra.roles import service_role
 from infra.rules import RouteRule, RuleContext, route_rule
+from infra.stores import stack_bus, stack_table
 
 PRESENCE_ROUTE = "presence"
 REPORT_ROUTE = "fleet_report"
@@ -237,26 +238,8 @@ class Fleet(pulumi.ComponentResource):
         names = rule_context.names
         region = cfg.region or ""
         child = pulumi.ResourceOptions(parent=self)
-        if bus is None:
-            own = aws.cloudwatch.EventBus("bus", aws.cloudwatch.EventBusArgs(
-                name=names.resource("events"), tags={"pm500:stack": cfg.stack}), opts=child)
-            bus_arn, bus_name = own.arn, own.name
-        else:
-            bus_arn, bus_name = pulumi.Output.from_input(bus[0]), pulumi.Output.from_input(bus[1])
-        table = aws.dynamodb.Table("fleet", aws.dynamodb.TableArgs(
-            name=names.resource("fleet"),
-            billing_mode="PAY_PER_REQUEST",
-            hash_key=HASH_KEY,
-            range_key=RANGE_KEY,
-            attributes=[aws.dynamodb.TableAttributeArgs(name=HASH_KEY, type="S"),
-                        aws.dynamodb.TableAttributeArgs(name=RANGE_KEY, type="S")],
-            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(
-                enabled=True, kms_key_arn=key_arn),
-            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(
-                enabled=cfg.deletion_protection),
-            deletion_protection_enabled=cfg.deletion_protection,
-            tags={"pm500:stack": cfg.stack},
-        ), opts=pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection))
+        bus_arn, bus_name = stack_bus(cfg, names, bus, self)
+        table = stack_table("fleet", cfg, names.resource("fleet"), (HASH_KEY, RANGE_KEY), key_arn, self)
         machine_role = service_role(
             "presence-role", "presence-policy", name=names.resource("presence"),
             service="states.amazonaws.com",
