@@ -48,6 +48,10 @@ app = typer.Typer(
 )
 command = partial(app.command, cls=ConventionalHelpCommand)
 
+Match = Annotated[
+    str | None, typer.Option(help="Only things whose name matches this glob, e.g. 'prod:plant-a:line-*'.")
+]
+
 
 @command("provision")
 def provision_site_cmd(
@@ -55,9 +59,7 @@ def provision_site_cmd(
     site: Annotated[
         list[str] | None, typer.Option(help="Site to provision (repeatable; default: all).")
     ] = None,
-    match: Annotated[
-        str | None, typer.Option(help="Only things whose name matches this glob, e.g. 'prod:plant-a:line-*'.")
-    ] = None,
+    match: Match = None,
     out_root: Annotated[
         Path, typer.Option(help="Bundles go to OUT_ROOT/STACK/SITE/COLLECTOR.", file_okay=False)
     ] = Path("bundles"),
@@ -95,14 +97,7 @@ def provision_site_cmd(
             server_ca, endpoint, mqtt_port, influx_url, influx_database, influx_username, password
         )
         iot = iot_client(region, max_pool_connections=workers)
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            disable=as_json or not err.is_terminal,
-        )
+        progress = _progress(as_json)
         with progress:
             task = progress.add_task("provisioning", total=len(targets))
             results = provision_many(
@@ -116,6 +111,23 @@ def provision_site_cmd(
                 on_result=lambda _: progress.advance(task),
             )
     counts = summary(results)
+    _report(results, counts, as_json)
+
+
+def _progress(as_json: bool) -> Progress:
+    """A progress bar on stderr, off for --json and when stderr is not a terminal."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=as_json or not err.is_terminal,
+    )
+
+
+def _report(results: list[BulkResult], counts: dict[str, int], as_json: bool) -> None:
+    """Print the outcome (JSON or tables); exit code 1 if any device failed."""
     if as_json:
         out.print_json(json.dumps({"summary": counts, "devices": [r.as_dict() for r in results]}))
     else:
@@ -144,9 +156,7 @@ def _print_bulk(results: list[BulkResult], counts: dict[str, int]) -> None:
 def rotate_site_cmd(
     stack: Stack,
     site: Annotated[list[str] | None, typer.Option(help="Site to rotate (repeatable; default: all).")] = None,
-    match: Annotated[
-        str | None, typer.Option(help="Only things whose name matches this glob, e.g. 'prod:plant-a:line-*'.")
-    ] = None,
+    match: Match = None,
     expiring_within: Annotated[
         str | None,
         typer.Option(help="Only collectors whose bundle certificate expires within this time: 30d, 12h, 2w."),
@@ -185,14 +195,7 @@ def rotate_site_cmd(
         issue = issue_options(key_type, ca_cert, ca_key, validity_days)
         settings = bundle_settings(server_ca, None, None, None, None, None, None)
         iot = iot_client(region, max_pool_connections=workers)
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            disable=as_json or not err.is_terminal,
-        )
+        progress = _progress(as_json)
         with progress:
             task = progress.add_task("rotating", total=None)
             results = rotate_selection(
@@ -201,9 +204,4 @@ def rotate_site_cmd(
                 on_result=lambda _: progress.advance(task),
             )
     counts = summary(results, done="rotated")
-    if as_json:
-        out.print_json(json.dumps({"summary": counts, "devices": [r.as_dict() for r in results]}))
-    else:
-        _print_bulk(results, counts)
-    if counts["failed"]:
-        raise typer.Exit(1)
+    _report(results, counts, as_json)
