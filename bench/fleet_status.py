@@ -43,7 +43,7 @@ from bench.report import write_section
 from devices.fleet import SCAN_SEGMENTS, fleet_status, parse_duration, read_fleet_table
 from devices.outputs import read_outputs_file
 from infra import outputs as names
-from sandbox.aws_seed import example_outputs
+from sandbox.aws_seed import create_fleet_table, example_outputs
 
 STACK = "bench"
 TABLE = "pm500-bench-fleet"
@@ -66,12 +66,7 @@ def report_of(thing: str, now_ms: int) -> dict[str, Any]:
 def seed(outputs: dict[str, Any], now_ms: int) -> int:
     """The fleet table with both items of every collector; returns the bytes of one report item."""
     ddb = boto3.client("dynamodb", config=Config(max_pool_connections=SCAN_SEGMENTS))
-    ddb.create_table(
-        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "thing", "KeyType": "HASH"},
-                   {"AttributeName": "record", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "thing", "AttributeType": "S"},
-                              {"AttributeName": "record", "AttributeType": "S"}])
+    create_fleet_table(ddb, TABLE)
     serialize = TypeSerializer().serialize
     items = []
     for i, thing in enumerate(outputs[names.COLLECTORS]):

@@ -28,6 +28,7 @@ from commands.options import (
     MqttPort,
     OutputsFile,
     Region,
+    RevokeOld,
     ServerCa,
     Stack,
     ValidityDays,
@@ -172,9 +173,7 @@ def rotate_site_cmd(
     ca_key: CaKey = None,
     validity_days: ValidityDays = 3650,
     server_ca: ServerCa = None,
-    revoke_old: Annotated[
-        bool, typer.Option("--revoke-old", help="Delete the old certificates, not just set them INACTIVE.")
-    ] = False,
+    revoke_old: RevokeOld = False,
     as_json: JsonOut = False,
 ) -> None:
     """Give many provisioned collectors a new key and certificate: a site, a name glob, certificates

@@ -21,7 +21,7 @@ from commands import sites as sites_commands
 from devices import aws
 from infra import outputs as names
 from infra.iam import collector_iot_policy
-from sandbox.aws_seed import seed_stack
+from sandbox.aws_seed import create_fleet_table, seed_stack
 from sandbox.ca import DevCA
 from tests.cli.conftest import STACK, Hook, Stack, fail_with, make_outputs, moto_iot_client
 from tests.cli.test_fleet_functions import HOUR_MS, presence, report
@@ -38,12 +38,7 @@ def fleet_stack(tmp_path: Path, with_table: bool = True) -> Stack:
     outputs_file = tmp_path / "outputs.json"
     outputs_file.write_text(json.dumps(outputs))
     if with_table:
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "thing", "KeyType": "HASH"},
-                       {"AttributeName": "record", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "thing", "AttributeType": "S"},
-                                  {"AttributeName": "record", "AttributeType": "S"}])
+        create_fleet_table(boto3.client("dynamodb"), TABLE)
     return Stack(outputs, outputs_file, iot, tmp_path)
 
 

@@ -31,6 +31,7 @@ from devices.fleet import (
     withdraw,
 )
 from infra.outputs import CollectorOutput
+from sandbox.aws_seed import create_fleet_table
 from sandbox.moto import MotoServer
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -74,12 +75,7 @@ def report(thing: str, not_after: str = "2030-01-01T00:00:00Z", status: str = "o
 @pytest.fixture
 def table(moto_server: MotoServer, aws_env: dict[str, str]) -> Any:
     ddb = boto3.client("dynamodb")
-    ddb.create_table(
-        TableName="fleet", BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "thing", "KeyType": "HASH"},
-                   {"AttributeName": "record", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "thing", "AttributeType": "S"},
-                              {"AttributeName": "record", "AttributeType": "S"}])
+    create_fleet_table(ddb, "fleet")
     return ddb
 
 

@@ -23,6 +23,7 @@ from infra.presence import (
     report_sql,
 )
 from preflight.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
+from sandbox.aws_seed import create_fleet_table
 from sandbox.moto import MotoServer
 from tests.collector.harness import wait_until
 
@@ -45,12 +46,7 @@ class Presence:
     def __init__(self, offline_after_s: int = OFFLINE_AFTER_S) -> None:
         self.ddb, self.sfn = boto3.client("dynamodb"), boto3.client("stepfunctions")
         self.sqs, events = boto3.client("sqs"), boto3.client("events")
-        self.ddb.create_table(
-            TableName="fleet", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "thing", "KeyType": "HASH"},
-                       {"AttributeName": "record", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "thing", "AttributeType": "S"},
-                                  {"AttributeName": "record", "AttributeType": "S"}])
+        create_fleet_table(self.ddb, "fleet")
         events.create_event_bus(Name="bus")
         self.queue = self.sqs.create_queue(QueueName="seen")["QueueUrl"]
         arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]

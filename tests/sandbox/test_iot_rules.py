@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from collector.topics import thing_name
+from sandbox.aws_seed import create_fleet_table
 from sandbox.ca import DevCA
 from sandbox.iot_rules import RuleError, RulesEngine, parse_rule, topic_matches
 from sandbox.lifecycle_events import LifecycleEvents
@@ -61,13 +62,7 @@ def engine_parts(
 ) -> Iterator[tuple[RulesEngine, LifecycleEvents]]:
     moto_server.execute_state_machines()
     ddb = boto3.client("dynamodb")
-    ddb.create_table(
-        TableName="fleet", BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "thing", "KeyType": "HASH"},
-                   {"AttributeName": "record", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "thing", "AttributeType": "S"},
-                              {"AttributeName": "record", "AttributeType": "S"}],
-    )
+    create_fleet_table(ddb, "fleet")
     definition = {"StartAt": "Put", "States": {"Put": {
         "Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem", "End": True,
         "Parameters": {"TableName": "fleet", "Item": {
