@@ -23,6 +23,12 @@ the privilege-escalation methods cloudsplaining maintains): every IAM write on a
 can never do more than the boundary), `iam:DeleteRolePermissionsBoundary` is never granted, and the
 boundary policy itself is not the stack's to change; KMS key actions only on keys tagged
 `pm500:stack=<stack>` (`aws:ResourceTag`), and a new key only with that tag (`aws:RequestTag`).
+Creating the key with its tag also needs `kms:TagResource` on every key of the account and Region,
+authorized before the key exists (KMS Developer Guide, "Managing KMS key tags with API operations";
+`preflight.guide_rules.dependent_requests`): granted only with the stack's own tag in the request, and
+an explicit Deny keeps it off every key already tagged for another stack (which would otherwise pass
+to this stack's tag-gated key actions). A key that carries no `pm500:stack` tag is not protected by
+this policy: docs/security.md says to tag the account's other keys.
 
 Scoping: exact physical names; a name containing `:` (things, site groups) is collapsed to its prefix
 up to the first `:` (`<stack>:*`, `pm500-<stack>:*`), which no other stack shares (`:` appears in no
@@ -94,6 +100,7 @@ class Grant:
     action: str
     resources: tuple[str, ...]
     condition: tuple[tuple[str, str, str], ...] = ()  # (operator, key, value)
+    effect: Literal["Allow", "Deny"] = "Allow"
 
 
 @dataclass(frozen=True)
@@ -230,13 +237,13 @@ def _pass_role_grants(stack: EvaluatedStack, account: str) -> list[Grant]:
 
 
 def _statements(grants: Iterable[Grant]) -> list[dict[str, Any]]:
-    grouped: dict[tuple[tuple[str, ...], tuple[tuple[str, str, str], ...]], list[str]] = {}
+    grouped: dict[tuple[tuple[str, ...], tuple[tuple[str, str, str], ...], str], list[str]] = {}
     for g in grants:
-        grouped.setdefault((g.resources, g.condition), []).append(g.action)
+        grouped.setdefault((g.resources, g.condition, g.effect), []).append(g.action)
     statements = []
-    for (resources, condition), actions in grouped.items():
+    for (resources, condition, effect), actions in grouped.items():
         statement: dict[str, Any] = {
-            "Effect": "Allow",
+            "Effect": effect,
             "Action": sorted(set(actions)),
             "Resource": list(resources),
         }
@@ -284,7 +291,16 @@ class _Guards:
         tagged = Grant(grant.action, keys, (*grant.condition, ("StringEquals", f"aws:ResourceTag/{STACK_TAG}",
                                                                self.stack)))
         rest = tuple(r for r in grant.resources if r not in keys)
-        return [tagged, *([replace(grant, resources=rest)] if rest else [])]
+        creation = []
+        if ref.name == "kms:TagResource":
+            # Tagging the key as CreateKey makes it (module doc): asked with the stack's tag, never on a
+            # key another stack's tag already marks.
+            request_tag = ("StringEquals", f"aws:RequestTag/{STACK_TAG}", self.stack)
+            another_stacks = (("StringNotEquals", f"aws:ResourceTag/{STACK_TAG}", self.stack),
+                              ("Null", f"aws:ResourceTag/{STACK_TAG}", "false"))
+            creation = [Grant(grant.action, keys, (request_tag,)),
+                        Grant(grant.action, keys, another_stacks, "Deny")]
+        return [tagged, *creation, *([replace(grant, resources=rest)] if rest else [])]
 
 
 def permissions_boundary(stack: EvaluatedStack, account: str = ANY_ACCOUNT) -> dict[str, Any]:

@@ -5,7 +5,9 @@ limits that depend on the other end.
 - `request_arn` / `grant_arn`: the ARN a request carries for an action on a resource, and the Resource a
   policy needs to match it (CloudWatch Logs' trailing `:*`, ...).
 - `deployer_findings`: every action the deployer policy grants, on every resource of the stack of the
-  action's resource types, judged by `preflight.iam_evaluator` against the ARN the request carries.
+  action's resource types, judged by `preflight.iam_evaluator` against the ARN the request carries;
+  and the requests a call authorizes beyond its own action (`dependent_requests`: CreateKey with tags
+  also needs kms:TagResource on every key of the account and Region).
 - `rule_role_findings`: every topic-rule action (and SQL function that reads another service) of the
   stack, judged against its role's inline policy with what the guide says the role must allow.
 - `state_machine_findings`: every Task of every state machine that calls a service (optimized
@@ -55,7 +57,7 @@ class Source:
 def rules() -> dict[str, Any]:
     """The rules file, read once; each row checked to name its source."""
     data = yaml.safe_load(RULES_FILE.read_text())
-    for row in data["authorized_arns"]:
+    for row in [*data["authorized_arns"], *data["dependent_requests"]]:
         Source(**row["source"])
     for table in ("rule_actions", "state_machine_tasks"):
         for name, row in data[table].items():
@@ -143,14 +145,42 @@ def _own_request_context(stack: EvaluatedStack, account: str) -> dict[str, str]:
     return context
 
 
+def dependent_requests(stack: EvaluatedStack, actions: Iterable[str],
+                       account: str = MOCK_ACCOUNT_ID) -> list[tuple[str, str, dict[str, str], Source]]:
+    """(action, resource, condition context, source) of each request a call of `actions` on the stack's
+    resources authorizes beyond its own action (rules file, `dependent_requests`)."""
+    region = stack.config.get("aws:region") or "us-east-1"
+    granted = {a.lower() for a in actions}
+    out = []
+    for row in rules()["dependent_requests"]:
+        if row["action"].lower() not in granted:
+            continue
+        resource = row["resource"].format(partition=partition_of(region), region=region, account=account)
+        for declared in stack.of_type(row["pulumi_type"]):
+            value = declared.inputs.get(row["when_input"])
+            if not value:
+                continue
+            context = {"aws:RequestedRegion": region}
+            if isinstance(value, Mapping) and row["when_input"] == "tags":
+                context |= {f"aws:RequestTag/{k}": str(v) for k, v in value.items()}
+            if not row.get("before_the_resource_exists"):
+                tags = declared.inputs.get("tags") or {}
+                context |= {f"aws:ResourceTag/{k}": str(v) for k, v in tags.items()}
+            out.append((row["requires"], resource, context, Source(**row["source"])))
+    return out
+
+
 def deployer_findings(stack: EvaluatedStack, documents: Iterable[Mapping[str, Any]], actions: Iterable[str],
                       account: str = MOCK_ACCOUNT_ID) -> list[str]:
     """Each (action, resource) of the stack that `documents` do not allow on the ARN the request carries."""
     documents = list(documents)
+    actions = list(actions)
     region = stack.config.get("aws:region") or "us-east-1"
     context = {"aws:RequestedRegion": region, **_own_request_context(stack, account)}
     arns = _stack_arns(stack, account)
-    findings = []
+    findings = [f"{name} on {resource} (with {', '.join(sorted(extra))}: {src})"
+                for name, resource, extra, src in dependent_requests(stack, actions, account)
+                if evaluate(documents, name, resource, extra) is not Decision.ALLOWED]
     for name in sorted(set(actions)):
         ref = reference_action(name)
         if name == "iam:PassRole":  # judged with the service each role is passed to (deployer tests)

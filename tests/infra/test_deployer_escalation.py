@@ -194,3 +194,23 @@ def test_the_boundary_allows_what_the_roles_do_and_no_escalation(which: str, sta
     assert [m for m, actions in PRIVILEGE_ESCALATION_METHODS.items() if set(actions) <= granted] == []
     assert not {a for a in granted if a.startswith(("iam:", "sts:", "organizations:"))}
     assert not granted & {"kms:putkeypolicy", "kms:creategrant", "kms:schedulekeydeletion", "kms:createkey"}
+
+
+def test_tagging_the_new_key_cannot_claim_another_stacks_key(staging: EvaluatedStack) -> None:
+    """Creating the tagged key needs kms:TagResource on every key of the account and Region (KMS
+    Developer Guide, "Managing KMS key tags with API operations"). That grant must not let staging's
+    deployer put its tag on a key prod's tag marks: prod's key would pass to staging's tag-gated
+    PutKeyPolicy and ScheduleKeyDeletion."""
+    policy = deployer_policy(staging, "deploy", ACCOUNT)
+    asking = {"aws:RequestedRegion": "eu-west-1", "aws:RequestTag/pm500:stack": "staging"}
+    every_key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/*"
+    assert evaluate(policy.documents, "kms:TagResource", every_key, asking) is Decision.ALLOWED
+    prod_key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/0b7e4f1c-1111-2222-3333-444455556666"
+    assert evaluate(policy.documents, "kms:TagResource", prod_key,
+                    {**asking, "aws:ResourceTag/pm500:stack": "prod"}) is Decision.EXPLICIT_DENY
+    # its own key keeps its tags editable; another tag value is not asked for
+    assert evaluate(policy.documents, "kms:TagResource", prod_key,
+                    {**asking, "aws:ResourceTag/pm500:stack": "staging"}) is Decision.ALLOWED
+    assert evaluate(policy.documents, "kms:TagResource", every_key,
+                    {"aws:RequestedRegion": "eu-west-1", "aws:RequestTag/pm500:stack": "prod"}) \
+        is not Decision.ALLOWED
