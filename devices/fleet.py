@@ -116,6 +116,7 @@ class FleetRow:
     register_map: str | None  # consistent | inconsistent: <assets> | unchecked
     status: str | None
     reported_ms: int | None
+    sink_errors: dict[str, Any] = field(default_factory=dict)  # sink -> its last_error {kind, message}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -124,7 +125,7 @@ class FleetRow:
             "sinceMs": self.since_ms, "disconnectReason": self.disconnect_reason,
             "lastDdataMs": self.last_ddata_ms, "certificateNotAfter": self.certificate_not_after,
             "version": self.version, "backlog": self.backlog, "registerMap": self.register_map,
-            "status": self.status, "reportedMs": self.reported_ms,
+            "status": self.status, "reportedMs": self.reported_ms, "sinkErrors": self.sink_errors,
         }
 
 
@@ -193,7 +194,15 @@ def fleet_row(target: CollectorOutput, entry: Mapping[str, Any], now: dt.datetim
         version=report.get("version"),
         backlog=queued,
         register_map=verdict, status=status, reported_ms=data.get("updated_ms"),
+        sink_errors=_sink_errors(report.get("sinks")),
     )
+
+
+def _sink_errors(sinks: object) -> dict[str, Any]:
+    if not isinstance(sinks, Mapping):
+        return {}
+    return {name: sink["last_error"] for name, sink in sinks.items()
+            if isinstance(sink, Mapping) and sink.get("last_error")}
 
 
 def fleet_status(targets: Iterable[CollectorOutput], fleet: Mapping[str, Mapping[str, Any]], now: dt.datetime,

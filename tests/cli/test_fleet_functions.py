@@ -56,7 +56,8 @@ def presence(thing: str, connected: bool, since_ms: int, reason: str | None = No
 
 
 def report(thing: str, not_after: str = "2030-01-01T00:00:00Z", status: str = "ok",
-           verdict: str = "consistent", problems: tuple[str, ...] = ()) -> dict[str, Any]:
+           verdict: str = "consistent", problems: tuple[str, ...] = (),
+           influx_error: tuple[str, str] | None = None) -> dict[str, Any]:
     """As the report rule's dynamoDB action writes it: the SELECT result as a map in `data`."""
     def s(v: str) -> dict[str, str]:
         return {"S": v}
@@ -67,6 +68,9 @@ def report(thing: str, not_after: str = "2030-01-01T00:00:00Z", status: str = "o
         "last_ddata_ms": {"N": str(NOW_MS - 5000)},
         "meters": {"M": {"mcc-1": {"M": {"in_service": {"BOOL": True}, "state": s("ok"),
                                           "register_map": s(verdict)}}}},
+        # the shadow drops nulls: a sink without an error has no last_error
+        "sinks": {"M": {"mqtt": {"M": {}}, "influx": {"M": {"last_error": {"M": {
+            "kind": s(influx_error[0]), "message": s(influx_error[1])}}} if influx_error else {}}}},
     }}
     return {"thing": s(thing), "record": s("report"),
             "data": {"M": {"report": reported, "version": {"N": "7"}, "updated_ms": {"N": str(NOW_MS)}}}}
@@ -89,7 +93,8 @@ def test_rows_come_problems_first(table: Any) -> None:
         presence(t["expired"].thing_name, True, NOW_MS),
         report(t["expired"].thing_name, "2026-05-01T00:00:00Z"),
         presence(t["failing"].thing_name, True, NOW_MS),
-        report(t["failing"].thing_name, status="failing", problems=("meter mcc-1: polling thread died",)),
+        report(t["failing"].thing_name, status="failing", problems=("meter mcc-1: polling thread died",),
+               influx_error=("not_authorized", "HTTP 401: authorization failed")),
         presence(t["expiring"].thing_name, True, NOW_MS),
         report(t["expiring"].thing_name, "2026-06-11T00:00:00Z"),
         presence(t["inconsistent"].thing_name, True, NOW_MS),
@@ -108,11 +113,14 @@ def test_rows_come_problems_first(table: Any) -> None:
     assert by["never"].attention == ["never connected"] and by["never"].connected is None
     assert by["expired"].attention == ["certificate expired 2026-05-01"]
     assert by["failing"].attention == ["meter mcc-1: polling thread died"]
+    assert by["failing"].as_dict()["sinkErrors"] == {
+        "influx": {"kind": "not_authorized", "message": "HTTP 401: authorization failed"}}
     assert by["inconsistent"].attention == ["register map inconsistent: mcc-1"]
     ok = by["ok"]
     assert (ok.attention, ok.connected, ok.backlog, ok.version, ok.register_map) == ([], True, 7, "0.1.0",
                                                                                       "consistent")
     assert ok.last_ddata_ms == NOW_MS - 5000 and ok.reported_ms == NOW_MS
+    assert ok.sink_errors == {} and by["never"].sink_errors == {}
     assert ok.as_dict()["state"] == "ok" and by["never"].as_dict()["state"] == "never connected"
 
 
