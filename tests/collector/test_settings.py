@@ -428,3 +428,153 @@ def test_no_file_descriptor_is_left_open_by_persisting(tmp_path: Path, follower:
     for i in range(20):
         settings.apply({"poll_interval_s": 1 + i}, "ncmd")
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_the_specs_a_channel_declares_name_each_setting() -> None:
+    """What Sparkplug declares writable in NBIRTH (and `collector set --help` could list): exact texts."""
+    from collector.settings import SettingSpec
+
+    assert list(Schema(["meter-0"]).specs.values()) == [
+        SettingSpec("poll_interval_s", "float", "seconds between polls of a meter", 0.1, 3600),
+        SettingSpec("debug", "bool", "print every decoded reading on stdout"),
+        SettingSpec("meters.meter-0.in_service", "bool", "meter meter-0 is polled"),
+    ]
+
+
+def test_an_unknown_meter_is_named_with_the_meters_there_are(tmp_path: Path, follower: Follower) -> None:
+    settings = Settings(config(tmp_path), debug=False, follow=follower)
+    assert settings.apply({"meters.meter-9.in_service": False}, "shadow").refused == {
+        "meters.meter-9.in_service": "no meter 'meter-9' in this collector (meters: meter-0, meter-1)"}
+
+
+@pytest.mark.parametrize("value", [0.1, 3600, 3600.0])
+def test_the_limits_themselves_are_allowed(tmp_path: Path, follower: Follower, value: float) -> None:
+    settings = Settings(config(tmp_path), debug=False, follow=follower)
+    assert settings.apply({"poll_interval_s": value}, "ncmd").applied == {"poll_interval_s": value}
+
+
+def test_a_whole_number_of_seconds_is_kept_as_a_float(tmp_path: Path, follower: Follower) -> None:
+    """The shadow's JSON may carry 5 for 5.0: the running value (and what is reported back) is a float."""
+    cfg = config(tmp_path)
+    settings = Settings(cfg, debug=False, follow=follower)
+    outcome = settings.apply({"poll_interval_s": 5}, "shadow")
+    assert type(outcome.applied["poll_interval_s"]) is float
+    assert type(settings.values()["poll_interval_s"]) is float
+    assert json.loads(settings_path(cfg).read_text())["values"] == {"poll_interval_s": 5.0}
+    assert "5.0" in settings_path(cfg).read_text()
+
+
+def test_every_record_carries_the_time_it_was_made(tmp_path: Path, follower: Follower) -> None:
+    import time
+
+    settings = Settings(config(tmp_path), debug=False, follow=follower)
+    before = int(time.time() * 1000)
+    outcomes = [settings.apply({"debug": True}, "ncmd"), settings.refuse("not JSON", "ncmd")]
+    after = int(time.time() * 1000)
+    assert all(before <= o.at_ms <= after for o in outcomes), [o.at_ms for o in outcomes]
+
+
+def test_a_failed_write_names_the_file_and_the_error_and_applies_nothing(
+    tmp_path: Path, follower: Follower
+) -> None:
+    cfg = config(tmp_path)
+    path = settings_path(cfg)
+    path.mkdir(parents=True)  # a directory where the file should go: the rename fails
+    settings = Settings(cfg, debug=False, follow=follower)
+    settings.start()
+    try:
+        outcome = settings.apply({"poll_interval_s": 5, "debug": True}, source="ncmd")
+        assert outcome.applied == {}
+        assert outcome.refused["(request)"].startswith(f"cannot persist the change to {path}: [Errno 21] ")
+        assert settings.status()["history"][-1]["outcome"] == "refused"
+        assert settings.wait_applied(5) and follower.targets == []  # nothing was submitted
+    finally:
+        settings.stop()
+
+
+def test_the_error_of_a_failed_rename_is_reported_even_if_the_temporary_file_is_gone(
+    tmp_path: Path, follower: Follower, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cleaning up after a failure never replaces the failure by its own (e.g. a vanished temp file)."""
+    import os
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        os.unlink(src)
+        raise OSError("No space left on device")
+
+    cfg = config(tmp_path)
+    settings = Settings(cfg, debug=False, follow=follower)
+    monkeypatch.setattr("collector.settings.os.replace", replace)
+    outcome = settings.apply({"debug": True}, source="ncmd")
+    assert outcome.refused == {
+        "(request)": f"cannot persist the change to {settings_path(cfg)}: No space left on device"}
+
+
+def test_the_settings_file_is_synced_before_and_after_its_rename(
+    tmp_path: Path, follower: Follower, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Atomic and durable: the complete temporary file is fsynced, renamed, then its directory fsynced
+    (so neither a half-written file nor a lost rename survives a power cut)."""
+    import os
+    import stat
+
+    synced: list[tuple[str, int]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        synced.append(("dir", 0) if stat.S_ISDIR(info.st_mode) else ("file", info.st_size))
+        real_fsync(fd)
+
+    # Three levels below an existing directory: all of them are created.
+    cfg = config(tmp_path, buffer={"path": str(tmp_path / "a" / "b" / "buffer.sqlite")})
+    settings = Settings(cfg, debug=False, follow=follower)
+    monkeypatch.setattr("collector.settings.os.fsync", fsync)
+    assert settings.apply({"debug": True}, source="ncmd").ok
+    assert synced == [("file", settings_path(cfg).stat().st_size), ("dir", 0)]
+
+
+def test_a_stored_value_the_bundle_changed_since_is_logged_with_both_values(
+    tmp_path: Path, follower: Follower, caplog: pytest.LogCaptureFixture
+) -> None:
+    Settings(config(tmp_path), debug=False, follow=follower).apply({"poll_interval_s": 5}, source="ncmd")
+    with caplog.at_level(logging.WARNING, logger="collector.settings"):
+        Settings(config(tmp_path, poll_interval_s=2), debug=False, follow=follower)
+    assert [r.reason for r in caplog.records if r.getMessage() == "stored setting not restored"] == [
+        "poll_interval_s: the bundle changed it since (0.2 -> 2.0)"]
+
+
+def test_failures_on_the_worker_are_logged_and_reported_exactly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def follow(target: Running) -> None:
+        raise OSError("meter socket stuck")
+
+    def listener(target: Running) -> None:
+        raise RuntimeError("listener bug")
+
+    heard: list[Running] = []
+    settings = Settings(config(tmp_path), debug=False, follow=lambda t: None)
+    settings.listen(listener)
+    settings.listen(heard.append)  # a failing listener does not keep the next one from hearing
+    failing = Settings(config(tmp_path / "other"), debug=False, follow=follow)
+    with caplog.at_level(logging.ERROR, logger="collector.settings"):
+        for s in (settings, failing):
+            s.start()
+            s.apply({"debug": True}, "ncmd")
+            assert s.wait_applied(20)
+            s.stop()
+    assert len(heard) == 1
+    assert failing.status()["last_apply_error"] == "OSError: meter socket stuck"
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged == ["settings listener failed", "applying settings failed"]
+
+
+def test_the_worker_thread_never_keeps_the_process_alive(tmp_path: Path, follower: Follower) -> None:
+    """A restart stuck on a meter must not block the collector's exit (the thread is a daemon)."""
+    settings = started(config(tmp_path), follower)
+    try:
+        [worker] = [t for t in threading.enumerate() if t.name == "settings-apply"]
+        assert worker.daemon
+    finally:
+        settings.stop()
