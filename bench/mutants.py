@@ -78,6 +78,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     ],
     "collector/event_queue.py": ["tests/collector/test_event_queue.py"],
     "collector/alarms.py": ["tests/collector/test_alarms.py", "tests/collector/test_event_queue.py"],
+    "devices/fleet.py": ["tests/cli/test_fleet_functions.py", "tests/cli/test_fleet_commands.py"],
 }
 
 NO_MUTATE = "pragma: no mutate"
