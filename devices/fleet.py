@@ -51,19 +51,15 @@ def parse_duration(option: str, text: str) -> dt.timedelta:
 def _plain(value: Mapping[str, Any]) -> Any:
     """One DynamoDB attribute value as plain JSON (numbers as int when integral)."""
     (kind, inner), = value.items()
-    if kind == "S":
-        return inner
     if kind == "N":
         return int(inner) if inner.lstrip("-").isdigit() else float(inner)
-    if kind == "BOOL":
-        return bool(inner)
     if kind == "M":
         return {k: _plain(v) for k, v in inner.items()}
     if kind == "L":
         return [_plain(v) for v in inner]
     if kind == "NULL":
         return None
-    return inner  # sets and binary: not written by pm500
+    return inner  # S and BOOL as they are; sets and binary are not written by pm500
 
 
 def read_fleet_table(ddb: Any, table: str, segments: int = SCAN_SEGMENTS,
@@ -163,8 +159,8 @@ def fleet_row(target: CollectorOutput, entry: Mapping[str, Any], now: dt.datetim
         attention.append(f"offline for {_since(since, now)} ({reason})" if since else f"offline ({reason})")
     not_after = (report.get("certificate") or {}).get("not_after")
     if not_after:
-        expiry = dt.datetime.fromisoformat(not_after.replace("Z", "+00:00"))
-        if expiry <= now:
+        expiry = dt.datetime.fromisoformat(not_after)  # "...Z" is read as UTC since Python 3.11
+        if expiry < now:  # valid through notAfter inclusive (RFC 5280 4.1.2.5)
             ranks.append(CERT_EXPIRED)
             attention.append(f"certificate expired {not_after[:10]}")
         elif expiry <= now + expiring_within:
@@ -287,16 +283,10 @@ def await_report(iot_data: Any, thing: str, changes: Mapping[str, object], versi
         if isinstance(refused, dict) and int(refused.get("desired_version") or 0) >= version:
             return SetOutcome("refused", version, dict(refused.get("reasons") or {}))
         flat = flatten(reported)
-        if all(_same(flat.get(k), v) for k, v in changes.items()):
+        if all(flat.get(k) == v for k, v in changes.items()):  # 5 == 5.0: the collector reports floats
             return SetOutcome("applied", version, reported={k: flat[k] for k in changes})
         if clock() >= deadline:
             return SetOutcome("pending", version)
         on_poll()
         sleep(poll_s)
 
-
-def _same(reported: object, desired: object) -> bool:
-    numbers = (int, float)
-    if isinstance(reported, numbers) and isinstance(desired, numbers) and not isinstance(desired, bool):
-        return float(reported) == float(desired)
-    return reported == desired

@@ -148,6 +148,11 @@ def test_assignments_are_json_values_checked_like_the_collector_does() -> None:
         check_settings(target("a"), parse_assignments(["debug=on"]))
     with pytest.raises(DeviceError, match=r"meters.mcc-9.in_service: no meter 'mcc-9'"):
         check_settings(target("a"), {"meters.mcc-9.in_service": False})
+    with pytest.raises(DeviceError) as both:
+        check_settings(target("a"), {"debug": 1, "poll_interval_s": 0})
+    assert str(both.value) == (
+        "test:plant-a:a: refused, nothing written: debug: expected true or false, got 1; "
+        "poll_interval_s: expected a number of seconds in 0.1..3600, got 0")
 
 
 class Collector:
@@ -155,9 +160,11 @@ class Collector:
 
     def __init__(self, iot_data: Any, thing: str, reported: dict[str, Any]) -> None:
         self.iot_data, self.thing, self.reported, self.sleeps = iot_data, thing, reported, 0
+        self.slept: list[float] = []
 
     def sleep(self, seconds: float) -> None:
         self.sleeps += 1
+        self.slept.append(seconds)
         self.iot_data.update_thing_shadow(thingName=self.thing, shadowName="pm500",
                                           payload=json.dumps({"state": {"reported": self.reported}}))
 
@@ -174,8 +181,11 @@ def test_desired_settings_are_awaited_until_reported(
     assert shadow["state"]["desired"] == {"poll_interval_s": 5, "meters": {"mcc-1": {"in_service": False}}}
     running = {"poll_interval_s": 5.0, "meters": {"mcc-1": {"in_service": False}}}
     collector = Collector(iot_data, thing, running)
-    outcome = await_report(iot_data, thing, changes, version, timeout_s=60, sleep=collector.sleep)
+    polls: list[int] = []
+    outcome = await_report(iot_data, thing, changes, version, timeout_s=60, sleep=collector.sleep,
+                           on_poll=lambda: polls.append(collector.sleeps))
     assert (outcome.result, collector.sleeps) == ("applied", 1)
+    assert collector.slept == [1.0] and polls == [0]  # once a second; the progress hook before each wait
     assert outcome.reported == {"poll_interval_s": 5.0, "meters.mcc-1.in_service": False}
 
 
@@ -198,3 +208,189 @@ def test_a_refusal_of_this_version_ends_the_wait(moto_server: MotoServer, aws_en
     withdraw(iot_data, thing, ["poll_interval_s"])
     desired = json.loads(iot_data.get_thing_shadow(thingName=thing, shadowName="pm500")["payload"].read())
     assert desired["state"]["desired"] == {"debug": True}
+
+
+def test_the_table_is_read_as_plain_json(table: Any) -> None:
+    """Items as the rules write them (DynamoDB attribute values) come back as the JSON the collector
+    reported: integral numbers as int, others as float, nulls, booleans, lists and maps."""
+    thing = "test:plant-a:edge-01"
+    table.put_item(TableName="fleet", Item={
+        "thing": {"S": thing}, "record": {"S": "report"}, "data": {"M": {"report": {"M": {
+            "poll_interval_s": {"N": "0.5"}, "offset": {"N": "-3"}, "debug": {"BOOL": False},
+            "missing": {"NULL": True}, "problems": {"L": [{"S": "a"}, {"N": "7"}]},
+            "meters": {"M": {"m1": {"M": {"in_service": {"BOOL": True}}}}}}}}}})
+    table.put_item(TableName="fleet", Item=presence(thing, False, NOW_MS, "CONNECTION_LOST"))
+    table.put_item(TableName="fleet", Item={"thing": {"S": thing}, "record": {"S": "other"}})
+    table.put_item(TableName="fleet", Item={"thing": {"S": "test:plant-a:edge-02"}, "record": {"S": "other"},
+                                            "data": {"M": {}}})  # a record this CLI does not know
+    fleet = read_fleet_table(table, "fleet")
+    assert fleet[thing]["report"] == {"report": {
+        "poll_interval_s": 0.5, "offset": -3, "debug": False, "missing": None, "problems": ["a", 7],
+        "meters": {"m1": {"in_service": True}}}}
+    assert fleet[thing]["presence"]["connected"] is False and fleet[thing]["presence"]["since_ms"] == NOW_MS
+    assert set(fleet[thing]) == {"report", "presence"} and fleet["test:plant-a:edge-02"] == {}
+
+
+def test_the_table_is_read_in_eight_parallel_segments_page_by_page() -> None:
+    """docs/cli.md: one parallel Scan of 8 segments; each segment follows LastEvaluatedKey to its end."""
+    import threading
+
+    calls: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    class Ddb:
+        def scan(self, **kwargs: Any) -> dict[str, Any]:
+            with lock:
+                calls.append(kwargs)
+            if "ExclusiveStartKey" in kwargs:
+                return {"Items": [presence(f"t{kwargs['Segment']}", True, NOW_MS)]}
+            return {"Items": [], "LastEvaluatedKey": {"thing": {"S": "x"}}}
+
+    fleet = read_fleet_table(Ddb(), "fleet")
+    assert sorted(fleet) == [f"t{n}" for n in range(8)]
+    assert {(c["Segment"], c["TotalSegments"], c["TableName"]) for c in calls} == {
+        (n, 8, "fleet") for n in range(8)}
+    assert len(calls) == 16 and all("Limit" not in c for c in calls)
+
+
+def test_every_state_has_its_name_and_recent_outages_count_in_seconds() -> None:
+    names = ["offline", "never", "expired", "failing", "expiring", "degraded", "refused", "ok"]
+    t = {n: target(n) for n in names}
+    up = {"connected": True, "since_ms": NOW_MS - HOUR_MS}
+
+    def entry(presence: dict[str, Any] | None = None, **report: Any) -> dict[str, Any]:
+        body = {"status": "ok", "certificate": {"not_after": "2030-01-01T00:00:00Z"}, **report}
+        return {"presence": presence or up, "report": {"report": body, "updated_ms": NOW_MS}}
+
+    fleet = {
+        t["offline"].thing_name: entry({"connected": False, "since_ms": NOW_MS - 45_000,
+                                        "disconnect_reason": "CONNECTION_LOST"}),
+        t["expired"].thing_name: entry(certificate={"not_after": "2026-05-01T00:00:00Z"}),
+        t["failing"].thing_name: entry(status="failing"),
+        t["expiring"].thing_name: entry(certificate={"not_after": "2026-06-20T00:00:00Z"}),
+        t["degraded"].thing_name: entry(status="degraded", problems=["influx not writing (not_authorized)"]),
+        t["refused"].thing_name: entry(settings_refused={"desired_version": 4, "reasons": {
+            "poll_interval_s": "expected a number of seconds in 0.1..3600"}}),
+        t["ok"].thing_name: entry(),
+    }
+    rows = fleet_status(t.values(), fleet, NOW, parse_duration("--expiring-within", "30d"))
+    assert [(r.collector, r.as_dict()["state"]) for r in rows] == [
+        ("offline", "offline"), ("never", "never connected"), ("expired", "certificate expired"),
+        ("failing", "failing"), ("expiring", "certificate expiring"), ("degraded", "degraded"),
+        ("refused", "degraded"), ("ok", "ok")]
+    by = {r.collector: r for r in rows}
+    assert by["offline"].attention == ["offline for 45s (CONNECTION_LOST)"]
+    assert by["expiring"].attention == ["certificate expires 2026-06-20"]
+    window_end = (NOW + dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    up_now = {"connected": True, "since_ms": NOW_MS}
+    assert row_of(up_now, certificate={"not_after": window_end}).rank == CERT_EXPIRING  # its last second
+    many = row_of(up_now, status="degraded", problems=["one", "two", "three"])
+    assert many.attention == ["one", "two"]  # the first two; /health and the shadow have them all
+    assert row_of({"connected": False, "disconnect_reason": "SERVER_INITIATED_DISCONNECT"}).attention == [
+        "offline (SERVER_INITIATED_DISCONNECT)"]  # no time known
+    assert by["degraded"].attention == ["influx not writing (not_authorized)"]
+    assert by["refused"].attention == [
+        "desired settings refused: poll_interval_s: expected a number of seconds in 0.1..3600"]
+
+
+def test_healthy_rows_are_listed_by_name_offline_ones_longest_first() -> None:
+    targets = [target(n) for n in ("b-old", "a-new", "down-short", "down-long")]
+    up = {t.thing_name: NOW_MS - (5 if t.collector == "a-new" else 9) * HOUR_MS for t in targets}
+    fleet = {t.thing_name: {"presence": {"connected": not t.collector.startswith("down"),
+                                         "since_ms": up[t.thing_name]}} for t in targets}
+    fleet[targets[2].thing_name]["presence"]["since_ms"] = NOW_MS - HOUR_MS
+    rows = fleet_status(targets, fleet, NOW, parse_duration("--expiring-within", "30d"))
+    assert [r.collector for r in rows] == ["down-long", "down-short", "a-new", "b-old"]
+
+
+def test_a_page_size_is_passed_to_every_scan() -> None:
+    calls: list[dict[str, Any]] = []
+
+    class Ddb:
+        def scan(self, **kwargs: Any) -> dict[str, Any]:
+            calls.append(kwargs)
+            return {"Items": []}
+
+    read_fleet_table(Ddb(), "fleet", segments=2, limit=50)
+    assert sorted((c["Segment"], c["TotalSegments"], c["Limit"]) for c in calls) == [(0, 2, 50), (1, 2, 50)]
+
+
+def row_of(presence: dict[str, Any] | None, **report: Any) -> Any:
+    body = {"status": "ok", **report}
+    entry = {"presence": presence, "report": {"report": body, "updated_ms": NOW_MS}}
+    [row] = fleet_status([target("x")], {target("x").thing_name: entry}, NOW,
+                         parse_duration("--expiring-within", "30d"))
+    return row
+
+
+@pytest.mark.parametrize(("since_ms", "shown"), [
+    (NOW_MS - 60_000, "1m"), (NOW_MS - 59_000, "59s"), (NOW_MS - 3_600_000, "1h"),
+    (NOW_MS - 86_400_000, "1d"),
+    (NOW_MS + 5_000, "0s"),  # a clock ahead of this one: never a negative time
+])
+def test_how_long_ago_is_shown(since_ms: int, shown: str) -> None:
+    row = row_of({"connected": False, "since_ms": since_ms, "disconnect_reason": "CONNECTION_LOST"})
+    assert row.attention == [f"offline for {shown} (CONNECTION_LOST)"]
+
+
+def test_a_certificate_is_expired_only_after_its_last_valid_second() -> None:
+    """RFC 5280 4.1.2.5: valid from notBefore through notAfter, inclusive."""
+    up = {"connected": True, "since_ms": NOW_MS}
+    at_now = row_of(up, certificate={"not_after": NOW.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert at_now.rank == CERT_EXPIRING
+    before = NOW - dt.timedelta(seconds=1)
+    second_ago = row_of(up, certificate={"not_after": before.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert second_ago.rank == CERT_EXPIRED
+
+
+@pytest.mark.parametrize(("verdicts", "shown"), [
+    ({"m1": "consistent", "m2": "consistent"}, "consistent"),
+    ({"m1": "consistent", "m2": "unchecked"}, "unchecked"),
+    ({"m1": "unchecked"}, "unchecked"),
+    ({"m1": None}, None),
+    ({}, None),
+    ({"m2": "inconsistent", "m1": "inconsistent", "m3": "consistent"}, "inconsistent: m1, m2"),
+])
+def test_the_register_map_verdict_of_a_collector(verdicts: dict[str, Any], shown: str | None) -> None:
+    meters = {a: {"register_map": v} for a, v in verdicts.items()}
+    assert row_of({"connected": True, "since_ms": NOW_MS}, meters=meters).register_map == shown
+
+
+def test_rows_and_outcomes_are_immutable() -> None:
+    import dataclasses
+
+    from devices.fleet import SetOutcome
+
+    row = row_of(None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        row.rank = OK  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SetOutcome("pending", 1).result = "applied"  # type: ignore[misc]
+
+
+def test_a_thing_without_a_shadow_yet_is_pending(moto_server: MotoServer, aws_env: dict[str, str]) -> None:
+    thing = target("c").thing_name
+    boto3.client("iot").create_thing(thingName=thing)
+    clock = iter([0.0, 1.0, 2.0])
+    slept: list[float] = []
+    outcome = await_report(boto3.client("iot-data"), thing, {"debug": True}, 1, timeout_s=1.0,
+                           clock=lambda: next(clock), sleep=slept.append)
+    assert (outcome.result, outcome.version, outcome.reasons) == ("pending", 1, {})
+    assert slept == []  # the deadline itself is late enough: no further wait
+
+
+def test_the_json_row_names_every_field() -> None:
+    """`fleet status --json`: one object per collector, camelCase like the stack outputs (docs/cli.md)."""
+    row = row_of({"connected": False, "since_ms": NOW_MS - 5000, "disconnect_reason": "CONNECTION_LOST"},
+                 version="0.2.0", last_ddata_ms=NOW_MS - 9000, backlog={"mqtt": 2, "influx": 1, "events": 0},
+                 certificate={"not_after": "2030-01-01T00:00:00Z"},
+                 meters={"mcc-1": {"register_map": "consistent"}},
+                 sinks={"mqtt": {"last_error": {"kind": "connection_lost", "message": "gone"}}})
+    assert row.as_dict() == {
+        "thing": "test:plant-a:x", "site": "plant-a", "collector": "x", "state": "offline",
+        "attention": ["offline for 5s (CONNECTION_LOST)"], "connected": False, "sinceMs": NOW_MS - 5000,
+        "disconnectReason": "CONNECTION_LOST", "lastDdataMs": NOW_MS - 9000,
+        "certificateNotAfter": "2030-01-01T00:00:00Z", "version": "0.2.0", "backlog": 3,
+        "registerMap": "consistent", "status": "ok", "reportedMs": NOW_MS,
+        "sinkErrors": {"mqtt": {"kind": "connection_lost", "message": "gone"}},
+    }
