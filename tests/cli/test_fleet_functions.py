@@ -270,7 +270,8 @@ def test_every_state_has_its_name_and_recent_outages_count_in_seconds() -> None:
         t["expiring"].thing_name: entry(certificate={"not_after": "2026-06-20T00:00:00Z"}),
         t["degraded"].thing_name: entry(status="degraded", problems=["influx not writing (not_authorized)"]),
         t["refused"].thing_name: entry(settings_refused={"desired_version": 4, "reasons": {
-            "poll_interval_s": "expected a number of seconds in 0.1..3600"}}),
+            "poll_interval_s": "expected a number of seconds in 0.1..3600",
+            "debug": "expected true or false"}}),
         t["ok"].thing_name: entry(),
     }
     rows = fleet_status(t.values(), fleet, NOW, parse_duration("--expiring-within", "30d"))
@@ -289,8 +290,9 @@ def test_every_state_has_its_name_and_recent_outages_count_in_seconds() -> None:
     assert row_of({"connected": False, "disconnect_reason": "SERVER_INITIATED_DISCONNECT"}).attention == [
         "offline (SERVER_INITIATED_DISCONNECT)"]  # no time known
     assert by["degraded"].attention == ["influx not writing (not_authorized)"]
-    assert by["refused"].attention == [
-        "desired settings refused: poll_interval_s: expected a number of seconds in 0.1..3600"]
+    assert by["refused"].attention == ["desired settings refused: "
+                                       "poll_interval_s: expected a number of seconds in 0.1..3600; "
+                                       "debug: expected true or false"]
 
 
 def test_healthy_rows_are_listed_by_name_offline_ones_longest_first() -> None:
