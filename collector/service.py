@@ -197,6 +197,7 @@ class Collector:
 
     def on_reading(self, reading: Reading) -> None:
         """Called from poller threads: commit first, then wake the sinks."""
+        self.mqtt.note_reading(reading)  # the meter answered: its DBIRTH may carry these values now
         try:
             seq = self.buffer.append(reading)
         except Exception:
@@ -252,7 +253,7 @@ class Collector:
         self.debug = debug
         log.info("NCMD applied", extra={"poll_interval_s": interval, "debug": debug})
         if interval != self._poll_interval_s:
-            self._poll_interval_s = float(interval)
+            self._poll_interval_s = self.mqtt.poll_interval_s = float(interval)
             # Restart off the MQTT network thread: stopping a poller may wait for a slow meter.
             threading.Thread(target=self._start_poller, name="poller-restart", daemon=True).start()
         self.counters["commands"] += 1
@@ -281,8 +282,13 @@ class Collector:
                 degraded.append(f"meter {asset}: {state}")
         if self.mqtt.link.identity_suspected:
             degraded.append(f"mqtt: {IDENTITY_PROBLEM}")
+        elif mqtt_status["state"] == "waiting_for_primary_host":
+            degraded.append(f"mqtt: waiting for primary host application {self.mqtt.link.primary_host_id!r} "
+                            "(births and data held in the buffer)")
         elif not mqtt_status["connected"]:
             degraded.append("mqtt not connected")
+        for refused in self.mqtt.link.subscriptions_refused:
+            degraded.append(f"mqtt: broker refused the subscription to {refused}")
         if self.influx is not None and not self.influx.healthy:
             degraded.append("influxdb writes failing")
         status = UNHEALTHY if failing else "degraded" if degraded else "ok"

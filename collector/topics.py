@@ -23,8 +23,15 @@ NAME_RULE = "1-32 characters of a-z, 0-9 and '-', starting and ending with a let
 # ub-common-name); AWS IoT would take 128. The stack config and the CLI both apply this one rule.
 MAX_THING_NAME_LENGTH = 64
 
+# A Sparkplug Host Application id (`spBv1.0/STATE/<host id>`): one topic level. The spec allows any
+# UTF-8 but `+ / #`; we also keep out what an IoT policy resource or an ACL line would read as a wildcard
+# or variable (`* ? $`), whitespace and control characters.
+HOST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+HOST_ID_RULE = "1-64 characters of A-Z, a-z, 0-9, '_', '.' and '-', starting with a letter or digit"
+
 THING = "{thing}"
 ASSET = "{asset}"
+HOST = "{host}"
 
 
 @dataclass(frozen=True)
@@ -35,15 +42,19 @@ class TopicTemplate:
     levels: tuple[str, ...]
     direction: str  # "publish" | "subscribe"
 
-    def render(self, thing: str, asset: str | None = None) -> str:
-        return "/".join(_fill(level, thing, asset) for level in self.levels)
+    def render(self, thing: str, asset: str | None = None, host: str | None = None) -> str:
+        return "/".join(_fill(level, thing, asset, host) for level in self.levels)
 
 
-def _fill(level: str, thing: str, asset: str | None) -> str:
+def _fill(level: str, thing: str, asset: str | None, host: str | None = None) -> str:
     if level == ASSET:
         if asset is None:
             raise ValueError("this topic needs an asset")
         return asset
+    if level == HOST:
+        if host is None:
+            raise ValueError("this topic needs a host application id")
+        return host
     return thing if level == THING else level
 
 
@@ -59,6 +70,12 @@ DBIRTH = _sparkplug("DBIRTH", ASSET)
 DDATA = _sparkplug("DDATA", ASSET)
 DDEATH = _sparkplug("DDEATH", ASSET)
 NCMD = _sparkplug("NCMD", direction="subscribe")
+# The Primary Host Application's birth/death certificate (JSON `{"online", "timestamp"}`, retained).
+STATE = TopicTemplate("STATE", (SPARKPLUG_NAMESPACE, "STATE", HOST), "subscribe")
+# Never subscribed: the collector UNSUBSCRIBEs from it to have the broker confirm, with its UNSUBACK,
+# that it received every packet written before (QoS 0 DDATA; `collector.mqtt_sink`). No permission is
+# needed: MQTT servers answer every UNSUBSCRIBE [MQTT-3.10.4-5] and IoT policies do not govern it.
+DELIVERY_CHECK = TopicTemplate("DELIVERY_CHECK", ("pm500", "delivery-check", THING), "unsubscribe")
 SHADOW = TopicTemplate("SHADOW", ("$aws", "things", THING, "shadow", "#"), "both")
 # Alarm/output state changes of one meter (payload: `collector.payload.status_event`). Outside the
 # Sparkplug namespace on purpose: Sparkplug defines no event message type, and a Sparkplug host must
