@@ -129,7 +129,8 @@ class MqttConfig(_Model):
             if self.primary_host_id is not None:
                 raise ValueError("primary_host_id is a Sparkplug setting: it needs encoding: sparkplug-b")
             if self.ddata_qos != 0 and "ddata_qos" in self.model_fields_set:
-                raise ValueError("ddata_qos is a Sparkplug setting (json DDATA are always QoS 1)")
+                raise ValueError("ddata_qos is a Sparkplug setting: it needs encoding: sparkplug-b "
+                                 "(json DDATA are always QoS 1)")
         return self
 
 

@@ -140,9 +140,13 @@ def next_bdseq(previous: int | None) -> int:
 
 
 def _add_value(payload: Payload, slot: int, name: str, value: float | None, reason: str | None,
-               timestamp_ms: int) -> Payload.Metric:
-    """A reading metric: its value, or null (no value) with the reason a bad value was not sent."""
+               timestamp_ms: int, unit: str | None = None) -> Payload.Metric:
+    """A reading metric: its value, or null (no value) with the reason a bad value was not sent; with
+    `unit` (DBIRTH) that property comes first."""
     metric: Payload.Metric = payload.metrics.add(alias=alias(slot, NUMBERS[name]), timestamp=timestamp_ms)
+    if unit is not None:
+        metric.properties.keys.append(UNIT_PROPERTY)
+        metric.properties.values.add(type=DataType.String, string_value=unit)
     if value is not None:
         metric.double_value = value
         return metric
@@ -279,10 +283,8 @@ def dbirth(slot: int, site: str, breaker: str, seq: int, timestamp_ms: int, curr
     good, bad = screen(current.values) if current is not None else ({}, {})
     sampled = current.timestamp_ms if current is not None else timestamp_ms
     for m in METRICS:
-        metric = _add_value(payload, slot, m.name, good.get(m.name), bad.get(m.name), sampled)
+        metric = _add_value(payload, slot, m.name, good.get(m.name), bad.get(m.name), sampled, m.unit)
         metric.name, metric.datatype = m.name, DataType.Double
-        metric.properties.keys.append(UNIT_PROPERTY)
-        metric.properties.values.add(type=DataType.String, string_value=m.unit)
     strings = [(SITE_METRIC, _SITE_NUMBER, site), (BREAKER_METRIC, _BREAKER_NUMBER, breaker),
                (REGISTER_MAP_METRIC, _REGISTER_MAP_NUMBER, json.dumps(register_map or {}, sort_keys=True))]
     for name, number, value in strings:

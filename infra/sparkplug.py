@@ -29,7 +29,7 @@ import pulumi_aws as aws
 
 from collector.metrics import METRICS, Metric
 from collector.proto import DESCRIPTOR_SET_FILE, PAYLOAD_TYPE, PROTO_NAME
-from collector.sparkplug_b import ALIASES
+from collector.sparkplug_b import NUMBERS, SLOT_SIZE
 from collector.topics import ddata_filter, stack_thing_prefix
 from infra import iam
 from infra.buckets import make_private
@@ -73,9 +73,15 @@ def json_ddata_filter_for_mixed_stacks() -> str:
     return " AND NOT isUndefined(metrics)"
 
 
+# The metric an alias stands for (`collector.sparkplug_b.alias`: slot * 256 + number). protobuf's JSON
+# mapping writes the uint64 `alias` as a string ("257"), and IoT SQL compares values of different types
+# as unequal: cast first, then the remainder picks the metric whatever the device's slot.
+METRIC_NUMBER_SQL = f"cast(alias AS Int) % {SLOT_SIZE}"
+
+
 def _case(attribute: Callable[[Metric], str]) -> str:
-    whens = " ".join(f"WHEN {ALIASES[m.name]} THEN '{attribute(m)}'" for m in METRICS)
-    return f"CASE alias {whens} END"
+    whens = " ".join(f"WHEN {NUMBERS[m.name]} THEN '{attribute(m)}'" for m in METRICS)
+    return f"CASE {METRIC_NUMBER_SQL} {whens} END"
 
 
 def _either(json_name: str, proto_name: str) -> str:
