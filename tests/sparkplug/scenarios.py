@@ -27,6 +27,7 @@ from tests.sparkplug.host import OLD_TIMESTAMP, HostApplication
 HOST_ID = "pm500-test-host"
 ASSETS = ("meter-0", "meter-1")
 POLL_S = 0.1
+GARBAGE_HZ = 3.0e37  # no PM500 measures that: out of its unit's plausible range (collector.quality)
 
 
 OTHER_HOST_ID = HOST_ID + "_WRONG"
@@ -135,6 +136,9 @@ def session(workdir: Path, ca: DevCA, payload_class: Any) -> Run:
     comes back; meter-0's register map turns inconsistent; meters stop, buffer drains; clean stop."""
     stage = Stage(workdir, ca, payload_class, mqtt__primary_host_id=HOST_ID)
     try:
+        assert stage.simulator.control is not None
+        # meter-0's frequency element reads garbage: DDATA and DBIRTH carry it as null with its quality
+        stage.simulator.control.set_faults(0, values={"frequency": GARBAGE_HZ})
         stage.host.connect()
         stage.mark("host online")
         collector = stage.collector()
@@ -143,7 +147,6 @@ def session(workdir: Path, ca: DevCA, payload_class: Any) -> Run:
         rebirth_at = stage.mark("rebirth requested")
         stage.wait(lambda ps: count(ps, "NBIRTH", after=rebirth_at) == 1
                    and count(ps, "DDATA", after=rebirth_at) >= 10)
-        assert stage.simulator.control is not None
         stage.simulator.control.set_faults(1, drop=True)
         silent_at = stage.mark("meter-1 silent")
         stage.wait(lambda ps: count(ps, "DDEATH", "meter-1", after=silent_at) == 1)
