@@ -139,23 +139,23 @@ def session(workdir: Path, ca: DevCA, payload_class: Any) -> Run:
         assert stage.simulator.control is not None
         # meter-0's frequency element reads garbage: DDATA and DBIRTH carry it as null with its quality
         stage.simulator.control.set_faults(0, values={"frequency": GARBAGE_HZ})
-        stage.host.connect()
         stage.mark("host online")
+        stage.host.connect()
         collector = stage.collector()
         stage.wait(lambda ps: count(ps, "DDATA") >= 300)
-        stage.host.request_rebirth(THING, payload_class)
         rebirth_at = stage.mark("rebirth requested")
+        stage.host.request_rebirth(THING, payload_class)
         stage.wait(lambda ps: count(ps, "NBIRTH", after=rebirth_at) == 1
                    and count(ps, "DDATA", after=rebirth_at) >= 10)
-        stage.simulator.control.set_faults(1, drop=True)
         silent_at = stage.mark("meter-1 silent")
+        stage.simulator.control.set_faults(1, drop=True)
         stage.wait(lambda ps: count(ps, "DDEATH", "meter-1", after=silent_at) == 1)
-        stage.simulator.control.set_faults(1, drop=False)
         back_at = stage.mark("meter-1 answers again")
+        stage.simulator.control.set_faults(1, drop=False)
         stage.wait(lambda ps: count(ps, "DBIRTH", "meter-1", after=back_at) == 1
                    and count(ps, "DDATA", "meter-1", after=back_at) >= 5)
-        stage.simulator.control.set_wiring(0, "3-wire")  # configured 4-wire: the verdict turns inconsistent
         wiring_at = stage.mark("meter-0 wiring changed")
+        stage.simulator.control.set_wiring(0, "3-wire")  # configured 4-wire: the verdict turns inconsistent
         stage.wait(lambda ps: count(ps, "NBIRTH", after=wiring_at) >= 1
                    and count(ps, "DDATA", "meter-0", after=wiring_at) >= 5)
         stage.mark("meters stopped")
@@ -172,35 +172,35 @@ def session(workdir: Path, ca: DevCA, payload_class: Any) -> Run:
 def primary_host(workdir: Path, ca: DevCA, payload_class: Any) -> Run:
     """The TCK's PrimaryHostTest, step by step: another host online; our host offline; online; an old
     offline; offline; an old online; online again (a new host session). Readings taken while the host
-    is away go out once it is back, as history."""
+    is away go out once it is back, as history. Each mark is taken just before its step."""
     stage = Stage(workdir, ca, payload_class, mqtt__primary_host_id=HOST_ID)
     other = HostApplication(stage.broker, ca, OTHER_HOST_ID, workdir / "other-host")
     try:
+        stage.mark("other host online")
         other.connect()  # another host application is online: not ours
         collector = stage.collector()
         stage.wait(lambda ps: any(p.type == "SUBACK" for p in ps))
-        stage.mark("other host online")
         time.sleep(2)  # no STATE of ours at all: nothing may be born
         stage.host.connect(announce=False)
-        stage.host.send_state(False)
         stage.mark("host offline")
-        time.sleep(2)
-        stage.host.send_state(True)
-        online_at = stage.mark("host online")
-        stage.wait(lambda ps: count(ps, "DDATA", after=online_at) >= 10)
-        stage.host.send_state(False, OLD_TIMESTAMP)
-        stage.mark("old offline")
-        time.sleep(2)
         stage.host.send_state(False)
+        time.sleep(2)
+        online_at = stage.mark("host online")
+        stage.host.send_state(True)
+        stage.wait(lambda ps: count(ps, "DDATA", after=online_at) >= 10)
+        stage.mark("old offline")
+        stage.host.send_state(False, OLD_TIMESTAMP)
+        time.sleep(2)
         offline_at = stage.mark("host offline again")
+        stage.host.send_state(False)
         stage.wait(lambda ps: count(ps, "NDEATH", after=offline_at) == 1
                    and sum(p.type == "CONNECT" and p.at > offline_at for p in ps) == 1)
-        stage.host.send_state(True, OLD_TIMESTAMP)
         stage.mark("old online")
+        stage.host.send_state(True, OLD_TIMESTAMP)
         time.sleep(2)
         stage.host.disconnect()
-        stage.host.connect()  # a new session: a newer timestamp
         back_at = stage.mark("host back")
+        stage.host.connect()  # a new session: a newer timestamp
         stage.wait(lambda ps: count(ps, "NBIRTH", after=back_at) == 1
                    and count(ps, "DDATA", after=back_at) >= 40)
         stage.drain(collector)
