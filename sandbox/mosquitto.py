@@ -48,9 +48,10 @@ class MosquittoBroker(ChildServer):
     `acl_extra` lines are appended to the generated ACL (e.g. `user x` + `topic readwrite y` for a
     test-only identity). With `persistence=True` sessions and queued QoS 1 messages survive
     `restart()` (stored in `workdir/mosquitto.db`); by default the broker forgets them, which is the
-    harsher case for a collector. `tcp_nodelay=True` is Mosquitto's `set_tcp_nodelay` (off by default):
-    without it Nagle's algorithm holds a PUBACK until the client's next packet carries the TCP ACK of
-    the previous one, i.e. about one message interval (bench/drain.py measures both).
+    harsher case for a collector; `queue_qos0=True` queues QoS 0 messages for persistent clients while
+    they are away, as it does QoS 1 ones. `tcp_nodelay=True` is Mosquitto's `set_tcp_nodelay` (off by
+    default): without it Nagle's algorithm holds a PUBACK until the client's next packet carries the TCP
+    ACK of the previous one, i.e. about one message interval (bench/drain.py measures both).
     """
 
     name = "mosquitto"
@@ -65,12 +66,14 @@ class MosquittoBroker(ChildServer):
         *,
         persistence: bool = False,
         tcp_nodelay: bool = False,
+        queue_qos0: bool = False,
     ) -> None:
         super().__init__(workdir, port)
         self.ca = ca
         self.acl_extra = tuple(acl_extra)
         self.persistence = persistence
         self.tcp_nodelay = tcp_nodelay
+        self.queue_qos0 = queue_qos0
         self.conf_path = self.workdir / "mosquitto.conf"
         self.acl_path = self.workdir / "mosquitto.acl"
 
@@ -98,6 +101,9 @@ class MosquittoBroker(ChildServer):
             f"acl_file {self.acl_path}",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
+            # Mosquitto drops QoS 0 messages for a disconnected persistent client unless told to queue
+            # them: a test observer then sees every Sparkplug DDATA (QoS 0) across a broker restart.
+            f"queue_qos0_messages {'true' if self.queue_qos0 else 'false'}",
             # Default 1000: a slow observer would silently lose QoS 1 messages in a benchmark burst.
             "max_queued_messages 0",
             "log_dest stdout",

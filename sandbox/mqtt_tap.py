@@ -14,8 +14,9 @@ Faults, each affecting the connections of this tap only:
 - `cut()`: close every connection now, both sides, without DISCONNECT (the broker publishes the
   client's will), like a network failure;
 - `refuse(n)`: answer the next `n` CONNECT packets with CONNACK 5 (not authorized) and close;
-- `blackhole(True)`: keep connections open but forward nothing more in either direction (a half-open
-  network path); the packets that went nowhere are recorded with `forwarded=False`.
+- `blackhole()`: the open connections stay open but forward nothing more, in either direction, until
+  they are closed (a half-open network path: TCP never loses bytes and then goes on, so neither does
+  the tap); the packets that went nowhere are recorded with `forwarded=False`. New connections work.
 """
 
 from __future__ import annotations
@@ -182,6 +183,7 @@ def _read_exactly(sock: ssl.SSLSocket, n: int) -> bytes | None:
 class _Connection:
     def __init__(self, number: int, client: ssl.SSLSocket, broker: ssl.SSLSocket) -> None:
         self.number, self.client, self.broker = number, client, broker
+        self.blackholed = False
         self._closed = threading.Event()
 
     def close(self) -> None:
@@ -221,7 +223,6 @@ class MqttTap:
         self._connections: list[_Connection] = []
         self._accepted = 0
         self._refuse = 0
-        self._blackhole = False
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
 
@@ -260,10 +261,12 @@ class MqttTap:
         with self._lock:
             self._refuse = count
 
-    def blackhole(self, on: bool) -> None:
-        """While on, nothing is forwarded in either direction; connections stay open."""
+    def blackhole(self) -> int:
+        """The open connections forward nothing more (they stay open); how many there were."""
         with self._lock:
-            self._blackhole = on
+            for c in self._connections:
+                c.blackholed = True
+            return len(self._connections)
 
     @property
     def open_connections(self) -> int:
@@ -359,7 +362,7 @@ class MqttTap:
                 return
             packet = decode(raw, connection.number, direction, time.time())
             with self._lock:
-                packet.forwarded = not self._blackhole
+                packet.forwarded = not connection.blackholed
             self._record(packet)
             if packet.forwarded:
                 try:

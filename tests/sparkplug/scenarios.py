@@ -20,7 +20,14 @@ from sandbox.ca import DevCA
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.mqtt_tap import MqttTap, Packet
 from sandbox.net import free_port
-from tests.collector.harness import THING, CollectorProcess, Simulator, wait_until, write_bundle
+from tests.collector.harness import (
+    THING,
+    CollectorProcess,
+    PersistentObserver,
+    Simulator,
+    wait_until,
+    write_bundle,
+)
 from tests.sparkplug.capture import EdgeCapture
 from tests.sparkplug.host import OLD_TIMESTAMP, HostApplication
 
@@ -50,7 +57,7 @@ def host_acl(host_id: str, *others: str) -> list[str]:
 @dataclass
 class Run:
     capture: EdgeCapture
-    host_messages: list[Any]
+    host_messages: list[Any]  # what a subscriber to spBv1.0/# got from the broker (host or observer)
     marks: dict[str, float] = field(default_factory=dict)  # step -> time.time()
     readings: dict[str, int] = field(default_factory=dict)  # readings taken per asset (buffer counter)
     health: dict[str, Any] = field(default_factory=dict)
@@ -81,7 +88,7 @@ class Stage:
                  **bundle: Any) -> None:
         self.workdir, self.ca, self.payload_class = workdir, ca, payload_class
         self.broker = MosquittoBroker(workdir / "mosquitto", ca, acl_extra=host_acl(HOST_ID, OTHER_HOST_ID),
-                                      persistence=persistence)
+                                      persistence=persistence, queue_qos0=persistence)
         self.broker.start()
         self.simulator = Simulator(workdir, meters=len(ASSETS)).start()
         port = free_port()
@@ -96,6 +103,9 @@ class Stage:
         self.host = HostApplication(self.broker, ca, HOST_ID, workdir / "host")
         self.marks: dict[str, float] = {}
         self.collectors: list[CollectorProcess] = []
+        # With persistence the broker keeps this subscriber's session and queues what it misses while
+        # the broker restarts: what it got is what the broker received, whatever the timing.
+        self.observer = PersistentObserver(self.broker, workdir) if persistence else None
 
     def mark(self, name: str) -> float:
         self.marks[name] = time.time()
@@ -117,7 +127,8 @@ class Stage:
     def finish(self, health: dict[str, Any] | None = None) -> Run:
         buffer_path = self.collectors[-1].buffer_path
         log = "\n".join(c.process.log_tail(200) for c in self.collectors)
-        return Run(EdgeCapture(self.tap.packets(), self.payload_class, THING), self.host.messages(),
+        received = self.observer.messages() if self.observer is not None else self.host.messages()
+        return Run(EdgeCapture(self.tap.packets(), self.payload_class, THING), received,
                    dict(self.marks), readings_taken(buffer_path), health or {}, log)
 
     def close(self) -> None:
@@ -125,6 +136,8 @@ class Stage:
             if c.process.running:
                 c.stop()
         self.host.disconnect()
+        if self.observer is not None:
+            self.observer.stop()
         self.tap.stop()
         self.simulator.stop()
         self.broker.stop()
@@ -209,4 +222,91 @@ def primary_host(workdir: Path, ca: DevCA, payload_class: Any) -> Run:
         return stage.finish(health)
     finally:
         other.disconnect()
+        stage.close()
+
+
+def _settled(stage: Stage, after: float, ddata: int = 20) -> None:
+    """A session began after `after` and carried `ddata` DDATA."""
+    stage.wait(lambda ps: count(ps, "NBIRTH", after=after) >= 1
+               and count(ps, "DDATA", after=after) >= ddata, 90)
+
+
+def _end(stage: Stage, collector: CollectorProcess) -> Run:
+    stage.drain(collector)
+    health = collector.health() or {}
+    assert collector.stop() == 0
+    return stage.finish(health)
+
+
+def broker_outage(workdir: Path, ca: DevCA, payload_class: Any) -> Run:
+    """Mosquitto stopped for 6 s while the collector publishes, then started again."""
+    stage = Stage(workdir, ca, payload_class, persistence=True)
+    try:
+        collector = stage.collector()
+        _settled(stage, 0.0)
+        stage.mark("broker down")
+        stage.broker.stop()
+        time.sleep(6)
+        back = stage.mark("broker up")
+        stage.broker.start()
+        _settled(stage, back, ddata=60)
+        return _end(stage, collector)
+    finally:
+        stage.close()
+
+
+REFUSED = 4
+
+
+def refused_reconnects(workdir: Path, ca: DevCA, payload_class: Any) -> Run:
+    """The connection is cut; the next 4 CONNECT packets are refused (CONNACK 5); the 5th is accepted."""
+    stage = Stage(workdir, ca, payload_class, persistence=True)
+    try:
+        collector = stage.collector()
+        _settled(stage, 0.0)
+        stage.tap.refuse(REFUSED)
+        cut = stage.mark("cut")
+        stage.tap.cut()
+        _settled(stage, cut)
+        assert sum(p.type == "CONNECT" for p in stage.tap.packets()) == 2 + REFUSED
+        return _end(stage, collector)
+    finally:
+        stage.close()
+
+
+def kill9(workdir: Path, ca: DevCA, payload_class: Any) -> Run:
+    """A backlog builds up (broker down 4 s); while it drains the collector is killed (kill -9) and
+    started again from the same buffer."""
+    stage = Stage(workdir, ca, payload_class, persistence=True)
+    try:
+        first = stage.collector()
+        _settled(stage, 0.0)
+        stage.broker.stop()
+        time.sleep(4)
+        back = stage.mark("broker up")
+        stage.broker.start()
+        stage.wait(lambda ps: count(ps, "DDATA", after=back) >= 10, 90)
+        stage.mark("kill -9")
+        first.kill9()
+        restart = stage.mark("restart")
+        second = stage.collector()
+        _settled(stage, restart)
+        return _end(stage, second)
+    finally:
+        stage.close()
+
+
+def blackhole(workdir: Path, ca: DevCA, payload_class: Any) -> Run:
+    """The network path goes silent (the connection stays open, nothing gets through either way) until
+    the collector's keepalive gives it up; it connects again and goes on."""
+    stage = Stage(workdir, ca, payload_class, persistence=True)
+    try:
+        collector = stage.collector()
+        _settled(stage, 0.0)
+        silent = stage.mark("blackhole")
+        stage.tap.blackhole()
+        stage.wait(lambda ps: sum(p.type == "CONNECT" and p.at > silent for p in ps) == 1, 60)
+        _settled(stage, silent)
+        return _end(stage, collector)
+    finally:
         stage.close()
