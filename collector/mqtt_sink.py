@@ -408,7 +408,9 @@ class MqttSink:
         room = self._window - self.in_flight()
         if room < self._chunk and self.in_flight():
             return False  # refill in chunks: fewer, larger buffer reads
-        buffer_id, session, qos = self._buffer.buffer_id, self._session, self._wire.ddata_qos
+        buffer_id, qos = self._buffer.buffer_id, self._wire.ddata_qos
+        # Sparkplug B rows belong to one session (its seq): never written onto the next connection.
+        session = self._session if self._wire.fresh_session_per_connect else None
         batch = self._cursor.next_batch(room)
         for entry in batch:
             with self._wire.lock:
@@ -421,7 +423,7 @@ class MqttSink:
                 if self._wire.device_sessions:
                     device = self._device(entry.asset)
                     if not device.born:
-                        self._publish_birth(entry.asset, device.breaker, session)
+                        self._publish_birth(entry.asset, device.breaker, self._session)
                     historical = entry.timestamp_ms < device.values_at
                 body = self._wire.ddata(entry, buffer_id=buffer_id, historical=historical)
                 mid = self.link.publish(self._topic(entry.asset), body, qos=qos, session=session)
@@ -434,7 +436,7 @@ class MqttSink:
                 continue
             self._unconfirmed.append((entry, time.perf_counter()))
             if len(self._unconfirmed) >= self._chunk:
-                self._confirm(session)
+                self._confirm(self._session)
         if not qos and self._unconfirmed and not self._confirms:
-            self._confirm(session)
+            self._confirm(self._session)
         return len(batch) < room
