@@ -572,10 +572,12 @@ def meter_probe_cmd(
         if suggestion is not None:
             body["suggestion"] = suggestion.as_dict()
         out.print_json(json.dumps(body))
-        return
-    lines = describe(report) + (describe_suggestion(suggestion) if suggestion is not None else [])
-    for line in lines:
-        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    else:
+        lines = describe(report) + (describe_suggestion(suggestion) if suggestion is not None else [])
+        for line in lines:
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     "collector/quality.py": ["tests/collector/test_bad_values.py"],
     "collector/cip_multiple.py": ["tests/meter/test_cip_multiple.py", "tests/meter/test_driver.py"],
     "collector/assembly_reader.py": ["tests/meter/test_driver.py", "tests/meter/test_poller.py"],
+    "collector/settings.py": ["tests/collector/test_settings.py"],
 }
 
 NO_MUTATE = "pragma: no mutate"

@@ -205,52 +205,74 @@ def parse_config(data: object, source: str) -> CollectorConfig:
         raise ConfigError(describe(e, source)) from None
 
 
-ENV_PREFIX = "PM500_"
+# The collector's own namespace: the CLI and the tools read `PM500_*` variables (docs/ENVIRONMENT.md),
+# which an operator may well have exported on the same machine; none of them can start with this.
+ENV_PREFIX = "PM500C_"
 ENV_NESTING = "__"
 
 
 def apply_env_overrides(data: object, environ: Mapping[str, str]) -> tuple[object, dict[str, str]]:
-    """Overlay `PM500_<FIELD>[__<SUBFIELD>...]` variables on the loaded YAML (for containers).
+    """Overlay `PM500C_<FIELD>[__<SUBFIELD>...]` variables on the loaded YAML (for containers).
 
-    `PM500_INFLUX__PASSWORD` sets `influx.password`, `PM500_POLL_INTERVAL_S` sets `poll_interval_s`,
-    `PM500_METERS__0__HOST` sets `meters[0].host`. Values stay strings; the model converts and
+    `PM500C_INFLUX__PASSWORD` sets `influx.password`, `PM500C_POLL_INTERVAL_S` sets `poll_interval_s`,
+    `PM500C_METERS__0__HOST` sets `meters[0].host`. Values stay strings; the model converts and
     validates them like any YAML value. Returns the new data and {field path: variable name}.
+    A variable that points nowhere (no field name, a list index that is not a number or past the end)
+    is a ConfigError naming it: an override silently dropped would run the collector with the file's
+    value while the operator believes otherwise. Unknown field names fail the model's validation,
+    which names the variable too (`load_config`).
     """
     if not isinstance(data, dict):
         return data, {}
     result = copy.deepcopy(data)
     sources: dict[str, str] = {}
+    problems: list[str] = []
     for var in sorted(environ):
-        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX:
+        if not var.startswith(ENV_PREFIX):
             continue
-        path = tuple(int(p) if p.isdigit() else p.lower() for p in var[len(ENV_PREFIX) :].split(ENV_NESTING))
-        if _set_path(result, path, environ[var]):
+        names = var[len(ENV_PREFIX) :].split(ENV_NESTING)
+        if not all(names):
+            expected = f"{ENV_PREFIX}<FIELD>[{ENV_NESTING}<SUBFIELD>...]"
+            problems.append(f"{var}: no field named (expected {expected})")
+            continue
+        path = tuple(int(p) if p.isdigit() else p.lower() for p in names)
+        problem = _set_path(result, path, environ[var])
+        if problem:
+            problems.append(f"{var}: {problem}")
+        else:
             sources[field_path(path)] = var
+    if problems:
+        raise ConfigError("\n".join(problems))
     return result, sources
 
 
-def _set_path(node: Any, path: tuple[str | int, ...], value: str) -> bool:
-    """Set `value` at `path`, creating mappings on the way; False if it points into a missing list item."""
-    for part in path[:-1]:
+def _set_path(node: Any, path: tuple[str | int, ...], value: str) -> str | None:
+    """Set `value` at `path`, creating mappings on the way; the problem if the path points nowhere."""
+    for depth, part in enumerate(path):
+        here = field_path(path[:depth]) or "the config"
         if isinstance(node, list):
-            if not (isinstance(part, int) and 0 <= part < len(node)):
-                return False
-        elif isinstance(node, dict):
-            if not isinstance(node.get(part), dict | list):
-                node[part] = {}
-        else:
-            return False
+            if not isinstance(part, int):
+                return f"{here}: expected a list index, got {part!r}"
+            if part >= len(node):
+                return (f"index {part} is past the end of {here} "
+                        f"({len(node)} item{'s' if len(node) != 1 else ''})")
+        elif not isinstance(node, dict):
+            return f"{here} is not a mapping"
+        if depth == len(path) - 1:
+            if isinstance(node, list):
+                return f"{field_path(path)}: a whole list item cannot be set from one variable"
+            node[part] = value
+            return None
+        if isinstance(node, dict) and not isinstance(node.get(part), dict | list):
+            node[part] = {}
         node = node[part]
-    if isinstance(node, list) or not isinstance(node, dict):
-        return False
-    node[path[-1]] = value
-    return True
+    return None
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> CollectorConfig:
     """Load and validate a config file; relative paths resolve against its folder.
 
-    With `environ`, `PM500_*` variables override file values (see `apply_env_overrides`); an error in
+    With `environ`, `PM500C_*` variables override file values (see `apply_env_overrides`); an error in
     an overridden field names the variable too.
     """
     data = read_yaml(path, "config file")

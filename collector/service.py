@@ -1,9 +1,15 @@
-"""Wiring: poller -> durable buffer -> (MQTT sink, InfluxDB sink), plus health and downlink commands.
+"""Wiring: poller -> durable buffer -> (MQTT sink, InfluxDB sink), plus health and remote settings.
 
 Every reading is committed to the buffer (and given its `seq`) before any sink sees it; each sink
 drains the buffer on its own thread at its own pace. `Collector.start` turns unusable files (certificate,
 key, CA, buffer directory) into a `ConfigError` naming the field, so `python -m collector` can exit with
 the configuration exit code instead of crash-looping.
+
+Remote changes (poll interval, meters in or out of service, debug) from any channel go through
+`collector.settings.Settings`; the collector follows them on the settings worker (`_follow`), which
+restarts polling when the interval or the set of meters changes: the old poller finishes its reads in
+progress (committed to the buffer) before the new one starts, so a restart neither loses nor repeats
+a reading.
 """
 
 from __future__ import annotations
@@ -31,13 +37,16 @@ from collector.mqtt_sink import MqttSink
 from collector.payload import status_event
 from collector.quality import screen
 from collector.reading import Reading
+from collector.settings import Running, Settings, flatten
 from collector.validation import ConfigError
 from collector.wire import make_wire
 
 log = logging.getLogger(__name__)
 
-HEALTHY_METER_STATES = ("ok",)
+OUT_OF_SERVICE = "out_of_service"  # a meter taken out of service remotely: not polled, not a problem
+HEALTHY_METER_STATES = ("ok", OUT_OF_SERVICE)
 DEAD_METER_STATE = "stopped"  # collector.poller.MeterStatus.state once a meter thread has ended
+COMMAND_SOURCE = "ncmd"  # the JSON NCMD channel, as named in the settings record
 
 
 class PollerLike(Protocol):
@@ -102,9 +111,7 @@ class Collector:
         self, cfg: CollectorConfig, debug: bool = False, poller_factory: PollerFactory = default_poller
     ) -> None:
         self.cfg = cfg
-        self.debug = debug
         self._poller_factory = poller_factory
-        self._poll_interval_s = cfg.poll_interval_s
         self._poller: PollerLike | None = None
         self._poller_lock = threading.Lock()  # guards _poller/_polling/_stopped, held briefly
         self._restart_lock = threading.Lock()  # one poller (re)start or stop at a time
@@ -114,8 +121,6 @@ class Collector:
             "readings": 0,
             "bad_values": 0,
             "append_errors": 0,
-            "commands": 0,
-            "rejected_commands": 0,
             "events": 0,
         }
         self._bad_by_asset: dict[str, dict[str, str]] = {}  # last reported {metric: reason} per asset
@@ -131,6 +136,11 @@ class Collector:
             )
         except Exception as e:  # sqlite3 errors, permissions, read-only mount...
             raise ConfigError(f"buffer.path: cannot open {cfg.buffer.path}: {e}") from None
+        self.settings = Settings(cfg, debug=debug, follow=self._follow)
+        running = self.settings.running()  # the bundle, or remote changes persisted before a restart
+        self.debug = running.debug
+        self._poll_interval_s = running.poll_interval_s
+        self._out_of_service = running.out_of_service
         self.mqtt = MqttSink(cfg, self.buffer, window=cfg.mqtt.inflight_window, wire=self.wire)
         self.mqtt.on_command = self.handle_command
         self.influx = InfluxSink(cfg.influx, self.buffer) if cfg.influx.enabled else None
@@ -148,6 +158,7 @@ class Collector:
         if self.influx is not None:
             self.influx.start()
         self._start_poller()
+        self.settings.start()
         log.info(
             "collector started",
             extra={
@@ -161,6 +172,7 @@ class Collector:
 
     def stop(self) -> None:
         """Stop polling first, then the sinks (acks already received are committed), then the rest."""
+        self.settings.stop()  # lets a poller restart in progress finish; none starts after this
         with self._restart_lock, self._poller_lock:  # waits for an NCMD restart under way
             self._polling = False
             self._stopped = True
@@ -186,7 +198,7 @@ class Collector:
                 old.stop()
             poller = self._poller_factory(
                 self.cfg.site,
-                self.cfg.meters,
+                [m for m in self.cfg.meters if m.asset not in self._out_of_service],
                 self._poll_interval_s,
                 self.on_reading,
                 on_verdict=self.on_verdict,
@@ -234,29 +246,25 @@ class Collector:
         self.mqtt.set_verdict(asset, verdict.as_dict())
 
     def handle_command(self, payload: bytes) -> None:
-        """NCMD downlink: `{"poll_interval_s": 5}` re-schedules polling, `{"debug": true}` toggles debug."""
+        """JSON NCMD downlink: an object of settings, e.g. `{"poll_interval_s": 5}`, `{"debug": true}`,
+        `{"meters": {"meter-1": {"in_service": false}}}`; checked, kept and recorded by `Settings`."""
         try:
             command = json.loads(payload)
-            if not isinstance(command, dict) or not command.keys() <= {"poll_interval_s", "debug"}:
-                raise ValueError("expected an object with poll_interval_s and/or debug")
-            interval = command.get("poll_interval_s", self._poll_interval_s)
-            numeric = isinstance(interval, int | float) and not isinstance(interval, bool)
-            if not numeric or not 0.1 <= interval <= 3600:
-                raise ValueError("poll_interval_s must be a number of seconds in 0.1..3600")
-            debug = command.get("debug", self.debug)
-            if not isinstance(debug, bool):
-                raise ValueError("debug must be true or false")
         except ValueError as e:
-            log.warning("NCMD rejected", extra={"reason": str(e)})
-            self.counters["rejected_commands"] += 1  # counted last: a count means fully handled
+            self.settings.refuse(f"not JSON: {e}", source=COMMAND_SOURCE)
             return
-        self.debug = debug
-        log.info("NCMD applied", extra={"poll_interval_s": interval, "debug": debug})
-        if interval != self._poll_interval_s:
-            self._poll_interval_s = self.mqtt.poll_interval_s = float(interval)
-            # Restart off the MQTT network thread: stopping a poller may wait for a slow meter.
-            threading.Thread(target=self._start_poller, name="poller-restart", daemon=True).start()
-        self.counters["commands"] += 1
+        if not isinstance(command, dict):
+            self.settings.refuse("expected a JSON object of settings", source=COMMAND_SOURCE)
+            return
+        self.settings.apply(flatten(command), source=COMMAND_SOURCE)
+
+    def _follow(self, target: Running) -> None:
+        """On the settings worker: run `target`; polling restarts only if what it polls changed."""
+        self.debug = target.debug
+        self.mqtt.poll_interval_s = target.poll_interval_s  # the silence after which a meter is dead
+        if (target.poll_interval_s, target.out_of_service) != (self._poll_interval_s, self._out_of_service):
+            self._poll_interval_s, self._out_of_service = target.poll_interval_s, target.out_of_service
+            self._start_poller()
 
     def snapshot(self) -> dict[str, Any]:
         with self._poller_lock:
@@ -265,6 +273,8 @@ class Collector:
         mqtt_status = self.mqtt.status()
         influx_status = self.influx.status() if self.influx is not None else {"enabled": False}
         meter_states = {asset: _plain(s) for asset, s in meters.items()}
+        for asset in sorted(self._out_of_service):
+            meter_states[asset] = {"asset": asset, "state": OUT_OF_SERVICE}
         failing, degraded = [], []
         if not self.mqtt.alive():
             failing.append("mqtt sink thread died")
@@ -299,6 +309,7 @@ class Collector:
             "poll_interval_s": self._poll_interval_s,
             "debug": self.debug,
             "meters": meter_states,
+            "settings": self.settings.status(),
             "buffer": self.buffer.stats(),
             "sinks": {"mqtt": mqtt_status, "influx": influx_status},
             "counters": dict(self.counters),

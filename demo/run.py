@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from collector.config import CONFIG_FILE, DEFAULT_ENCODING, CollectorConfig, Encoding, load_config
+from collector.config import CONFIG_FILE, DEFAULT_ENCODING, ENV_PREFIX, CollectorConfig, Encoding, load_config
 from demo import inspect, observe, stack, view
 from demo.signals import Shutdown, SignalGuard
 from demo.verdict import Verdict, judge
@@ -96,10 +96,10 @@ class Demo:
         self.without = without
         self.pipeline = Pipeline(workdir)
         # The bundle is used unchanged; like the edge container, the host-specific settings the CLI
-        # does not write (buffer file, health port) come from the collector's PM500_* variables.
+        # does not write (buffer file, health port) come from the collector's own variables.
         self.collector_env = {
-            "PM500_BUFFER__PATH": str(workdir / "collector" / "buffer.sqlite"),
-            "PM500_HEALTH__PORT": str(free_port()),
+            f"{ENV_PREFIX}BUFFER__PATH": str(workdir / "collector" / "buffer.sqlite"),
+            f"{ENV_PREFIX}HEALTH__PORT": str(free_port()),
         }
         self._teardown = ExitStack()
         self._processes: list[tuple[str, ManagedProcess | ChildServer]] = []

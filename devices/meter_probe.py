@@ -24,6 +24,8 @@ from devices.errors import DeviceError
 
 PROBED_INSTANCES = tuple(range(100, 109))
 DEFAULT_TIMEOUT_S = 5.0
+# `cli.py meter probe` exit code when an instance of the map could not be checked (docs/meter.md).
+EXIT_INCOMPLETE = 3
 # Elements of the instances the map does not poll (103-106: max and demand values) are REAL.
 UNMAPPED_TYPE = "REAL"
 
@@ -63,6 +65,23 @@ class ProbeReport:
     violations: list[Violation]
     payloads: dict[int, bytes]  # data of the instances whose size matches the map (input of `suggest`)
 
+    @property
+    def unchecked(self) -> list[int]:
+        """Instances of the map whose data could not be decoded with it (size mismatch, CIP error): the
+        self-check says nothing about them, so the verdict must not read as if it did."""
+        return [i.instance for i in self.instances if i.expected_bytes is not None and not i.matches_map]
+
+    @property
+    def verdict(self) -> str:
+        if self.violations:
+            return "inconsistent"
+        return "incomplete" if self.unchecked else "consistent"
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every mapped instance was checked; EXIT_INCOMPLETE otherwise (the last line says which)."""
+        return EXIT_INCOMPLETE if self.unchecked else 0
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "host": self.host,
@@ -81,8 +100,9 @@ class ProbeReport:
                 for i in self.instances
             ],
             "register_map": {
-                "verdict": "inconsistent" if self.violations else "consistent",
+                "verdict": self.verdict,
                 "wiring": self.wiring,
+                "unchecked": self.unchecked,
                 "violations": [{"relation": v.relation, "detail": v.detail} for v in self.violations],
             },
         }
@@ -196,9 +216,15 @@ def describe(report: ProbeReport) -> list[str]:
                 f"{e.register} -> {e.metric or '(not published)'} [{e.unit or '-'}]" if e.register else ""
             )
             out.append(f"  [{e.index:2d}] +{e.offset:<3d} {e.raw:>16.6g}  {mapped}".rstrip())
+    unchecked = ", ".join(str(n) for n in report.unchecked)
+    not_checked = f"instance{'s' if len(report.unchecked) > 1 else ''} {unchecked} not checked"
     if report.violations:
         out.append(f"register map consistency ({report.wiring}): INCONSISTENT")
         out += [f"  - {v.relation}: {v.detail}" for v in report.violations]
+        if report.unchecked:
+            out.append(f"  ({not_checked})")
+    elif report.unchecked:
+        out.append(f"register map consistency ({report.wiring}): INCOMPLETE: {not_checked}")
     else:
         out.append(f"register map consistency ({report.wiring}): consistent")
     return out

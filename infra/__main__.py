@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from infra import outputs
 from infra.data_routes import DataRoutes
-from infra.extras import ALARM_ROUTE, LATEST_ROUTE, AlarmEvents, EventPipe, LatestValues
+from infra.extras import ALARM_ROUTE, AlarmEvents, EventPipe, LatestValues
 from infra.naming import Names
 from infra.provisioning import Provisioning
 from infra.registry import Registry
@@ -51,8 +51,9 @@ if cfg.features.alarm_events:
         pulumi.export(outputs.EVENT_BUS_NAME, alarms.bus_name)
 if cfg.features.latest_value_table:
     latest = LatestValues("latest-values", cfg, routes.rule_context, routes.key_arn)
-    rules[LATEST_ROUTE] = latest.rule
-    roles[LATEST_ROUTE] = latest.rule.role_name
+    for route, rule in latest.rules.items():
+        rules[route] = rule
+        roles[route] = rule.role_name
     pulumi.export(outputs.LATEST_VALUE_TABLE, latest.table_name)
 
 # --- edge stack (issue 5): only when features.edge is on, so cloud-only stacks need no Docker host.

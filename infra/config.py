@@ -110,6 +110,31 @@ class ArchiveSpec(_Model):
     )
 
 
+# EventBridge Pipes: a pipe cannot batch more than its target accepts; an event bus takes 10
+# ("Amazon EventBridge Pipes batching and concurrency", EventBridge User Guide; the row
+# `pipe_target_max_batch` of preflight/service_guide_rules.yaml, which tests/infra/test_guide_rules.py
+# holds this figure to).
+EVENT_BUS_MAX_BATCH = 10
+
+
+class EventPipeSpec(_Model):
+    """The Kinesis -> event bus pipe (`features.eventBridgePipe`): how it batches."""
+
+    batch_size: int = Field(EVENT_BUS_MAX_BATCH, ge=1, description="records per batch, at most the bus's 10")
+    maximum_batching_window_s: int = Field(5, ge=0, le=300, description="seconds a batch may wait to fill")
+
+    @field_validator("batch_size")
+    @classmethod
+    def _fits_the_bus(cls, size: int) -> int:
+        if size > EVENT_BUS_MAX_BATCH:
+            raise ValueError(
+                f"{size}: an EventBridge event bus takes at most {EVENT_BUS_MAX_BATCH} events per batch, "
+                "and a pipe cannot batch more than its target accepts (EventBridge User Guide, "
+                "\"Amazon EventBridge Pipes batching and concurrency\")"
+            )
+        return size
+
+
 class FeaturesSpec(_Model):
     event_bridge_pipe: bool = False
     alarm_events: bool = Field(False, description="meter alarm/output events -> the stack's EventBridge bus")
@@ -138,6 +163,7 @@ class StackConfig(_Model):
     kinesis: KinesisSpec = KinesisSpec()
     archive: ArchiveSpec = ArchiveSpec()
     features: FeaturesSpec = FeaturesSpec()
+    event_pipe: EventPipeSpec = EventPipeSpec()
     provisioning: ProvisioningSpec = ProvisioningSpec()
     edge: EdgeSettingsSpec = EdgeSettingsSpec()
     deletion_protection: bool = False
@@ -204,6 +230,7 @@ _OBJECT_KEYS = {
     "kinesis": "kinesis",
     "archive": "archive",
     "features": "features",
+    "eventPipe": "eventPipe",
     "provisioning": "provisioning",
     "edge": "edge",
 }

@@ -35,11 +35,18 @@ from typing import Any, Literal
 from collector.topics import THING_SEPARATOR
 from collector.validation import ConfigError
 from infra.iam_reference import ActionReference, action, resource_arn_format
-from infra.mock_runtime import EvaluatedStack, StackFileError, evaluate_stack, partition_of
+from infra.mock_runtime import (
+    IAM_RESOURCE_TYPES,
+    EvaluatedStack,
+    StackFileError,
+    evaluate_stack,
+    partition_of,
+)
 from infra.provider_lifecycle import LIFECYCLE, PROGRAM_READS
 from infra.provider_requests import stack_requests
 from infra.provider_requests.base import AUTONAME_RANDOM_HEX, physical_name
 from infra.provider_requests.base import Resolved as _Resolved
+from preflight.guide_rules import grant_arn
 
 Mode = Literal["preview", "deploy"]
 MODES: tuple[Mode, ...] = ("preview", "deploy")
@@ -57,27 +64,6 @@ _ACTION_OF = {
 }
 
 
-# Pulumi type -> (IAM service prefix, the reference's resource type) for resources that have an ARN.
-_ARN_TYPE = {
-    "aws:iot/thingType:ThingType": ("iot", "thingtype"),
-    "aws:iot/thingGroup:ThingGroup": ("iot", "thinggroup"),
-    "aws:iot/thing:Thing": ("iot", "thing"),
-    "aws:iot/policy:Policy": ("iot", "policy"),
-    "aws:iot/provisioningTemplate:ProvisioningTemplate": ("iot", "provisioningtemplate"),
-    "aws:iot/topicRule:TopicRule": ("iot", "rule"),
-    "aws:iam/role:Role": ("iam", "role"),
-    "aws:kms/key:Key": ("kms", "key"),
-    "aws:kms/alias:Alias": ("kms", "alias"),
-    "aws:kinesis/stream:Stream": ("kinesis", "stream"),
-    "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": ("firehose", "deliverystream"),
-    "aws:cloudwatch/logGroup:LogGroup": ("logs", "log-group"),
-    "aws:cloudwatch/eventBus:EventBus": ("events", "event-bus"),
-    "aws:pipes/pipe:Pipe": ("pipes", "pipe"),
-    "aws:dynamodb/table:Table": ("dynamodb", "table"),
-    "aws:ecr/repository:Repository": ("ecr", "repository"),
-    "aws:s3/bucket:Bucket": ("s3", "bucket"),
-    "aws:sqs/queue:Queue": ("sqs", "queue"),
-}
 # The reference names the KMS key resource type of other services' actions `kmsKey` (kinesis).
 _SAME_RESOURCE = {("kinesis", "kmsKey"): ("kms", "key")}
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
@@ -146,8 +132,8 @@ def _resource_arns(stack: EvaluatedStack, account: str) -> dict[tuple[str, str],
         _Resolved(d.type, d.name, d.inputs, region) for d in stack.of_type("aws:s3/bucket:Bucket"))}
     for declared in stack.resources:
         r = _Resolved(declared.type, declared.name, declared.inputs, region)
-        if r.type in _ARN_TYPE:
-            service, type_name = _ARN_TYPE[r.type]
+        if r.type in IAM_RESOURCE_TYPES:
+            service, type_name = IAM_RESOURCE_TYPES[r.type]
             fmt = _reference_format(service, type_name)
             arns.setdefault((service, type_name), set()).add(
                 _arn(fmt, [_scoped_name(r)], partition, region, account)
@@ -192,7 +178,9 @@ def _grant(ref: ActionReference, arns: Mapping[tuple[str, str], set[str]], regio
         return Grant(ref.name, ("*",), (("StringEquals", "aws:RequestedRegion", region),))
     resources: set[str] = set()
     for t in ref.resource_types:
-        resources |= arns.get(_SAME_RESOURCE.get((service, t.name), (service, t.name)), set())
+        # The ARN form the service authorizes, where its guide says it differs (preflight.guide_rules).
+        resources |= {grant_arn(ref.name, arn, t.name)
+                      for arn in arns.get(_SAME_RESOURCE.get((service, t.name), (service, t.name)), set())}
     if not resources:
         types = ", ".join(t.name for t in ref.resource_types)
         raise DeployerPolicyError(f"{ref.name}: the stack declares none of its resource types ({types})")

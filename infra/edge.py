@@ -58,11 +58,12 @@ COLLECTOR_CONFIG = f"{BUNDLE_MOUNT}/{CONFIG_FILE}"
 # The image's own probe: reads the health host/port from the same config the collector runs with.
 COLLECTOR_HEALTHCHECK = ["CMD", "python", "-m", "collector", "--config", COLLECTOR_CONFIG, "--healthcheck"]
 
-# Environment the Grafana provisioning files interpolate (grafana/provisioning/datasources/pm500.yaml).
-GRAFANA_ENV_INFLUX_URL = "PM500_INFLUX_URL"
-GRAFANA_ENV_INFLUX_DATABASE = "PM500_INFLUX_DATABASE"
-GRAFANA_ENV_INFLUX_USER = "PM500_INFLUX_READ_USER"
-GRAFANA_ENV_INFLUX_PASSWORD = "PM500_INFLUX_READ_PASSWORD"  # noqa: S105 - a variable name
+# Environment the Grafana provisioning files interpolate (grafana/provisioning/datasources/pm500.yaml),
+# Grafana's own prefix (docs/ENVIRONMENT.md).
+GRAFANA_ENV_INFLUX_URL = "PM500G_INFLUX_URL"
+GRAFANA_ENV_INFLUX_DATABASE = "PM500G_INFLUX_DATABASE"
+GRAFANA_ENV_INFLUX_USER = "PM500G_INFLUX_READ_USER"
+GRAFANA_ENV_INFLUX_PASSWORD = "PM500G_INFLUX_READ_PASSWORD"  # noqa: S105 - a variable name
 
 INFLUX_ADMIN_USER = "pm500admin"
 INFLUX_WRITE_USER = "pm500writer"

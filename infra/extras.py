@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam
+from infra import iam, sparkplug
 from infra.config import StackConfig
 from infra.naming import Names
 from infra.roles import service_role
@@ -23,16 +24,19 @@ LATEST_KEY_SQL = "concat(topic(4), '/', topic(5))"
 TIMESTAMP_FIELD = "timestamp"  # collector.payload.ddata: ms since epoch
 
 
-def newer_than_stored(table_name: str, role_arn: str) -> str:
+def newer_than_stored(table_name: str, role_arn: str, key_sql: str = LATEST_KEY_SQL,
+                      timestamp_sql: str = TIMESTAMP_FIELD) -> str:
     """IoT SQL: the DDATA's timestamp is newer than the meter's stored one (or none is stored yet).
 
     Why: the dynamoDBv2 action has no condition expression, so a replayed (older) reading would
     overwrite a newer latest value. `get_dynamodb()` (SQL 2016-03-23; at most once per statement) reads
     the stored item with `role_arn`; `nanvl()` maps Undefined (no item) to -1. Not atomic: two readings
     of one meter evaluated at the same moment can both pass (docs/infra.md, latest values).
+    `key_sql` and `timestamp_sql`: the meter key and the reading's timestamp in the rule's incoming message
+    (decoded Sparkplug: other topic levels, a timestamp to cast).
     """
-    stored = f"get_dynamodb('{table_name}', '{LATEST_KEY}', {LATEST_KEY_SQL}, '{role_arn}').{TIMESTAMP_FIELD}"
-    return f"nanvl({stored}, -1) < {TIMESTAMP_FIELD}"
+    stored = f"get_dynamodb('{table_name}', '{LATEST_KEY}', {key_sql}, '{role_arn}').{TIMESTAMP_FIELD}"
+    return f"nanvl({stored}, -1) < {timestamp_sql}"
 
 
 class EventPipe(pulumi.ComponentResource):
@@ -67,7 +71,8 @@ class EventPipe(pulumi.ComponentResource):
             target=bus.arn,
             source_parameters=aws.pipes.PipeSourceParametersArgs(
                 kinesis_stream_parameters=aws.pipes.PipeSourceParametersKinesisStreamParametersArgs(
-                    starting_position="LATEST", batch_size=100, maximum_batching_window_in_seconds=5)),
+                    starting_position="LATEST", batch_size=cfg.event_pipe.batch_size,
+                    maximum_batching_window_in_seconds=cfg.event_pipe.maximum_batching_window_s)),
             target_parameters=aws.pipes.PipeTargetParametersArgs(
                 eventbridge_event_bus_parameters=aws.pipes.PipeTargetParametersEventbridgeEventBusParametersArgs(
                     source=f"pm500.{cfg.stack}", detail_type="pm500.DDATA")),
@@ -85,7 +90,7 @@ class LatestValues(pulumi.ComponentResource):
     stored one."""
 
     table_name: pulumi.Output[str]
-    rule: RouteRule
+    rules: dict[str, RouteRule]  # route -> rule: one per encoding the stack's collectors publish
 
     def __init__(self, name: str, cfg: StackConfig, rule_context: RuleContext, key_arn: pulumi.Input[str],
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -104,19 +109,47 @@ class LatestValues(pulumi.ComponentResource):
             tags={"pm500:stack": cfg.stack},
         ), opts=pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection))
         table_name = table.name
-        self.rule = route_rule(
-            dataclasses.replace(rule_context, parent=self), LATEST_ROUTE,
-            description=f"latest DDATA per meter of stack {cfg.stack} into DynamoDB",
-            sql=lambda role_arn: pulumi.Output.all(table_name, role_arn).apply(lambda a: ddata_sql(
-                cfg.stack, f"*, topic(4) AS thing, {LATEST_KEY_SQL} AS {LATEST_KEY}",
-                condition=newer_than_stored(a[0], a[1]))),
-            policy=lambda a: iam.dynamodb_rule(a[0], a[1], a[3], region, a[2]),
-            policy_inputs=[table.arn, key_arn, rule_context.dns_suffix],
-            actions=lambda role_arn: {"dynamodbv2s": [aws.iot.TopicRuleDynamodbv2Args(
-                role_arn=role_arn, put_item=aws.iot.TopicRuleDynamodbv2PutItemArgs(table_name=table_name))]},
-        )
+        context = dataclasses.replace(rule_context, parent=self)
+        mixed = len(cfg.encodings) > 1
+        json_only = sparkplug.json_ddata_filter_for_mixed_stacks() if mixed else ""
+
+        def json_sql(a: list[str]) -> str:
+            return ddata_sql(cfg.stack, f"*, topic(4) AS thing, {LATEST_KEY_SQL} AS {LATEST_KEY}",
+                             condition=newer_than_stored(a[0], a[1])) + json_only
+
+        def decoded_sql(a: list[str]) -> str:  # sparkplug-b: the decoded JSON, shaped as the archive's
+            return sparkplug.json_shape_sql(
+                cfg.stack, f", {sparkplug.DECODED_METER_SQL} AS {LATEST_KEY}",
+                condition=newer_than_stored(a[0], a[1], sparkplug.DECODED_METER_SQL,
+                                            sparkplug.DECODED_TIMESTAMP_SQL))
+
+        # One rule per encoding the stack's collectors publish: each reads where its DDATA is JSON.
+        shapes = {LATEST_ROUTE: json_sql, sparkplug.LATEST_ROUTE: decoded_sql}
+        encodings = {LATEST_ROUTE: "json", sparkplug.LATEST_ROUTE: "sparkplug-b"}
+        self.rules: dict[str, RouteRule] = {}
+        for route, shape in shapes.items():
+            if encodings[route] not in cfg.encodings:
+                continue
+            self.rules[route] = route_rule(
+                context, route,
+                description=f"latest DDATA per meter of stack {cfg.stack} into DynamoDB",
+                sql=self._sql(table_name, shape),
+                policy=lambda a: iam.dynamodb_rule(a[0], a[1], a[3], region, a[2]),
+                policy_inputs=[table.arn, key_arn, rule_context.dns_suffix],
+                actions=lambda role_arn: {"dynamodbv2s": [aws.iot.TopicRuleDynamodbv2Args(
+                    role_arn=role_arn,
+                    put_item=aws.iot.TopicRuleDynamodbv2PutItemArgs(table_name=table_name))]},
+            )
         self.table_name = table.name
-        self.register_outputs({"tableName": self.table_name, "ruleName": self.rule.name})
+        self.register_outputs({"tableName": self.table_name,
+                               "ruleNames": {route: r.name for route, r in self.rules.items()}})
+
+
+    @staticmethod
+    def _sql(table_name: pulumi.Output[str], shape: Callable[[list[str]], str]
+             ) -> Callable[[pulumi.Output[str]], pulumi.Output[str]]:
+        """The rule's SQL from the table name and the rule role's ARN (which `get_dynamodb()` names)."""
+        return lambda role_arn: pulumi.Output.all(table_name, role_arn).apply(shape)
 
 
 ALARM_ROUTE = "alarm_events"

@@ -70,7 +70,7 @@ def collector_iot_policy(partition: str, region: str, account_id: str) -> Docume
     )
 
 
-def _log_writes(log_group_arn: str) -> list[Document]:
+def error_log_writes(log_group_arn: str) -> list[Document]:
     """The CloudWatch Logs error action: AWS IoT documents CreateLogStream, DescribeLogStreams and
     PutLogEvents (https://docs.aws.amazon.com/iot/latest/developerguide/cloudwatch-logs-rule-action.html)."""
     return [
@@ -85,7 +85,7 @@ def kinesis_rule(stream_arn: str, key_arn: str, error_log_group_arn: str) -> Doc
     return _doc(
         _allow("PutIntoStream", ["kinesis:PutRecord"], [stream_arn]),
         _allow("EncryptForStream", ["kms:GenerateDataKey"], [key_arn]),
-        *_log_writes(error_log_group_arn),
+        *error_log_writes(error_log_group_arn),
     )
 
 
@@ -93,7 +93,7 @@ def firehose_rule(delivery_stream_arn: str, error_log_group_arn: str) -> Documen
     """IoT rule -> Firehose: put records into the archive delivery stream."""
     return _doc(
         _allow("PutIntoDeliveryStream", ["firehose:PutRecord"], [delivery_stream_arn]),
-        *_log_writes(error_log_group_arn),
+        *error_log_writes(error_log_group_arn),
     )
 
 
@@ -111,7 +111,7 @@ def dynamodb_rule(table_arn: str, key_arn: str, error_log_group_arn: str, region
         _allow("UseTableKeyViaDynamoDB",
                ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"], [key_arn],
                {"StringEquals": {"kms:ViaService": via_service("dynamodb", region, dns_suffix)}}),
-        *_log_writes(error_log_group_arn),
+        *error_log_writes(error_log_group_arn),
     )
 
 
@@ -175,7 +175,7 @@ def sqs_rule(queue_arn: str, key_arn: str, error_log_group_arn: str) -> Document
     return _doc(
         _allow("SendToAlarmQueue", ["sqs:SendMessage"], [queue_arn]),
         _allow("EncryptForQueue", ["kms:GenerateDataKey", "kms:Decrypt"], [key_arn]),
-        *_log_writes(error_log_group_arn),
+        *error_log_writes(error_log_group_arn),
     )
 
 

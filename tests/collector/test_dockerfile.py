@@ -86,7 +86,7 @@ def test_entrypoint_cmd_and_healthcheck_run(
     check = container_argv(exec_form(healthcheck[healthcheck.index("CMD") + 3 :].strip()))
     assert command[1:3] == ["-m", "collector"]
 
-    env = {"PM500_BUFFER__PATH": str(volume / "buffer.sqlite")}
+    env = {"PM500C_BUFFER__PATH": str(volume / "buffer.sqlite")}
     collector = CollectorProcess(config, tmp_path, env=env)
     collector.process.args = command
     collector.start()

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from collector.buffer import Buffer
-from collector.config import InfluxConfig, load_config
+from collector.config import ENV_PREFIX, InfluxConfig, load_config
 from collector.influx_sink import InfluxSink
 from collector.reading import Reading
 from collector.validation import ConfigError
@@ -43,11 +43,11 @@ def write_config(tmp_path: Path, data: dict[str, Any]) -> Path:
 def test_env_overrides_nested_fields_and_list_items(tmp_path: Path) -> None:
     path = write_config(tmp_path, CONFIG)
     env = {
-        "PM500_INFLUX__URL": "http://influx.example:8086",
-        "PM500_INFLUX__PASSWORD": "0123",  # stays a string, not the number 123
-        "PM500_BUFFER__PATH": "/data/buffer.sqlite",
-        "PM500_POLL_INTERVAL_S": "5",
-        "PM500_METERS__0__PORT": "2222",
+        "PM500C_INFLUX__URL": "http://influx.example:8086",
+        "PM500C_INFLUX__PASSWORD": "0123",  # stays a string, not the number 123
+        "PM500C_BUFFER__PATH": "/data/buffer.sqlite",
+        "PM500C_POLL_INTERVAL_S": "5",
+        "PM500C_METERS__0__PORT": "2222",
         "HOME": "/root",
     }
     cfg = load_config(path, env)
@@ -58,13 +58,51 @@ def test_env_overrides_nested_fields_and_list_items(tmp_path: Path) -> None:
     assert load_config(path).influx.url == "http://127.0.0.1:8086"  # no environ: file only
 
 
+def test_collector_prefix_is_its_own() -> None:
+    # The CLI's and the tools' variables (docs/cli.md, docs/sandbox.md, docs/edge.md) start with PM500_:
+    # the collector's overrides must be a namespace none of them can fall into.
+    assert ENV_PREFIX == "PM500C_"
+    assert not "PM500_INFLUX_PASSWORD".startswith(ENV_PREFIX)
+
+
+def test_cli_and_tool_variables_are_not_overrides(tmp_path: Path) -> None:
+    """The variables the docs tell operators to export must not stop the collector (issue 21, item 6)."""
+    path = write_config(tmp_path, CONFIG)
+    env = {"PM500_INFLUX_PASSWORD": "s3cret", "PM500_CA_KEY_PASSWORD": "k3y",
+           "PM500_CACHE_DIR": "/var/cache/x"}
+    cfg = load_config(path, env)
+    assert cfg.influx.password is None and cfg.influx.url == "http://127.0.0.1:8086"
+
+
 def test_env_override_errors_name_field_and_variable(tmp_path: Path) -> None:
     path = write_config(tmp_path, CONFIG)
     with pytest.raises(ConfigError) as e:
-        load_config(path, {"PM500_INFLUX__URL": "influx:8086", "PM500_BUFFER__SIZE": "1"})
+        load_config(path, {"PM500C_INFLUX__URL": "influx:8086", "PM500C_BUFFER__SIZE": "1"})
     lines = str(e.value).splitlines()
-    assert any("influx.url" in line and "(set by PM500_INFLUX__URL)" in line for line in lines)
-    assert any("buffer.size" in line and "unknown field" in line for line in lines)
+    assert any("influx.url" in line and "(set by PM500C_INFLUX__URL)" in line for line in lines)
+    assert any("buffer.size" in line and "PM500C_BUFFER__SIZE" in line for line in lines)
+
+
+@pytest.mark.parametrize(("variable", "expected"), [
+    ("PM500C_METERS__1__HOST", "index 1 is past the end of meters (1 item)"),
+    ("PM500C_METERS__X__HOST", "meters: expected a list index"),
+    ("PM500C_MQTT__NO_SUCH", "mqtt.no_such: unknown field"),
+    ("PM500C_", "no field named"),
+])
+def test_env_override_that_points_nowhere_is_an_error_naming_it(
+    tmp_path: Path, variable: str, expected: str
+) -> None:
+    path = write_config(tmp_path, CONFIG)
+    with pytest.raises(ConfigError) as e:
+        load_config(path, {variable: "meter2.example"})
+    assert variable in str(e.value) and expected in str(e.value)
+
+
+def test_override_past_the_meters_list_exits_78(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PM500C_METERS__3__HOST": "meter4.example"}
+    result = run_cli("--healthcheck", "--config", str(write_config(tmp_path, CONFIG)), env=env)
+    assert result.returncode == 78
+    assert "PM500C_METERS__3__HOST" in result.stderr and "Traceback" not in result.stderr
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

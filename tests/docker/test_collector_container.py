@@ -4,7 +4,7 @@ Each test provisions its collector with `cli.py provision-device` (moto holds th
 copies the bundle to the "edge host" as docs/edge.md says, and runs the image with the bundle
 bind-mounted read-only at /bundle and a fresh named volume at /var/lib/pm500. Host network (the test
 engine has no bridge): the health port is moved to a free loopback port with the collector's own
-`PM500_HEALTH__PORT` override.
+`PM500C_HEALTH__PORT` override.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def run_collector(engine: DockerEngine, image: str, bundle: Path, name: str) -> 
     return engine.client.containers.run(
         image, name=name, detach=True, network_mode="host",
         volumes=[f"{bundle}:/bundle:ro", f"{volume.name}:/var/lib/pm500"],
-        environment={"PM500_HEALTH__PORT": str(free_port())},
+        environment={"PM500C_HEALTH__PORT": str(free_port())},
         restart_policy={"Name": RESTART, "MaximumRetryCount": 0},
     )
 

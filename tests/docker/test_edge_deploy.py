@@ -66,7 +66,7 @@ def deploy(engine: DockerEngine, stack: DeployedStack, site: str) -> EdgeDeploym
         local[stack.remote_image_id(remote)] = built if pulled.startswith(repository + "@") else pulled
 
     def health_port(container: Any) -> dict[str, str]:  # host network: one health port per collector
-        return {"PM500_HEALTH__PORT": str(free_port())} if "collector" in container.inputs["name"] else {}
+        return {"PM500C_HEALTH__PORT": str(free_port())} if "collector" in container.inputs["name"] else {}
 
     return EdgeDeployment(engine, resources, local, extra_env=health_port).apply()
 

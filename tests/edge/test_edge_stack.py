@@ -221,8 +221,8 @@ def test_grafana_is_optional_and_provisioned_from_repo_files(image_context: Path
     assert str(Path(edge_mod.GRAFANA_DASHBOARD_PATH).parent) in uploads[edge_mod.GRAFANA_PROVIDER_PATH]
     env = env_of(grafana)
     influx_env = env_of(mocks.named("edge-plant-a-influxdb"))
-    assert env["PM500_INFLUX_READ_USER"] == influx_env["INFLUXDB_READ_USER"]
-    assert env["PM500_INFLUX_READ_PASSWORD"] == influx_env["INFLUXDB_READ_USER_PASSWORD"]
+    assert env["PM500G_INFLUX_READ_USER"] == influx_env["INFLUXDB_READ_USER"]
+    assert env["PM500G_INFLUX_READ_PASSWORD"] == influx_env["INFLUXDB_READ_USER_PASSWORD"]
     assert env["GF_SECURITY_ADMIN_PASSWORD"] == "generated-edge-plant-a-passwords-grafana-admin"
     assert is_secret(grafana.inputs["envs"])
     assert grafana.get("mounts") == [{"type": "volume", "source": "pm500_prod_plant-a_grafana-data",

@@ -41,6 +41,11 @@ CASES = [
     ({"pm500:kinesis": json.dumps({"retentionHours": 12})}, "pm500:kinesis.retentionHours"),
     ({"pm500:archive": json.dumps({"bufferSizeMb": 16})}, "pm500:archive.bufferSizeMb"),
     ({"pm500:kinesis": json.dumps({"shardz": 2})}, "pm500:kinesis.shardz: unknown field"),
+    (  # issue 21 item 2: a pipe cannot batch more than its target (an event bus: 10) accepts
+        {"pm500:eventPipe": json.dumps({"batchSize": 100})},
+        "pm500:eventPipe.batchSize: 100: an EventBridge event bus takes at most 10 events per batch",
+    ),
+    ({"pm500:eventPipe": json.dumps({"batchSize": 0})}, "pm500:eventPipe.batchSize: Input should be greater"),
     ({"pm500:sitez": "[]"}, "pm500:sitez: unknown config key"),
     (
         {"pm500:sites": _sites(meter__host="not a host!")},

@@ -21,10 +21,12 @@ from infra.deployer_policy import (
     iam_action,
     policy_chars,
 )
-from infra.iam_reference import action, allows, check_document
-from infra.mock_runtime import ARN_FORMATS, EvaluatedStack, evaluate_stack, mock_state
+from infra.iam_reference import action, check_document
+from infra.mock_runtime import ARN_FORMATS, IAM_RESOURCE_TYPES, EvaluatedStack, evaluate_stack, mock_state
 from infra.provider_requests import stack_requests
 from infra.sparkplug import DESCRIPTOR_KEY
+from preflight.guide_rules import request_arn
+from preflight.iam_evaluator import allows
 
 ACCOUNT = "123456789012"
 STAGING_ARN = "arn:aws:{service}:eu-west-1:123456789012:{resource}"
@@ -149,21 +151,25 @@ def test_deploy_policy_denies_other_stacks_services_and_accounts(
 def test_every_create_request_is_allowed_on_the_resource_arn(
     which: str, staging: EvaluatedStack, prod: EvaluatedStack, longest: EvaluatedStack
 ) -> None:
-    """Each declared resource's ARN as the mock runtime forms it; every request the provider sends for it."""
+    """Each declared resource's ARN as the mock runtime forms it, in the form the request carries
+    (preflight/service_guide_rules.yaml); every request the provider sends for it."""
     stack = {"staging": staging, "prod": prod, "longest": longest}[which]
     region = stack.config["aws:region"]
     policy = deployer_policy(stack, "deploy", ACCOUNT)
     arns = {
-        f"{r.type} {r.name}": mock_state(r.type, r.name, r.inputs, region, ACCOUNT)[1]["arn"]
+        f"{r.type} {r.name}": (mock_state(r.type, r.name, r.inputs, region, ACCOUNT)[1]["arn"],
+                               IAM_RESOURCE_TYPES[r.type][1])
         for r in stack.resources
-        if r.type in ARN_FORMATS and r.type != "aws:kms/key:Key"
+        if r.type in ARN_FORMATS and r.type in IAM_RESOURCE_TYPES and r.type != "aws:kms/key:Key"
     }
     checked = 0
     for request in stack_requests(stack):
         if request.resource in arns:
             name = iam_action(request.service, request.operation)
             if action(name).resource_level:
-                assert _allowed(policy, name, arns[request.resource]), f"{name} on {arns[request.resource]}"
+                arn, rtype = arns[request.resource]
+                carried = request_arn(name, arn, rtype)
+                assert _allowed(policy, name, carried), f"{name} on {carried}"
                 checked += 1
             else:
                 assert _allowed(policy, name, "*", {"aws:RequestedRegion": region}), name

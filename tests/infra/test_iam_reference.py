@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from infra import iam
-from infra.iam_reference import action, allows, check_document, globs_intersect
+from infra.iam_reference import action, check_document, globs_intersect
 from infra.mock_runtime import EvaluatedStack
+from preflight.iam_evaluator import allows
 
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ARN = "arn:aws:iot:eu-west-1:123456789012"
@@ -59,9 +60,9 @@ def test_every_role_policy_of_every_stack_matches_the_reference(
             assert [str(f) for f in check_document(document)] == [], f"{stack.stack} {name}"
             checked += 1
     # staging: 4 route/provisioning/firehose roles + the 2 alarm-event roles; prod also the pipe and
-    # latest-value roles; longest (mixed encodings) also the 3 Sparkplug rules' roles (decode, kinesis,
-    # archive)
-    assert checked == 6 + 8 + 11
+    # latest-value roles; longest (mixed encodings) also the 4 Sparkplug rules' roles (decode, kinesis,
+    # archive, latest values)
+    assert checked == 6 + 8 + 12
 
 
 def test_provisioning_role_is_a_subset_of_aws_managed_registration_policy(staging: EvaluatedStack) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 
-from infra.iam_reference import allows, check_document
+from infra.iam_reference import check_document
 from infra.mock_runtime import EvaluatedStack
+from preflight.iam_evaluator import allows
 
 RULE = "aws:iot/topicRule:TopicRule"
 ROLE_ARN = "arn:aws:iam::123456789012:role/pm500-prod-rule-ddata_latest"
@@ -46,3 +47,41 @@ def test_the_rule_role_may_read_and_write_the_table_only(prod: EvaluatedStack) -
     key_arn = f"arn:aws:kms:eu-west-1:123456789012:key/{key.id}" if key.id else ""
     via = {"kms:ViaService": "dynamodb.eu-west-1.amazonaws.com"}
     assert key_arn and allows(document, "kms:Decrypt", key_arn, via)  # reading the encrypted item
+
+
+# Issue 21 item 3: a sparkplug-b collector's DDATA is protobuf on the DDATA topic (no `timestamp` the SQL
+# can read: the WHERE was never true) and decoded JSON on the stack's decoded topic.
+LONG = "longest-stack-checks-024"
+LONG_ROLE = f"arn:aws:iam::123456789012:role/pm500-{LONG}-rule-spb_latest"
+
+
+def _latest_rules(stack: EvaluatedStack) -> dict[str, dict[str, object]]:
+    return {r.name: r.inputs for r in stack.of_type(RULE) if r.inputs.get("dynamodbv2s")}
+
+
+def test_a_mixed_stack_writes_the_latest_values_of_both_encodings(longest: EvaluatedStack) -> None:
+    rules = _latest_rules(longest)
+    assert sorted(rules) == ["rule/ddata_latest", "rule/spb_latest"]
+    json_sql, spb_sql = str(rules["rule/ddata_latest"]["sql"]), str(rules["rule/spb_latest"]["sql"])
+    # JSON DDATA only (a protobuf payload has no `metrics` the SQL can read), as the other JSON rules
+    assert "FROM 'spBv1.0/pm500/DDATA/+/+'" in json_sql and json_sql.endswith(" AND NOT isUndefined(metrics)")
+    # the decoded JSON, reshaped as the archive's, keyed <thing>/<asset>, newer than the stored one
+    assert f"FROM 'pm500-decoded/{LONG}/+/+'" in spb_sql
+    assert "concat(topic(3), '/', topic(4)) AS meter" in spb_sql
+    assert spb_sql.endswith(
+        f"WHERE nanvl(get_dynamodb('pm500-{LONG}-latest', 'meter', concat(topic(3), '/', topic(4)), "
+        f"'{LONG_ROLE}').timestamp, -1) < cast(timestamp AS Decimal)")
+    assert spb_sql.count("get_dynamodb(") == 1
+    assert rules["rule/spb_latest"]["dynamodbv2s"] == [
+        {"putItem": {"tableName": f"pm500-{LONG}-latest"}, "roleArn": LONG_ROLE}]
+
+
+def test_a_sparkplug_only_stack_reads_only_the_decoded_topic(prod: EvaluatedStack) -> None:
+    import json as _json
+
+    from infra.mock_runtime import evaluate_stack
+
+    config = {**prod.config, "pm500:encoding": "sparkplug-b"}
+    stack = evaluate_stack("prod", config=config, secret_keys=prod.secret_keys)
+    rules = _latest_rules(stack)
+    assert list(rules) == ["rule/spb_latest"], _json.dumps(sorted(rules))

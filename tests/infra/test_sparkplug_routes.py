@@ -111,8 +111,8 @@ def test_mixed_stack_splits_json_and_protobuf_payloads(mixed_stack: EvaluatedSta
 
 
 def _case_table(sql: str, target: str) -> dict[int, str]:
-    """alias -> value of the `CASE alias ... END AS <target>` inside the rule SQL."""
-    match = re.search(r"CASE alias ((?:WHEN \d+ THEN '[^']*' ?)+)END\}? AS " + target, sql)
+    """alias -> value of the `CASE cast(alias AS Int) ... END AS <target>` inside the rule SQL."""
+    match = re.search(r"CASE cast\(alias AS Int\) ((?:WHEN \d+ THEN '[^']*' ?)+)END\}? AS " + target, sql)
     assert match, f"no CASE for {target}"
     return {int(a): v for a, v in re.findall(r"WHEN (\d+) THEN '([^']*)'", match.group(1))}
 
@@ -159,7 +159,8 @@ def test_descriptor_decodes_collector_payloads_into_the_json_modes_shape(
     assert "{'quality': CASE (" in sql and "get(get(properties.values, 0), 'stringValue')" in sql
 
     def metric(m: dict[str, Any]) -> dict[str, Any]:
-        alias = int(m["alias"])
+        assert isinstance(m["alias"], str)  # uint64: a string in protobuf's JSON, as AWS's decode renders it
+        alias = int(m["alias"])  # the rule's cast(alias AS Int)
         shaped = {"name": names[alias], "alias": aliases[alias], "value": m.get("doubleValue")}
         properties = {"unit": units[alias]}
         if m.get("isNull"):

@@ -54,7 +54,8 @@ def test_probe_prints_product_info_every_element_with_its_metric_and_the_verdict
     assert (frequency["metric"], frequency["unit"]) == ("frequency", "Hz")
     assert frequency["raw"] == pytest.approx(served["frequency"], rel=1e-6)
     assert by_number[103]["elements"][0]["metric"] is None  # max/demand: shown raw, not mapped
-    assert report["register_map"] == {"verdict": "consistent", "wiring": "4-wire", "violations": []}
+    assert report["register_map"] == {
+        "verdict": "consistent", "wiring": "4-wire", "unchecked": [], "violations": []}
 
     text = _probe(sim).output
     assert "product: 'PM500 EtherNet', model code A (V2), base firmware revision 12" in text
@@ -122,3 +123,20 @@ def test_unreachable_meter_and_bad_options_are_one_clear_line(sim: SimulatorProc
     broken.write_text("instances: 3\n")
     bad_map = _probe(sim, "--map", str(broken))
     assert bad_map.exit_code == 1 and f"--map: {broken}" in bad_map.stderr
+
+
+def test_an_instance_too_short_to_check_makes_the_verdict_incomplete_and_exit_3(
+    sim: SimulatorProcess,
+) -> None:
+    """Issue 21 item 8: 101 served shorter than the map expects was warned about, then the last line said
+    `consistent` and the exit code 0, although none of 101's relations had been checked."""
+    sim.control.set_faults(0, size={101: 44})  # attribute 4 answers 44 bytes, the map expects 48
+    text = _probe(sim)
+    assert text.exit_code == 3, text.output
+    last = text.output.rstrip().splitlines()[-1]
+    assert last == "register map consistency (4-wire): INCOMPLETE: instance 101 not checked", last
+    report = json.loads(_probe(sim, "--json").output)
+    assert report["register_map"]["verdict"] == "incomplete"
+    assert report["register_map"]["unchecked"] == [101]
+    sim.control.reset(0)
+    assert _probe(sim).exit_code == 0
