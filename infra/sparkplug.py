@@ -42,8 +42,10 @@ DECODED_TOPIC_ROOT = "pm500-decoded"
 # Kinesis partition key of the decoded records: <thing>/<asset>, as for JSON DDATA (levels 3 and 4 here).
 DECODED_PARTITION_KEY = "${topic(3)}/${topic(4)}"
 DECODED_METER_SQL = "concat(topic(3), '/', topic(4))"  # the same <thing>/<asset> in rule SQL
-# A decoded Payload's timestamp is a uint64: a string in protobuf's JSON, compared only once cast.
-DECODED_TIMESTAMP_SQL = "cast(timestamp AS Decimal)"
+# When the reading was taken: every metric of a DDATA carries it (the payload's own timestamp is when
+# the edge node published, which for a replayed backlog is much later). A uint64: a string in protobuf's
+# JSON, compared only once cast.
+DECODED_TIMESTAMP_SQL = "cast(get(metrics, 0).timestamp AS Decimal)"
 LATEST_ROUTE = "spb_latest"
 # Where the descriptor set lives: named by its content (see the module docstring).
 DESCRIPTOR_KEY = f"sparkplug_b/{hashlib.sha256(DESCRIPTOR_SET_FILE.read_bytes()).hexdigest()[:16]}.desc"
