@@ -48,7 +48,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,7 @@ class _Device:
     last_seen: float = float("-inf")  # monotonic time of the last reading
     born: bool = False  # announced by a DBIRTH in this Sparkplug session, no DDEATH since
     values_at: int = 0  # timestamp of the values its DBIRTH carried: rows older are historical
+    in_service: bool = True  # false: taken out of service remotely (`collector.settings`), not polled
 
 
 class MqttSink:
@@ -130,7 +131,9 @@ class MqttSink:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self.on_command: Callable[[bytes], None] = lambda payload: None
+        self.on_command: Callable[[bytes], None] = lambda payload: None  # a JSON NCMD
+        self.on_write: Callable[[dict[str, object]], None] = lambda writes: None  # Sparkplug settings writes
+        self.on_refused: Callable[[str], None] = lambda reason: None  # a Sparkplug NCMD it cannot read
         self.link = MqttLink(
             cfg,
             on_puback=self._puback,
@@ -272,14 +275,39 @@ class MqttSink:
         return device
 
     def _is_dead(self, device: _Device) -> bool:
-        return time.monotonic() - device.last_seen > device_death_after_s(self.poll_interval_s)
+        silent_s = time.monotonic() - device.last_seen
+        return not device.in_service or silent_s > device_death_after_s(self.poll_interval_s)
 
     def _command(self, payload: bytes) -> None:
-        """NCMD (paho's thread): a Sparkplug rebirth request is ours, anything else the collector's."""
-        if self._wire.is_rebirth(payload):
-            self.rebirth()
-        else:
+        """NCMD (paho's thread). Sparkplug B: a rebirth request is ours, writes of settings and what
+        could not be read go to the collector. JSON: the collector reads it."""
+        command = self._wire.command(payload)
+        if command is None:
             self.on_command(payload)
+            return
+        if command.problems:
+            self.on_refused("; ".join(command.problems))
+        if command.writes:
+            self.on_write(command.writes)
+        if command.rebirth:
+            self.rebirth()
+
+    def publish_settings(self) -> None:
+        """NDATA with the settings whose new values hosts have not been told yet (any thread)."""
+        with self._wire.lock:
+            if not self.link.connected.is_set():
+                return  # the next NBIRTH carries the current values
+            body = self._wire.ndata()
+            if body is not None:
+                self.link.publish(topics.NDATA.render(self._thing), body, qos=self._wire.birth_qos,
+                                  session=self.link.session)
+
+    def set_out_of_service(self, assets: Iterable[str]) -> None:
+        """Meters taken out of service (any thread): dead at once, DDEATH once their rows are out."""
+        out = set(assets)
+        for asset, device in self._devices.items():
+            device.in_service = asset not in out
+        self._wake.set()
 
     def rebirth(self) -> None:
         """NBIRTH + DBIRTHs of the born devices again (same bdSeq, seq from 0); no DDATA in between."""

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -71,6 +72,11 @@ _BREAKER_NUMBER = len(METRICS) + 2
 _REGISTER_MAP_NUMBER = len(METRICS) + 3
 # Numbers within the node slot (NBIRTH). `Node Control/Rebirth` has no alias, as the spec requires.
 _BDSEQ_NUMBER = 1
+_FIRST_SETTING_NUMBER = 2  # then the writable settings, in `collector.settings` order
+# The collector's remote settings (`collector.settings`) as writable node metrics: `Settings/` and the
+# setting's key with `/` for `.` (`Settings/poll_interval_s`, `Settings/meters/<asset>/in_service`).
+SETTINGS_FOLDER = "Settings"
+_SETTING_TYPES = {"float": DataType.Double, "bool": DataType.Boolean}
 
 _TIMESTAMP_TAG = bytes([(Payload.TIMESTAMP_FIELD_NUMBER << 3) | 0])  # field 1, varint
 _SEQ_TAG = bytes([(Payload.SEQ_FIELD_NUMBER << 3) | 0])  # field 3, varint
@@ -256,12 +262,95 @@ def values_from_body(body: bytes) -> dict[str, float]:
     }
 
 
-def nbirth(bdseq: int, seq: int, timestamp_ms: int) -> bytes:
+@dataclass(frozen=True)
+class NodeSetting:
+    """A writable node metric: a `collector.settings` key, its kind ("float" | "bool") and value."""
+
+    key: str
+    kind: str
+    value: object
+
+
+def setting_metric(key: str) -> str:
+    return f"{SETTINGS_FOLDER}/{key.replace('.', '/')}"
+
+
+def setting_alias(index: int) -> int:
+    """The alias of the `index`-th writable setting (node slot, after bdSeq)."""
+    return alias(NODE_SLOT, _FIRST_SETTING_NUMBER + index)
+
+
+def _set_setting(metric: Payload.Metric, kind: str, value: object) -> None:
+    if kind == "bool":
+        metric.boolean_value = bool(value)
+    else:
+        metric.double_value = float(value)  # type: ignore[arg-type]
+
+
+def nbirth(bdseq: int, seq: int, timestamp_ms: int, settings: Sequence[NodeSetting] = ()) -> bytes:
+    """NBIRTH: bdSeq, `Node Control/Rebirth` (false, no alias) and the writable settings with their values."""
     payload = Payload(timestamp=timestamp_ms, seq=seq)
     payload.metrics.add(name=BDSEQ, alias=alias(NODE_SLOT, _BDSEQ_NUMBER), datatype=DataType.Int64,
                         long_value=bdseq, timestamp=timestamp_ms)
     payload.metrics.add(name=REBIRTH, datatype=DataType.Boolean, boolean_value=False, timestamp=timestamp_ms)
+    for i, setting in enumerate(settings):
+        metric = payload.metrics.add(name=setting_metric(setting.key), alias=setting_alias(i),
+                                     datatype=_SETTING_TYPES[setting.kind], timestamp=timestamp_ms)
+        _set_setting(metric, setting.kind, setting.value)
     return _serialized(payload)
+
+
+def ndata(seq: int, timestamp_ms: int, changed: Sequence[tuple[int, NodeSetting]]) -> bytes:
+    """NDATA: the settings (by alias, index into the NBIRTH's list) whose value is news to hosts."""
+    payload = Payload(timestamp=timestamp_ms, seq=seq)
+    for index, setting in changed:
+        metric = payload.metrics.add(alias=setting_alias(index), timestamp=timestamp_ms)
+        _set_setting(metric, setting.kind, setting.value)
+    return _serialized(payload)
+
+
+@dataclass(frozen=True)
+class NodeCommand:
+    """What an NCMD asks: a rebirth, settings to write (key -> value as sent), and what could not be read."""
+
+    rebirth: bool = False
+    writes: dict[str, object] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _sent_value(metric: Payload.Metric) -> object:
+    kind = metric.WhichOneof("value")
+    return None if kind is None or metric.is_null else getattr(metric, kind)
+
+
+def parse_ncmd(ncmd: bytes, settings: Sequence[NodeSetting]) -> NodeCommand:
+    """An NCMD as Sparkplug B: metrics by name, or by the alias the NBIRTH gave them.
+
+    Values are handed on as sent (a Double, an Int, a Boolean); `collector.settings` judges them. A
+    metric that is not the rebirth request nor a writable setting is a problem naming it.
+    """
+    try:
+        payload = Payload.FromString(ncmd)
+    except DecodeError as e:
+        return NodeCommand(problems=[f"NCMD payload is not a Sparkplug B Payload ({e}); this collector "
+                                     "runs encoding: sparkplug-b (JSON commands work in json mode)"])
+    by_name = {setting_metric(s.key): s.key for s in settings}
+    by_alias = {setting_alias(i): s.key for i, s in enumerate(settings)}
+    rebirth, writes, problems = False, {}, []
+    for metric in payload.metrics:
+        if metric.name == REBIRTH:
+            rebirth = rebirth or (metric.WhichOneof("value") == "boolean_value" and metric.boolean_value)
+            continue
+        key = by_name.get(metric.name) if metric.name else by_alias.get(metric.alias)
+        if key is None:
+            shown = metric.name or f"alias {metric.alias}"
+            problems.append(f"{shown}: not a writable metric of this edge node "
+                            f"(writable: {REBIRTH}, {', '.join(sorted(by_name))})")
+            continue
+        writes[key] = _sent_value(metric)
+    if not payload.metrics:
+        problems.append("NCMD without metrics")
+    return NodeCommand(rebirth, writes, problems)
 
 
 def ndeath(bdseq: int, timestamp_ms: int) -> bytes:
@@ -295,15 +384,6 @@ def dbirth(slot: int, site: str, breaker: str, seq: int, timestamp_ms: int, curr
 
 def ddeath(seq: int, timestamp_ms: int) -> bytes:
     return _serialized(Payload(timestamp=timestamp_ms, seq=seq))
-
-
-def is_rebirth_request(ncmd: bytes) -> bool:
-    """True for an NCMD Payload with `Node Control/Rebirth` = true; False for anything else (e.g. JSON)."""
-    try:
-        payload = Payload.FromString(ncmd)
-    except DecodeError:
-        return False
-    return any(m.name == REBIRTH and m.boolean_value for m in payload.metrics)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ def _sparkplug(message_type: str, *device: str, direction: str = "publish") -> T
 
 NBIRTH = _sparkplug("NBIRTH")
 NDEATH = _sparkplug("NDEATH")
+NDATA = _sparkplug("NDATA")
 DBIRTH = _sparkplug("DBIRTH", ASSET)
 DDATA = _sparkplug("DDATA", ASSET)
 DDEATH = _sparkplug("DDEATH", ASSET)
@@ -84,7 +85,9 @@ EVENTS_NAMESPACE = "pm500"
 EVENT = TopicTemplate("EVENT", (EVENTS_NAMESPACE, "event", THING, ASSET), "publish")
 EVENT_THING_LEVEL = 3  # IoT SQL topic(3) of an EVENT topic is the thing name
 
-COLLECTOR_TOPICS: tuple[TopicTemplate, ...] = (NBIRTH, NDEATH, DBIRTH, DDATA, DDEATH, NCMD, SHADOW, EVENT)
+COLLECTOR_TOPICS: tuple[TopicTemplate, ...] = (
+    NBIRTH, NDEATH, NDATA, DBIRTH, DDATA, DDEATH, NCMD, SHADOW, EVENT
+)
 
 
 def thing_name(stack: str, site: str, collector: str) -> str:

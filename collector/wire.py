@@ -24,12 +24,20 @@ from collector import payload, sparkplug_b
 from collector.buffer import Entry
 from collector.config import CollectorConfig, Encoding
 from collector.reading import Reading
+from collector.settings import SettingSpec
 
 log = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class SettingsView(Protocol):
+    """What the wire reads of `collector.settings.Settings`."""
+
+    def specs(self) -> list[SettingSpec]: ...
+    def values(self) -> dict[str, object]: ...
 
 
 class Wire(Protocol):
@@ -51,7 +59,8 @@ class Wire(Protocol):
                register_map: dict[str, Any] | None = None, current: Reading | None = None) -> bytes: ...
     def ddata(self, entry: Entry, *, buffer_id: str, historical: bool = False) -> bytes: ...
     def ddeath(self) -> bytes | None: ...
-    def is_rebirth(self, ncmd: bytes) -> bool: ...
+    def command(self, ncmd: bytes) -> sparkplug_b.NodeCommand | None: ...
+    def ndata(self) -> bytes | None: ...
 
 
 class JsonWire:
@@ -98,8 +107,11 @@ class JsonWire:
     def ddeath(self) -> bytes | None:
         return None  # the JSON contract has no DDEATH message
 
-    def is_rebirth(self, ncmd: bytes) -> bool:
-        return False
+    def command(self, ncmd: bytes) -> sparkplug_b.NodeCommand | None:
+        return None  # JSON commands: the collector's own reader (`Collector.handle_command`)
+
+    def ndata(self) -> bytes | None:
+        return None  # the JSON contract has no NDATA message
 
     def _node_state(self, online: bool) -> bytes:
         return payload.encode(payload.node_state(self._thing, self._site, online, now_ms()))
@@ -131,6 +143,8 @@ class SparkplugWire:
         self._bdseq_file = Path(f"{cfg.buffer.path}.bdseq")
         self._bdseq = self._load_bdseq()
         self._will_bdseq = sparkplug_b.next_bdseq(self._bdseq)  # in the will of the next CONNECT
+        self.settings: SettingsView | None = None  # the collector's remote settings: writable node metrics
+        self._announced: dict[str, object] = {}  # setting -> the value hosts were last told (NBIRTH, NDATA)
 
     def _load_bdseq(self) -> int | None:
         try:
@@ -171,8 +185,11 @@ class SparkplugWire:
         self._will_bdseq = sparkplug_b.next_bdseq(self._bdseq)
 
     def nbirth(self) -> bytes:
-        """NBIRTH (after CONNECT or on a rebirth request): the current bdSeq, seq back to 0."""
-        return sparkplug_b.nbirth(self._bdseq or 0, self._seq.restart(), now_ms())
+        """NBIRTH (after CONNECT or on a rebirth request): the current bdSeq, seq back to 0, and the
+        writable settings with their current values."""
+        settings = self._settings()
+        self._announced = {s.key: s.value for s in settings}
+        return sparkplug_b.nbirth(self._bdseq or 0, self._seq.restart(), now_ms(), settings)
 
     def ndeath(self) -> bytes:
         return sparkplug_b.ndeath(self._bdseq or 0, now_ms())
@@ -193,8 +210,24 @@ class SparkplugWire:
     def ddeath(self) -> bytes | None:
         return sparkplug_b.ddeath(self._seq.next(), now_ms())
 
-    def is_rebirth(self, ncmd: bytes) -> bool:
-        return sparkplug_b.is_rebirth_request(ncmd)
+    def _settings(self) -> list[sparkplug_b.NodeSetting]:
+        if self.settings is None:
+            return []
+        values = self.settings.values()
+        return [sparkplug_b.NodeSetting(s.key, s.kind, values[s.key]) for s in self.settings.specs()]
+
+    def command(self, ncmd: bytes) -> sparkplug_b.NodeCommand | None:
+        return sparkplug_b.parse_ncmd(ncmd, self._settings())
+
+    def ndata(self) -> bytes | None:
+        """NDATA of the settings whose value hosts have not been told; None when there is nothing new
+        (NDATA only when a node metric changes, `tck-id-operational-behavior-data-publish-nbirth-change`)."""
+        settings = self._settings()
+        changed = [(i, s) for i, s in enumerate(settings) if self._announced.get(s.key) != s.value]
+        if not changed:
+            return None
+        self._announced.update({s.key: s.value for _, s in changed})
+        return sparkplug_b.ndata(self._seq.next(), now_ms(), changed)
 
 
 def make_wire(cfg: CollectorConfig) -> Wire:

@@ -96,7 +96,8 @@ def test_sparkplug_settings_are_validated_naming_the_field(
 ) -> None:
     with pytest.raises(ConfigError, match=error):
         config(tmp_path, **mqtt)
-    assert config(tmp_path, primary_host_id="Ignition-Primary_1.a").mqtt.primary_host_id == "Ignition-Primary_1.a"
+    host = "Ignition-Primary_1.a"
+    assert config(tmp_path, primary_host_id=host).mqtt.primary_host_id == host
 
 
 @pytest.mark.parametrize("mqtt", [{"primary_host_id": "scada"}, {"ddata_qos": 1}])
@@ -123,13 +124,15 @@ def test_ddata_aliases_are_the_devices_slot_and_metric_with_their_own_timestamps
     assert [(m.alias, m.double_value, m.timestamp, m.HasField("name"), m.HasField("datatype"))
             for m in sent.metrics] == [(513, 480.25, T0, False, False), (542, 12.5, T0, False, False)]
     assert not any(m.is_historical for m in sent.metrics)
-    assert sparkplug_b.finish(body, 2, historical=False, timestamp_ms=T0, seq=0).startswith(body)  # no re-encoding
+    # a live row in its own slot is not re-encoded: the buffered bytes, then timestamp and seq
+    assert sparkplug_b.finish(body, 2, historical=False, timestamp_ms=T0, seq=0).startswith(body)
 
 
 def test_a_row_goes_out_in_its_devices_current_slot_and_historical_when_told(Payload: Any) -> None:
     body = sparkplug_b.ddata_body(reading(), THING, slot=1)
     moved = Payload.FromString(sparkplug_b.finish(body, 3, historical=True, timestamp_ms=T0 + 1, seq=7))
-    assert [(m.alias, m.is_historical, m.timestamp) for m in moved.metrics] == [(769, True, T0), (798, True, T0)]
+    assert [(m.alias, m.is_historical, m.timestamp) for m in moved.metrics] == [
+        (769, True, T0), (798, True, T0)]
     assert moved.seq == 7 and moved.timestamp == T0 + 1
 
 
@@ -177,7 +180,8 @@ def test_a_null_metric_keeps_its_reason_across_an_encoding_switch(tmp_path: Path
     sent = sparkplug_wire.ddata(Entry(1, "meter-0", 7, T0, as_json), buffer_id=BUFFER_ID)
     converted = Payload.FromString(sent).metrics
     assert [(m.alias, m.is_null, m.properties.values[0].string_value if m.is_null else m.double_value)
-            for m in converted] == [(257, True, "not_finite"), (259, True, "out_of_range"), (286, False, 12.5)]
+            for m in converted] == [
+        (257, True, "not_finite"), (259, True, "out_of_range"), (286, False, 12.5)]
     assert {m.timestamp for m in converted} == {T0}
     # back to JSON: a null metric has no value to give back and is left out, never sent as 0
     as_sparkplug = sparkplug_wire.ddata_row(reading(voltageAN=math.inf, energy=12.5), 8, BUFFER_ID)
@@ -214,7 +218,7 @@ def test_dbirth_declares_every_metric_with_its_current_value(Payload: Any) -> No
     for m in METRICS:
         d = declared[m.name]
         assert d.datatype == DOUBLE and d.timestamp == T0 - 700  # when the value was taken
-        assert list(d.properties.keys)[0] == "unit"
+        assert d.properties.keys[0] == "unit"
         assert (d.properties.values[0].type, d.properties.values[0].string_value) == (STRING, m.unit)
     assert (declared["voltageAN"].alias, declared["voltageAN"].double_value) == (257, 480.25)
     assert (declared["energy"].alias, declared["energy"].double_value) == (286, 12.5)
@@ -226,7 +230,8 @@ def test_dbirth_declares_every_metric_with_its_current_value(Payload: Any) -> No
     breaker = declared["Properties/breaker"]
     assert (breaker.datatype, breaker.string_value, breaker.timestamp) == (STRING, "F0", T0)
     assert declared["Properties/site"].string_value == "plant-a"
-    assert json.loads(declared["Properties/registerMap"].string_value) == {"verdict": "consistent", "checks": 3}
+    verdict = json.loads(declared["Properties/registerMap"].string_value)
+    assert verdict == {"verdict": "consistent", "checks": 3}
 
     unknown = Payload.FromString(sparkplug_b.dbirth(2, "plant-a", "F1", seq=2, timestamp_ms=T0, current=None))
     assert all(m.is_null and m.timestamp == T0 for m in unknown.metrics if m.datatype == DOUBLE)
@@ -243,13 +248,87 @@ def test_aliases_are_unique_across_the_edge_nodes_births(Payload: Any) -> None:
     assert len(set(aliases)) == len(aliases)
 
 
-def test_rebirth_request_is_recognised_and_json_commands_are_not(Payload: Any) -> None:
+SETTINGS = [sparkplug_b.NodeSetting("poll_interval_s", "float", 1.0),
+            sparkplug_b.NodeSetting("debug", "bool", False),
+            sparkplug_b.NodeSetting("meters.meter-0.in_service", "bool", True)]
+
+
+def test_nbirth_declares_the_writable_settings_with_their_values(Payload: Any) -> None:
+    nbirth = Payload.FromString(sparkplug_b.nbirth(bdseq=3, seq=0, timestamp_ms=T0, settings=SETTINGS))
+    declared = {m.name: m for m in nbirth.metrics}
+    poll = declared["Settings/poll_interval_s"]
+    assert (poll.alias, poll.datatype, poll.double_value, poll.timestamp) == (2, DOUBLE, 1.0, T0)
+    debug = declared["Settings/debug"]
+    assert (debug.alias, debug.datatype, debug.boolean_value) == (3, BOOLEAN, False)
+    in_service = declared["Settings/meters/meter-0/in_service"]
+    assert (in_service.alias, in_service.datatype, in_service.boolean_value) == (4, BOOLEAN, True)
+
+
+def test_ndata_carries_changed_settings_by_alias_only(Payload: Any) -> None:
+    ndata = Payload.FromString(sparkplug_b.ndata(seq=9, timestamp_ms=T0, changed=[
+        (0, sparkplug_b.NodeSetting("poll_interval_s", "float", 5.0))]))
+    assert (ndata.seq, ndata.timestamp) == (9, T0)
+    assert [(m.alias, m.double_value, m.timestamp, m.HasField("name"), m.HasField("datatype"))
+            for m in ndata.metrics] == [(2, 5.0, T0, False, False)]
+
+
+def test_ncmd_rebirth_and_writes_by_name_or_alias(Payload: Any) -> None:
     request = Payload(timestamp=T0)
     request.metrics.add(name="Node Control/Rebirth", datatype=BOOLEAN, boolean_value=True)
-    assert sparkplug_b.is_rebirth_request(request.SerializeToString())
+    request.metrics.add(name="Settings/poll_interval_s", datatype=DOUBLE, double_value=5.0)
+    request.metrics.add(alias=3, boolean_value=True)  # Settings/debug by its NBIRTH alias
+    command = sparkplug_b.parse_ncmd(request.SerializeToString(), SETTINGS)
+    assert command == sparkplug_b.NodeCommand(True, {"poll_interval_s": 5.0, "debug": True}, [])
     request.metrics[0].boolean_value = False
-    assert not sparkplug_b.is_rebirth_request(request.SerializeToString())
-    assert not sparkplug_b.is_rebirth_request(json.dumps({"poll_interval_s": 5}).encode())
+    assert not sparkplug_b.parse_ncmd(request.SerializeToString(), SETTINGS).rebirth
+
+
+def test_ncmd_values_are_handed_on_as_sent_and_unknown_metrics_named(Payload: Any) -> None:
+    request = Payload(timestamp=T0)
+    request.metrics.add(name="Settings/poll_interval_s", datatype=INT64, long_value=7)
+    request.metrics.add(name="Settings/debug", is_null=True)
+    request.metrics.add(name="Node Control/Reboot", datatype=BOOLEAN, boolean_value=True)
+    command = sparkplug_b.parse_ncmd(request.SerializeToString(), SETTINGS)
+    assert command.writes == {"poll_interval_s": 7, "debug": None}  # collector.settings judges them
+    assert command.problems == ["Node Control/Reboot: not a writable metric of this edge node (writable: "
+                                "Node Control/Rebirth, Settings/debug, Settings/meters/meter-0/in_service, "
+                                "Settings/poll_interval_s)"]
+
+
+def test_a_json_ncmd_to_a_sparkplug_collector_is_refused_saying_why() -> None:
+    command = sparkplug_b.parse_ncmd(json.dumps({"poll_interval_s": 5}).encode(), SETTINGS)
+    assert not command.rebirth and not command.writes
+    assert len(command.problems) == 1
+    assert "not a Sparkplug B Payload" in command.problems[0] and "utf-8" not in command.problems[0]
+
+
+def test_the_wire_tells_hosts_each_new_setting_value_once(tmp_path: Path, Payload: Any) -> None:
+    class Values:
+        def __init__(self) -> None:
+            self.values_now: dict[str, object] = {"poll_interval_s": 1.0, "debug": False}
+
+        def specs(self) -> list[Any]:
+            from collector.settings import SettingSpec
+            return [SettingSpec("poll_interval_s", "float", "", 0.1, 3600), SettingSpec("debug", "bool", "")]
+
+        def values(self) -> dict[str, object]:
+            return dict(self.values_now)
+
+    wire = SparkplugWire(config(tmp_path))
+    settings = Values()
+    wire.settings = settings
+    wire.connect_sent()
+    nbirth = Payload.FromString(wire.nbirth())
+    assert metric(nbirth, "Settings/poll_interval_s").double_value == 1.0
+    assert wire.ndata() is None  # nothing new
+    settings.values_now["poll_interval_s"] = 5.0
+    ndata = Payload.FromString(wire.ndata() or b"")
+    assert [(m.alias, m.double_value) for m in ndata.metrics] == [(2, 5.0)] and ndata.seq == 1
+    assert wire.ndata() is None  # told once
+    settings.values_now["debug"] = True
+    again = Payload.FromString(wire.ndata() or b"")
+    assert [(m.alias, m.boolean_value) for m in again.metrics] == [(3, True)] and again.seq == 2
+    assert JsonWire(config(tmp_path, "json")).ndata() is None
 
 
 def test_seq_and_bdseq_wrap_at_256() -> None:

@@ -23,7 +23,7 @@ from sandbox.ca import DevCA
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.mqtt import Message
 
-BOOLEAN = 11  # Sparkplug B DataType Boolean (Tahu proto enum), written out
+DOUBLE, BOOLEAN = 10, 11  # Sparkplug B DataTypes (Tahu proto enum), written out
 OLD_TIMESTAMP = 16671135  # the TCK HostApplication's "old" STATE timestamp (1970)
 
 
@@ -82,6 +82,13 @@ class HostApplication:
         """NCMD `Node Control/Rebirth` = true, as a host sends it (QoS 0, not retained)."""
         request = payload_class(timestamp=int(time.time() * 1000))
         request.metrics.add(name="Node Control/Rebirth", datatype=BOOLEAN, boolean_value=True)
+        self.send_ncmd(edge_node, request.SerializeToString())
+
+    def write(self, edge_node: str, payload_class: Any, name: str, **value: Any) -> None:
+        """NCMD writing one metric by name (`double_value=...`, `boolean_value=...`), datatype given."""
+        request = payload_class(timestamp=int(time.time() * 1000))
+        datatype = {"double_value": DOUBLE, "boolean_value": BOOLEAN}[next(iter(value))]
+        request.metrics.add(name=name, datatype=datatype, **value)
         self.send_ncmd(edge_node, request.SerializeToString())
 
     def send_ncmd(self, edge_node: str, payload: bytes) -> None:

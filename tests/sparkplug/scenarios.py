@@ -34,6 +34,7 @@ from tests.sparkplug.host import OLD_TIMESTAMP, HostApplication
 HOST_ID = "pm500-test-host"
 ASSETS = ("meter-0", "meter-1")
 POLL_S = 0.1
+NEW_POLL_S = 0.2  # what the host writes into the collector's Settings/poll_interval_s
 GARBAGE_HZ = 3.0e37  # no PM500 measures that: out of its unit's plausible range (collector.quality)
 
 
@@ -160,6 +161,15 @@ def session(workdir: Path, ca: DevCA, payload_class: Any) -> Run:
         stage.host.request_rebirth(THING, payload_class)
         stage.wait(lambda ps: count(ps, "NBIRTH", after=rebirth_at) == 1
                    and count(ps, "DDATA", after=rebirth_at) >= 10)
+        write_at = stage.mark("poll interval written")
+        stage.host.write(THING, payload_class, "Settings/poll_interval_s", double_value=NEW_POLL_S)
+        stage.wait(lambda ps: count(ps, "NDATA", after=write_at) == 1)
+        stage.mark("refused writes")
+        stage.host.write(THING, payload_class, "Settings/poll_interval_s", double_value=0.0)  # below 0.1
+        stage.host.write(THING, payload_class, "Node Control/Reboot", boolean_value=True)  # not writable
+        stage.host.write(THING, payload_class, "Settings/debug", double_value=1.0)  # not a Boolean
+        wait_until(lambda: len((collector.health() or {}).get("settings", {}).get("history", [])) >= 4, 20,
+                   "the refused writes recorded")
         silent_at = stage.mark("meter-1 silent")
         stage.simulator.control.set_faults(1, drop=True)
         stage.wait(lambda ps: count(ps, "DDEATH", "meter-1", after=silent_at) == 1)

@@ -16,7 +16,7 @@ import pytest
 from tests.collector.harness import THING
 from tests.sparkplug import judge
 from tests.sparkplug.capture import BASIC_TYPES, INT32, PROPERTY_TYPES, STRING
-from tests.sparkplug.scenarios import ASSETS, Run
+from tests.sparkplug.scenarios import ASSETS, NEW_POLL_S, Run
 
 pytestmark = pytest.mark.slow
 
@@ -188,3 +188,83 @@ def test_tck_id_payloads_sequence_num_always_included(session_run: Run) -> None:
 def test_tck_id_payloads_sequence_num_incrementing(session_run: Run) -> None:
     sessions = session_run.capture.sessions()
     assert len(sessions) >= 3 and all(judge.seq_continuity(s) == [] for s in sessions)
+
+
+# -- NDATA: the node's writable settings, after a host changed one -------------------------------------
+
+
+def ndata(run: Run) -> list[judge.Published]:
+    return run.capture.of("NDATA")
+
+
+def test_tck_id_topics_ndata_topic(session_run: Run) -> None:
+    assert ndata(session_run) and judge.topic_form(ndata(session_run)) == []
+
+
+def test_tck_id_topics_ndata_mqtt(session_run: Run) -> None:
+    assert ndata(session_run) and judge.mqtt_flags(ndata(session_run)) == []
+
+
+def test_tck_id_payloads_ndata_qos(session_run: Run) -> None:
+    assert {m.packet.qos for m in ndata(session_run)} == {0}
+
+
+def test_tck_id_payloads_ndata_retain(session_run: Run) -> None:
+    assert {m.packet.retain for m in ndata(session_run)} == {False}
+
+
+def test_tck_id_topics_ndata_seq_num(session_run: Run) -> None:
+    sessions = [s for s in session_run.capture.sessions() if any(m.kind == "NDATA" for m in s.messages)]
+    assert sessions and all(judge.seq_continuity(s) == [] for s in sessions)
+
+
+def test_tck_id_payloads_ndata_seq(session_run: Run) -> None:
+    assert all(m.payload.HasField("seq") for m in ndata(session_run))
+
+
+def test_tck_id_payloads_ndata_seq_inc(session_run: Run) -> None:
+    test_tck_id_topics_ndata_seq_num(session_run)
+
+
+def test_tck_id_topics_ndata_timestamp(session_run: Run) -> None:
+    assert judge.publish_timestamps(ndata(session_run)) == []
+
+
+def test_tck_id_payloads_ndata_timestamp(session_run: Run) -> None:
+    assert judge.publish_timestamps(ndata(session_run)) == []
+
+
+def _announced(run: Run) -> list[tuple[judge.Published, dict[int, object]]]:
+    """Each NBIRTH and NDATA with alias -> value of the node metrics it carries."""
+    out = []
+    for m in run.capture.of("NBIRTH", "NDATA"):
+        out.append((m, {x.alias: getattr(x, x.WhichOneof("value") or "alias")
+                        for x in m.payload.metrics if x.HasField("alias")}))
+    return out
+
+
+def test_tck_id_topics_ndata_payload(session_run: Run) -> None:
+    """The NDATA carries the node metric that changed: the poll interval the host wrote."""
+    births = session_run.capture.of("NBIRTH")
+    alias = next(x.alias for x in births[0].payload.metrics if x.name == "Settings/poll_interval_s")
+    (first, *_) = ndata(session_run)
+    assert [(x.alias, x.double_value) for x in first.payload.metrics] == [(alias, NEW_POLL_S)]
+    assert first.packet.at > session_run.marks["poll interval written"]
+
+
+def test_tck_id_payloads_ndata_order(session_run: Run) -> None:
+    """NDATA only after the NBIRTH and every DBIRTH of the birth sequence."""
+    for session in session_run.capture.sessions():
+        kinds = [m.kind for m in session.messages]
+        if "NDATA" in kinds:
+            first_data = min(i for i, k in enumerate(kinds) if k in ("NDATA", "DDATA"))
+            assert kinds[:first_data] == ["DBIRTH"] * first_data and first_data >= 1
+
+
+def test_tck_id_operational_behavior_data_publish_nbirth_change(session_run: Run) -> None:
+    """NDATA only when a node metric changed: each value differs from the one last announced."""
+    last: dict[int, object] = {}
+    for m, values in _announced(session_run):
+        if m.kind == "NDATA":
+            assert all(last.get(a) != v for a, v in values.items()), m.topic
+        last.update(values)

@@ -14,7 +14,7 @@ from sandbox.mqtt_tap import Packet
 from tests.collector.harness import THING
 from tests.sparkplug import judge
 from tests.sparkplug.capture import metric
-from tests.sparkplug.scenarios import ASSETS, POLL_S, Run
+from tests.sparkplug.scenarios import ASSETS, NEW_POLL_S, POLL_S, Run
 
 pytestmark = pytest.mark.slow
 
@@ -123,7 +123,7 @@ def test_tck_id_payloads_ddeath_timestamp(session_run: Run) -> None:
 
 def _rebirth(run: Run) -> tuple[Packet, judge.Published]:
     """The NCMD the host sent, as delivered to the collector, and the NBIRTH that answered it."""
-    (ncmd,) = run.capture.delivered_to_edge(NCMD)
+    ncmd = run.capture.delivered_to_edge(NCMD)[0]  # the first: the later ones write settings
     answer = next(m for m in run.capture.of("NBIRTH") if m.packet.at > ncmd.at)
     return ncmd, answer
 
@@ -156,3 +156,35 @@ def test_tck_id_operational_behavior_data_commands_rebirth_action_3(session_run:
     assert nbirth.packet.connection == ncmd.connection
     will = session_run.capture.will(nbirth.packet.connection)
     assert metric(nbirth.payload, "bdSeq").long_value == metric(will, "bdSeq").long_value
+
+
+# -- writes of node metrics (the settings NBIRTH declares) ------------------------------------------------
+
+
+def _history(run: Run) -> list[dict[str, object]]:
+    return run.health["settings"]["history"]  # type: ignore[no-any-return]
+
+
+def test_tck_id_operational_behavior_data_commands_ncmd_verb(session_run: Run) -> None:
+    """Node-level writes come as NCMD: the host's write of `Settings/poll_interval_s` was applied (the
+    collector now polls at the new interval) and announced in NDATA."""
+    assert session_run.health["poll_interval_s"] == NEW_POLL_S
+    applied = [h for h in _history(session_run)
+               if h["source"] == "sparkplug-ncmd" and h["outcome"] == "applied"]
+    assert [h["changes"] for h in applied] == [{"poll_interval_s": NEW_POLL_S}]
+
+
+def test_tck_id_operational_behavior_data_commands_ncmd_metric_name(session_run: Run) -> None:
+    """A metric NBIRTH did not declare writable is refused, naming it; nothing changes."""
+    refused = [h for h in _history(session_run) if h["outcome"] == "refused"]
+    assert any("Node Control/Reboot: not a writable metric" in str(h["reasons"]) for h in refused)
+
+
+def test_tck_id_operational_behavior_data_commands_ncmd_metric_value(session_run: Run) -> None:
+    """A value incompatible with the metric (a Double for a Boolean, a poll interval below its limit)
+    is refused whole, naming the setting; no NDATA follows and the values in force stay."""
+    refused = [h["reasons"] for h in _history(session_run) if h["outcome"] == "refused"]
+    assert any("0.1..3600" in str(r.get("poll_interval_s")) for r in refused)  # type: ignore[union-attr]
+    assert any("debug" in r for r in refused)  # type: ignore[operator]
+    after = session_run.marks["refused writes"]
+    assert [m for m in session_run.capture.of("NDATA") if m.packet.at > after] == []
