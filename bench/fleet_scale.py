@@ -88,7 +88,7 @@ KINDS = ("program", "bare", "plain", "typed")
 
 
 def _measure_program(project_dir: Path) -> dict[str, Any]:
-    from infra.mock_runtime import evaluate_stack, language_host_config_json, load_stack_config_file
+    from preflight.mock_runtime import evaluate_stack, language_host_config_json, load_stack_config_file
 
     config, _ = load_stack_config_file(STACK, project_dir)
     start = time.perf_counter()
@@ -105,7 +105,7 @@ def _measure_program(project_dir: Path) -> dict[str, Any]:
 
 def _measure_synthetic(kind: str, resources: int) -> dict[str, Any]:
     """`resources` registrations of `bench/synthetic_fleet` (`bare`, `plain` or `typed`), no program logic."""
-    from infra.mock_runtime import evaluate_stack
+    from preflight.mock_runtime import evaluate_stack
 
     config = {"aws:region": "eu-west-1", "bench:kind": kind, "bench:resources": str(resources)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +121,7 @@ def _warm_up() -> None:
     """Pay one-off costs before timing, alike for every kind: imports (pulumi_aws loads each service
     module on first use), pulumi's per-class type caches. Evaluating the program once for one collector
     does all of it, so every kind starts from the same interpreter state (and the same heap)."""
-    from infra.mock_runtime import evaluate_stack
+    from preflight.mock_runtime import evaluate_stack
 
     with tempfile.TemporaryDirectory() as tmp:
         write_fleet(Path(tmp), 1)
@@ -193,7 +193,7 @@ def main() -> None:
         "The program evaluated on Pulumi's mock runtime from inventory files"
         f" ({COLLECTORS_PER_SITE} collectors per site file, {METERS_PER_COLLECTOR} meters each), against"
         " synthetic programs (`bench/synthetic_fleet`) registering the same number of resources on the same"
-        " mock runtime (`infra.mock_runtime`, same mocks and recorder), each in a fresh process after the"
+        " mock runtime (`preflight.mock_runtime`, same mocks and recorder), each in a fresh process after the"
         " same warm-up (one 1-collector evaluation: imports, type caches):\n\n"
         "- **bare**: plain `pulumi.CustomResource`s, two small inputs, no parent (the goal's baseline);\n"
         "- **plain**: the program's per-collector resources (thing + group membership, same type tokens and"

@@ -9,6 +9,8 @@ is checked against it. `warm` is measured after the same warm-up as the bare pro
 
 from __future__ import annotations
 
+import argparse
+
 from bench.fleet_scale import run_child
 from bench.report import write_section
 
@@ -29,10 +31,11 @@ def main() -> None:
         print(rows[-1], flush=True)
     write_section("infra_eval", (
         "Whole program (config + inventory parsing, components, exports) on Pulumi's mock runtime, with the"
-        " `infra.mock_runtime` recorder. **cold**: the program run first in a fresh interpreter, imports of"
-        " pulumi, pulumi_aws and `infra` included (what `pulumi up` pays); goal: <= 5 s at 1,000 collectors."
-        " **warm**: after a 1-collector warm-up, vs plain `pulumi.CustomResource`s of the same count measured"
-        " after the same warm-up (per-resource detail and the typed-class floor: `fleet_scale` below).\n\n"
+        " `preflight.mock_runtime` recorder. **cold**: the program run first in a fresh interpreter, imports"
+        " of pulumi, pulumi_aws and `infra` included (what `pulumi up` pays); goal: <= 5 s at 1,000"
+        " collectors. **warm**: after a 1-collector warm-up, vs plain `pulumi.CustomResource`s of the same"
+        " count measured after the same warm-up (per-resource detail and the typed-class floor:"
+        " `fleet_scale` below).\n\n"
         "| collectors | resources | cold s | <= 5 s | warm s | bare s | warm/bare |\n"
         "|---:|---:|---:|:---:|---:|---:|---:|\n"
         + "\n".join(rows)
@@ -40,4 +43,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(prog="python -m bench.infra_eval", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -260,7 +260,7 @@ def main() -> None:
 ### Meter polling (EtherNet/IP: one Multiple Service Packet per poll vs {len(INSTANCES)} Get_Attribute_Single)
 
 The machine is a 2-core virtual machine whose speed varies between runs (and may be shared).
-Simulated meters: `python -m collector.simulator` (cpppo) child processes on 127.0.0.1. CPU is the
+Simulated meters: `.venv/bin/python -m collector.simulator` (cpppo) child processes on 127.0.0.1. CPU is the
 benchmark process's own (`getrusage(RUSAGE_SELF)`: Poller or raw-loop threads), never the
 simulators'. Readings go to a counting callback (no buffer or sinks in this measurement).
 

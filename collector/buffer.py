@@ -16,6 +16,9 @@ once no sink needs it. Acks touch only those small tables, never the (kilobyte) 
 restart every cursor starts again at the oldest row it has not acknowledged, so nothing committed is
 lost and order per asset is kept (duplicates are possible downstream, gaps are not).
 
+With an `event_encoder`, the buffer also keeps the alarm/output events of the readings, derived in the
+same transaction (`collector.event_queue`: durable, bounded, acknowledged by the MQTT sink).
+
 The buffer is bounded in bytes: when an append would exceed `max_bytes`, the oldest rows are dropped,
 counted and logged, whatever sinks still wanted them (an outage longer than the buffer can hold must not
 stop the collector from taking new readings).
@@ -32,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector.event_queue import MAX_EVENTS, Event, EventEncoder, EventQueue, Staged
 from collector.lineprotocol import lines
 from collector.payload import ddata, encode
 from collector.reading import Reading
@@ -124,6 +128,8 @@ class Buffer:
         sinks: Sequence[str] = SINKS,
         synchronous: str = "NORMAL",
         ddata_encoder: Callable[[Reading, int, str], bytes] | None = None,
+        event_encoder: EventEncoder | None = None,
+        max_events: int = MAX_EVENTS,
     ) -> None:
         unknown = set(sinks) - set(SINKS)
         if unknown or not sinks:
@@ -148,6 +154,7 @@ class Buffer:
         self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(_SCHEMA)
+        self._events = EventQueue(self._db, event_encoder, max_events) if event_encoder is not None else None
         self.buffer_id = self._identity()
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._release_unused_sinks()
@@ -217,6 +224,7 @@ class Buffer:
         # The line protocol does not depend on seq: encode it before taking the lock.
         batch = [(r, self._encode_lines(r)) for r in readings]
         seqs: list[int] = []
+        staged: Staged | None = None
         with self._lock:
             last = dict(self._last_seq)
             rows = []
@@ -243,6 +251,10 @@ class Buffer:
                     " ON CONFLICT(asset) DO UPDATE SET last_seq = excluded.last_seq",
                     [(a, last[a]) for a in {row[0] for row in rows}],
                 )
+                if self._events is not None:
+                    staged = self._events.record(self._db, (reading for reading, _ in batch))
+            if self._events is not None and staged is not None:
+                self._events.commit(staged)
             self._last_seq = last
             self._bytes += incoming
         return seqs
@@ -317,14 +329,34 @@ class Buffer:
         with self._lock:
             return int(self._db.execute(_SQL[sink]["depth"]).fetchone()[0])
 
+    def next_events(self, after_id: int, limit: int) -> list[Event]:
+        """Up to `limit` unacknowledged events with an id above `after_id`, oldest first."""
+        if self._events is None:
+            return []
+        with self._lock:
+            return self._events.fetch(self._db, after_id, limit)
+
+    def ack_events(self, ids: Sequence[int]) -> None:
+        """The broker acknowledged these events: they leave the queue."""
+        if self._events is None or not ids:
+            return
+        with self._lock:
+            with self._transaction():
+                deleted = self._events.ack(self._db, ids)
+            self._events.acked(deleted)
+
     def stats(self) -> dict[str, object]:
-        return {
+        stats: dict[str, object] = {
             "buffer_id": self.buffer_id,
             "bytes": self._bytes,
             "max_bytes": self.max_bytes,
             "dropped": self._dropped,
             "depth": {s: self.depth(s) for s in self.sinks},
         }
+        if self._events is not None:
+            with self._lock:
+                stats["events"] = self._events.stats()
+        return stats
 
     def close(self) -> None:
         self._closed.set()

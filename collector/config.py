@@ -158,6 +158,19 @@ class HealthConfig(_Model):
     port: int = Field(8081, ge=0, le=65535)
 
 
+class ShadowConfig(_Model):
+    """The named shadow `pm500` (collector/shadow.py): reported state, remote settings."""
+
+    enabled: bool = Field(True, description="report to and take desired settings from the named shadow")
+    report_interval_s: float = Field(
+        600.0,
+        ge=10,
+        le=86400,
+        description="how often the backlog and last delivery time are reported (each report is a billed "
+        "shadow update); settings outcomes, meter and sink changes are reported as they happen",
+    )
+
+
 class CollectorConfig(_Model):
     """Everything one collector needs. `thing_name` is also the MQTT client id and certificate CN."""
 
@@ -171,6 +184,7 @@ class CollectorConfig(_Model):
     influx: InfluxConfig = InfluxConfig()
     buffer: BufferConfig = BufferConfig()
     health: HealthConfig = HealthConfig()
+    shadow: ShadowConfig = ShadowConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> CollectorConfig:

@@ -6,6 +6,11 @@ Connection errors, 5xx and auth/database errors (401/403/404, fixable by the ope
 backoff and jitter, keeping the rows. A 400 means InfluxDB will never accept those lines: the batch is
 counted as rejected, logged with InfluxDB's message and acknowledged, so one bad reading cannot stall the
 historian forever. Credentials go in a Basic auth header, never in the URL or a log line.
+
+Retries back off up to RETRY_CAP_S only: the historian usually runs on the same host, and the 30 s cap
+that keeps a fleet from reconnecting to the cloud in lockstep left the sink idle for up to 19 s after
+InfluxDB was back. Each failure is classified (`collector.sink_errors`) into `last_error`: a 401 is
+not a refused connection is not a missing database.
 """
 
 from __future__ import annotations
@@ -20,19 +25,24 @@ import urllib.request
 from collector.backoff import Backoff
 from collector.buffer import Buffer
 from collector.config import InfluxConfig
+from collector.sink_errors import LastError, http_kind, network_kind
 
 log = logging.getLogger(__name__)
 
 SINK = "influx"
 _TIMEOUT_S = 10.0
+RETRY_BASE_S = 0.25
+RETRY_CAP_S = 2.0  # a failed write is retried at least this often: a local historian is back in seconds
 
 
 class InfluxWriteError(Exception):
-    """A /write that did not return 204; `retry` says whether the same lines may succeed later."""
+    """A /write that did not return 204; `retry` says whether the same lines may succeed later, `kind`
+    what went wrong (`collector.sink_errors.KINDS`)."""
 
-    def __init__(self, message: str, retry: bool) -> None:
+    def __init__(self, message: str, retry: bool, kind: str) -> None:
         super().__init__(message)
         self.retry = retry
+        self.kind = kind
 
 
 class InfluxClient:
@@ -55,12 +65,15 @@ class InfluxClient:
                 status = response.status
         except urllib.error.HTTPError as e:
             detail = e.read(300).decode(errors="replace").strip()
-            raise InfluxWriteError(f"HTTP {e.code}: {detail}", retry=e.code != 400) from None
+            message, kind = f"HTTP {e.code}: {detail}", http_kind(e.code)
+            raise InfluxWriteError(message, retry=e.code != 400, kind=kind) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise InfluxWriteError(f"cannot reach InfluxDB: {reason}", retry=True) from None
+            kind = network_kind(reason) if isinstance(reason, BaseException) else "network"
+            message = f"cannot reach InfluxDB at {self.url}: {reason}"
+            raise InfluxWriteError(message, retry=True, kind=kind) from None
         if status != 204:
-            raise InfluxWriteError(f"unexpected HTTP {status}", retry=True)
+            raise InfluxWriteError(f"unexpected HTTP {status}", retry=True, kind="http")
 
 
 class InfluxSink:
@@ -68,11 +81,12 @@ class InfluxSink:
         self._cfg = cfg
         self._cursor = buffer.cursor(SINK)
         self._client = client or InfluxClient(cfg)
-        self._backoff = Backoff(base_s=0.5, cap_s=30.0)
+        self._backoff = Backoff(base_s=RETRY_BASE_S, cap_s=RETRY_CAP_S)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_problem: str | None = None
+        self.last_error = LastError()
         self.stats = {"written_points": 0, "written_batches": 0, "rejected_readings": 0, "write_errors": 0}
         self.healthy = False
 
@@ -93,7 +107,7 @@ class InfluxSink:
         self._wake.set()
 
     def status(self) -> dict[str, object]:
-        return {"reachable": self.healthy, **self.stats}
+        return {"reachable": self.healthy, **self.stats, "last_error": self.last_error.as_dict()}
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -108,6 +122,7 @@ class InfluxSink:
                 self._client.write(body)
             except InfluxWriteError as e:
                 self.stats["write_errors"] += 1
+                self.last_error.set(e.kind, str(e))
                 if e.retry:
                     self.healthy = False
                     self._problem(str(e))

@@ -32,6 +32,12 @@
 - `publish` hands back the paho message id; `on_puback(mid)` fires when the broker acknowledged it.
   paho keeps unacknowledged QoS 1 messages and resends them (DUP) after a reconnect, so a message
   accepted by `publish` is eventually acknowledged or the process dies (and the buffer replays it).
+- Every failure is classified (`collector.sink_errors`) into `last_error`: an expired certificate, a
+  connection closed before CONNACK or right after it (AWS IoT's answer to a policy that does not allow
+  the client), a CONNACK "not authorized", a refused connection, an untrusted broker certificate.
+- Other owners may `add_route(topic, handler)` before `start()` (the named shadow does): the topic is
+  subscribed after NCMD at every CONNACK, its messages go to the handler, and `on_routes_ready`
+  callbacks run once the broker granted those subscriptions (SUBACK) in each session.
 - What the births, the will and NDEATH contain is the `Wire`'s business (`collector.wire`). A Sparkplug B
   wire numbers messages per MQTT session, so stale publishes of the last session must not be resent
   into the next one: with `wire.fresh_session_per_connect` each CONNECT uses a new paho client (paho
@@ -53,6 +59,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from collector import sparkplug_b, topics
 from collector.backoff import Backoff
 from collector.config import CollectorConfig
+from collector.sink_errors import LastError, certificate_problem, network_kind
 from collector.wire import JsonWire, Wire
 
 log = logging.getLogger(__name__)
@@ -63,6 +70,11 @@ STABLE_AFTER_S = 30.0  # a connection up this long resets the backoff
 EARLY_DROP_S = 5.0  # a drop this soon after CONNACK counts as "dropped right after CONNACK"
 EARLY_DROPS_REPORTED = 3  # in a row: reported as an identity or policy problem
 IDENTITY_PROBLEM = "broker drops the connection right after CONNACK: identity or policy"
+CLOSED_BEFORE_CONNACK = (
+    "broker closed the connection before CONNACK: the certificate is inactive or not attached to the "
+    "thing, or the IoT policy does not allow iot:Connect for client id {client_id!r}"
+)
+_NOT_AUTHORIZED_CODES = (134, 135)  # MQTT 3.1.1 CONNACK 4 and 5, as paho's reason codes
 
 
 def tls_context(cfg: CollectorConfig) -> ssl.SSLContext:
@@ -119,11 +131,16 @@ class MqttLink:
         self._io_lock = threading.Lock()  # no publish while the supervisor (re)connects the socket
         self._thread: threading.Thread | None = None
         self._last_problem: str | None = None
+        self.last_error = LastError()
+        self._connack_refused = False  # this connection's CONNACK said no: its close is not news
         self._stable_after_s = stable_after_s
         self._early_drop_s = early_drop_s
         self._connacked_at: float | None = None  # monotonic time of this connection's CONNACK
         self._early_drops_in_a_row = 0
         self.identity_suspected = False  # EARLY_DROPS_REPORTED drops in a row right after CONNACK
+        self._routes: dict[str, Callable[[bytes], None]] = {}  # topic -> handler (paho's thread)
+        self._routes_ready: list[Callable[[], None]] = []
+        self._routes_mid: int | None = None  # the SUBSCRIBE of this session's routes
         self._stats_lock = threading.Lock()  # counted from the sink thread and paho's thread
         self.stats = {
             "connects": 0, "disconnects": 0, "early_drops": 0, "published": 0, "acked": 0,
@@ -148,6 +165,14 @@ class MqttLink:
         client.on_subscribe = self._handle_subscribe
         client.on_unsubscribe = self._handle_unsubscribe
         return client
+
+    def add_route(self, topic: str, handler: Callable[[bytes], None]) -> None:
+        """Before `start()`: subscribe to `topic` in every session and hand its messages to `handler`."""
+        self._routes[topic] = handler
+
+    def on_routes_ready(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (paho's thread) once the routes' subscriptions are granted, in each session."""
+        self._routes_ready.append(callback)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -233,6 +258,7 @@ class MqttLink:
         first = True
         while not self._stopping.is_set():
             self._lost.clear()
+            self._connack_refused = False
             try:
                 with self._io_lock:
                     if self._wire.fresh_session_per_connect and not first:
@@ -244,7 +270,9 @@ class MqttLink:
                     self._wire.connect_sent()  # connect() returns once the CONNECT packet is written
                     self._client.loop_start()
             except (OSError, ssl.SSLError, ValueError) as e:
-                self._problem(f"connect to {host}:{port} failed: {e}")
+                kind = network_kind(e)
+                hint = f" (mqtt.ca_file {self._cfg.mqtt.ca_file})" if kind == "server_certificate" else ""
+                self._problem(kind, f"connect to {host}:{port} failed: {e}{hint}")
             else:
                 self._lost.wait()  # set by on_disconnect (or stop)
                 self._client.loop_stop()
@@ -270,6 +298,8 @@ class MqttLink:
             return
         self._early_drops_in_a_row += 1
         self._count("early_drops")
+        if self._early_drops_in_a_row >= EARLY_DROPS_REPORTED:
+            self._problem("policy", IDENTITY_PROBLEM)
         if self._early_drops_in_a_row == EARLY_DROPS_REPORTED:
             self.identity_suspected = True
             log.error(
@@ -286,10 +316,15 @@ class MqttLink:
                 },
             )
 
-    def _problem(self, text: str) -> None:
-        """Log a link problem once per change, so a long outage does not flood the log."""
+    def _problem(self, kind: str, text: str) -> None:
+        """Record a link problem as `last_error` and log it once per change, so a long outage does not
+        flood the log. A certificate outside its validity is the cause whatever the socket said."""
+        expired = certificate_problem(self._cfg.mqtt.cert_file)
+        if expired is not None:
+            kind, text = expired
+        self.last_error.set(kind, text)
         if text != self._last_problem:
-            log.warning("mqtt link down", extra={"reason": text})
+            log.warning("mqtt link down", extra={"reason": text, "kind": kind})
             self._last_problem = text
 
     # -- paho callbacks (paho's thread) ----------------------------------------------------------
@@ -298,7 +333,10 @@ class MqttLink:
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object
     ) -> None:
         if getattr(reason, "is_failure", False):
-            self._problem(f"broker refused the connection: {reason}")
+            self._connack_refused = True
+            code = getattr(reason, "value", None)
+            kind = "not_authorized" if code in _NOT_AUTHORIZED_CODES else "connection_refused"
+            self._problem(kind, f"broker refused the connection in its CONNACK: {reason}")
             return
         self._connacked_at = time.monotonic()
         self._last_problem = None
@@ -311,12 +349,15 @@ class MqttLink:
             filters.append((self._state_topic, QOS))
         rc, self._subscribe_mid = client.subscribe(filters)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._problem(f"subscribe failed: {rc}")
+            self._problem("connection_lost", f"subscribe failed: {rc}")
 
     def _handle_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int, reasons: list[ReasonCode], properties: object
     ) -> None:
         """SUBACK: NCMD (and STATE) are subscribed. Without a Primary Host the session begins now."""
+        if mid == self._routes_mid:
+            self._routes_granted()
+            return
         if mid != self._subscribe_mid:
             return
         filters = [topics.NCMD.render(self._thing), *([self._state_topic] if self._state_topic else [])]
@@ -361,6 +402,8 @@ class MqttLink:
             self._send(client, topics.NBIRTH.render(self._thing), self._wire.nbirth(), self._wire.birth_qos)
             self._on_connected()
             self.connected.set()
+            if self._routes:  # non-Sparkplug subscriptions (the shadow) once the births are out
+                _, self._routes_mid = client.subscribe([(topic, QOS) for topic in self._routes])
         self._on_online()  # births are queued first: the owner may now publish data
 
     def _on_state(self, client: mqtt.Client, payload: bytes) -> None:
@@ -403,13 +446,16 @@ class MqttLink:
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, properties: object
     ) -> None:
         was_connected = self.connected.is_set()
+        before_connack = self._connacked_at is None
         self.connected.clear()
         self._born = self._subscribed = False
         self._ready_client = None
-        self._lost.set()
         if was_connected and not self._stopping.is_set():
             self._count("disconnects")
-            self._problem(f"disconnected: {reason}")
+            self._problem("connection_lost", f"disconnected: {reason}")
+        elif before_connack and not self._connack_refused and not self._stopping.is_set():
+            self._problem("policy", CLOSED_BEFORE_CONNACK.format(client_id=self._thing))
+        self._lost.set()
 
     def _handle_publish(
         self, client: mqtt.Client, userdata: object, mid: int, reason: object, properties: object
@@ -422,11 +468,18 @@ class MqttLink:
     ) -> None:
         self._on_confirmed(mid)
 
+    def _routes_granted(self) -> None:
+        for callback in self._routes_ready:
+            try:
+                callback()
+            except Exception:  # an owner's bug must never take the link down
+                log.exception("routes-ready callback failed")
+
     def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         try:
             if message.topic == self._state_topic:
                 self._on_state(client, bytes(message.payload))
             else:
-                self._on_command(bytes(message.payload))
+                self._routes.get(message.topic, self._on_command)(bytes(message.payload))
         except Exception:  # a bad message must never take the link down
             log.exception("message handler failed", extra={"topic": message.topic})

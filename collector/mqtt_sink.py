@@ -20,10 +20,10 @@ Each in-flight message keeps the `perf_counter` of its publish and of its acknow
 reads per message), so `on_timed` can split delivery latency into append -> publish -> ack -> committed
 (bench/drain.py reports that budget).
 
-Alarm/output events (`publish_event`) are not buffer rows: the states they announce are in the
-buffered readings already. They wait in memory until paho has queued them (QoS 1; paho re-sends
-unacknowledged ones after a reconnect), ahead of the data backlog so an alarm is not stuck behind
-hours of replay.
+Alarm/output events live in the buffer too (`collector.event_queue`, derived with their reading):
+published ahead of the data backlog so an alarm is not stuck behind hours of replay, at most
+EVENT_WINDOW in flight, each deleted from the buffer only when its PUBACK arrived (QoS 1: events are
+not Sparkplug messages).
 
 The `Wire` (collector.wire) turns a row into the bytes to send. With Sparkplug B each message takes the
 edge node's next `seq` as it is handed to paho, under `wire.lock`, so seq order is socket order; after a
@@ -43,7 +43,6 @@ reconnect every unacknowledged row is replayed from the buffer into the new sess
 
 from __future__ import annotations
 
-import collections
 import logging
 import queue
 import threading
@@ -56,7 +55,6 @@ from collector import topics
 from collector.buffer import Buffer, Entry
 from collector.config import CollectorConfig, MeterConfig
 from collector.mqtt_link import MqttLink
-from collector.payload import encode
 from collector.reading import Reading
 from collector.wire import JsonWire, Wire
 
@@ -67,6 +65,7 @@ _ACK_BATCH_WAIT_S = 0.005
 DEVICE_DEATH_POLLS = 3  # a meter silent for this many poll intervals is dead...
 DEVICE_DEATH_MIN_S = 5.0  # ...and for at least this long (a reconnecting meter takes a few seconds)
 VERDICT_REBIRTH_MIN_INTERVAL_S = 10.0
+EVENT_WINDOW = 32  # alarm/output events awaiting PUBACK at once
 
 # (entry, publish time, ack time), perf_counter seconds; with the commit time: `MqttSink.on_timed`.
 Delivery = tuple[Entry, float, float]
@@ -123,7 +122,9 @@ class MqttSink:
         self._unconfirmed: list[_Sent] = []  # QoS 0 DDATA written since the last confirm()
         self._confirms: dict[int, list[_Sent]] = {}  # confirm (or final NDEATH) mid -> rows it covers
         self._confirming = 0  # rows in `_confirms`
-        self._events: collections.deque[tuple[str, bytes]] = collections.deque()  # (topic, payload) to queue
+        self.last_delivered_ms: int | None = None  # sample time of the newest reading the broker has
+        self._event_position = 0  # highest event id handed to paho in this session
+        self._event_inflight: dict[int, int] = {}  # mid -> event id, sink thread's
         self._verdicts: dict[str, dict[str, Any]] = {}  # asset -> register-map verdict for DBIRTH
         self._announced: dict[str, dict[str, Any] | None] = {}  # asset -> verdict its last DBIRTH carried
         self._last_verdict_rebirth = float("-inf")
@@ -141,7 +142,7 @@ class MqttSink:
             on_command=self._command,
             on_online=self._wake.set,
             on_confirmed=self._confirmed,
-            max_inflight=window + len(self._meters) + 2,
+            max_inflight=window + len(self._meters) + 2 + EVENT_WINDOW,
             wire=self._wire,
         )
         self._started = started
@@ -201,6 +202,7 @@ class MqttSink:
             "dead_devices": sorted(a for a, d in self._devices.items() if self._is_dead(d)),
             "subscriptions_refused": list(link.subscriptions_refused),
             **link.stats,
+            "last_error": link.last_error.as_dict(),
         }
 
     def _topic(self, asset: str) -> str:
@@ -219,11 +221,6 @@ class MqttSink:
         self._acks.put((kind, mid, time.perf_counter()))
         if not self._wake.is_set():  # a drain brings thousands of acks/s: notify once per wake-up
             self._wake.set()
-
-    def publish_event(self, asset: str, payload: dict[str, Any]) -> None:
-        """Queue an alarm/output EVENT of `asset` (any thread); the sink thread publishes it first."""
-        self._events.append((topics.EVENT.render(self._thing, asset), encode(payload)))
-        self._wake.set()
 
     def set_verdict(self, asset: str, verdict: dict[str, Any]) -> None:
         """A meter's register-map verdict changed (any thread): announce it in a new DBIRTH."""
@@ -357,11 +354,14 @@ class MqttSink:
     # -- the sink thread ----------------------------------------------------------------------------
 
     def _publish_events(self) -> None:
-        while self._events:
-            topic, payload = self._events[0]
-            if self.link.publish(topic, payload) is None:  # not queued by paho: try again next pass
+        """Buffered alarm/output events, oldest first, before any DDATA of this pass."""
+        room = EVENT_WINDOW - len(self._event_inflight)
+        for event in self._buffer.next_events(self._event_position, room) if room > 0 else ():
+            mid = self.link.publish(topics.EVENT.render(self._thing, event.asset), event.payload)
+            if mid is None:  # not queued by paho: handed out again on the next pass
                 return
-            self._events.popleft()
+            self._event_position = event.id
+            self._event_inflight[mid] = event.id
 
     def _new_session(self) -> bool:
         """After a reconnect with a fresh session: what was not confirmed is replayed from the buffer."""
@@ -373,6 +373,8 @@ class MqttSink:
         self._confirms.clear()
         self._confirming = 0
         self._cursor.rewind(0)
+        self._event_inflight.clear()
+        self._event_position = 0
         self._session = self.link.session
         return True
 
@@ -398,6 +400,7 @@ class MqttSink:
 
     def _commit_acks(self) -> None:
         delivered: list[Delivery] = []
+        events: list[int] = []
         while True:
             try:
                 kind, mid, acked_at = self._acks.get_nowait()
@@ -407,12 +410,18 @@ class MqttSink:
             if sent is not None:
                 delivered.append((sent[0], sent[1], acked_at))
                 continue
+            if kind == "puback" and mid in self._event_inflight:
+                events.append(self._event_inflight.pop(mid))
+                continue
             covered = self._confirms.pop(mid, None)  # UNSUBACK, or the final NDEATH's PUBACK
             if covered is not None:
                 self._confirming -= len(covered)
                 delivered.extend((entry, published, acked_at) for entry, published in covered)
+        self._buffer.ack_events(events)
         if delivered:
             self._cursor.ack([d[0].id for d in delivered])
+            newest = max(d[0].timestamp_ms for d in delivered)
+            self.last_delivered_ms = max(self.last_delivered_ms or 0, newest)
             if self.on_timed is not None:
                 self.on_timed(delivered, time.perf_counter())
             if self.on_delivered is not None:

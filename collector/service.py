@@ -15,6 +15,7 @@ a reading.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import ipaddress
 import json
 import logging
@@ -22,9 +23,11 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
-from collector.alarms import StatusTracker
+from cryptography import x509
+
 from collector.buffer import Buffer
 from collector.config import CollectorConfig, MeterConfig
 from collector.consistency import Verdict
@@ -34,10 +37,12 @@ from collector.influx_sink import InfluxSink
 from collector.metrics import METRICS_BY_NAME
 from collector.mqtt_link import IDENTITY_PROBLEM, tls_context
 from collector.mqtt_sink import MqttSink
-from collector.payload import status_event
+from collector.payload import encode, status_event
 from collector.quality import screen
 from collector.reading import Reading
-from collector.settings import Running, Settings, flatten
+from collector.settings import Running, Settings, flatten, nest
+from collector.shadow import ShadowClient
+from collector.sink_errors import SinkError
 from collector.validation import ConfigError
 from collector.wire import SparkplugWire, make_wire
 
@@ -48,6 +53,9 @@ HEALTHY_METER_STATES = ("ok", OUT_OF_SERVICE)
 DEAD_METER_STATE = "stopped"  # collector.poller.MeterStatus.state once a meter thread has ended
 COMMAND_SOURCE = "ncmd"  # the JSON NCMD channel, as named in the settings record
 SPARKPLUG_SOURCE = "sparkplug-ncmd"  # a Sparkplug B NCMD write of a setting NBIRTH declared
+VERSION = importlib.metadata.version("pm500")
+REPORTED_PROBLEMS = 5  # the first problems in the shadow (a document is capped at 8 KB)
+REPORTED_MESSAGE_CHARS = 200
 
 
 class PollerLike(Protocol):
@@ -122,10 +130,8 @@ class Collector:
             "readings": 0,
             "bad_values": 0,
             "append_errors": 0,
-            "events": 0,
         }
         self._bad_by_asset: dict[str, dict[str, str]] = {}  # last reported {metric: reason} per asset
-        self._status = StatusTracker()
         self._buffer_failed = False
         check_files(cfg)
         sinks = ("mqtt", "influx") if cfg.influx.enabled else ("mqtt",)
@@ -133,7 +139,7 @@ class Collector:
         try:
             self.buffer = Buffer(
                 cfg.buffer.path, cfg.buffer.max_bytes, cfg.thing_name, sinks, cfg.buffer.synchronous,
-                ddata_encoder=self.wire.ddata_row,
+                ddata_encoder=self.wire.ddata_row, event_encoder=self._event_payload,
             )
         except Exception as e:  # sqlite3 errors, permissions, read-only mount...
             raise ConfigError(f"buffer.path: cannot open {cfg.buffer.path}: {e}") from None
@@ -152,6 +158,12 @@ class Collector:
             self.mqtt.on_refused = self.refuse_sparkplug_command
             self.settings.listen(lambda target: self.mqtt.publish_settings())  # NDATA: the new values
         self.influx = InfluxSink(cfg.influx, self.buffer) if cfg.influx.enabled else None
+        self._certificate_not_after = certificate_not_after(cfg.mqtt.cert_file)
+        self.shadow = (
+            ShadowClient(cfg.thing_name, self.mqtt.link, self.settings, self.shadow_report,
+                         cfg.shadow.report_interval_s)
+            if cfg.shadow.enabled else None
+        )
         try:
             self.health = HealthServer(cfg.health.host, cfg.health.port, self.snapshot)
         except OSError as e:
@@ -167,6 +179,8 @@ class Collector:
             self.influx.start()
         self._start_poller()
         self.settings.start()
+        if self.shadow is not None:
+            self.shadow.start()
         log.info(
             "collector started",
             extra={
@@ -180,6 +194,8 @@ class Collector:
 
     def stop(self) -> None:
         """Stop polling first, then the sinks (acks already received are committed), then the rest."""
+        if self.shadow is not None:
+            self.shadow.stop()
         self.settings.stop()  # lets a poller restart in progress finish; none starts after this
         with self._restart_lock, self._poller_lock:  # waits for an NCMD restart under way
             self._polling = False
@@ -228,14 +244,15 @@ class Collector:
         self._buffer_failed = False
         self.counters["readings"] += 1
         self._count_bad_values(reading)
-        for metric, active in self._status.changes(reading):  # after the commit: the data is durable
-            self.counters["events"] += 1
-            self.mqtt.publish_event(reading.asset, status_event(self.cfg.thing_name, reading, metric, active))
         self.mqtt.notify()
         if self.influx is not None:
             self.influx.notify()
         if self.debug:
             print_reading(reading, seq)
+
+    def _event_payload(self, reading: Reading, metric: str, active: bool) -> bytes:
+        """An alarm/output EVENT as published; the buffer stores it with the reading that showed it."""
+        return encode(status_event(self.cfg.thing_name, reading, metric, active))
 
     def _count_bad_values(self, reading: Reading) -> None:
         """Values the payload sends as null (`collector.quality`): counted, logged once per change."""
@@ -285,6 +302,37 @@ class Collector:
             self._poll_interval_s, self._out_of_service = target.poll_interval_s, target.out_of_service
             self._start_poller()
 
+    def shadow_report(self) -> dict[str, Any]:
+        """The reported state of the named shadow: what `cli.py fleet status` shows per collector."""
+        health = self.snapshot()
+        buffer = health["buffer"]
+        settings = nest(self.settings.values())
+        meters = {
+            asset: {
+                **settings["meters"].get(asset, {}),
+                "state": meter.get("state"),
+                "register_map": (meter.get("register_map") or {}).get("verdict"),
+            }
+            for asset, meter in health["meters"].items()
+        }
+        sinks = {
+            name: {"last_error": _short(status.get("last_error"))}
+            for name, status in health["sinks"].items()
+            if status.get("enabled", True)
+        }
+        return {
+            "version": VERSION,
+            "encoding": self.cfg.mqtt.encoding,
+            **settings,
+            "meters": meters,
+            "status": health["status"],
+            "problems": [p[:REPORTED_MESSAGE_CHARS] for p in health["problems"][:REPORTED_PROBLEMS]],
+            "backlog": {**buffer["depth"], "events": buffer.get("events", {}).get("depth", 0)},
+            "last_ddata_ms": self.mqtt.last_delivered_ms,
+            "sinks": sinks,
+            "certificate": {"not_after": self._certificate_not_after},
+        }
+
     def snapshot(self) -> dict[str, Any]:
         with self._poller_lock:
             meters = self._poller.status() if self._poller is not None else {}
@@ -315,11 +363,11 @@ class Collector:
             degraded.append(f"mqtt: waiting for primary host application {self.mqtt.link.primary_host_id!r} "
                             "(births and data held in the buffer)")
         elif not mqtt_status["connected"]:
-            degraded.append("mqtt not connected")
+            degraded.append(_why("mqtt not connected", self.mqtt.link.last_error.get()))
         for refused in self.mqtt.link.subscriptions_refused:
             degraded.append(f"mqtt: broker refused the subscription to {refused}")
         if self.influx is not None and not self.influx.healthy:
-            degraded.append("influxdb writes failing")
+            degraded.append(_why("influxdb writes failing", self.influx.last_error.get()))
         status = UNHEALTHY if failing else "degraded" if degraded else "ok"
         return {
             "status": status,
@@ -329,10 +377,32 @@ class Collector:
             "debug": self.debug,
             "meters": meter_states,
             "settings": self.settings.status(),
+            "shadow": self.shadow.status() if self.shadow is not None else {"enabled": False},
             "buffer": self.buffer.stats(),
             "sinks": {"mqtt": mqtt_status, "influx": influx_status},
             "counters": dict(self.counters),
         }
+
+
+def certificate_not_after(cert_file: Path) -> str | None:
+    """The device certificate's expiry (ISO 8601, UTC), reported so the fleet view can warn before it."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _short(error: Any) -> dict[str, Any] | None:
+    """A sink error for the shadow: kind and message, not the time (which changes on every retry)."""
+    if not isinstance(error, dict):
+        return None
+    return {"kind": error["kind"], "message": str(error["message"])[:REPORTED_MESSAGE_CHARS]}
+
+
+def _why(problem: str, error: SinkError | None) -> str:
+    """`mqtt not connected (certificate_expired): device certificate ... expired at ...`."""
+    return problem if error is None else f"{problem} ({error.kind}): {error.message}"
 
 
 def _plain(status: Any) -> dict[str, Any]:

@@ -107,15 +107,28 @@ class Outcome:
 
 
 def flatten(document: Mapping[str, object], prefix: str = "") -> dict[str, object]:
-    """`{"meters": {"m1": {"in_service": false}}}` -> `{"meters.m1.in_service": false}`."""
+    """`{"meters": {"m1": {"in_service": false}}}` -> `{"meters.m1.in_service": false}`. An empty object
+    holds no setting and gives no key."""
     flat: dict[str, object] = {}
     for key, value in document.items():
         path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, Mapping):
             flat.update(flatten(value, f"{path}."))
         else:
             flat[path] = value
     return flat
+
+
+def nest(flat: Mapping[str, object]) -> dict[str, Any]:
+    """The inverse of `flatten`: `{"meters.m1.in_service": false}` -> `{"meters": {"m1": {...}}}`."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
 
 
 def _interval_limits() -> tuple[float, float]:

@@ -77,7 +77,27 @@ STATE = TopicTemplate("STATE", (SPARKPLUG_NAMESPACE, "STATE", HOST), "subscribe"
 # that it received every packet written before (QoS 0 DDATA; `collector.mqtt_sink`). No permission is
 # needed: MQTT servers answer every UNSUBSCRIBE [MQTT-3.10.4-5] and IoT policies do not govern it.
 DELIVERY_CHECK = TopicTemplate("DELIVERY_CHECK", ("pm500", "delivery-check", THING), "unsubscribe")
-SHADOW = TopicTemplate("SHADOW", ("$aws", "things", THING, "shadow", "#"), "both")
+# The collector's named shadow (collector.shadow), AWS IoT Device Shadow service, "Device Shadow MQTT
+# topics". It publishes only `update` and `get` (never `delete`, never the classic shadow) and reads the
+# answers of its own named shadow. The reading side is one template (`.../name/pm500/#`, `*` in the IoT
+# policy) rather than its five topics: IoT policies are capped at 2048 characters and the five
+# topicfilter + topic resources alone would take 1,200 of them; it grants reading nothing but this
+# thing's own shadow. `shadow_topic` gives the exact topics the collector subscribes to.
+SHADOW_NAME = "pm500"
+_SHADOW_LEVELS = ("$aws", "things", THING, "shadow", "name", SHADOW_NAME)
+SHADOW_UPDATE = TopicTemplate("SHADOW_UPDATE", (*_SHADOW_LEVELS, "update"), "publish")
+SHADOW_GET = TopicTemplate("SHADOW_GET", (*_SHADOW_LEVELS, "get"), "publish")
+SHADOW = TopicTemplate("SHADOW", (*_SHADOW_LEVELS, "#"), "subscribe")
+# What the collector subscribes to: not `update/accepted` (it echoes each report back: billed traffic for
+# nothing; a report is assumed accepted unless `update/rejected` says otherwise).
+SHADOW_ANSWERS = ("update/rejected", "update/delta", "get/accepted", "get/rejected")
+
+
+def shadow_topic(thing: str, operation: str) -> str:
+    """`$aws/things/<thing>/shadow/name/pm500/<operation>`, e.g. operation `update/delta`."""
+    return "/".join((*(thing if level == THING else level for level in _SHADOW_LEVELS), operation))
+
+
 # Alarm/output state changes of one meter (payload: `collector.payload.status_event`). Outside the
 # Sparkplug namespace on purpose: Sparkplug defines no event message type, and a Sparkplug host must
 # not be handed one it does not know.
@@ -86,7 +106,7 @@ EVENT = TopicTemplate("EVENT", (EVENTS_NAMESPACE, "event", THING, ASSET), "publi
 EVENT_THING_LEVEL = 3  # IoT SQL topic(3) of an EVENT topic is the thing name
 
 COLLECTOR_TOPICS: tuple[TopicTemplate, ...] = (
-    NBIRTH, NDEATH, NDATA, DBIRTH, DDATA, DDEATH, NCMD, SHADOW, EVENT
+    NBIRTH, NDEATH, NDATA, DBIRTH, DDATA, DDEATH, NCMD, SHADOW_UPDATE, SHADOW_GET, SHADOW, EVENT
 )
 
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from collector.config import CONFIG_FILE, CollectorConfig
 from collector.lineprotocol import MEASUREMENT
 from collector.topics import GROUP_ID, SPARKPLUG_NAMESPACE
-
-if TYPE_CHECKING:
-    from demo.run import Pipeline
+from demo.pipeline import Pipeline
 
 # Plain identifiers: the query fits in a double-quoted shell word without escaping.
 LATEST_ROWS = f"SELECT * FROM {MEASUREMENT} WHERE phase = 'total' ORDER BY time DESC LIMIT 4"  # noqa: S608
@@ -31,7 +28,7 @@ def aws_commands(endpoint_url: str, env: dict[str, str], outputs_file: Path) -> 
     region = env["AWS_REGION"]
     return [
         ("the AWS stand-in (moto), with the operator CLI: thing, certificate, policy",
-         f"AWS_ENDPOINT_URL={endpoint_url} {creds} AWS_REGION={region} .venv/bin/python cli.py list-devices "
+         f"AWS_ENDPOINT_URL={endpoint_url} {creds} AWS_REGION={region} .venv/bin/python cli.py devices list "
          f"--stack local --outputs-file {shlex.quote(str(outputs_file))}"),
         ("the same with the AWS CLI",
          f"{creds} .venv/bin/aws --endpoint-url {endpoint_url} --region {region} iot list-things"),

@@ -1,7 +1,7 @@
 """Bring the local pipeline up in dependency order, watch data flow, tear everything down by pid.
 
 Order: stack (real program on the mock runtime) -> moto seeded with it -> dev CA -> InfluxDB ->
-Mosquitto -> `cli.py provision-device` (bundle) -> meter simulators -> observer subscriber ->
+Mosquitto -> `cli.py devices provision` (bundle) -> meter simulators -> observer subscriber ->
 collector (from the bundle). The observer subscribes before the collector connects, so it sees the
 collector's births, not only its data. Every child process is a `sandbox.procs.ManagedProcess` in its
 own process group; the teardown stops them in reverse order, then checks that none of their pids is
@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,8 +23,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from collector.config import CONFIG_FILE, DEFAULT_ENCODING, ENV_PREFIX, CollectorConfig, Encoding, load_config
+from collector.config import CONFIG_FILE, DEFAULT_ENCODING, ENV_PREFIX, Encoding, load_config
 from demo import inspect, observe, stack, view
+from demo.pipeline import Pipeline
 from demo.signals import Shutdown, SignalGuard
 from demo.verdict import Verdict, judge
 from demo.workdir import record_pids
@@ -53,27 +53,6 @@ S = TypeVar("S", bound=ChildServer)
 
 class PieceError(RuntimeError):
     """A piece of the pipeline did not start, or stopped on its own; the message names it and its log."""
-
-
-@dataclass
-class Pipeline:
-    """What is running: enough to observe it, print how to inspect it, and prove it all stopped."""
-
-    workdir: Path
-    moto: MotoServer | None = None
-    ca: DevCA | None = None
-    influx: InfluxServer | None = None
-    broker: MosquittoBroker | None = None
-    observer: tuple[Path, Path] | None = None
-    bundle: CollectorConfig | None = None
-    bundle_dir: Path | None = None
-    outputs_file: Path | None = None
-    recorder: Recorder | None = None
-    pids: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def logs(self) -> Path:
-        return self.workdir / "logs"
 
 
 def python_module(module: str, *args: str | Path) -> list[str]:
@@ -150,7 +129,7 @@ class Demo:
                         "endpoint)"):
             p.broker = self._server(MosquittoBroker(p.workdir / "mosquitto", p.ca))
             p.observer = p.broker.observer_credentials(p.workdir / "observer")
-        with self._step("cli.py provision-device: key generated locally, CSR signed by the dev CA, "
+        with self._step("cli.py devices provision: key generated locally, CSR signed by the dev CA, "
                         "certificate registered in moto, bundle written"):
             p.bundle_dir = p.workdir / "bundle"
             stack.provision(local, p.moto, p.ca, p.broker, influx, p.bundle_dir, p.logs / "provision.log")

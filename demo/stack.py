@@ -1,5 +1,5 @@
 """The cloud side, locally: the `local` stack's outputs from the real program, its whole plan replayed
-into moto (`sandbox.plan_replay`), and `cli.py provision-device` run against moto exactly as an
+into moto (`sandbox.plan_replay`), and `cli.py devices provision` run against moto exactly as an
 operator runs it against AWS.
 
 `pulumi up -s local` cannot run here (no Pulumi CLI, no AWS), so the program in `infra/` is evaluated
@@ -21,7 +21,7 @@ from typing import Any
 from collector.config import DEFAULT_CIP_PORT, DEFAULT_ENCODING, Encoding
 from demo.workdir import REPO_ROOT
 from infra.outputs import COLLECTORS
-from infra.provider_requests import ApiRequest, stack_requests
+from preflight.provider_requests import ApiRequest, stack_requests
 from sandbox.ca import DevCA
 from sandbox.influx import InfluxServer
 from sandbox.mosquitto import MosquittoBroker
@@ -94,7 +94,7 @@ def evaluate(directory: Path, encoding: Encoding = DEFAULT_ENCODING) -> tuple[Lo
     it reaches the collector the way it does in a real deployment: outputs -> CLI -> bundle.
     Returns the stack and notes on any meter moved to a free port (see `free_meter_ports`).
     """
-    from infra.mock_runtime import evaluate_stack, load_stack_config_file
+    from preflight.mock_runtime import evaluate_stack, load_stack_config_file
 
     config, secret_keys = load_stack_config_file(STACK)
     notes = free_meter_ports(config)
@@ -120,10 +120,10 @@ def seed(moto: MotoServer, stack: LocalStack, ca: DevCA) -> None:
 
 def provision_command(stack: LocalStack, ca: DevCA, broker: MosquittoBroker, influx: InfluxServer,
                       bundle_dir: Path) -> list[str]:
-    """`cli.py provision-device` as an operator types it, pointed at the local stand-ins."""
+    """`cli.py devices provision` as an operator types it, pointed at the local stand-ins."""
     entry = stack.collector
     return [
-        sys.executable, str(CLI), "provision-device",
+        sys.executable, str(CLI), "devices", "provision",
         "--stack", STACK, "--site", entry["site"], "--collector", entry["collector"],
         "--outputs-file", str(stack.outputs_file),
         "--ca-cert", str(ca.cert_path), "--ca-key", str(ca.key_path),
@@ -146,7 +146,7 @@ def provision(stack: LocalStack, moto: MotoServer, ca: DevCA, broker: MosquittoB
                               timeout=PROVISION_TIMEOUT_S, check=False)
     if done.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-15:])
-        raise StackError(f"cli.py provision-device exited {done.returncode}; see {log}\n{tail}")
+        raise StackError(f"cli.py devices provision exited {done.returncode}; see {log}\n{tail}")
 
 
 def _clean_env() -> dict[str, str]:

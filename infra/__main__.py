@@ -11,8 +11,8 @@ import pulumi_aws as aws
 
 from infra import outputs
 from infra.data_routes import DataRoutes
-from infra.extras import ALARM_ROUTE, AlarmEvents, EventPipe, LatestValues
 from infra.naming import Names
+from infra.optional_routes import ALARM_ROUTE, AlarmEvents, EventPipe, LatestValues
 from infra.provisioning import Provisioning
 from infra.registry import Registry
 from infra.stack_config import load_stack_config

@@ -1,7 +1,7 @@
 """IAM and IoT policy documents as plain dicts, built from resolved ARNs.
 
 Kept free of Pulumi so that the exact documents the program deploys can be checked against AWS's
-authorization reference (infra.iam_reference) and by the policy pack. Each role gets exactly the
+authorization reference (preflight.iam_reference) and by the policy pack. Each role gets exactly the
 actions its user performs, on exactly the resources it touches: no service-wide wildcards, and
 `Resource: "*"` only for actions that have no resource-level permissions (the IAM check in
 tests/infra/test_iam_reference.py enforces both).

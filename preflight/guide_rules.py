@@ -24,9 +24,15 @@ from typing import Any
 
 import yaml
 
-from infra.iam_reference import action as reference_action
-from infra.mock_runtime import IAM_RESOURCE_TYPES, MOCK_ACCOUNT_ID, EvaluatedStack, mock_state, partition_of
 from preflight.iam_evaluator import Decision, evaluate
+from preflight.iam_reference import action as reference_action
+from preflight.mock_runtime import (
+    IAM_RESOURCE_TYPES,
+    MOCK_ACCOUNT_ID,
+    EvaluatedStack,
+    mock_state,
+    partition_of,
+)
 
 RULES_FILE = Path(__file__).with_name("service_guide_rules.yaml")
 # A value for the parts of a request ARN that only the request knows (a log stream's name, a topic level).

@@ -151,12 +151,14 @@ class DevCA:
         server_hostnames: Sequence[str] | None = None,
         ip_addresses: Sequence[str | IPAddress] = (),
         days: int = 365,
+        expired: bool = False,
     ) -> tuple[Path, Path]:
         """Generate a key and a certificate for `cn` in `directory`; return (cert path, key path).
 
         Without `server_hostnames`/`ip_addresses` the certificate is a TLS client certificate (the
         thing's identity: Mosquitto uses its CN as the user name). With them, it is a server
-        certificate whose subjectAltName lists those names and addresses.
+        certificate whose subjectAltName lists those names and addresses. `expired=True` makes one whose
+        validity ended `days` days ago (what a collector presents after missing its rotation).
         """
         if not cn:
             raise ValueError("cn must be a non-empty string")
@@ -167,6 +169,7 @@ class DevCA:
             days,
             server_hostnames=list(server_hostnames or ()),
             ip_addresses=[ipaddress.ip_address(ip) for ip in ip_addresses],
+            expired=expired,
         )
         stem = file_stem(cn)
         directory = Path(directory).absolute()
@@ -198,10 +201,11 @@ class DevCA:
         *,
         server_hostnames: list[str],
         ip_addresses: list[IPAddress],
+        expired: bool = False,
     ) -> x509.Certificate:
         if days < 1:
             raise ValueError(f"days must be >= 1, got {days}")
-        now = _now()
+        now = _now() - dt.timedelta(days=2 * days) if expired else _now()
         server = bool(server_hostnames or ip_addresses)
         builder = (
             x509.CertificateBuilder()

@@ -1,6 +1,6 @@
 """Create an edge host's declared Docker resources on a local engine, the way pulumi-docker would.
 
-The input is what the real Pulumi program declares (`infra.mock_runtime.evaluate_stack`): every
+The input is what the real Pulumi program declares (`preflight.mock_runtime.evaluate_stack`): every
 `docker:index/...` registration with its inputs. Each one is turned into the Docker Engine API
 request the provider sends (docker-py), field by field; an input this module does not know raises
 `UnsupportedInput`, so a new declared setting can never be silently left out of the test.

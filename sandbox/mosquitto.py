@@ -5,7 +5,10 @@ CA, and the certificate CN (the thing name) is the identity the ACL is checked a
 (`use_identity_as_username`). The ACL is rendered from `collector.topics.mosquitto_acl_patterns()`,
 the same templates the IoT policy is rendered from, so a topic the cloud would refuse is refused here.
 An extra identity, CN `pm500-observer`, may read every Sparkplug, event and `$aws` topic: tests and the
-demo's live view use it to see what reached the "cloud".
+demo's live view use it to see what reached the "cloud". Two more play AWS IoT's own services:
+`pm500-shadow-service` (`sandbox.shadow_service`) answers on every thing's shadow topics, and
+`pm500-lifecycle` (`sandbox.lifecycle_events`) reads the broker's log topics and publishes the
+lifecycle events; the broker publishes its log on `$SYS/broker/log/<level>` for it (`log_dest topic`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from sandbox.server import ChildServer
 MOSQUITTO_BIN = "mosquitto"
 OBSERVER_CN = "pm500-observer"
 OBSERVER_TOPICS = (f"{SPARKPLUG_NAMESPACE}/#", f"{EVENTS_NAMESPACE}/#", "$aws/#")
+SHADOW_SERVICE_CN = "pm500-shadow-service"
+LIFECYCLE_CN = "pm500-lifecycle"
+LOG_TOPICS = "$SYS/broker/log/#"
 SERVER_HOSTNAMES = ("localhost",)
 SERVER_IPS = ("127.0.0.1",)
 
@@ -36,6 +42,13 @@ def render_acl(extra: Sequence[str] = ()) -> str:
         "",
         f"user {OBSERVER_CN}",
         *(f"topic read {t}" for t in OBSERVER_TOPICS),
+        "",
+        f"user {SHADOW_SERVICE_CN}",
+        "topic readwrite $aws/things/+/shadow/#",
+        "",
+        f"user {LIFECYCLE_CN}",
+        f"topic read {LOG_TOPICS}",
+        "topic write $aws/events/presence/#",
     ]
     if extra:
         lines += ["", *extra]
@@ -107,6 +120,7 @@ class MosquittoBroker(ChildServer):
             # Default 1000: a slow observer would silently lose QoS 1 messages in a benchmark burst.
             "max_queued_messages 0",
             "log_dest stdout",
+            "log_dest topic",  # $SYS/broker/log/<level>: the connection messages for sandbox.lifecycle_events
             "log_type error",
             "log_type warning",
             "log_type notice",

@@ -1,5 +1,5 @@
 """Replay a stack's plan into moto: every declared AWS resource created through boto3 with the request
-the provider would send (`infra.provider_requests`, the same mapping the service-model checks use).
+the provider would send (`preflight.provider_requests`, the same mapping the service-model checks use).
 
 moto then applies its own validation too, and tests and the demo run against an account that holds
 the whole stack, not only the registry. Requests moto cannot take are skipped, each for a stated
@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 from botocore import xform_name
 
-from infra.provider_requests import ApiRequest
+from preflight.provider_requests import ApiRequest
 
 # (service, operation) -> why moto cannot take it (docs/infra.md lists these as unverified).
 MOTO_CANNOT: dict[tuple[str, str], str] = {

@@ -9,7 +9,7 @@ Config `bench:kind` picks one, `bench:resources` the number of registrations (co
   a misspelt argument raises instead of silently creating a wrong resource). No program can register
   these resources for less: this is the floor.
 
-Run by `bench.fleet_scale` on the same mock runtime (`infra.mock_runtime`) as the program.
+Run by `bench.fleet_scale` on the same mock runtime (`preflight.mock_runtime`) as the program.
 """
 
 from __future__ import annotations

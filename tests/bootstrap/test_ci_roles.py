@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from bootstrap.ci_roles import BootstrapConfigError
-from infra.deployer_policy import deployer_policy
-from infra.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
-from infra.provider_requests import stack_requests
-from infra.service_models import plan_problems
+from preflight.deployer_policy import deployer_policy
+from preflight.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
+from preflight.provider_requests import stack_requests
+from preflight.service_models import plan_problems
 from sandbox.plan_replay import moto_clients, replay
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-import cli
+from commands import devices as devices_commands
+from commands import sites as sites_commands
 from devices import aws
 from infra import outputs as names
 from infra.iam import collector_iot_policy
@@ -120,7 +121,8 @@ def inject(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Hook], None]:
             client.meta.events.register(event, handler)
         return client
 
-    monkeypatch.setattr(cli, "iot_client", hooked)
+    for group in (devices_commands, sites_commands):  # the command modules that create IoT clients
+        monkeypatch.setattr(group, "iot_client", hooked)
     return lambda event, handler: hooks.append((event, handler))
 
 

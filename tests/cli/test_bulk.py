@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import cli
 from collector.config import CERT_FILE, KEY_FILE
+from commands import sites as sites_commands
 from devices import aws
 from devices.crypto import cert_matches_key
 from infra.iam import collector_iot_policy
@@ -85,7 +86,7 @@ def test_site_is_provisioned_concurrently_with_per_device_rollback_and_resume(
 
 def bulk_without_hooks(fleet: Stack, *extra: str) -> tuple[int, dict[str, Any]]:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli, "iot_client", aws.iot_client)
+        mp.setattr(sites_commands, "iot_client", aws.iot_client)
         return bulk(fleet, *extra)
 
 

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 import cli
 from collector.config import load_config
-from infra.mock_runtime import EvaluatedStack, evaluate_stack
 from infra.outputs import COLLECTOR_POLICY_NAME, COLLECTORS, IOT_ENDPOINT
-from infra.provider_requests import stack_requests
+from preflight.mock_runtime import EvaluatedStack, evaluate_stack
+from preflight.provider_requests import stack_requests
 from sandbox.plan_replay import moto_clients, replay
 from tests.cli.conftest import moto_iot_client
 

@@ -182,7 +182,9 @@ class PersistentObserver:
     gap the collector made.
     """
 
-    def __init__(self, broker: MosquittoBroker, workdir: Path) -> None:
+    def __init__(
+        self, broker: MosquittoBroker, workdir: Path, subscriptions: tuple[str, ...] = ("spBv1.0/#",)
+    ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -194,7 +196,7 @@ class PersistentObserver:
         )
         client.tls_set(ca_certs=str(broker.ca_file), certfile=str(cert), keyfile=str(key))
         client.reconnect_delay_set(0.1, 0.5)
-        client.on_connect = lambda c, u, f, rc, p: c.subscribe("spBv1.0/#", qos=1)
+        client.on_connect = lambda c, u, f, rc, p: c.subscribe([(topic, 1) for topic in subscriptions])
         client.on_subscribe = lambda *a: self._subscribed.set()
         client.on_message = lambda c, u, msg: self._messages.append(
             Message(msg.topic, bytes(msg.payload), time.time())

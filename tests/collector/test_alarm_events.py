@@ -13,10 +13,20 @@ import pytest
 
 from collector.lineprotocol import MEASUREMENT
 from collector.payload import asset_uuid
+from sandbox.ca import DevCA
 from sandbox.influx import InfluxServer
 from sandbox.mosquitto import MosquittoBroker
-from sandbox.mqtt import Recorder
-from tests.collector.harness import SITE, THING, CollectorProcess, Simulator, ddata_by_asset, wait_until
+from sandbox.mqtt import Message, Recorder
+from tests.collector.harness import (
+    SITE,
+    THING,
+    CollectorProcess,
+    PersistentObserver,
+    Simulator,
+    ddata_by_asset,
+    wait_until,
+    write_bundle,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -102,3 +112,73 @@ def test_alarm_2_raised_and_cleared_gives_one_event_each_and_lands_in_influx(
         return collapsed if collapsed[-1:] == [0.0] and 1.0 in collapsed else []
 
     assert wait_until(alarm_history, 30, "alarm_2 history in InfluxDB") == [0.0, 1.0, 0.0]
+
+
+def events_of(messages: list[Message]) -> list[tuple[str, str, str]]:
+    return [
+        (e["asset"], e["metric"], e["state"])
+        for e in (json.loads(m.payload) for m in messages if m.topic.startswith("pm500/event/"))
+    ]
+
+
+def test_an_alarm_cleared_while_the_collector_was_down_gives_its_cleared_event(
+    tmp_path: Path, dev_ca: DevCA, mqtt_broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    """The issue's case: an alarm that cleared while the collector was down never produced 'cleared'.
+    The last states are kept in the buffer file, so the first reading after the restart is compared
+    with the last one before it (and an alarm still active is not raised a second time)."""
+    assert simulator.control is not None
+    config = write_bundle(tmp_path / "bundle", dev_ca, mqtt_broker, simulator.ports, influx_url=None)
+    cert, key = mqtt_broker.observer_credentials(tmp_path / "events-observer")
+    broker = (mqtt_broker.host, mqtt_broker.port, mqtt_broker.ca_file)
+    with Recorder(*broker, cert, key, ["pm500/event/#"]) as rec:
+        simulator.control.set_status(1, alarms=[2, 3])
+        collector = CollectorProcess(config, tmp_path).start()
+        try:
+            rec.wait_for(lambda ms: len(events_of(ms)) >= 2, timeout=60)
+        finally:
+            assert collector.stop() == 0
+        simulator.control.set_status(1, alarms=[3])  # alarm 2 clears while nothing watches
+        collector = CollectorProcess(config, tmp_path).start()
+        try:
+            rec.wait_for(lambda ms: len(events_of(ms)) >= 3, timeout=60)
+            wait_until(lambda: (h := collector.health()) and h["buffer"]["events"]["depth"] == 0, 30, "acked")
+        finally:
+            assert collector.stop() == 0
+        messages = rec.messages()
+    assert events_of(messages) == [
+        ("meter-1", "alarm2", "raised"),
+        ("meter-1", "alarm3", "raised"),
+        ("meter-1", "alarm2", "cleared"),
+    ]
+
+
+def test_events_survive_a_broker_outage_and_a_kill_9(
+    tmp_path: Path, dev_ca: DevCA, simulator: Simulator
+) -> None:
+    """Raised and cleared while the broker is down, then the collector is killed (-9) before it could
+    publish either: both reach the subscriber, in order, after the broker and the collector are back."""
+    assert simulator.control is not None
+    broker = MosquittoBroker(tmp_path / "mosquitto", dev_ca, persistence=True)
+    broker.start()
+    observer = PersistentObserver(broker, tmp_path, ("spBv1.0/#", "pm500/event/#"))
+    config = write_bundle(tmp_path / "bundle", dev_ca, broker, simulator.ports, influx_url=None)
+    collector = CollectorProcess(config, tmp_path).start()
+    try:
+        wait_until(lambda: ddata_by_asset(observer.messages()).get("meter-1"), 30, "first DDATA")
+        broker.stop()
+        simulator.control.set_status(1, alarms=[1])
+        wait_until(lambda: collector.health()["buffer"]["events"]["depth"] == 1, 30, "raised, buffered")  # type: ignore[index]
+        simulator.control.set_status(1, alarms=[])
+        wait_until(lambda: collector.health()["buffer"]["events"]["depth"] == 2, 30, "cleared, buffered")  # type: ignore[index]
+        collector.kill9()
+        broker.start()
+        collector = CollectorProcess(config, tmp_path).start()
+        wait_until(lambda: len(events_of(observer.messages())) >= 2, 60, "both events after the restart")
+        wait_until(lambda: collector.health()["buffer"]["events"]["depth"] == 0, 30, "events acked")  # type: ignore[index]
+    finally:
+        collector.stop()
+        observer.stop()
+        broker.stop()
+    expected = [("meter-1", "alarm1", "raised"), ("meter-1", "alarm1", "cleared")]
+    assert events_of(observer.messages()) == expected

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.alarms import StatusTracker
+from collector.alarms import status_changes
 from collector.payload import dbirth, status_event
 from collector.reading import Reading
 
@@ -14,24 +14,30 @@ def _reading(asset: str, ts: int, **states: float) -> Reading:
     return Reading("plant-a", asset, "MCC-1", ts, {"realPower": 10.0, **QUIET, **states})
 
 
-def test_only_changes_are_events_per_asset() -> None:
-    tracker = StatusTracker()
-    assert tracker.changes(_reading("m1", 1)) == []  # first reading, nothing active
-    assert tracker.changes(_reading("m2", 1, alarm3=1.0)) == [("alarm3", True)]  # active at start
-    assert tracker.changes(_reading("m1", 2, alarm2=1.0, output1=1.0)) == [
-        ("alarm2", True),
-        ("output1", True),
-    ]
-    assert tracker.changes(_reading("m1", 3, alarm2=1.0, output1=1.0)) == []  # still active: no repeat
-    assert tracker.changes(_reading("m1", 4, output1=1.0)) == [("alarm2", False)]
-    assert tracker.changes(_reading("m2", 2, alarm3=1.0)) == []  # the other asset kept its own state
+def test_only_changes_are_events() -> None:
+    states, changes = status_changes(None, _reading("m1", 1))
+    assert changes == []  # first reading, nothing active
+    assert status_changes(None, _reading("m2", 1, alarm3=1.0))[1] == [("alarm3", True)]  # active at start
+    states, changes = status_changes(states, _reading("m1", 2, alarm2=1.0, output1=1.0))
+    assert changes == [("alarm2", True), ("output1", True)]
+    states, changes = status_changes(states, _reading("m1", 3, alarm2=1.0, output1=1.0))
+    assert changes == []  # still active: no repeat
+    states, changes = status_changes(states, _reading("m1", 4, output1=1.0))
+    assert changes == [("alarm2", False)]
+    assert states == {**{m: False for m in QUIET}, "output1": True}
+
+
+def test_known_states_are_compared_not_announced() -> None:
+    """After a restart the kept states are the previous ones: an active alarm is no news, a cleared one is."""
+    kept = {**{m: False for m in QUIET}, "alarm1": True, "alarm2": True}
+    assert status_changes(kept, _reading("m1", 5, alarm1=1.0))[1] == [("alarm2", False)]
 
 
 def test_a_reading_without_status_metrics_changes_nothing() -> None:
-    tracker = StatusTracker()
-    tracker.changes(_reading("m1", 1, alarm1=1.0))
-    assert tracker.changes(Reading("plant-a", "m1", "MCC-1", 2, {"realPower": 1.0})) == []
-    assert tracker.changes(_reading("m1", 3, alarm1=1.0)) == []
+    states, _ = status_changes(None, _reading("m1", 1, alarm1=1.0))
+    after, changes = status_changes(states, Reading("plant-a", "m1", "MCC-1", 2, {"realPower": 1.0}))
+    assert changes == [] and after == states
+    assert status_changes(after, _reading("m1", 3, alarm1=1.0))[1] == []
 
 
 def test_event_payload_for_an_output_port() -> None:

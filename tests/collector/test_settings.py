@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from collector.config import CollectorConfig
-from collector.settings import HISTORY_LENGTH, Running, Settings, flatten, settings_path
+from collector.settings import HISTORY_LENGTH, Running, Settings, flatten, nest, settings_path
 
 BUNDLE: dict[str, Any] = {
     "stack": "test",
@@ -186,6 +186,8 @@ def test_the_record_is_bounded_and_counts_everything(tmp_path: Path, follower: F
 def test_nested_documents_flatten_to_setting_keys() -> None:
     document = {"poll_interval_s": 5, "meters": {"meter-1": {"in_service": False}}, "debug": True}
     assert flatten(document) == {"poll_interval_s": 5, "meters.meter-1.in_service": False, "debug": True}
+    assert nest(flatten(document)) == document
+    assert flatten({"meters": {"m1": {}}, "debug": True}) == {"debug": True}  # an empty object sets nothing
 
 
 def test_a_change_that_cannot_be_persisted_is_refused(tmp_path: Path, follower: Follower) -> None:

@@ -102,3 +102,24 @@ def test_event_topic_is_documented_as_the_collector_renders_it():
     documented = set(re.findall(r"^\| `(pm500/[^`]+)` \|", DOC, flags=re.M))
     assert documented == {topics.EVENT.render("<thing>", "<asset>")}
     assert f"subscribe to `{topics.EVENTS_NAMESPACE}/event/#`" in DOC
+
+
+def test_the_page_names_the_outputs_the_cli_reads() -> None:
+    """Issue 21: the page said `cli.py` reads every output; it reads the ones devices/outputs.py imports."""
+    import ast
+    import re
+    from pathlib import Path
+
+    import infra.outputs
+
+    root = Path(__file__).resolve().parents[2]
+    tree = ast.parse((root / "devices" / "outputs.py").read_text())
+    imported = {a.name for n in ast.walk(tree)
+                if isinstance(n, ast.ImportFrom) and n.module == "infra.outputs" for a in n.names}
+    values = {name: getattr(infra.outputs, name) for name in imported}
+    read = {v for v in values.values() if isinstance(v, str)}
+    text = (root / "docs" / "integration.md").read_text()
+    sentence = re.search(r"`cli\.py` reads (\w+) of them: ([^;]+);", text.replace("\n", " "))
+    assert sentence, "the page says which outputs cli.py reads"
+    assert set(re.findall(r"`(\w+)`", sentence[2])) == read
+    assert sentence[1] == {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}[len(read)]

@@ -21,11 +21,15 @@ from collector.topics import (
     NCMD,
     NDEATH,
     SHADOW,
+    SHADOW_ANSWERS,
+    SHADOW_GET,
+    SHADOW_UPDATE,
     check_thing_name_length,
     ddata_filter,
     event_filter,
     iot_policy_topics,
     mosquitto_acl_patterns,
+    shadow_topic,
     stack_thing_prefix,
     thing_name,
 )
@@ -41,7 +45,16 @@ def test_collector_topics_are_the_sparkplug_topics() -> None:
     assert DBIRTH.render(THING, "meter-1") == "spBv1.0/pm500/DBIRTH/prod:plant-a:edge-01/meter-1"
     assert DDATA.render(THING, "meter-1") == "spBv1.0/pm500/DDATA/prod:plant-a:edge-01/meter-1"
     assert DDEATH.render(THING, "meter-1") == "spBv1.0/pm500/DDEATH/prod:plant-a:edge-01/meter-1"
-    assert SHADOW.render(THING) == "$aws/things/prod:plant-a:edge-01/shadow/#"
+    shadow = "$aws/things/prod:plant-a:edge-01/shadow/name/pm500"
+    assert SHADOW_UPDATE.render(THING) == f"{shadow}/update"
+    assert SHADOW_GET.render(THING) == f"{shadow}/get"
+    assert SHADOW.render(THING) == f"{shadow}/#"
+    assert [shadow_topic(THING, a) for a in SHADOW_ANSWERS] == [
+        f"{shadow}/update/rejected",
+        f"{shadow}/update/delta",
+        f"{shadow}/get/accepted",
+        f"{shadow}/get/rejected",
+    ]
     assert EVENT.render(THING, "meter-1") == "pm500/event/prod:plant-a:edge-01/meter-1"
     assert NBIRTH.render(THING, "ignored") == "spBv1.0/pm500/NBIRTH/prod:plant-a:edge-01"
 
@@ -100,12 +113,13 @@ def test_iot_policy_topics_literal() -> None:
         f"spBv1.0/pm500/DBIRTH/{VAR}/*",
         f"spBv1.0/pm500/DDATA/{VAR}/*",
         f"spBv1.0/pm500/DDEATH/{VAR}/*",
-        f"$aws/things/{VAR}/shadow/*",
+        f"$aws/things/{VAR}/shadow/name/pm500/update",
+        f"$aws/things/{VAR}/shadow/name/pm500/get",
         f"pm500/event/{VAR}/*",
     ]
     assert iot_policy_topics("subscribe") == [
         f"spBv1.0/pm500/NCMD/{VAR}",
-        f"$aws/things/{VAR}/shadow/*",
+        f"$aws/things/{VAR}/shadow/name/pm500/*",
     ]
     assert iot_policy_topics("publish", "T") == [
         "spBv1.0/pm500/NBIRTH/T",
@@ -113,7 +127,8 @@ def test_iot_policy_topics_literal() -> None:
         "spBv1.0/pm500/DBIRTH/T/*",
         "spBv1.0/pm500/DDATA/T/*",
         "spBv1.0/pm500/DDEATH/T/*",
-        "$aws/things/T/shadow/*",
+        "$aws/things/T/shadow/name/pm500/update",
+        "$aws/things/T/shadow/name/pm500/get",
         "pm500/event/T/*",
     ]
 
@@ -126,7 +141,9 @@ def test_mosquitto_acl_literal() -> None:
         "pattern write spBv1.0/pm500/DDATA/%u/+",
         "pattern write spBv1.0/pm500/DDEATH/%u/+",
         "pattern read spBv1.0/pm500/NCMD/%u",
-        "pattern readwrite $aws/things/%u/shadow/#",
+        "pattern write $aws/things/%u/shadow/name/pm500/update",
+        "pattern write $aws/things/%u/shadow/name/pm500/get",
+        "pattern read $aws/things/%u/shadow/name/pm500/#",
         "pattern write pm500/event/%u/+",
     ]
     assert mosquitto_acl_patterns([NCMD]) == ["pattern read spBv1.0/pm500/NCMD/%u"]
@@ -145,5 +162,6 @@ def test_templates_are_immutable() -> None:
 def test_message_types_in_order() -> None:
     """infra/outputs.py keys a stack output by message type: these names are part of the contract."""
     assert [t.message_type for t in COLLECTOR_TOPICS] == [
-        "NBIRTH", "NDEATH", "DBIRTH", "DDATA", "DDEATH", "NCMD", "SHADOW", "EVENT",
+        "NBIRTH", "NDEATH", "DBIRTH", "DDATA", "DDEATH", "NCMD",
+        "SHADOW_UPDATE", "SHADOW_GET", "SHADOW", "EVENT",
     ]

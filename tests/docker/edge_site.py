@@ -21,8 +21,8 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
-from infra.mock_runtime import EvaluatedStack, evaluate_stack, mock_state
 from infra.outputs import COLLECTORS
+from preflight.mock_runtime import EvaluatedStack, evaluate_stack, mock_state
 from sandbox.aws_seed import seed_stack
 from sandbox.ca import DevCA
 from sandbox.docker_deploy import CONTAINER, IMAGE, NETWORK, REMOTE_IMAGE, VOLUME, Declared, plain

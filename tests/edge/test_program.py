@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from infra.mock_runtime import evaluate_stack, load_stack_config_file
 from infra.outputs import EDGE
+from preflight.mock_runtime import evaluate_stack, load_stack_config_file
 
 
 def test_cloud_only_stack_declares_no_docker_resource() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.mock_runtime import EvaluatedStack, evaluate_stack
+from preflight.mock_runtime import EvaluatedStack, evaluate_stack
 from tests.infra.longest_stack import STACK, longest_config
 
 

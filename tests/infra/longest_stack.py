@@ -22,7 +22,7 @@ FEATURES = {"eventBridgePipe": True, "latestValueTable": True, "alarmEvents": Tr
 
 
 def longest_config() -> dict[str, str]:
-    """`PULUMI_CONFIG`-style config (namespace:key -> text) for `infra.mock_runtime.evaluate_stack`."""
+    """`PULUMI_CONFIG`-style config (namespace:key -> text) for `preflight.mock_runtime.evaluate_stack`."""
     meters = [{"asset": f"meter-asset-name-for-checks-{i:04d}", "breaker": "B" * 64,
                "host": f"pm500-{i}.site.example"} for i in range(2)]
     sites = [{"name": site, "collectors": [{"name": COLLECTOR, "meters": meters, "encoding": encoding}],

@@ -12,7 +12,7 @@ from collector.payload import ddata
 from collector.reading import Reading
 from collector.topics import thing_name
 from infra import archive_layout
-from infra.mock_runtime import EvaluatedStack
+from preflight.mock_runtime import EvaluatedStack
 
 # No skip when jq is missing: `./dev setup` installs Debian's jq, and a silently skipped check proves nothing.
 JQ = shutil.which("jq")

@@ -16,8 +16,8 @@ import pytest
 from collector.validation import ConfigError
 from devices.crypto import subject_for
 from infra.config import parse_stack_config
-from infra.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
 from infra.naming import Names
+from preflight.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
 from tests.infra.longest_stack import COLLECTOR as LONG_COLLECTOR
 from tests.infra.longest_stack import SITE as LONG_SITE
 from tests.infra.longest_stack import STACK as LONG_STACK

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from collector.validation import ConfigError
-from infra.mock_runtime import evaluate_stack, load_stack_config_file
+from preflight.mock_runtime import evaluate_stack, load_stack_config_file
 
 BASE, SECRET_KEYS = load_stack_config_file("staging")
 SITES: list[dict[str, Any]] = json.loads(BASE["pm500:sites"])

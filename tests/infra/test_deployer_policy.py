@@ -1,4 +1,4 @@
-"""The deployer's least-privilege policy (`cli.py deployer-policy`), derived from the declared resources.
+"""The deployer's least-privilege policy (`cli.py stacks deployer-policy`), from the declared resources.
 
 Expectations are written out (ARNs, actions, principals) or come from sources independent of the
 generator: the mock runtime's ARN formats for each declared resource, and the access levels of AWS's
@@ -14,19 +14,19 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
-from infra.deployer_policy import (
+from infra.sparkplug import DESCRIPTOR_KEY
+from preflight.deployer_policy import (
     MANAGED_POLICY_MAX_CHARS,
     DeployerPolicy,
     deployer_policy,
     iam_action,
     policy_chars,
 )
-from infra.iam_reference import action, check_document
-from infra.mock_runtime import ARN_FORMATS, IAM_RESOURCE_TYPES, EvaluatedStack, evaluate_stack, mock_state
-from infra.provider_requests import stack_requests
-from infra.sparkplug import DESCRIPTOR_KEY
 from preflight.guide_rules import request_arn
 from preflight.iam_evaluator import allows
+from preflight.iam_reference import action, check_document
+from preflight.mock_runtime import ARN_FORMATS, IAM_RESOURCE_TYPES, EvaluatedStack, evaluate_stack, mock_state
+from preflight.provider_requests import stack_requests
 
 ACCOUNT = "123456789012"
 STAGING_ARN = "arn:aws:{service}:eu-west-1:123456789012:{resource}"
@@ -278,7 +278,8 @@ def test_a_fleet_of_things_is_one_resource_pattern(staging_deploy: DeployerPolic
 def test_cli_prints_the_documents_as_json() -> None:
     result = CliRunner().invoke(
         cli.app,
-        ["deployer-policy", "--stack", "staging", "--mode", "preview", "--account", ACCOUNT, "--json"],
+        ["stacks", "deployer-policy", "--stack", "staging", "--mode", "preview", "--account", ACCOUNT,
+         "--json"],
     )
     assert result.exit_code == 0, result.output
     documents = json.loads(result.stdout)
@@ -296,7 +297,7 @@ def test_cli_prints_the_documents_as_json() -> None:
     ],
 )
 def test_cli_bad_arguments_are_one_clear_line(args: list[str], message: str) -> None:
-    argv = ["deployer-policy", "--stack", "staging", *args]
+    argv = ["stacks", "deployer-policy", "--stack", "staging", *args]
     result = CliRunner().invoke(cli.app, argv)
     assert result.exit_code == 1
     assert message in result.stderr

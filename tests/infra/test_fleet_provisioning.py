@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from infra.mock_runtime import EvaluatedStack
+from preflight.mock_runtime import EvaluatedStack
 from sandbox.fleet_provisioning import Account, ProvisioningRefused, Thing, register_thing
 from tests.infra.longest_stack import COLLECTOR as LONG_COLLECTOR
 from tests.infra.longest_stack import SITE as LONG_SITE

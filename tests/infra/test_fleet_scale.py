@@ -12,7 +12,7 @@ import yaml
 from bench.fleet_scale import STACK, write_fleet
 from collector.validation import ConfigError
 from infra import outputs
-from infra.mock_runtime import evaluate_stack, language_host_config_json, load_stack_config_file
+from preflight.mock_runtime import evaluate_stack, language_host_config_json, load_stack_config_file
 
 LINUX_ENV_STRING_CAP = 128 * 1024
 

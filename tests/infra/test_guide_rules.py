@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from infra.deployer_policy import deployer_policy
-from infra.mock_runtime import EvaluatedStack
 from infra.sparkplug import json_shape_sql
 from preflight import guide_rules
+from preflight.deployer_policy import deployer_policy
 from preflight.iam_evaluator import Decision, evaluate
+from preflight.mock_runtime import EvaluatedStack
 
 ACCOUNT = "123456789012"
 STREAM = "arn:aws:kinesis:eu-west-1:1:stream/s"

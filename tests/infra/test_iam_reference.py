@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from infra import iam
-from infra.iam_reference import action, check_document, globs_intersect
-from infra.mock_runtime import EvaluatedStack
 from preflight.iam_evaluator import allows
+from preflight.iam_reference import action, check_document, globs_intersect
+from preflight.mock_runtime import EvaluatedStack
 
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ARN = "arn:aws:iot:eu-west-1:123456789012"

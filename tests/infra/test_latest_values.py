@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 
-from infra.iam_reference import check_document
-from infra.mock_runtime import EvaluatedStack
 from preflight.iam_evaluator import allows
+from preflight.iam_reference import check_document
+from preflight.mock_runtime import EvaluatedStack
 
 RULE = "aws:iot/topicRule:TopicRule"
 ROLE_ARN = "arn:aws:iam::123456789012:role/pm500-prod-rule-ddata_latest"
@@ -79,7 +79,7 @@ def test_a_mixed_stack_writes_the_latest_values_of_both_encodings(longest: Evalu
 def test_a_sparkplug_only_stack_reads_only_the_decoded_topic(prod: EvaluatedStack) -> None:
     import json as _json
 
-    from infra.mock_runtime import evaluate_stack
+    from preflight.mock_runtime import evaluate_stack
 
     config = {**prod.config, "pm500:encoding": "sparkplug-b"}
     stack = evaluate_stack("prod", config=config, secret_keys=prod.secret_keys)

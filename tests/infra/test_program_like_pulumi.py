@@ -9,13 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.mock_runtime import PROJECT_DIR
+from preflight.mock_runtime import PROJECT_DIR
 
 RUNNER = """
 import json, pathlib, sys
 repo = pathlib.Path(sys.argv[1]).resolve()
 on_path = [p for p in sys.path if p and pathlib.Path(p).resolve() == repo]
-from infra.mock_runtime import evaluate_stack
+from preflight.mock_runtime import evaluate_stack
 evaluated = evaluate_stack("staging", program_dir=pathlib.Path.cwd())
 print(json.dumps({"repo_on_path": on_path, "things": evaluated.outputs["thingNames"],
                   "types": sorted({r.type for r in evaluated.resources})}))

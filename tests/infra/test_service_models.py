@@ -1,9 +1,9 @@
 """Every request the stacks would make, checked against AWS's published service models (botocore's).
 
 Staging, prod and a generated stack at the longest names the config accepts (tests/infra/longest_stack.py)
-are evaluated on the mock runtime; `infra.provider_requests` turns each declared AWS resource into the
+are evaluated on the mock runtime; `preflight.provider_requests` turns each declared AWS resource into the
 create requests the provider sends (autonamed resources named as pulumi-aws names them) and
-`infra.service_models` applies the models' required members, types, min/max, enums and patterns plus
+`preflight.service_models` applies the models' required members, types, min/max, enums and patterns plus
 the document rules (JSON, size quotas).
 Defects 1 (inline policy names) and 4 (template name length) of issue 10 have their own checks below.
 """
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from collector.proto import DESCRIPTOR_SET_FILE
-from infra.mock_runtime import EvaluatedStack
-from infra.provider_requests import (
+from preflight.mock_runtime import EvaluatedStack
+from preflight.provider_requests import (
     MAPPINGS,
     ApiRequest,
     UnmappedResource,
@@ -24,7 +24,7 @@ from infra.provider_requests import (
     requests_for,
     stack_requests,
 )
-from infra.service_models import request_problems
+from preflight.service_models import request_problems
 
 
 @pytest.fixture(scope="module", params=["staging", "prod", "longest"])

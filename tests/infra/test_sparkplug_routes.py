@@ -22,10 +22,10 @@ from collector.payload import ddata
 from collector.proto import DESCRIPTOR_SET_FILE, descriptor_set
 from collector.reading import Reading
 from collector.wire import SparkplugWire
-from infra.iam_reference import check_document
-from infra.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
 from infra.sparkplug import DECODED_TIMESTAMP_SQL, DESCRIPTOR_KEY, METRIC_NUMBER_SQL
 from policy import validators
+from preflight.iam_reference import check_document
+from preflight.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
 from tests.infra.iot_sql import UNDEFINED, evaluate
 from tests.policy.test_validators import _resources
 

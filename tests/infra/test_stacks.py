@@ -11,7 +11,7 @@ import pytest
 from collector.topics import thing_name
 from infra import outputs
 from infra.config import StackConfig, parse_stack_config
-from infra.mock_runtime import (
+from preflight.mock_runtime import (
     PROJECT_DIR,
     EvaluatedStack,
     RegisteredResource,
@@ -161,16 +161,18 @@ def test_iot_policy_is_rendered_from_the_topic_templates(stack: EvaluatedStack) 
         f"{arn}:topic/spBv1.0/pm500/DBIRTH/{var}/*",
         f"{arn}:topic/spBv1.0/pm500/DDATA/{var}/*",
         f"{arn}:topic/spBv1.0/pm500/DDEATH/{var}/*",
-        f"{arn}:topic/$aws/things/{var}/shadow/*",
+        f"{arn}:topic/$aws/things/{var}/shadow/name/pm500/update",
+        f"{arn}:topic/$aws/things/{var}/shadow/name/pm500/get",
         f"{arn}:topic/pm500/event/{var}/*",
     ]
+    # Reading: the answers of its own named shadow only (one wildcard: the 2048-character cap).
     assert by_sid["SubscribeOwnTopics"]["Resource"] == [
         f"{arn}:topicfilter/spBv1.0/pm500/NCMD/{var}",
-        f"{arn}:topicfilter/$aws/things/{var}/shadow/*",
+        f"{arn}:topicfilter/$aws/things/{var}/shadow/name/pm500/*",
     ]
     assert by_sid["ReceiveOwnTopics"]["Resource"] == [
         f"{arn}:topic/spBv1.0/pm500/NCMD/{var}",
-        f"{arn}:topic/$aws/things/{var}/shadow/*",
+        f"{arn}:topic/$aws/things/{var}/shadow/name/pm500/*",
     ]
     assert {a for s in doc["Statement"] for a in s["Action"]} == {
         "iot:Connect",

@@ -1,4 +1,4 @@
-"""`cli.py meter probe` against a real simulator process, with the bundled map and with maps scrambled
+"""`cli.py meters probe` against a real simulator process, with the bundled map and with maps scrambled
 on purpose: what it prints, the verdict, and the YAML change `--suggest` proposes."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ runner = CliRunner()
 
 def _probe(sim: SimulatorProcess, *args: str, index: int = 0) -> Any:
     return runner.invoke(
-        cli.app, ["meter", "probe", "--host", "127.0.0.1", "--port", str(sim.ports[index]), *args]
+        cli.app, ["meters", "probe", "--host", "127.0.0.1", "--port", str(sim.ports[index]), *args]
     )
 
 
@@ -114,7 +114,7 @@ def test_3_wire_meter_probed_as_3_wire_is_consistent_and_as_4_wire_gets_the_hint
 
 
 def test_unreachable_meter_and_bad_options_are_one_clear_line(sim: SimulatorProcess, tmp_path: Path) -> None:
-    closed = runner.invoke(cli.app, ["meter", "probe", "--host", "127.0.0.1", "--port", "1"])
+    closed = runner.invoke(cli.app, ["meters", "probe", "--host", "127.0.0.1", "--port", "1"])
     assert closed.exit_code == 1
     assert closed.stderr.startswith("error: meter 127.0.0.1:1: cannot open EtherNet/IP session")
     wiring = _probe(sim, "--wiring", "delta")

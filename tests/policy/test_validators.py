@@ -14,8 +14,8 @@ from typing import Any
 import pulumi_policy
 import pytest
 
-from infra.mock_runtime import PROJECT_DIR, EvaluatedStack, evaluate_stack
 from policy import validators as v
+from preflight.mock_runtime import PROJECT_DIR, EvaluatedStack, evaluate_stack
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,8 @@ def test_acl_is_rendered_from_collector_topics(mqtt_broker: MosquittoBroker) -> 
         assert pattern in lines
     assert f"user {OBSERVER_CN}" in lines
     assert "pattern write spBv1.0/pm500/DDATA/%u/+" in lines  # what the collector publishes on
-    assert "pattern readwrite $aws/things/%u/shadow/#" in lines
+    assert "pattern write $aws/things/%u/shadow/name/pm500/update" in lines  # its named shadow only
+    assert "pattern read $aws/things/%u/shadow/name/pm500/#" in lines
     assert "pattern read spBv1.0/pm500/NCMD/%u" in lines
     assert "pattern write pm500/event/%u/+" in lines  # alarm/output events
 
@@ -65,7 +66,7 @@ def test_broker_listens_on_loopback_only(mqtt_broker: MosquittoBroker) -> None:
 def test_thing_publishes_on_its_own_topics_only(
     mqtt_broker: MosquittoBroker, mqtt_observer: Recorder, dev_ca: DevCA, tmp_path: Path
 ) -> None:
-    shadow = "$aws/things/staging:plant-a:edge-01/shadow/update"
+    shadow = "$aws/things/staging:plant-a:edge-01/shadow/name/pm500/update"
     cert, key = mqtt_broker.observer_credentials(tmp_path / "observer-aws")
     aws_observer = Recorder(mqtt_broker.host, mqtt_broker.port, mqtt_broker.ca_file, cert, key,
                             topic_filter=["$aws/#"]).start()
@@ -79,7 +80,9 @@ def test_thing_publishes_on_its_own_topics_only(
         assert not accepted.is_failure
         assert not _publish_v5(client, NBIRTH.render(EDGE_01)).is_failure
         assert not _publish_v5(client, shadow).is_failure
-        assert _publish_v5(client, "$aws/things/staging:plant-a:edge-02/shadow/update").is_failure
+        assert _publish_v5(client, "$aws/things/staging:plant-a:edge-02/shadow/name/pm500/update").is_failure
+        assert _publish_v5(client, "$aws/things/staging:plant-a:edge-01/shadow/update").is_failure  # classic
+        assert _publish_v5(client, "$aws/things/staging:plant-a:edge-01/shadow/name/pm500/delete").is_failure
         assert [m.topic for m in aws_observer.wait_for_topic("$aws/")] == [shadow]
     finally:
         close_client(client)

@@ -15,8 +15,8 @@ import pytest
 
 from collector.proto import DESCRIPTOR_SET_FILE
 from infra.iam import tls_only_bucket
-from infra.mock_runtime import EvaluatedStack, RegisteredResource, evaluate_stack
-from infra.provider_requests import ApiRequest, requests_for, stack_requests
+from preflight.mock_runtime import EvaluatedStack, RegisteredResource, evaluate_stack
+from preflight.provider_requests import ApiRequest, requests_for, stack_requests
 from sandbox.plan_replay import Replay, moto_clients, replay
 from tests.infra.longest_stack import STACK as LONGEST
 from tests.infra.longest_stack import longest_config

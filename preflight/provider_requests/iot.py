@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from infra.provider_requests.base import (
+from preflight.provider_requests.base import (
     ApiRequest,
     Resolved,
     UnmappedResource,

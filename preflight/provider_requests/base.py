@@ -12,7 +12,7 @@ US_EAST_1 = "us-east-1"
 
 
 class Declared(Protocol):
-    """What a recorded registration offers (`infra.mock_runtime.RegisteredResource`)."""
+    """What a recorded registration offers (`preflight.mock_runtime.RegisteredResource`)."""
 
     @property
     def type(self) -> str: ...

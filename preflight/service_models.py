@@ -25,7 +25,7 @@ import regex
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StringShape, StructureShape
 from botocore.validate import ParamValidator
 
-from infra.provider_requests import ApiRequest
+from preflight.provider_requests import ApiRequest
 
 
 @dataclass(frozen=True)

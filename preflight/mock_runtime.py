@@ -10,7 +10,7 @@ Pulumi's runtime state (settings, root stack, config) lives in context variables
 in its own thread, which starts with a fresh context and its own event loop, so a process can evaluate
 any number of stacks one after another.
 
-CLI: `python -m infra.mock_runtime <stack> [--project-dir DIR]` prints the outputs as JSON.
+CLI: `python -m preflight.mock_runtime <stack> [--project-dir DIR]` prints the outputs as JSON.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from infra.provider_requests.base import (
+from preflight.provider_requests.base import (
     ApiRequest,
     Resolved,
     UnmappedResource,

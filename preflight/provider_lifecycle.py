@@ -1,6 +1,6 @@
 """What pulumi-aws (= the Terraform AWS provider) calls for each resource type besides its create
-requests (`infra.provider_requests`): reads (after every create and on refresh), in-place updates, tags
-and deletes. `infra.deployer_policy` grants these; a type missing here is an error there, not a gap.
+requests (`preflight.provider_requests`): reads (after every create and on refresh), in-place updates, tags
+and deletes. `preflight.deployer_policy` grants these; a type missing here is an error there, not a gap.
 """
 
 from __future__ import annotations

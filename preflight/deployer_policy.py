@@ -2,11 +2,11 @@
 from the resources the program declares, so it cannot drift from the code.
 
 Why derived: a hand-written deployer policy is either `*` (too broad) or stale the day a feature adds
-a resource type. Here the stack is evaluated on the mock runtime, `infra.provider_requests` (the
+a resource type. Here the stack is evaluated on the mock runtime, `preflight.provider_requests` (the
 mapping the service-model checks and the moto replay use) names the create calls the provider makes,
-and `infra.provider_lifecycle` adds what the provider calls to read (refresh, and after every create),
+and `preflight.provider_lifecycle` adds what the provider calls to read (refresh, and after every create),
 update, tag and delete each resource type. Every action is looked up in the Service Authorization Reference
-(`infra.iam_reference`) and granted on the ARNs of this stack's resources of the action's resource
+(`preflight.iam_reference`) and granted on the ARNs of this stack's resources of the action's resource
 types (partition-aware); actions without resource-level permissions go on `*` narrowed to the stack's
 region. `iam:PassRole` only for the stack's roles, each with `iam:PassedToService` = the service its
 trust policy names.
@@ -34,19 +34,19 @@ from typing import Any, Literal
 
 from collector.topics import THING_SEPARATOR
 from collector.validation import ConfigError
-from infra.iam_reference import ActionReference, action, resource_arn_format
-from infra.mock_runtime import (
+from preflight.guide_rules import grant_arn
+from preflight.iam_reference import ActionReference, action, resource_arn_format
+from preflight.mock_runtime import (
     IAM_RESOURCE_TYPES,
     EvaluatedStack,
     StackFileError,
     evaluate_stack,
     partition_of,
 )
-from infra.provider_lifecycle import LIFECYCLE, PROGRAM_READS
-from infra.provider_requests import stack_requests
-from infra.provider_requests.base import AUTONAME_RANDOM_HEX, physical_name
-from infra.provider_requests.base import Resolved as _Resolved
-from preflight.guide_rules import grant_arn
+from preflight.provider_lifecycle import LIFECYCLE, PROGRAM_READS
+from preflight.provider_requests import stack_requests
+from preflight.provider_requests.base import AUTONAME_RANDOM_HEX, physical_name
+from preflight.provider_requests.base import Resolved as _Resolved
 
 Mode = Literal["preview", "deploy"]
 MODES: tuple[Mode, ...] = ("preview", "deploy")
@@ -166,7 +166,7 @@ def _needed_actions(stack: EvaluatedStack) -> list[str]:
     for declared in stack.resources:
         if declared.type.startswith("aws:") and declared.type not in LIFECYCLE:
             raise DeployerPolicyError(f"{declared.type}: no lifecycle actions known; "
-                                      "add it to infra/provider_lifecycle.py")
+                                      "add it to preflight/provider_lifecycle.py")
         for name in LIFECYCLE.get(declared.type, ()):
             seen.setdefault(name)
     return list(seen)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from infra.provider_requests.base import ApiRequest, Resolved, compact, label, physical_name, tag_list
+from preflight.provider_requests.base import ApiRequest, Resolved, compact, label, physical_name, tag_list
 
 
 def _role(r: Resolved) -> list[ApiRequest]:

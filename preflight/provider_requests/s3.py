@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
-from infra.provider_requests.base import (
+from preflight.provider_requests.base import (
     US_EAST_1,
     ApiRequest,
     Resolved,

@@ -2,8 +2,9 @@
 
 typer 0.29 labels every option with its Python type (`<str>`, `<list[str]>`, and `<bool>` even on
 plain flags such as `--json` and `--help`, which take no value). Commands built with
-`ConventionalHelpCommand` show the labels click and earlier typer releases use instead; an option with
-its own `metavar` keeps it. Only the help text changes: error messages name options by their flags.
+`ConventionalHelpCommand` (and groups built with `ConventionalHelpGroup`) show the labels click and
+earlier typer releases use instead; an option with its own `metavar` keeps it. Only the help text
+changes: error messages name options by their flags.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
-from typer.core import TyperCommand, TyperOption
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 _LABELS: dict[Any, str] = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH"}
 _PATH_LABELS = {"file": "FILE", "dir": "DIRECTORY"}
@@ -32,12 +33,22 @@ def conventional_label(option: TyperOption) -> str | None:
     return _LABELS.get(annotation)
 
 
+def _label(params: list[Any]) -> list[Any]:
+    for param in params:
+        if isinstance(param, TyperOption) and param.metavar is None:
+            label = conventional_label(param)
+            if label is not None:
+                param.metavar = label
+    return params
+
+
 class ConventionalHelpCommand(TyperCommand):
     def get_params(self, ctx: Any) -> list[Any]:  # ctx: typer's vendored click Context
-        params = super().get_params(ctx)
-        for param in params:
-            if isinstance(param, TyperOption) and param.metavar is None:
-                label = conventional_label(param)
-                if label is not None:
-                    param.metavar = label
-        return params
+        return _label(super().get_params(ctx))
+
+
+class ConventionalHelpGroup(TyperGroup):
+    """A command group (`cli.py --help`, `cli.py devices --help`) with the same labels."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _label(super().get_params(ctx))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from infra.provider_requests.base import ApiRequest, Resolved, compact, label, physical_name
+from preflight.provider_requests.base import ApiRequest, Resolved, compact, label, physical_name
 
 # Queue input -> the CreateQueue attribute the provider sets from it. SQS takes every attribute
 # value as a string (numbers in decimal, booleans as "true"/"false").

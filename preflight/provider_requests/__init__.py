@@ -1,8 +1,8 @@
 """The AWS API requests the provider would send to create each resource the program declares.
 
-One mapping, two users: `infra.service_models` checks every request against AWS's published service
+One mapping, two users: `preflight.service_models` checks every request against AWS's published service
 models (botocore's), and `sandbox.plan_replay.replay` sends them to moto so the local account holds
-the whole stack. Input is what the engine recorded for each registration (`infra.mock_runtime`,
+the whole stack. Input is what the engine recorded for each registration (`preflight.mock_runtime`,
 camelCase keys, resolved values); output is one `ApiRequest` per API call, named by botocore's service
 and operation names with the request members the API documents (as pulumi-aws/the Terraform AWS
 provider fill them for our inputs).
@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from infra.provider_requests import data, iam, iot, s3, sqs
-from infra.provider_requests.base import (
+from preflight.provider_requests import data, iam, iot, s3, sqs
+from preflight.provider_requests.base import (
     US_EAST_1,
     ApiRequest,
     Declared,
@@ -54,7 +54,7 @@ def requests_for(resources: Iterable[Declared], region: str = US_EAST_1) -> list
 
 
 class Evaluated(Protocol):
-    """A stack evaluated on the mock runtime (`infra.mock_runtime.EvaluatedStack`)."""
+    """A stack evaluated on the mock runtime (`preflight.mock_runtime.EvaluatedStack`)."""
 
     @property
     def resources(self) -> list[Any]: ...
