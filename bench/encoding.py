@@ -43,7 +43,8 @@ BUFFER_ID = "5b0f7c62-1f0e-4c1a-9d55-3c2f8a7e0b41"  # a buffer file's identity: 
 def sizes(n: int) -> dict[str, dict[str, float]]:
     batch = readings(n)
     json_wire = [encode(ddata(r, THING, i + 1, buffer_id=BUFFER_ID)) for i, r in enumerate(batch)]
-    spb_wire = [sparkplug_b.with_seq(sparkplug_b.ddata_body(r, THING), i % 256) for i, r in enumerate(batch)]
+    spb_wire = [sparkplug_b.finish(sparkplug_b.ddata_body(r, THING, 1), 1, historical=False,
+                                   timestamp_ms=r.timestamp_ms, seq=i % 256) for i, r in enumerate(batch)]
     now = int(time.time() * 1000)
     return {
         "json": {
@@ -53,8 +54,9 @@ def sizes(n: int) -> dict[str, dict[str, float]]:
         },
         "sparkplug-b": {
             "wire": statistics.mean(map(len, spb_wire)),
-            "stored": statistics.mean(len(zlib.compress(sparkplug_b.ddata_body(r, THING), 1)) for r in batch),
-            "dbirth": len(sparkplug_b.dbirth(SITE, "F0", 1, now)),
+            "stored": statistics.mean(len(zlib.compress(sparkplug_b.ddata_body(r, THING, 1), 1))
+                                      for r in batch),
+            "dbirth": len(sparkplug_b.dbirth(1, SITE, "F0", 1, now, batch[0])),
         },
     }
 
@@ -71,8 +73,9 @@ def encoder_cpu_us(n: int, rounds: int) -> dict[str, float]:
         spent["json"].append(time.process_time() - t0)
         t0 = time.process_time()
         for i, r in enumerate(batch):
-            body = zlib.decompress(zlib.compress(sparkplug_b.ddata_body(r, THING), 1))
-            sparkplug_b.with_seq(body, i % 256)  # sparkplug-b: seq appended when sent
+            body = zlib.decompress(zlib.compress(sparkplug_b.ddata_body(r, THING, 1), 1))
+            # sparkplug-b: timestamp and seq appended when sent
+            sparkplug_b.finish(body, 1, historical=False, timestamp_ms=r.timestamp_ms, seq=i % 256)
         spent["sparkplug-b"].append(time.process_time() - t0)
     return {m: 1e6 * statistics.mean(v) / n for m, v in spent.items()}
 

@@ -12,18 +12,22 @@ from collector.topics import (
     DBIRTH,
     DDATA,
     DDEATH,
+    DELIVERY_CHECK,
     EVENT,
     EVENT_THING_LEVEL,
+    HOST_ID_PATTERN,
     MAX_THING_NAME_LENGTH,
     NAME_PATTERN,
     NAME_RULE,
     NBIRTH,
     NCMD,
+    NDATA,
     NDEATH,
     SHADOW,
     SHADOW_ANSWERS,
     SHADOW_GET,
     SHADOW_UPDATE,
+    STATE,
     check_thing_name_length,
     ddata_filter,
     event_filter,
@@ -41,6 +45,9 @@ VAR = "${iot:Connection.Thing.ThingName}"
 def test_collector_topics_are_the_sparkplug_topics() -> None:
     assert NBIRTH.render(THING) == "spBv1.0/pm500/NBIRTH/prod:plant-a:edge-01"
     assert NDEATH.render(THING) == "spBv1.0/pm500/NDEATH/prod:plant-a:edge-01"
+    assert NDATA.render(THING) == "spBv1.0/pm500/NDATA/prod:plant-a:edge-01"
+    assert STATE.render(THING, host="scada-1") == "spBv1.0/STATE/scada-1"
+    assert DELIVERY_CHECK.render(THING) == "pm500/delivery-check/prod:plant-a:edge-01"
     assert NCMD.render(THING) == "spBv1.0/pm500/NCMD/prod:plant-a:edge-01"
     assert DBIRTH.render(THING, "meter-1") == "spBv1.0/pm500/DBIRTH/prod:plant-a:edge-01/meter-1"
     assert DDATA.render(THING, "meter-1") == "spBv1.0/pm500/DDATA/prod:plant-a:edge-01/meter-1"
@@ -57,6 +64,19 @@ def test_collector_topics_are_the_sparkplug_topics() -> None:
     ]
     assert EVENT.render(THING, "meter-1") == "pm500/event/prod:plant-a:edge-01/meter-1"
     assert NBIRTH.render(THING, "ignored") == "spBv1.0/pm500/NBIRTH/prod:plant-a:edge-01"
+
+
+def test_the_state_topic_needs_a_host_id() -> None:
+    with pytest.raises(ValueError, match="needs a host application id"):
+        STATE.render(THING)
+
+
+def test_host_id_pattern() -> None:
+    """One topic level, and nothing an IoT policy or an ACL line reads as a wildcard or variable."""
+    for good in ("a", "Ignition-Primary", "scada_1.plant", "A" * 64):
+        assert HOST_ID_PATTERN.match(good), good
+    for bad in ("", "a/b", "a+", "a#", "a*", "a?", "${x}", "a b", "-a", "A" * 65):
+        assert not HOST_ID_PATTERN.match(bad), bad
 
 
 def test_device_topic_without_an_asset_is_refused() -> None:
@@ -110,6 +130,7 @@ def test_iot_policy_topics_literal() -> None:
     assert iot_policy_topics("publish") == [
         f"spBv1.0/pm500/NBIRTH/{VAR}",
         f"spBv1.0/pm500/NDEATH/{VAR}",
+        f"spBv1.0/pm500/NDATA/{VAR}",
         f"spBv1.0/pm500/DBIRTH/{VAR}/*",
         f"spBv1.0/pm500/DDATA/{VAR}/*",
         f"spBv1.0/pm500/DDEATH/{VAR}/*",
@@ -124,6 +145,7 @@ def test_iot_policy_topics_literal() -> None:
     assert iot_policy_topics("publish", "T") == [
         "spBv1.0/pm500/NBIRTH/T",
         "spBv1.0/pm500/NDEATH/T",
+        "spBv1.0/pm500/NDATA/T",
         "spBv1.0/pm500/DBIRTH/T/*",
         "spBv1.0/pm500/DDATA/T/*",
         "spBv1.0/pm500/DDEATH/T/*",
@@ -137,6 +159,7 @@ def test_mosquitto_acl_literal() -> None:
     assert mosquitto_acl_patterns() == [
         "pattern write spBv1.0/pm500/NBIRTH/%u",
         "pattern write spBv1.0/pm500/NDEATH/%u",
+        "pattern write spBv1.0/pm500/NDATA/%u",
         "pattern write spBv1.0/pm500/DBIRTH/%u/+",
         "pattern write spBv1.0/pm500/DDATA/%u/+",
         "pattern write spBv1.0/pm500/DDEATH/%u/+",
@@ -162,6 +185,6 @@ def test_templates_are_immutable() -> None:
 def test_message_types_in_order() -> None:
     """infra/outputs.py keys a stack output by message type: these names are part of the contract."""
     assert [t.message_type for t in COLLECTOR_TOPICS] == [
-        "NBIRTH", "NDEATH", "DBIRTH", "DDATA", "DDEATH", "NCMD",
+        "NBIRTH", "NDEATH", "NDATA", "DBIRTH", "DDATA", "DDEATH", "NCMD",
         "SHADOW_UPDATE", "SHADOW_GET", "SHADOW", "EVENT",
     ]
