@@ -165,3 +165,52 @@ def mosquitto_acl_patterns(templates: Iterable[TopicTemplate] = COLLECTOR_TOPICS
         access = {"publish": "write", "subscribe": "read", "both": "readwrite"}[t.direction]
         lines.append(f"pattern {access} {_pattern(t, '%u', '+', '#')}")
     return lines
+
+
+# -- Sparkplug Host Applications ----------------------------------------------------------------------
+# A collector configured with a Primary Host reads that host's STATE. In an IoT policy the host id is
+# the thing's attribute of this name (`iot:Connection.Thing.Attributes[...]`), so each collector may
+# read its own host's STATE only; the Mosquitto ACL renders it for the host ids it is given.
+PRIMARY_HOST_ATTRIBUTE = "primaryHostId"
+
+
+def collector_state_topic(host_variable: str) -> str:
+    """The STATE topic a collector reads, for an IoT policy (`host_variable`) or an ACL (a host id)."""
+    return STATE.render("", host=host_variable)
+
+
+# A host application (Ignition, a HiveMQ bridge, a Tahu app) using the broker of one stack: it reads every
+# edge node of the stack, sends them NCMD (rebirth requests, setting writes) and publishes its own
+# retained STATE. The IoT policy narrows what it receives to the stack's things (`<stack>:*`): MQTT
+# filters cannot select a level by prefix, the policy's `iot:Receive` can.
+HOST_READ_FILTERS = (
+    f"{SPARKPLUG_NAMESPACE}/#",  # what hosts such as Ignition subscribe to by default
+    f"{SPARKPLUG_NAMESPACE}/{GROUP_ID}/#",
+)
+
+
+def host_topics(host_id: str, thing_pattern: str) -> dict[str, list[str]]:
+    """What a host application may do, by IoT policy action: topic filters it may subscribe to, topics it
+    may receive, publish and publish retained. `thing_pattern` stands for every edge node of the stack
+    (`<stack>:*` in an IoT policy, `+` in an ACL)."""
+    state = STATE.render("", host=host_id)
+    edge_node_messages = "/".join((SPARKPLUG_NAMESPACE, GROUP_ID, "*", thing_pattern))
+    return {
+        "subscribe": [*HOST_READ_FILTERS, state],
+        "receive": [edge_node_messages, state],  # IoT policy `*` spans levels: devices' topics too
+        "publish": [NCMD.render(thing_pattern), state],
+        "retain": [state],
+    }
+
+
+def host_mosquitto_acl(host_id: str) -> list[str]:
+    """The broker ACL of one host application (user = its certificate CN = its host id) and the line
+    that lets collectors read its STATE."""
+    state = STATE.render("", host=host_id)
+    return [
+        f"pattern read {state}",
+        f"user {host_id}",
+        f"topic read {SPARKPLUG_NAMESPACE}/{GROUP_ID}/#",
+        f"topic readwrite {state}",
+        f"topic write {NCMD.render('+')}",
+    ]

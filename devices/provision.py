@@ -113,7 +113,7 @@ def provision_device(
         )
 
     key = crypto.generate_key(issue.key_type)
-    issued = _issue(iot, crypto.build_csr(key, thing), issue)
+    issued = issue_certificate(iot, crypto.build_csr(key, thing), issue)
     policy = outputs.collector_policy_name
     try:
         cert = crypto.check_certificate(issued.pem, key, thing)
@@ -170,6 +170,8 @@ def build_config(
 ) -> CollectorConfig:
     """The collector's config: meters from the stack; broker and InfluxDB from options or the old bundle."""
     mqtt: dict[str, Any] = {"endpoint": outputs.iot_endpoint, "encoding": target.encoding}
+    if target.primary_host_id is not None:
+        mqtt["primary_host_id"] = target.primary_host_id
     if previous is not None:
         mqtt.update(
             endpoint=previous.mqtt.endpoint, port=previous.mqtt.port, keepalive_s=previous.mqtt.keepalive_s
@@ -244,7 +246,8 @@ def thing_certificates(iot: IoTClient, thing: str, stack: str) -> list[str]:
         raise
 
 
-def _issue(iot: IoTClient, csr: str, issue: IssueOptions) -> _Issued:
+def issue_certificate(iot: IoTClient, csr: str, issue: IssueOptions) -> _Issued:
+    """A certificate for `csr`: from AWS IoT, or signed by the organisation's CA and registered."""
     if issue.ca is None:
         r = iot.create_certificate_from_csr(certificateSigningRequest=csr, setAsActive=True)
         return _Issued(r["certificateId"], r["certificateArn"], r["certificatePem"])
@@ -265,8 +268,9 @@ def _attempt(steps: list[tuple[str, Callable[[], object]]]) -> str | None:
     return "; ".join(problems) or None
 
 
-def rollback(iot: IoTClient, certificate_id: str, arn: str, policy: str, thing: str) -> str | None:
-    """Undo a certificate we created. Returns what could not be undone (with the ID to clean up), or None."""
+def rollback(iot: IoTClient, certificate_id: str, arn: str, policy: str, thing: str | None) -> str | None:
+    """Undo a certificate we created (for `thing`, or none: a host application's). Returns what could not
+    be undone (with the ID to clean up), or None."""
     problem = _attempt(_retire_steps(iot, certificate_id, arn, [policy], thing, delete=True))
     return f"certificate {certificate_id} is left in AWS IoT ({problem})" if problem else None
 
@@ -289,16 +293,17 @@ def retire_certificate(
 
 
 def _retire_steps(
-    iot: IoTClient, certificate_id: str, arn: str, policies: list[str], thing: str, *, delete: bool
+    iot: IoTClient, certificate_id: str, arn: str, policies: list[str], thing: str | None, *, delete: bool
 ) -> list[tuple[str, Callable[[], object]]]:
     steps: list[tuple[str, Callable[[], object]]] = [
         (f"detach policy {p}", partial(iot.detach_policy, policyName=p, target=arn))
         for p in policies
     ]
-    steps += [
-        ("detach the thing", lambda: iot.detach_thing_principal(thingName=thing, principal=arn)),
-        ("deactivate it", lambda: iot.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")),
-    ]
+    if thing is not None:
+        detach = partial(iot.detach_thing_principal, thingName=thing, principal=arn)
+        steps.append(("detach the thing", detach))
+    steps.append(
+        ("deactivate it", lambda: iot.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")))
     if delete:
         steps.append(
             (

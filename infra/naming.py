@@ -61,6 +61,16 @@ class Names:
         return self.resource("collector")
 
     @property
+    def collector_state_policy(self) -> str:
+        """The IoT policy letting each collector read its Primary Host Application's STATE."""
+        return self.resource("collector-host-state")
+
+    def host_policy(self, host_id: str) -> str:
+        """The IoT policy of the Sparkplug Host Application `host_id` (IoT policy names take its
+        characters: letters, digits, `_`, `.`, `-`)."""
+        return self.resource(f"host-{host_id}")
+
+    @property
     def provisioning_template(self) -> str:
         return self.resource(_TEMPLATE_PURPOSE)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
+from collector.topics import PRIMARY_HOST_ATTRIBUTE
 from infra import iam
 from infra.config import CollectorSpec, StackConfig
 from infra.naming import Names
@@ -83,6 +84,22 @@ class Registry(pulumi.ComponentResource):
                 lambda a: json.dumps(iam.collector_iot_policy(a[0], region, a[1]))),
             tags={"pm500:stack": cfg.stack},
         ), opts=child)
+        self.host_policy_names: dict[str, pulumi.Output[str]] = {}
+        if cfg.primary_hosts:
+            # Each collector reads its own host's STATE (its thing's primaryHostId attribute). On the
+            # root group, which every collector belongs to through its site group: no certificate flow
+            # (CLI or fleet provisioning) has to attach a second policy.
+            state_policy = aws.iot.Policy("collector-host-state-policy", aws.iot.PolicyArgs(
+                name=names.collector_state_policy,
+                policy=pulumi.Output.all(partition, account_id).apply(
+                    lambda a: json.dumps(iam.collector_state_policy(a[0], region, a[1]))),
+                tags={"pm500:stack": cfg.stack},
+            ), opts=child)
+            aws.iot.PolicyAttachment("collector-host-state-on-root-group", aws.iot.PolicyAttachmentArgs(
+                policy=state_policy.name, target=root.arn,
+            ), opts=child)
+            for host in sorted(cfg.primary_hosts):
+                self.host_policy_names[host] = self._host_policy(cfg, names, host, account_id, partition)
 
         self.thing_type_name = thing_type.name
         self.root_group_name = root.name
@@ -96,7 +113,23 @@ class Registry(pulumi.ComponentResource):
             "rootThingGroupName": self.root_group_name,
             "siteThingGroupNames": self.site_group_names,
             "collectorPolicyName": self.policy_name,
+            "sparkplugHostPolicyNames": self.host_policy_names,
         })
+
+    def _host_policy(self, cfg: StackConfig, names: Names, host: str, account_id: pulumi.Input[str],
+                     partition: pulumi.Input[str]) -> pulumi.Output[str]:
+        """The IoT policy a Sparkplug Host Application's certificate gets (`cli.py hosts provision`)."""
+        region = cfg.region or ""
+
+        def document(a: list[str]) -> str:
+            return json.dumps(iam.host_iot_policy(a[0], region, a[1], cfg.stack, host))
+
+        policy = aws.iot.Policy(f"host-policy/{host}", aws.iot.PolicyArgs(
+            name=names.host_policy(host),
+            policy=pulumi.Output.all(partition, account_id).apply(document),
+            tags={"pm500:stack": cfg.stack},
+        ), opts=pulumi.ResourceOptions(parent=self))
+        return policy.name
 
     def _declare_things(self, cfg: StackConfig, names: Names, site: str, collectors: Sequence[CollectorSpec],
                         thing_type: pulumi.Resource, group: pulumi.Resource) -> dict[str, str]:
@@ -114,8 +147,10 @@ class Registry(pulumi.ComponentResource):
         for collector in collectors:
             key = f"{site}/{collector.name}"
             name = names.thing(site, collector.name)
+            host = cfg.collector_primary_host(collector)  # the STATE it may read (collector_state_policy)
             thing = aws.iot.Thing(f"thing/{key}", aws.iot.ThingArgs(
-                name=name, thing_type_name=names.thing_type, attributes=attributes,
+                name=name, thing_type_name=names.thing_type,
+                attributes={**attributes, PRIMARY_HOST_ATTRIBUTE: host} if host else attributes,
             ), opts=thing_opts)
             aws.iot.ThingGroupMembership(f"member/{key}", aws.iot.ThingGroupMembershipArgs(
                 thing_group_name=group_name, thing_name=name,
