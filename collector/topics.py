@@ -204,13 +204,14 @@ def host_topics(host_id: str, thing_pattern: str) -> dict[str, list[str]]:
 
 
 def host_mosquitto_acl(host_id: str) -> list[str]:
-    """The broker ACL of one host application (user = its certificate CN = its host id) and the line
-    that lets collectors read its STATE."""
-    state = STATE.render("", host=host_id)
+    """A Mosquitto ACL for one host application (user = its certificate CN = its host id), from the same
+    `host_topics` as its IoT policy, and the pattern that lets collectors read its STATE. One broker per
+    stack: what it may receive needs no narrowing; and a pattern cannot name a thing attribute, so every
+    collector of the broker may read the STATE of each host listed (the IoT policy: its own only)."""
+    allowed = host_topics(host_id, "+")
     return [
-        f"pattern read {state}",
+        f"pattern read {collector_state_topic(host_id)}",
         f"user {host_id}",
-        f"topic read {SPARKPLUG_NAMESPACE}/{GROUP_ID}/#",
-        f"topic readwrite {state}",
-        f"topic write {NCMD.render('+')}",
+        *(f"topic read {t}" for t in allowed["subscribe"]),
+        *(f"topic write {t}" for t in allowed["publish"]),
     ]

@@ -31,6 +31,7 @@ from collector.topics import (
     check_thing_name_length,
     ddata_filter,
     event_filter,
+    host_mosquitto_acl,
     iot_policy_topics,
     mosquitto_acl_patterns,
     shadow_topic,
@@ -170,6 +171,19 @@ def test_mosquitto_acl_literal() -> None:
         "pattern write pm500/event/%u/+",
     ]
     assert mosquitto_acl_patterns([NCMD]) == ["pattern read spBv1.0/pm500/NCMD/%u"]
+
+
+def test_host_application_acl_literal() -> None:
+    """The sandbox broker's host identity, from the same `host_topics` as the host's IoT policy."""
+    assert host_mosquitto_acl("scada") == [
+        "pattern read spBv1.0/STATE/scada",
+        "user scada",
+        "topic read spBv1.0/#",
+        "topic read spBv1.0/pm500/#",
+        "topic read spBv1.0/STATE/scada",
+        "topic write spBv1.0/pm500/NCMD/+",
+        "topic write spBv1.0/STATE/scada",
+    ]
 
 
 def test_name_rule_says_what_the_pattern_accepts() -> None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector import topics
 from sandbox.ca import DevCA
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.mqtt_tap import MqttTap, Packet
@@ -39,20 +38,6 @@ GARBAGE_HZ = 3.0e37  # no PM500 measures that: out of its unit's plausible range
 
 
 OTHER_HOST_ID = HOST_ID + "_WRONG"
-
-
-def host_acl(host_id: str, *others: str) -> list[str]:
-    """What a host needs (until the sandbox renders it): its STATE, all Sparkplug traffic, NCMD."""
-    lines = [f"pattern read {topics.STATE.render(THING, host=host_id)}", ""]  # collectors: this STATE
-    for host in (host_id, *others):
-        lines += [
-            f"user {host}",
-            f"topic readwrite {topics.STATE.render(THING, host=host)}",
-            "topic read spBv1.0/#",
-            "topic write spBv1.0/pm500/NCMD/#",
-            "",
-        ]
-    return lines
 
 
 @dataclass
@@ -88,7 +73,7 @@ class Stage:
     def __init__(self, workdir: Path, ca: DevCA, payload_class: Any, *, persistence: bool = False,
                  **bundle: Any) -> None:
         self.workdir, self.ca, self.payload_class = workdir, ca, payload_class
-        self.broker = MosquittoBroker(workdir / "mosquitto", ca, acl_extra=host_acl(HOST_ID, OTHER_HOST_ID),
+        self.broker = MosquittoBroker(workdir / "mosquitto", ca, primary_hosts=(HOST_ID, OTHER_HOST_ID),
                                       persistence=persistence, queue_qos0=persistence)
         self.broker.start()
         self.simulator = Simulator(workdir, meters=len(ASSETS)).start()
