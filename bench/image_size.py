@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.report import write_section
 from sandbox.docker_engine import DockerEngine, image_size
-from sandbox.docker_images import dockerfile_base, load_python_base
+from sandbox.docker_images import BASE_IMAGE_ARG, dockerfile_base, load_python_base
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "pm500-collector"
@@ -29,9 +29,9 @@ def _mb(size: int) -> float:
 def measure() -> tuple[str, int, int]:
     with DockerEngine() as engine:
         base = dockerfile_base(ROOT / "collector" / "Dockerfile")
-        load_python_base(engine, base)
-        engine.cli(BUILD, cwd=ROOT)
-        return base, image_size(engine, base), image_size(engine, IMAGE)
+        standin = load_python_base(engine, base)
+        engine.cli([*BUILD[:-1], "--build-arg", f"{BASE_IMAGE_ARG}={standin}", BUILD[-1]], cwd=ROOT)
+        return base, image_size(engine, standin), image_size(engine, IMAGE)
 
 
 def main(argv: list[str] | None = None) -> int:

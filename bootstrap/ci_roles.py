@@ -1,16 +1,23 @@
-"""The GitHub Actions OIDC provider and the preview and deploy roles, trusted for one repository's
-GitHub environments only.
+"""The GitHub Actions OIDC provider and one role per GitHub environment the workflows run in, each
+trusted by that environment alone and holding only its own stack's policy.
 
 A job that names an environment gets an OIDC token whose subject is
-`repo:<owner>/<repo>:environment:<name>` (GitHub docs, "About security hardening with OpenID
-Connect"), and `aud` `sts.amazonaws.com` (aws-actions/configure-aws-credentials). Each role's trust
-policy requires both exactly (`StringEquals`, no wildcard): a fork, another repository, another branch
-without the environment, or a preview job cannot assume the deploy role.
+`repo:<owner>/<repo>:environment:<name>` (GitHub docs, "OpenID Connect reference"), and `aud`
+`sts.amazonaws.com` (aws-actions/configure-aws-credentials). Each role's trust policy requires both
+exactly (`StringEquals`, one subject, no wildcard). Per stack `S` of `pm500-bootstrap:stacks`:
 
-The roles' permissions: the least-privilege documents `cli.py deployer-policy --json` derives from
-the pm500 program (`previewPolicyFiles`/`deployPolicyFiles`: this program creates one managed policy
-per document and attaches it), and/or existing managed policies by ARN (`previewPolicyArns`/
-`deployPolicyArns`). Without any, the roles can be assumed but can do nothing.
+- `pm500-ci-preview-S`, trusted by environment `preview-S` (pull-request previews, any branch's code):
+  read-only, the documents `cli.py deployer-policy --stack S --mode preview --json` prints;
+- `pm500-ci-deploy-S`, trusted by environment `S` (deploys; the environment admits `main` only):
+  the documents of `--mode deploy`.
+
+So a pull request never holds write access, and the staging deploy never holds prod's permissions.
+Each document is checked to be the one `cli.py stacks deployer-policy` wrote for that stack and mode
+(its statement ids say so), so prod's deploy policy cannot land on a preview role by a wrong file name.
+
+Per stack also the permissions boundary `pm500-<stack>-boundary` (`--mode boundary`): every role the
+stack creates carries it, and the deploy policy allows IAM writes only on roles that carry it. It is
+made here, by an administrator, because a boundary the deployer could rewrite would cap nothing.
 """
 
 from __future__ import annotations
@@ -24,13 +31,16 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.naming import Names
+from preflight.deployer_policy import statement_id_prefix
+
 NAMESPACE = "pm500-bootstrap"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 AUDIENCE = "sts.amazonaws.com"
 REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
-ENVIRONMENT = re.compile(r"[A-Za-z0-9._-]{1,255}")
-PREVIEW_ROLE = "pm500-ci-preview"
-DEPLOY_ROLE = "pm500-ci-deploy"
+# A stack name as Pulumi allows it, short enough for the role name `pm500-ci-preview-<stack>` (IAM: 64).
+STACK = re.compile(r"[A-Za-z0-9._-]{1,47}")
+MODES = ("preview", "deploy")
 
 
 class BootstrapConfigError(ValueError):
@@ -38,22 +48,40 @@ class BootstrapConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class CiRole:
+    """The role one GitHub environment assumes."""
+
+    environment: str
+    stack: str
+    mode: str
+    policy_arns: tuple[str, ...] = ()
+    policy_documents: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"pm500-ci-{self.mode}-{self.stack}"
+
+
+def environment_of(stack: str, mode: str) -> str:
+    """The GitHub environment of a stack's previews (pull-request.yml) or deploys (pulumi-up.yml)."""
+    return f"preview-{stack}" if mode == "preview" else stack
+
+
+@dataclass(frozen=True)
 class Settings:
     repository: str
-    preview_environments: tuple[str, ...]
-    deploy_environments: tuple[str, ...]
-    preview_policy_arns: tuple[str, ...] = ()
-    deploy_policy_arns: tuple[str, ...] = ()
+    roles: tuple[CiRole, ...]
     create_oidc_provider: bool = True
-    preview_policy_documents: tuple[dict[str, Any], ...] = ()
-    deploy_policy_documents: tuple[dict[str, Any], ...] = ()
+    boundaries: tuple[tuple[str, dict[str, Any]], ...] = ()  # (stack, its boundary document)
 
 
-def _policy_documents(config: pulumi.Config, key: str) -> tuple[dict[str, Any], ...]:
-    """The documents of every file `key` lists (each the JSON list `cli.py deployer-policy --json` prints);
-    relative paths are relative to this project's folder."""
+def _documents(key: str, names: list[str], stack: str,
+               mode: str) -> tuple[dict[str, Any], ...]:
+    """The documents of every file `names` lists (each the JSON list `cli.py deployer-policy --json`
+    prints for `stack` and `mode`); relative paths are relative to this project's folder."""
     documents: list[dict[str, Any]] = []
-    for name in _list(config, key, None, False):
+    prefix = statement_id_prefix(stack, mode)
+    for name in names:
         path = Path(name) if Path(name).is_absolute() else Path(pulumi.get_root_directory()) / name
         try:
             content = json.loads(path.read_text())
@@ -63,23 +91,36 @@ def _policy_documents(config: pulumi.Config, key: str) -> tuple[dict[str, Any], 
                 and all(isinstance(d, dict) and "Statement" in d for d in content)):
             raise BootstrapConfigError(f"{NAMESPACE}:{key}: {name}: expected the JSON list of policy "
                                        "documents that `cli.py deployer-policy --json` prints")
+        sids = [str(s.get("Sid", "")) for d in content for s in d["Statement"]]
+        if not all(re.fullmatch(rf"{prefix}\d+", sid) for sid in sids):
+            raise BootstrapConfigError(
+                f"{NAMESPACE}:{key}: {name}: not the {mode} policy of stack {stack!r} (statement ids "
+                f"{prefix}<n> expected, found {sids[0]!r}); write it with `cli.py deployer-policy "
+                f"--stack {stack} --mode {mode} --json`")
         documents += content
     return tuple(documents)
 
 
-def _list(config: pulumi.Config, key: str, pattern: re.Pattern[str] | None,
-          required: bool) -> tuple[str, ...]:
-    value: Any = config.get_object(key)
+def _names(key: str, value: Any) -> list[str]:
     if value is None:
-        value = []
+        return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise BootstrapConfigError(f"{NAMESPACE}:{key}: expected a list of names")
-    bad = [v for v in value if pattern is not None and not pattern.fullmatch(v)]
-    if bad:
-        raise BootstrapConfigError(f"{NAMESPACE}:{key}: {bad[0]!r} is not a valid name")
-    if required and not value:
-        raise BootstrapConfigError(f"{NAMESPACE}:{key}: name at least one GitHub environment")
-    return tuple(value)
+    return list(value)
+
+
+def _per_environment(config: pulumi.Config, key: str, environments: set[str],
+                     what: str = "an environment") -> dict[str, Any]:
+    """`key` as a map whose keys are `environments` (the GitHub environments, or the stacks, of
+    `pm500-bootstrap:stacks`)."""
+    value: Any = config.get_object(key) or {}
+    if not isinstance(value, dict):
+        raise BootstrapConfigError(f"{NAMESPACE}:{key}: expected a map of name -> list of files")
+    unknown = sorted(set(value) - environments)
+    if unknown:
+        raise BootstrapConfigError(f"{NAMESPACE}:{key}: {unknown[0]!r} is not {what} of "
+                                   f"{NAMESPACE}:stacks (expected one of {', '.join(sorted(environments))})")
+    return dict(value)
 
 
 def load_settings() -> Settings:
@@ -88,20 +129,41 @@ def load_settings() -> Settings:
     if not REPOSITORY.fullmatch(repository):
         raise BootstrapConfigError(
             f"{NAMESPACE}:githubRepository: expected <owner>/<repository>, got {repository!r}")
-    return Settings(
-        repository=repository,
-        preview_environments=_list(config, "previewEnvironments", ENVIRONMENT, True),
-        deploy_environments=_list(config, "deployEnvironments", ENVIRONMENT, True),
-        preview_policy_arns=_list(config, "previewPolicyArns", None, False),
-        deploy_policy_arns=_list(config, "deployPolicyArns", None, False),
-        create_oidc_provider=config.get_bool("createOidcProvider") is not False,
-        preview_policy_documents=_policy_documents(config, "previewPolicyFiles"),
-        deploy_policy_documents=_policy_documents(config, "deployPolicyFiles"),
-    )
+    stacks = _names("stacks", config.get_object("stacks"))
+    bad = [s for s in stacks if not STACK.fullmatch(s)]
+    if bad:
+        raise BootstrapConfigError(f"{NAMESPACE}:stacks: {bad[0]!r} is not a valid stack name "
+                                   "(letters, digits, . _ -, at most 47)")
+    if not stacks:
+        raise BootstrapConfigError(f"{NAMESPACE}:stacks: name at least one stack")
+    environments = {environment_of(s, m): (s, m) for s in stacks for m in MODES}
+    files = _per_environment(config, "policyFiles", set(environments))
+    arns = _per_environment(config, "policyArns", set(environments))
+    boundary_files = _per_environment(config, "boundaryFiles", set(stacks), "a stack")
+    boundaries = []
+    for stack in stacks:
+        names = _names(f"boundaryFiles.{stack}", boundary_files.get(stack))
+        if len(names) > 1:
+            raise BootstrapConfigError(
+                f"{NAMESPACE}:boundaryFiles.{stack}: one file, a boundary is one policy")
+        documents = _documents(f"boundaryFiles.{stack}", names, stack, "boundary")
+        if len(documents) > 1:
+            raise BootstrapConfigError(f"{NAMESPACE}:boundaryFiles.{stack}: {names[0]} holds "
+                                       f"{len(documents)} documents; a permissions boundary is one policy")
+        boundaries += [(stack, d) for d in documents]
+    roles = tuple(CiRole(
+        environment=env, stack=stack, mode=mode,
+        policy_arns=tuple(_names(f"policyArns.{env}", arns.get(env))),
+        policy_documents=_documents(f"policyFiles.{env}",
+                                    _names(f"policyFiles.{env}", files.get(env)), stack, mode),
+    ) for env, (stack, mode) in environments.items())
+    return Settings(repository=repository, roles=roles,
+                    create_oidc_provider=config.get_bool("createOidcProvider") is not False,
+                    boundaries=tuple(boundaries))
 
 
-def trust_policy(provider_arn: str, repository: str, environments: tuple[str, ...]) -> dict[str, Any]:
-    """Assumable only with a GitHub OIDC token of `repository` in one of `environments`."""
+def trust_policy(provider_arn: str, repository: str, environment: str) -> dict[str, Any]:
+    """Assumable only with a GitHub OIDC token of a job of `repository` in `environment`."""
     return {
         "Version": "2012-10-17",
         "Statement": [{
@@ -110,19 +172,18 @@ def trust_policy(provider_arn: str, repository: str, environments: tuple[str, ..
             "Action": "sts:AssumeRoleWithWebIdentity",
             "Condition": {"StringEquals": {
                 f"{GITHUB_OIDC_HOST}:aud": AUDIENCE,
-                f"{GITHUB_OIDC_HOST}:sub": [f"repo:{repository}:environment:{e}"
-                                            for e in sorted(environments)],
+                f"{GITHUB_OIDC_HOST}:sub": f"repo:{repository}:environment:{environment}",
             }},
         }],
     }
 
 
 class CiRoles(pulumi.ComponentResource):
-    """OIDC provider (optional: one per account) + preview role + deploy role."""
+    """OIDC provider (optional: one per account) + one role per GitHub environment."""
 
     provider_arn: pulumi.Output[str]
-    preview_role_arn: pulumi.Output[str]
-    deploy_role_arn: pulumi.Output[str]
+    role_arns: dict[str, pulumi.Output[str]]
+    boundary_arns: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("pm500:bootstrap:CiRoles", name, None, opts)
@@ -141,41 +202,44 @@ class CiRoles(pulumi.ComponentResource):
             depends.append(provider)
         role_opts = pulumi.ResourceOptions(parent=self, depends_on=depends)
         self.provider_arn = provider_arn
-        self.preview_role_arn = self._role(PREVIEW_ROLE, "pm500 pull-request previews (pulumi preview)",
-                                           settings, settings.preview_environments,
-                                           self._policies(PREVIEW_ROLE, settings.preview_policy_arns,
-                                                          settings.preview_policy_documents),
-                                           provider_arn, role_opts)
-        self.deploy_role_arn = self._role(DEPLOY_ROLE, "pm500 deploys (pulumi up)", settings,
-                                          settings.deploy_environments,
-                                          self._policies(DEPLOY_ROLE, settings.deploy_policy_arns,
-                                                         settings.deploy_policy_documents),
-                                          provider_arn, role_opts)
-        self.register_outputs({"previewRoleArn": self.preview_role_arn,
-                               "deployRoleArn": self.deploy_role_arn})
+        self.role_arns = {role.environment: self._role(role, settings.repository, provider_arn, role_opts)
+                          for role in settings.roles}
+        self.boundary_arns = {stack: aws.iam.Policy(f"{stack}-boundary", aws.iam.PolicyArgs(
+            name=Names(stack).permissions_boundary,
+            description=f"pm500 {stack}: permissions boundary of every role the stack creates",
+            policy=json.dumps(document),
+            tags={"pm500:purpose": "permissions-boundary", "pm500:stack": stack},
+        ), opts=child).arn for stack, document in settings.boundaries}
+        for stack in sorted({r.stack for r in settings.roles} - set(self.boundary_arns)):
+            pulumi.log.warn(
+                f"stack {stack}: no permissions boundary ({NAMESPACE}:boundaryFiles.{stack}); its "
+                f"`pulumi up` cannot create roles until {Names(stack).permissions_boundary} exists",
+                resource=self)
+        self.register_outputs({"roleArns": self.role_arns, "boundaryArns": self.boundary_arns})
 
-    def _policies(self, role: str, arns: tuple[str, ...],
-                  documents: tuple[dict[str, Any], ...]) -> list[pulumi.Input[str]]:
-        """The ARNs to attach: the given ones plus one managed policy per generated document."""
-        created = [aws.iam.Policy(f"{role}-{i + 1}", aws.iam.PolicyArgs(
-            name=f"{role}-{i + 1}", description=f"{role}: generated by cli.py deployer-policy",
-            policy=json.dumps(document), tags={"pm500:purpose": "github-actions"},
-        ), opts=pulumi.ResourceOptions(parent=self)).arn for i, document in enumerate(documents)]
-        return [*arns, *created]
-
-    def _role(self, name: str, description: str, settings: Settings, environments: tuple[str, ...],
-              policy_arns: list[pulumi.Input[str]], provider_arn: pulumi.Output[str],
+    def _role(self, ci_role: CiRole, repository: str, provider_arn: pulumi.Output[str],
               opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
-        role = aws.iam.Role(name, aws.iam.RoleArgs(
-            name=name, description=f"{description}, GitHub {settings.repository}",
+        what = "pull-request previews (pulumi preview, read-only)" if ci_role.mode == "preview" \
+            else "deploys (pulumi up)"
+        role = aws.iam.Role(ci_role.name, aws.iam.RoleArgs(
+            name=ci_role.name,
+            description=f"pm500 {ci_role.stack} {what}, GitHub {repository} "
+                        f"environment {ci_role.environment}",
             assume_role_policy=provider_arn.apply(
-                lambda arn: json.dumps(trust_policy(arn, settings.repository, environments))),
-            max_session_duration=3600, tags={"pm500:purpose": "github-actions"},
+                lambda arn: json.dumps(trust_policy(arn, repository, ci_role.environment))),
+            max_session_duration=3600, tags={"pm500:purpose": "github-actions", "pm500:stack": ci_role.stack},
         ), opts=opts)
+        created = [aws.iam.Policy(f"{ci_role.name}-{i + 1}", aws.iam.PolicyArgs(
+            name=f"{ci_role.name}-{i + 1}",
+            description=f"{ci_role.name}: generated by cli.py deployer-policy",
+            policy=json.dumps(document), tags={"pm500:purpose": "github-actions"},
+        ), opts=pulumi.ResourceOptions(parent=self)).arn
+            for i, document in enumerate(ci_role.policy_documents)]
+        policy_arns: list[pulumi.Input[str]] = [*ci_role.policy_arns, *created]
         for i, arn in enumerate(policy_arns):
-            aws.iam.RolePolicyAttachment(f"{name}-policy-{i}", aws.iam.RolePolicyAttachmentArgs(
+            aws.iam.RolePolicyAttachment(f"{ci_role.name}-policy-{i}", aws.iam.RolePolicyAttachmentArgs(
                 role=role.name, policy_arn=arn), opts=pulumi.ResourceOptions(parent=self))
         if not policy_arns:
-            pulumi.log.warn(f"{name}: no permission policy attached yet ({NAMESPACE}:"
-                            f"{'preview' if name == PREVIEW_ROLE else 'deploy'}PolicyArns)", resource=self)
+            pulumi.log.warn(f"{ci_role.name}: no permission policy attached yet ({NAMESPACE}:policyFiles."
+                            f"{ci_role.environment})", resource=self)
         return role.arn

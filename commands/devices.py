@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from functools import partial
 from pathlib import Path
@@ -14,12 +15,14 @@ from commands.console import emit, operator_errors, out
 from commands.help_format import ConventionalHelpCommand, ConventionalHelpGroup
 from commands.options import (
     CERTIFICATE,
+    AskInfluxPassword,
     CaCert,
     CaKey,
     CollectorId,
     Endpoint,
     InfluxDatabase,
-    InfluxPassword,
+    InfluxPasswordArgument,
+    InfluxPasswordFile,
     InfluxUrl,
     InfluxUsername,
     JsonOut,
@@ -33,12 +36,13 @@ from commands.options import (
     Stack,
     ValidityDays,
     bundle_settings,
+    influx_password,
     issue_options,
 )
 from devices.aws import iot_client
 from devices.bundle import default_bundle_dir
 from devices.errors import DeviceError
-from devices.lifecycle import list_devices, revoke_device
+from devices.lifecycle import allow_replacement, list_devices, revoke_device
 from devices.outputs import check_name, load_outputs
 from devices.provision import BundleSettings, IssueOptions, Mode, provision_device
 
@@ -85,6 +89,8 @@ def _describe_outcome(result: dict[str, Any]) -> str:
     )
     if result["retiredCertificateId"]:
         text += f"; old certificate {result['retiredCertificateId']} {result['retired']}"
+    if result["revokedCertificateIds"]:
+        text += f"; revoked {', '.join(result['revokedCertificateIds'])} (held by no bundle here)"
     return text
 
 
@@ -106,7 +112,9 @@ def provision_device_cmd(
     influx_url: InfluxUrl = None,
     influx_database: InfluxDatabase = None,
     influx_username: InfluxUsername = None,
-    influx_password: InfluxPassword = None,
+    influx_password_file: InfluxPasswordFile = None,
+    ask_influx_password: AskInfluxPassword = False,
+    influx_password_argument: InfluxPasswordArgument = None,
     rotate: Annotated[
         bool,
         typer.Option(
@@ -119,7 +127,7 @@ def provision_device_cmd(
         bool,
         typer.Option(
             "--force",
-            help="Re-issue whatever the current state; the old certificate of the bundle is deleted.",
+            help="Re-issue whatever the current state; every certificate the thing held is revoked.",
             rich_help_panel=CERTIFICATE,
         ),
     ] = False,
@@ -141,7 +149,8 @@ def provision_device_cmd(
             out_dir,
             issue_options(key_type, ca_cert, ca_key, validity_days),
             bundle_settings(
-                server_ca, endpoint, mqtt_port, influx_url, influx_database, influx_username, influx_password
+                server_ca, endpoint, mqtt_port, influx_url, influx_database, influx_username,
+                influx_password(influx_password_file, ask_influx_password, influx_password_argument),
             ),
             mode,
             False,
@@ -163,14 +172,14 @@ def rotate_cert_cmd(
     validity_days: ValidityDays = 3650,
     server_ca: ServerCa = None,
     revoke_old: Annotated[
-        bool, typer.Option("--revoke-old", help="Delete the old certificate instead of leaving it INACTIVE.")
+        bool, typer.Option("--revoke-old", help="Leave the old certificate REVOKED instead of INACTIVE.")
     ] = False,
     as_json: JsonOut = False,
 ) -> None:
     """Give a provisioned collector a new key and certificate.
 
     Order: new certificate active and attached, new bundle in place, then the old certificate set
-    INACTIVE and detached (deleted with --revoke-old). Restart the collector to pick up the new bundle.
+    INACTIVE and detached (REVOKED with --revoke-old). Restart the collector to pick up the new bundle.
     Broker and InfluxDB settings of the current bundle are kept.
     """
     with operator_errors():
@@ -203,7 +212,7 @@ def revoke_device_cmd(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     as_json: JsonOut = False,
 ) -> None:
-    """Take a collector's identity away: detach, deactivate and delete its certificates.
+    """Take a collector's identity away: detach its certificates and leave them REVOKED.
 
     The thing stays (it belongs to the stack). The collector will be refused by AWS IoT at its next
     connection; provision it again with `devices provision --force`.
@@ -217,11 +226,37 @@ def revoke_device_cmd(
             raise DeviceError("not confirmed; nothing changed")
         revoked = revoke_device(iot_client(region), outputs, target, certificate_id)
     text = (
-        f"{target.thing_name}: revoked and deleted {', '.join(revoked)}"
+        f"{target.thing_name}: revoked {', '.join(revoked)} (kept REVOKED: they cannot be registered again)"
         if revoked
         else f"{target.thing_name} had no certificate; nothing to do"
     )
     emit(as_json, {"thingName": target.thing_name, "revoked": revoked}, text)
+
+
+@command("allow-replacement")
+def allow_replacement_cmd(
+    stack: Stack,
+    site: Site,
+    collector: CollectorId,
+    outputs_file: OutputsFile = None,
+    region: Region = None,
+    minutes: Annotated[int, typer.Option(help="How long a claim may replace the certificate.")] = 60,
+    as_json: JsonOut = False,
+) -> None:
+    """Let fleet provisioning give a collector in service a new certificate, for a while.
+
+    The stack's pre-provisioning hook refuses a claim for a collector whose thing holds a live
+    certificate; this opens a window (a thing attribute) in which one claim may replace it. Revoke the
+    old certificate afterwards (`devices revoke --certificate-id`).
+    """
+    with operator_errors():
+        check_name("--site", site)
+        check_name("--collector", collector)
+        target = load_outputs(stack, outputs_file).collector(site, collector)
+        until = allow_replacement(iot_client(region), target.thing_name, minutes)
+    when = dt.datetime.fromtimestamp(until, dt.UTC).isoformat(timespec="seconds")
+    emit(as_json, {"thingName": target.thing_name, "replaceCertificateUntil": until},
+         f"{target.thing_name}: a fleet-provisioning claim may replace its certificate until {when}")
 
 
 @command("list")

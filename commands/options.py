@@ -5,6 +5,7 @@ Help panels group a command's many options into a few short blocks.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -108,14 +109,47 @@ InfluxDatabase = Annotated[
 InfluxUsername = Annotated[
     str | None, typer.Option(help="Local InfluxDB user name (default: none).", rich_help_panel=INFLUX)
 ]
-InfluxPassword = Annotated[
-    str | None,
+# The local InfluxDB password never comes as an argument: argv is in `ps` for every local user and in
+# the shell's history. From a file, a prompt, or $PM500_INFLUX_PASSWORD (docs/ENVIRONMENT.md).
+INFLUX_PASSWORD_ENV = "PM500_INFLUX_PASSWORD"  # noqa: S105 - a variable name
+InfluxPasswordFile = Annotated[
+    Path | None,
     typer.Option(
-        envvar="PM500_INFLUX_PASSWORD",
-        help="Local InfluxDB password (better: set $PM500_INFLUX_PASSWORD).",
+        "--influx-password-file",
+        help=f"File holding the local InfluxDB password (its first line); or ${INFLUX_PASSWORD_ENV}.",
+        dir_okay=False,
         rich_help_panel=INFLUX,
     ),
 ]
+AskInfluxPassword = Annotated[
+    bool,
+    typer.Option("--ask-influx-password", help="Prompt for the local InfluxDB password (not echoed).",
+                 rich_help_panel=INFLUX),
+]
+# Accepted only to refuse it with the way out (typer's own error would not name one).
+InfluxPasswordArgument = Annotated[str | None, typer.Option("--influx-password", hidden=True)]
+
+
+def influx_password(file: Path | None, ask: bool, argument: str | None) -> str | None:
+    """The local InfluxDB password for the bundle, from exactly one of: the file, the prompt,
+    $PM500_INFLUX_PASSWORD; None when none is given."""
+    if argument is not None:
+        raise DeviceError(
+            "--influx-password: a password on the command line is visible in `ps` and kept in the shell "
+            f"history; use --influx-password-file FILE, --ask-influx-password or ${INFLUX_PASSWORD_ENV}")
+    if file is not None and ask:
+        raise DeviceError("--influx-password-file and --ask-influx-password: pass one of them")
+    if file is not None:
+        try:
+            lines = file.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DeviceError(f"--influx-password-file {file}: cannot read it ({e})") from None
+        if not lines or not lines[0]:
+            raise DeviceError(f"--influx-password-file {file}: its first line is empty (the password)")
+        return lines[0]
+    if ask:
+        return str(typer.prompt("Local InfluxDB password", hide_input=True, confirmation_prompt=True))
+    return os.environ.get(INFLUX_PASSWORD_ENV) or None
 
 
 def issue_options(

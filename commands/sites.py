@@ -14,11 +14,13 @@ from rich.table import Table
 from commands.console import err, operator_errors, out
 from commands.help_format import ConventionalHelpCommand, ConventionalHelpGroup
 from commands.options import (
+    AskInfluxPassword,
     CaCert,
     CaKey,
     Endpoint,
     InfluxDatabase,
-    InfluxPassword,
+    InfluxPasswordArgument,
+    InfluxPasswordFile,
     InfluxUrl,
     InfluxUsername,
     JsonOut,
@@ -30,6 +32,7 @@ from commands.options import (
     Stack,
     ValidityDays,
     bundle_settings,
+    influx_password,
     issue_options,
 )
 from devices.aws import iot_client
@@ -69,7 +72,9 @@ def provision_site_cmd(
     influx_url: InfluxUrl = None,
     influx_database: InfluxDatabase = None,
     influx_username: InfluxUsername = None,
-    influx_password: InfluxPassword = None,
+    influx_password_file: InfluxPasswordFile = None,
+    ask_influx_password: AskInfluxPassword = False,
+    influx_password_argument: InfluxPasswordArgument = None,
     as_json: JsonOut = False,
 ) -> None:
     """Provision every collector of a site (or of the stack, or matching --match), concurrently.
@@ -83,8 +88,9 @@ def provision_site_cmd(
         outputs = load_outputs(stack, outputs_file)
         targets = outputs.select(site or [], match)
         issue = issue_options(key_type, ca_cert, ca_key, validity_days)
+        password = influx_password(influx_password_file, ask_influx_password, influx_password_argument)
         settings = bundle_settings(
-            server_ca, endpoint, mqtt_port, influx_url, influx_database, influx_username, influx_password
+            server_ca, endpoint, mqtt_port, influx_url, influx_database, influx_username, password
         )
         iot = iot_client(region, max_pool_connections=workers)
         progress = Progress(

@@ -25,7 +25,8 @@ command = partial(app.command, cls=ConventionalHelpCommand)
 def deployer_policy_command(
     stack: WholeStack,
     mode: Annotated[
-        str, typer.Option(help="preview (read-only: pulumi preview/refresh) or deploy (pulumi up).")
+        str, typer.Option(help="preview (read-only: pulumi preview/refresh), deploy (pulumi up) or boundary "
+                          "(the permissions boundary of the stack's roles, made by the bootstrap).")
     ] = "deploy",
     account: Annotated[str, typer.Option(help="AWS account id the stack deploys to (default *: any).")] = "*",
     json_out: JsonOut = False,

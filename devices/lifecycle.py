@@ -15,6 +15,7 @@ from devices.errors import DeviceError
 from devices.outputs import StackOutputs
 from devices.provision import retire_certificate, thing_certificates
 from infra.outputs import CollectorOutput
+from infra.provisioning_hook_code.handler import REPLACE_UNTIL_ATTRIBUTE
 
 
 @dataclass(frozen=True)
@@ -114,9 +115,11 @@ def _not_after(description: dict[str, Any]) -> dt.datetime | None:
 def revoke_device(
     iot: IoTClient, outputs: StackOutputs, target: CollectorOutput, certificate_id: str | None = None
 ) -> list[str]:
-    """Detach, deactivate and delete the collector's certificates (or just `certificate_id`).
+    """Detach the collector's certificates (or just `certificate_id`) and leave them REVOKED.
 
-    The thing itself stays: it belongs to the stack and `pulumi up` manages it.
+    Revoked, not deleted: AWS IoT refuses to register a certificate it already holds, so one signed by
+    the operator's CA cannot come back. The thing itself stays: it belongs to the stack and `pulumi up`
+    manages it.
     """
     arns = thing_certificates(iot, target.thing_name, outputs.stack)
     if certificate_id is not None:
@@ -126,7 +129,7 @@ def revoke_device(
     revoked: list[str] = []
     for arn in arns:
         cert_id = arn.rsplit("/", 1)[-1]
-        problem = retire_certificate(iot, cert_id, arn, target.thing_name, delete=True)
+        problem = retire_certificate(iot, cert_id, arn, target.thing_name, revoke=True)
         if problem:
             done = f" (revoked before it: {', '.join(revoked)})" if revoked else ""
             raise DeviceError(
@@ -134,3 +137,26 @@ def revoke_device(
             )
         revoked.append(cert_id)
     return revoked
+
+
+MAX_REPLACEMENT_MINUTES = 24 * 60
+
+
+def allow_replacement(iot: IoTClient, thing: str, minutes: int, now: float | None = None) -> int:
+    """Let fleet provisioning give `thing` a new certificate for `minutes`, although it holds a live
+    one (a collector's host replaced, its key lost). Returns the end of the window (UTC epoch seconds).
+
+    The stack's hook refuses a claim for a thing with a live certificate otherwise; the window is a
+    thing attribute (UpdateThing, merged with the others), so it needs no other state.
+    """
+    if not 1 <= minutes <= MAX_REPLACEMENT_MINUTES:
+        raise DeviceError(f"--minutes {minutes}: expected 1 to {MAX_REPLACEMENT_MINUTES}")
+    until = int(now if now is not None else dt.datetime.now(dt.UTC).timestamp()) + minutes * 60
+    try:
+        iot.update_thing(thingName=thing, attributePayload={
+            "attributes": {REPLACE_UNTIL_ATTRIBUTE: str(until)}, "merge": True})
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise DeviceError(f"thing {thing} does not exist in AWS IoT") from None
+        raise
+    return until

@@ -6,8 +6,12 @@ The order is chosen so that a failure at any step leaves nothing behind:
 2. the certificate is created, checked (our public key, CN = thing name), attached to the IoT policy
    and to the thing, and the bundle is written atomically;
 3. any failure (or Ctrl-C) during step 2 rolls the certificate back: detach policy, detach thing,
-   INACTIVE, delete.
-Rotation reuses the same path, and retires the old certificate only once the new bundle is in place.
+   INACTIVE, delete (it never left this machine).
+Rotation reuses the same path, and retires the old certificate only once the new bundle is in place:
+INACTIVE, or REVOKED with `revoke_old`. `--force` revokes every certificate the thing held before,
+the bundle's and any other (another host may hold it), so no unknown identity stays active.
+A revoked certificate is kept in the registry as REVOKED: deleted, one signed by the operator's CA
+could be registered again (AWS IoT refuses to register a certificate it already has).
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ class Outcome:
     status: Status
     certificate_id: str
     retired_certificate_id: str | None = None
-    retired: Literal["deactivated", "deleted"] | None = None
+    retired: Literal["deactivated", "revoked"] | None = None
+    revoked_others: tuple[str, ...] = ()  # --force: certificates on the thing that no bundle here held
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +76,7 @@ class Outcome:
             "certificateId": self.certificate_id,
             "retiredCertificateId": self.retired_certificate_id,
             "retired": self.retired,
+            "revokedCertificateIds": list(self.revoked_others),
         }
 
 
@@ -145,10 +151,11 @@ def provision_device(
             raise DeviceError(f"{describe_error(exc)}; rollback incomplete: {leftover}") from exc
         raise
 
+    others = _revoke_others(iot, attached, manifest, issued, thing, bundle_dir) if mode == "force" else ()
     if manifest is None or manifest.certificate_id == issued.certificate_id:
-        return Outcome(thing, bundle_dir, "provisioned", issued.certificate_id)
-    delete = revoke_old or mode == "force"
-    problem = retire_certificate(iot, manifest.certificate_id, manifest.certificate_arn, thing, delete=delete)
+        return Outcome(thing, bundle_dir, "provisioned", issued.certificate_id, revoked_others=others)
+    revoke = revoke_old or mode == "force"
+    problem = retire_certificate(iot, manifest.certificate_id, manifest.certificate_arn, thing, revoke=revoke)
     if problem:
         raise DeviceError(
             f"new certificate {issued.certificate_id} is in place in {bundle_dir}, but retiring the old "
@@ -161,8 +168,30 @@ def provision_device(
         "rotated",
         issued.certificate_id,
         manifest.certificate_id,
-        "deleted" if delete else "deactivated",
+        "revoked" if revoke else "deactivated",
+        others,
     )
+
+
+def _revoke_others(iot: IoTClient, attached: list[str], manifest: Manifest | None, issued: _Issued,
+                   thing: str, bundle_dir: Path) -> tuple[str, ...]:
+    """--force: revoke every certificate the thing held that is not the bundle's (that one is retired
+    by the caller), once the new bundle is in place; a clear error names any left active."""
+    own = {issued.arn} | ({manifest.certificate_arn} if manifest is not None else set())
+    revoked: list[str] = []
+    for arn in attached:
+        if arn in own:
+            continue
+        certificate_id = arn.rsplit("/", 1)[-1]
+        problem = retire_certificate(iot, certificate_id, arn, thing, revoke=True)
+        if problem:
+            raise DeviceError(
+                f"new certificate {issued.certificate_id} is in place in {bundle_dir}, but revoking "
+                f"certificate {certificate_id} that was on {thing} failed ({problem}); finish with "
+                f"revoke-device --certificate-id {certificate_id}"
+            )
+        revoked.append(certificate_id)
+    return tuple(revoked)
 
 
 def build_config(
@@ -271,14 +300,18 @@ def _attempt(steps: list[tuple[str, Callable[[], object]]]) -> str | None:
 def rollback(iot: IoTClient, certificate_id: str, arn: str, policy: str, thing: str | None) -> str | None:
     """Undo a certificate we created (for `thing`, or none: a host application's). Returns what could not
     be undone (with the ID to clean up), or None."""
-    problem = _attempt(_retire_steps(iot, certificate_id, arn, [policy], thing, delete=True))
+    steps = _retire_steps(iot, certificate_id, arn, [policy], thing, "INACTIVE")
+    steps.append(("delete it",
+                  lambda: retry_conflicts(lambda: iot.delete_certificate(certificateId=certificate_id))))
+    problem = _attempt(steps)
     return f"certificate {certificate_id} is left in AWS IoT ({problem})" if problem else None
 
 
 def retire_certificate(
-    iot: IoTClient, certificate_id: str, arn: str, thing: str, *, delete: bool
+    iot: IoTClient, certificate_id: str, arn: str, thing: str, *, revoke: bool
 ) -> str | None:
-    """Detach every policy and the thing from a certificate, set it INACTIVE, and delete it if asked."""
+    """Detach every policy and the thing from a certificate and set it INACTIVE, or REVOKED if asked
+    (kept in the registry: never deleted, so it cannot be registered again)."""
     try:
         policies = [
             p["policyName"]
@@ -289,11 +322,13 @@ def retire_certificate(
         if not is_not_found(exc):
             return describe_error(exc)
         policies = []
-    return _attempt(_retire_steps(iot, certificate_id, arn, policies, thing, delete=delete))
+    status: Literal["INACTIVE", "REVOKED"] = "REVOKED" if revoke else "INACTIVE"
+    return _attempt(_retire_steps(iot, certificate_id, arn, policies, thing, status))
 
 
 def _retire_steps(
-    iot: IoTClient, certificate_id: str, arn: str, policies: list[str], thing: str | None, *, delete: bool
+    iot: IoTClient, certificate_id: str, arn: str, policies: list[str], thing: str | None,
+    status: Literal["INACTIVE", "REVOKED"],
 ) -> list[tuple[str, Callable[[], object]]]:
     steps: list[tuple[str, Callable[[], object]]] = [
         (f"detach policy {p}", partial(iot.detach_policy, policyName=p, target=arn))
@@ -303,12 +338,5 @@ def _retire_steps(
         detach = partial(iot.detach_thing_principal, thingName=thing, principal=arn)
         steps.append(("detach the thing", detach))
     steps.append(
-        ("deactivate it", lambda: iot.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")))
-    if delete:
-        steps.append(
-            (
-                "delete it",
-                lambda: retry_conflicts(lambda: iot.delete_certificate(certificateId=certificate_id)),
-            )
-        )
+        (f"set it {status}", lambda: iot.update_certificate(certificateId=certificate_id, newStatus=status)))
     return steps

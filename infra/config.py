@@ -10,6 +10,7 @@ Pulumi passes to the program in one environment variable small whatever the flee
 from __future__ import annotations
 
 import glob
+import ipaddress
 import json
 from collections import Counter
 from collections.abc import Mapping
@@ -75,6 +76,17 @@ class CollectorSpec(_Model):
         return self
 
 
+class EdgeTlsSpec(_Model):
+    """PEM files on the edge host (read-only into the containers) for InfluxDB's and Grafana's HTTPS.
+
+    The certificate must name the address users reach the host by and `influxdb` (the site network
+    alias the collectors and Grafana use); `ca_path` is the CA that signed it, which they trust."""
+
+    certificate_path: str = Field(pattern=r"^/", description="server certificate (chain) on the edge host")
+    private_key_path: str = Field(pattern=r"^/", description="its private key on the edge host")
+    ca_path: str = Field(pattern=r"^/", description="the CA certificate that signed it, on the edge host")
+
+
 class EdgeHostSpec(_Model):
     """The site's edge Docker host (InfluxDB, Grafana and the collector containers run there)."""
 
@@ -83,6 +95,20 @@ class EdgeHostSpec(_Model):
     bundle_root: str = Field("/opt/pm500/bundles", pattern=r"^/",
                              description="where operators copy CLI bundles")
     bind_address: str = Field("127.0.0.1", description="interface InfluxDB/Grafana ports bind to")
+    tls: EdgeTlsSpec | None = Field(None, description="HTTPS for InfluxDB, Grafana; required beyond loopback")
+
+    @model_validator(mode="after")
+    def _beyond_loopback_needs_tls(self) -> EdgeHostSpec:
+        try:
+            loopback = ipaddress.ip_address(self.bind_address).is_loopback
+        except ValueError:
+            raise ValueError(f"bindAddress {self.bind_address!r}: expected an IP address") from None
+        if not loopback and self.tls is None:
+            raise ValueError(
+                f"bindAddress {self.bind_address} is beyond loopback: InfluxDB and Grafana would serve "
+                "passwords and plant data in clear text; set edge.tls (certificatePath, privateKeyPath, "
+                "caPath on the edge host) or bind 127.0.0.1 and reach them through an SSH tunnel")
+        return self
 
 
 class SiteSpec(_Model):
@@ -146,7 +172,19 @@ class FeaturesSpec(_Model):
 
 
 class ProvisioningSpec(_Model):
-    pre_provisioning_hook_lambda_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:lambda:")
+    """Fleet provisioning by claim certificate: off unless `fleet` is true, and then always behind a
+    pre-provisioning hook: the stack's own (`infra/provisioning_hook.py`: declared collectors only,
+    never onto a live certificate) or, named by ARN, yours."""
+
+    fleet: bool = Field(False, description="enable the stack's fleet provisioning template")
+    pre_provisioning_hook_lambda_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:lambda:", description="your own hook instead of the stack's")
+
+    @model_validator(mode="after")
+    def _hook_needs_fleet(self) -> ProvisioningSpec:
+        if self.pre_provisioning_hook_lambda_arn and not self.fleet:
+            raise ValueError("preProvisioningHookLambdaArn: set provisioning.fleet to true to use a hook")
+        return self
 
 
 class EdgeSettingsSpec(_Model):

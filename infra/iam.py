@@ -36,14 +36,25 @@ def _allow(sid: str, actions: list[str], resources: list[str], condition: Docume
     return statement
 
 
-def assume_role(service: str, account_id: str) -> Document:
-    """Trust policy for an AWS service, limited to calls made on behalf of this account."""
-    return _doc({
-        "Effect": "Allow",
-        "Principal": {"Service": service},
-        "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-    })
+def assume_role(service: str, account_id: str, source_arn: str | None = None) -> Document:
+    """Trust policy for an AWS service, limited to calls made on behalf of this account and, where the
+    service documents the key, of `source_arn` (the resource the role serves) too: confused-deputy
+    prevention. Lambda execution roles take no condition: a function's role is passed with
+    `iam:PassRole` in this account only, and Lambda documents no source key for it."""
+    statement: Document = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if service != LAMBDA_SERVICE:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+        if source_arn is not None:
+            statement["Condition"]["ArnLike"] = {"aws:SourceArn": source_arn}
+    return _doc(statement)
+
+
+LAMBDA_SERVICE = "lambda.amazonaws.com"
+
+
+def boundary_arn(partition: str, account_id: str, policy_name: str) -> str:
+    """`arn:<partition>:iam::<account>:policy/<name>`: the stack's permissions boundary (infra.naming)."""
+    return f"arn:{partition}:iam::{account_id}:policy/{policy_name}"
 
 
 def iot_arn(partition: str, region: str, account_id: str) -> str:
@@ -236,3 +247,19 @@ def tls_only_bucket(bucket_arn: str) -> Document:
         "Resource": [bucket_arn, f"{bucket_arn}/*"],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     })
+
+
+def provisioning_hook(partition: str, region: str, account_id: str, thing_prefix: str,
+                      log_group_arn: str) -> Document:
+    """The stack's pre-provisioning hook Lambda (infra/provisioning_hook_code): read, for this stack's
+    things only, whether a thing holds a live certificate and whether the operator allowed a
+    replacement; write its own log streams. `iot:DescribeCertificate` has only the `cert` resource type
+    and certificate ids are AWS's, so it is on `cert/*` of this account and region (a read)."""
+    arn = iot_arn(partition, region, account_id)
+    return _doc(
+        _allow("ReadOwnStacksThings", ["iot:DescribeThing", "iot:ListThingPrincipals"],
+               [f"{arn}:thing/{thing_prefix}*"]),
+        _allow("ReadCertificateStatus", ["iot:DescribeCertificate"], [f"{arn}:cert/*"]),
+        _allow("WriteOwnLogStreams", ["logs:CreateLogStream", "logs:PutLogEvents"],
+               [f"{log_group_arn}:log-stream:*"]),
+    )

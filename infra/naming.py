@@ -71,6 +71,12 @@ class Names:
         return self.resource(f"host-{host_id}")
 
     @property
+    def permissions_boundary(self) -> str:
+        """The managed policy every role of the stack carries as its permissions boundary. Created by
+        the bootstrap (an administrator), never by the stack: the deployer cannot change it."""
+        return self.resource("boundary")
+
+    @property
     def provisioning_template(self) -> str:
         return self.resource(_TEMPLATE_PURPOSE)
 

@@ -3,9 +3,12 @@ certificate's `RegisterThing` call into a registered collector of this stack.
 
 The device passes `Site` and `Collector`; the template names the thing `<stack>:<Site>:<Collector>`
 (the same `collector.topics.thing_name` rule the CLI uses), puts it in the stack's root and site
-group (a child of the root group), activates its certificate and attaches the collector policy. An
-optional pre-provisioning
-hook Lambda (an existing function named by ARN in config) can refuse unknown sites or serials.
+group (a child of the root group), activates its certificate and attaches the collector policy.
+
+The device's word decides the thing name, so whoever holds a claim certificate could name any
+collector. The template is therefore enabled only with `provisioning.fleet`, and then always behind a
+pre-provisioning hook: the stack's own (`infra.provisioning_hook`: declared collectors only, never a
+thing with a live certificate unless the operator allowed a replacement) or the user's, by ARN.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collector.topics import THING_SEPARATOR, stack_thing_prefix
 from infra import iam
 from infra.config import StackConfig
 from infra.naming import Names
+from infra.provisioning_hook import ProvisioningHook
 from infra.roles import service_role
 
 TEMPLATE_PARAMETERS = ("Site", "Collector")
@@ -58,7 +62,7 @@ def template_body(cfg: StackConfig, names: Names) -> dict[str, Any]:
 
 
 class Provisioning(pulumi.ComponentResource):
-    """Provisioning template + its IAM role (+ permission for the optional pre-provisioning hook)."""
+    """Provisioning template + its IAM role (+ the pre-provisioning hook and its invoke permission)."""
 
     template_name: pulumi.Output[str]
     role_name: pulumi.Output[str]
@@ -77,6 +81,8 @@ class Provisioning(pulumi.ComponentResource):
             "provisioning-role", "provisioning-policy", name=names.resource("provisioning"),
             service="iot.amazonaws.com", description="AWS IoT fleet provisioning for pm500 collectors",
             stack=cfg.stack, account_id=account, opts=child,
+            # The form AWS IoT documents for its roles ("Cross-service confused deputy prevention").
+            source_arn=iot.apply(lambda arn: f"{arn}:*"),
             policy=pulumi.Output.all(partition, account).apply(lambda a: json.dumps(iam.provisioning(
                 a[0], region, a[1], stack_thing_prefix(cfg.stack), names.site_group_prefix,
                 names.collector_policy, names.thing_type))),
@@ -85,13 +91,16 @@ class Provisioning(pulumi.ComponentResource):
 
         hook = None
         depends: list[pulumi.Resource] = [role_policy, *prerequisites]
-        hook_arn = cfg.provisioning.pre_provisioning_hook_lambda_arn
-        if hook_arn:
+        if cfg.provisioning.fleet:
+            hook_arn: pulumi.Input[str] = cfg.provisioning.pre_provisioning_hook_lambda_arn or \
+                ProvisioningHook("hook", cfg, names, account, partition, opts=child).function_arn
+            # Only this stack's template, in this account, may invoke the hook (confused deputy).
             permission = aws.lambda_.Permission("hook-permission", aws.lambda_.PermissionArgs(
                 function=hook_arn,
                 action="lambda:InvokeFunction",
                 principal="iot.amazonaws.com",
                 source_arn=iot.apply(lambda arn: f"{arn}:provisioningtemplate/{names.provisioning_template}"),
+                source_account=account,
             ), opts=child)
             depends.append(permission)
             hook = aws.iot.ProvisioningTemplatePreProvisioningHookArgs(
@@ -100,7 +109,7 @@ class Provisioning(pulumi.ComponentResource):
         template = aws.iot.ProvisioningTemplate("template", aws.iot.ProvisioningTemplateArgs(
             name=names.provisioning_template,
             description=f"pm500 collectors of stack {cfg.stack}, provisioned by claim",
-            enabled=True,
+            enabled=cfg.provisioning.fleet,
             type="FLEET_PROVISIONING",
             provisioning_role_arn=role.arn,
             template_body=json.dumps(template_body(cfg, names)),

@@ -48,6 +48,13 @@ class RuleContext:
     error_log_group_name: pulumi.Input[str]
     error_log_group_arn: pulumi.Input[str]
 
+    @property
+    def iot_arn(self) -> pulumi.Output[str]:
+        """`arn:<partition>:iot:<region>:<account>`: the stack's error log group is in the same partition,
+        region and account (`arn:<partition>:logs:<region>:<account>:log-group:...`)."""
+        return pulumi.Output.from_input(self.error_log_group_arn).apply(
+            lambda arn: iam.iot_arn(arn.split(":")[1], arn.split(":")[3], arn.split(":")[4]))
+
 
 @dataclass(frozen=True)
 class RouteRule:
@@ -81,6 +88,9 @@ def route_rule(
         f"rule-role/{route}", f"rule-policy/{route}", name=names.resource(f"rule-{route}"),
         service="iot.amazonaws.com", description=f"IoT rule {names.rule(route)}: {description}",
         stack=names.stack, account_id=ctx.account_id, opts=child,
+        # AWS IoT documents the rule's ARN as the role's source ("Granting an AWS IoT rule the access it
+        # requires"); the rule is named before it exists, so its ARN is known here.
+        source_arn=ctx.iot_arn.apply(lambda arn: f"{arn}:rule/{names.rule(route)}"),
         policy=pulumi.Output.all(*policy_inputs, ctx.error_log_group_arn).apply(
             lambda arns: json.dumps(policy(arns))),
     )

@@ -15,7 +15,12 @@ contain, and refuses what it does not implement rather than guessing:
 - `Action`/`NotAction`: case-insensitive, `*` and `?` wildcards ("IAM JSON policy elements: Action").
 - `Resource`/`NotResource`: ARNs compared component by component (partition, service, region, account,
   then the resource part), case-sensitively, `*` and `?` within a component, the resource part as a
-  whole ("IAM JSON policy elements: Resource"; the same rule as the `ArnLike` operator).
+  whole; a `*` that is the last character of a component "can expand to match beyond the colon
+  boundaries" ("IAM JSON policy elements: Resource", Using wildcards in resource ARNs), so
+  `arn:aws:iam::*` names every IAM ARN of every account.
+- `ArnEquals`/`ArnLike` (and their negations) are one rule: "Each of the six colon-delimited components
+  of the ARN is checked separately and each can include" `*` and `?` ("IAM JSON policy elements:
+  Condition operators", Amazon Resource Name (ARN) condition operators).
 - `Condition`: every operator block and every key must hold. A key absent from the request fails
   a positive operator and satisfies a negated one (`StringNotEquals`...), `...IfExists` holds when the
   key is absent, `Null` tests presence ("IAM JSON policy elements: Condition operators"). Multi-valued
@@ -70,6 +75,33 @@ def arn_matches(pattern: str, arn: str) -> bool:
     return all(glob_matches(w, g) for w, g in zip(wanted, given, strict=True))
 
 
+@cache
+def _resource_pattern(pattern: str) -> re.Pattern[str]:
+    """A Resource entry as a regex (module doc): within the first five components `?` and `*` stay
+    inside the component, except a `*` that ends one, which may also span the colons after it."""
+    if "${" in pattern:
+        raise ValueError(f"{pattern}: policy variables are not evaluated here")
+    components = pattern.split(":", ARN_COMPONENTS - 1)
+    parts = []
+    for index, component in enumerate(components):
+        in_resource = index == ARN_COMPONENTS - 1
+        regex = ""
+        for position, c in enumerate(component):
+            if c == "*":
+                regex += ".*" if in_resource or position == len(component) - 1 else "[^:]*"
+            elif c == "?":
+                regex += "." if in_resource else "[^:]"
+            else:
+                regex += re.escape(c)
+        parts.append(regex)
+    return re.compile(":".join(parts), re.DOTALL)
+
+
+def resource_matches(pattern: str, arn: str) -> bool:
+    """`pattern` (a Resource or NotResource entry) matches the ARN a request carries (module doc)."""
+    return pattern == "*" or _resource_pattern(pattern).fullmatch(arn) is not None
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -94,8 +126,8 @@ _OPERATORS = {
     "StringNotEquals": (_string_equals, True),
     "StringLike": (_string_like, False),
     "StringNotLike": (_string_like, True),
-    "ArnEquals": (_string_equals, False),
-    "ArnNotEquals": (_string_equals, True),
+    "ArnEquals": (arn_matches, False),
+    "ArnNotEquals": (arn_matches, True),
     "ArnLike": (arn_matches, False),
     "ArnNotLike": (arn_matches, True),
     "Bool": (_bool, False),
@@ -127,7 +159,7 @@ def _applies(statement: Document, action: str, resource: str, context: Mapping[s
         return False
     negated = "NotResource" in statement
     named = _as_list(statement["NotResource"] if negated else statement.get("Resource"))
-    if any(arn_matches(str(r), resource) for r in named) == negated:
+    if any(resource_matches(str(r), resource) for r in named) == negated:
         return False
     return all(_condition_holds(operator, key, expected, context)
                for operator, block in (statement.get("Condition") or {}).items()

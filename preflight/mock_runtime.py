@@ -154,6 +154,7 @@ ARN_FORMATS: dict[str, str] = {
     "aws:sqs/queue:Queue": "arn:{partition}:sqs:{region}:{account}:{name}",
     "aws:dynamodb/table:Table": "arn:{partition}:dynamodb:{region}:{account}:table/{name}",
     "aws:ecr/repository:Repository": "arn:{partition}:ecr:{region}:{account}:repository/{name}",
+    "aws:lambda/function:Function": "arn:{partition}:lambda:{region}:{account}:function:{name}",
 }
 
 
@@ -175,6 +176,7 @@ IAM_RESOURCE_TYPES = {
     "aws:pipes/pipe:Pipe": ("pipes", "pipe"),
     "aws:dynamodb/table:Table": ("dynamodb", "table"),
     "aws:ecr/repository:Repository": ("ecr", "repository"),
+    "aws:lambda/function:Function": ("lambda", "function"),
     "aws:s3/bucket:Bucket": ("s3", "bucket"),
     "aws:sqs/queue:Queue": ("sqs", "queue"),
 }

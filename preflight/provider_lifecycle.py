@@ -63,6 +63,18 @@ LIFECYCLE: dict[str, tuple[str, ...]] = {
         *_TAGS_IOT,
     ),
     "aws:lambda/permission:Permission": ("lambda:GetPolicy", "lambda:RemovePermission"),
+    # The stack's pre-provisioning hook (infra/provisioning_hook.py).
+    "aws:lambda/function:Function": (
+        "lambda:GetFunction",
+        "lambda:GetFunctionCodeSigningConfig",
+        "lambda:ListVersionsByFunction",
+        "lambda:UpdateFunctionCode",
+        "lambda:UpdateFunctionConfiguration",
+        "lambda:DeleteFunction",
+        "lambda:ListTags",
+        "lambda:TagResource",
+        "lambda:UntagResource",
+    ),
     "aws:iam/role:Role": (
         "iam:GetRole",
         "iam:ListRolePolicies",
@@ -71,6 +83,7 @@ LIFECYCLE: dict[str, tuple[str, ...]] = {
         "iam:UpdateRole",
         "iam:UpdateRoleDescription",
         "iam:UpdateAssumeRolePolicy",
+        "iam:PutRolePermissionsBoundary",  # a changed boundary; never DeleteRolePermissionsBoundary
         "iam:TagRole",
         "iam:UntagRole",
         "iam:DeleteRole",

@@ -10,8 +10,8 @@ request the provider sends (docker-py), field by field; an input this module doe
   reports (pulled by repo digest or tag on a real host, impossible here); the caller maps each such id
   to a local image (the built collector image, the InfluxDB stand-in).
 - `docker.Volume` -> a named volume. `docker.Container` -> create (mounts, `volumes` as binds, env,
-  healthcheck, restart policy, log config, read-only root, tmpfs, stop timeout), upload the declared
-  files, start; with `wait`, block until healthy as the provider does.
+  healthcheck, restart policy, log config, read-only root, tmpfs, capabilities, security options,
+  stop timeout), upload the declared files, start; with `wait`, block until healthy as the provider does.
 
 One adaptation, forced by this workplace and kept in `HostNetwork`: no container may get an address
 outside the loopback range, so the engine has no bridge and every container runs on the host network.
@@ -117,7 +117,7 @@ class HostNetwork:
 _CONTAINER_INPUTS = {
     "name", "image", "restart", "envs", "mounts", "volumes", "ports", "networksAdvanced", "healthcheck",
     "logDriver", "logOpts", "wait", "waitTimeout", "uploads", "readOnly", "tmpfs", "stopTimeout",
-    "stopSignal", "user", "init", "mustRun", "destroyGraceSeconds",
+    "stopSignal", "user", "init", "mustRun", "destroyGraceSeconds", "capabilities", "securityOpts",
 }
 
 
@@ -179,9 +179,15 @@ class EdgeDeployment:
             host["restart_policy"] = {"Name": inputs["restart"], "MaximumRetryCount": 0}
         if "logDriver" in inputs:
             host["log_config"] = LogConfig(type=inputs["logDriver"], config=inputs.get("logOpts") or {})
-        for key, arg in (("readOnly", "read_only"), ("tmpfs", "tmpfs"), ("init", "init")):
+        for key, arg in (("readOnly", "read_only"), ("tmpfs", "tmpfs"), ("init", "init"),
+                         ("securityOpts", "security_opt")):
             if key in inputs:
                 host[arg] = inputs[key]
+        capabilities = inputs.get("capabilities") or {}
+        if capabilities.get("drops"):
+            host["cap_drop"] = capabilities["drops"]
+        if capabilities.get("adds"):
+            host["cap_add"] = capabilities["adds"]
         request: dict[str, Any] = {
             "name": inputs["name"],
             "image": self._image(inputs["image"]),
@@ -270,11 +276,15 @@ def _tar_one(path: str, data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def build_declared_image(engine: DockerEngine, image: Declared) -> str:
-    """`docker build` of a declared `docker.Image` from its context and Dockerfile; returns its name."""
+def build_declared_image(engine: DockerEngine, image: Declared,
+                         standin_args: Mapping[str, str] | None = None) -> str:
+    """`docker build` of a declared `docker.Image` from its context and Dockerfile; returns its name.
+    `standin_args`: build arguments naming local stand-ins of its base (no registry here)."""
     build = image.inputs["build"]
     name: str = image.inputs["imageName"]
     args = ["build", "--network", "host", "-f", build["dockerfile"], "-t", name]
+    for key, value in (standin_args or {}).items():
+        args += ["--build-arg", f"{key}={value}"]
     if build.get("platform"):
         args += ["--platform", build["platform"]]
     engine.cli([*args, build["context"]], cwd=Path(build["context"]))

@@ -152,18 +152,36 @@ def _like_the_official_image(rootfs: Path) -> None:
 
 
 def dockerfile_base(dockerfile: Path) -> str:
-    """The image a Dockerfile builds `FROM` (its first FROM)."""
+    """The image a Dockerfile builds `FROM` (its first FROM), a `${ARG}` resolved to the ARG's default."""
+    defaults: dict[str, str] = {}
     for line in dockerfile.read_text().splitlines():
         words = line.split()
+        if words and words[0].upper() == "ARG" and "=" in words[1]:
+            name, value = words[1].split("=", 1)
+            defaults[name] = value
         if words and words[0].upper() == "FROM":
-            return next(w for w in words[1:] if not w.startswith("--"))
+            base = next(w for w in words[1:] if not w.startswith("--"))
+            return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults[m[1] or m[2]], base)
     raise DockerEngineError(f"{dockerfile}: no FROM instruction")
 
 
-def load_python_base(engine: DockerEngine, reference: str) -> None:
-    """Import the python stand-in into `engine` as `reference` (e.g. `python:3.11.7-slim-bookworm`)."""
+def standin_reference(reference: str) -> str:
+    """The name the local stand-in of `reference` gets: without its digest. An image imported here has
+    no registry digest, so a build resolves a digest-pinned `FROM` through a build argument instead
+    (`collector/Dockerfile`'s PYTHON_IMAGE)."""
+    return reference.split("@", 1)[0]
+
+
+BASE_IMAGE_ARG = "PYTHON_IMAGE"  # the collector Dockerfile's ARG naming its base
+
+
+def load_python_base(engine: DockerEngine, reference: str) -> str:
+    """Import the python stand-in into `engine` for `reference` (e.g. `python:3.11.16-slim-bookworm@
+    sha256:...`); returns the name it has there (`standin_reference`)."""
     changes = [arg for change in _BASE_CHANGES for arg in ("--change", change)]
-    engine.cli(["import", *changes, str(python_rootfs_tar()), reference])
+    name = standin_reference(reference)
+    engine.cli(["import", *changes, str(python_rootfs_tar()), name])
+    return name
 
 
 def _influx_key(reference: str, base: str) -> str:

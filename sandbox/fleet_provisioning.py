@@ -16,13 +16,19 @@ https://docs.aws.amazon.com/iot/latest/developerguide/thing-groups.html):
 - a named policy (no document) must exist; the certificate status is ACTIVE or INACTIVE;
 - the provisioning role must allow each registry call RegisterThing makes for the template, checked
   with `preflight.iam_evaluator.allows` (the calls are the template's resources mapped to the actions of
-  AWS's `AWSIoTThingsRegistration` policy).
+  AWS's `AWSIoTThingsRegistration` policy);
+- a disabled template provisions nothing;
+- a pre-provisioning hook ("Pre-provisioning hooks",
+  https://docs.aws.amazon.com/iot/latest/developerguide/pre-provisioning-hook.html) is called before
+  anything else with `claimCertificateId`, `certificateId`, `certificatePem`, `templateArn`, `clientId`
+  and the device's `parameters`; the request proceeds only if it answers `"allowProvisioning": true`
+  (otherwise, or if it fails, ACCESS_DENIED), and its `parameterOverrides` are added to the parameters.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,12 +111,48 @@ def _require(role_policy: Mapping[str, Any], action: str, resource: str,
         raise ProvisioningRefused(f"provisioning role is not allowed {action} on {resource}")
 
 
+Hook = Callable[[dict[str, Any]], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who calls RegisterThing: the MQTT client and its claim certificate, and the template's state."""
+
+    claim_certificate_id: str = "c" * 64
+    client_id: str = "claim-client"
+    certificate_pem: str = ""
+    template_name: str = "template"
+    enabled: bool = True
+
+
+def _ask_hook(hook: Hook, account: Account, claim: Claim, parameters: Mapping[str, str],
+              certificate_id: str) -> dict[str, str]:
+    """The parameters after the hook allowed the request (with its overrides); refused otherwise."""
+    event = {"claimCertificateId": claim.claim_certificate_id, "certificateId": certificate_id,
+             "certificatePem": claim.certificate_pem,
+             "templateArn": f"{account.arn}:provisioningtemplate/{claim.template_name}",
+             "clientId": claim.client_id, "parameters": dict(parameters)}
+    try:
+        answer = hook(event)
+    except Exception as e:  # a failing hook refuses the request
+        raise ProvisioningRefused(f"ACCESS_DENIED: the pre-provisioning hook failed ({e})") from e
+    if answer.get("allowProvisioning") is not True:
+        raise ProvisioningRefused("ACCESS_DENIED: the pre-provisioning hook did not allow provisioning")
+    return {**parameters, **{str(k): str(v) for k, v in (answer.get("parameterOverrides") or {}).items()}}
+
+
 def register_thing(account: Account, template: Mapping[str, Any], role_policy: Mapping[str, Any],
-                   parameters: Mapping[str, str], certificate_id: str) -> str:
+                   parameters: Mapping[str, str], certificate_id: str, hook: Hook | None = None,
+                   claim: Claim = Claim()) -> str:
     """Apply `template` for a device whose new certificate is `certificate_id`; returns the thing name.
 
-    Validates everything first and changes `account` only when the whole template would succeed.
+    `hook`: the template's pre-provisioning hook, if it has one. Validates everything first and
+    changes `account` only when the whole template would succeed.
     """
+    if not claim.enabled:
+        raise ProvisioningRefused(f"template {claim.template_name} is disabled")
+    if hook is not None:
+        parameters = _ask_hook(hook, account, claim, parameters, certificate_id)
     values = _parameters(template, parameters, certificate_id)
     resources = template.get("Resources", {})
     for logical, resource in resources.items():

@@ -23,7 +23,6 @@ from preflight.provider_requests import ApiRequest
 # (service, operation) -> why moto cannot take it (docs/infra.md lists these as unverified).
 MOTO_CANNOT: dict[tuple[str, str], str] = {
     ("iot", "CreateProvisioningTemplate"): "moto 5.2.5 has no fleet provisioning templates",
-    ("lambda", "AddPermission"): "the pre-provisioning hook is an existing function outside the stack",
 }
 
 # (service, operation) -> why moto must get it after every other request. moto ignores a policy

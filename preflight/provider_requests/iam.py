@@ -12,6 +12,7 @@ def _role(r: Resolved) -> list[ApiRequest]:
         "RoleName": physical_name(r), "AssumeRolePolicyDocument": r.inputs["assumeRolePolicy"],
         "Description": r.inputs.get("description"), "Path": r.inputs.get("path"),
         "MaxSessionDuration": r.inputs.get("maxSessionDuration"),
+        "PermissionsBoundary": r.inputs.get("permissionsBoundary"),
         "Tags": tag_list(r.inputs.get("tags")),
     }), label(r), {"AssumeRolePolicyDocument": "iam-trust"})]
 

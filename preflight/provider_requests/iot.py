@@ -136,7 +136,7 @@ def _lambda_permission(r: Resolved) -> list[ApiRequest]:
     return [ApiRequest("lambda", "AddPermission", compact({
         "FunctionName": r.inputs["function"], "StatementId": physical_name(r, "statementId"),
         "Action": r.inputs["action"], "Principal": r.inputs["principal"],
-        "SourceArn": r.inputs.get("sourceArn"),
+        "SourceArn": r.inputs.get("sourceArn"), "SourceAccount": r.inputs.get("sourceAccount"),
     }), label(r))]
 
 

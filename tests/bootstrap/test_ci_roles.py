@@ -17,6 +17,7 @@ import yaml
 
 from bootstrap.ci_roles import BootstrapConfigError
 from preflight.deployer_policy import deployer_policy
+from preflight.iam_evaluator import allows
 from preflight.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
 from preflight.provider_requests import stack_requests
 from preflight.service_models import plan_problems
@@ -56,18 +57,24 @@ def workflow_environments() -> tuple[set[str], set[str]]:
     return preview, deploy
 
 
-def test_roles_trust_only_this_repositorys_workflow_environments(ci: EvaluatedStack) -> None:
+ROLES = {"preview-staging": "pm500-ci-preview-staging", "preview-prod": "pm500-ci-preview-prod",
+         "staging": "pm500-ci-deploy-staging", "prod": "pm500-ci-deploy-prod"}
+
+
+def test_each_workflow_environment_has_its_own_role_trusted_by_that_environment_alone(
+        ci: EvaluatedStack) -> None:
     preview, deploy = workflow_environments()
-    assert preview == {"preview-staging", "preview-prod"} and deploy == {"staging", "prod"}
-    for role, environments in (("pm500-ci-preview", preview), ("pm500-ci-deploy", deploy)):
+    assert preview | deploy == set(ROLES)
+    assert {r.inputs["name"] for r in ci.of_type(ROLE)} == set(ROLES.values())
+    for environment, role in ROLES.items():
         [statement] = trust(ci, role)["Statement"]
         assert statement["Principal"] == {"Federated": PROVIDER_ARN}
         assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
         assert statement["Condition"] == {"StringEquals": {
             "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
-            "token.actions.githubusercontent.com:sub": sorted(f"repo:acme/pm500:environment:{e}"
-                                                             for e in environments),
+            "token.actions.githubusercontent.com:sub": f"repo:acme/pm500:environment:{environment}",
         }}
+    assert ci.outputs["roleArns"] == {e: f"arn:aws:iam::123456789012:role/{r}" for e, r in ROLES.items()}
 
 
 def test_oidc_provider_for_github_with_the_sts_audience(ci: EvaluatedStack) -> None:
@@ -80,50 +87,102 @@ def test_oidc_provider_for_github_with_the_sts_audience(ci: EvaluatedStack) -> N
 def test_an_existing_provider_is_trusted_not_recreated() -> None:
     stack = run(githubRepository="acme/pm500", createOidcProvider="false")
     assert stack.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider") == []
-    assert trust(stack, "pm500-ci-deploy")["Statement"][0]["Principal"] == {"Federated": PROVIDER_ARN}
+    assert trust(stack, "pm500-ci-deploy-prod")["Statement"][0]["Principal"] == {"Federated": PROVIDER_ARN}
 
 
-def test_permission_policies_are_attached_by_reference() -> None:
+def test_permission_policies_are_attached_by_reference_to_one_environment() -> None:
     arn = "arn:aws:iam::123456789012:policy/pm500-deployer"
-    stack = run(githubRepository="acme/pm500", deployPolicyArns=[arn])
+    stack = run(githubRepository="acme/pm500", policyArns={"prod": [arn]})
     [attachment] = stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-    assert (attachment.inputs["role"], attachment.inputs["policyArn"]) == ("pm500-ci-deploy", arn)
+    assert (attachment.inputs["role"], attachment.inputs["policyArn"]) == ("pm500-ci-deploy-prod", arn)
 
 
-def test_generated_deployer_policies_become_managed_policies_of_the_roles(tmp_path: Path) -> None:
-    staging = evaluate_stack("staging")
+def _policy_files(tmp_path: Path, stack: EvaluatedStack) -> dict[str, Path]:
     files = {}
     for mode in ("preview", "deploy"):
-        documents = list(deployer_policy(staging, mode, "123456789012").documents)
-        files[mode] = tmp_path / f"staging-{mode}.json"
-        files[mode].write_text(json.dumps(documents))
-    stack = run(githubRepository="acme/pm500", previewPolicyFiles=[str(files["preview"])],
-                deployPolicyFiles=[str(files["deploy"])], deployPolicyArns=["arn:aws:iam::aws:policy/Extra"])
-    managed = stack.of_type("aws:iam/policy:Policy")
-    policies = {p.inputs["name"]: json.loads(p.inputs["policy"]) for p in managed}
-    deploy_documents = json.loads(files["deploy"].read_text())
-    assert len(deploy_documents) == 2  # staging's deploy policy is over one managed policy's quota
-    assert policies == {"pm500-ci-preview-1": json.loads(files["preview"].read_text())[0],
-                        "pm500-ci-deploy-1": deploy_documents[0], "pm500-ci-deploy-2": deploy_documents[1]}
-    attached = sorted((a.inputs["role"], a.inputs["policyArn"])
-                      for a in stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"))
-    assert attached == [("pm500-ci-deploy", "arn:aws:iam::123456789012:policy/pm500-ci-deploy-1"),
-                        ("pm500-ci-deploy", "arn:aws:iam::123456789012:policy/pm500-ci-deploy-2"),
-                        ("pm500-ci-deploy", "arn:aws:iam::aws:policy/Extra"),
-                        ("pm500-ci-preview", "arn:aws:iam::123456789012:policy/pm500-ci-preview-1")]
+        files[mode] = tmp_path / f"{stack.stack}-{mode}.json"
+        files[mode].write_text(json.dumps(list(deployer_policy(stack, mode, "123456789012").documents)))
+    return files
+
+
+def test_each_role_holds_only_its_own_stacks_generated_policy(tmp_path: Path) -> None:
+    """Issue 24: one deploy role held staging's and prod's policies, so staging's unapproved deploy
+    held prod's permissions. Now each environment's role holds its own stack and mode only."""
+    staging = _policy_files(tmp_path, evaluate_stack("staging"))
+    prod = _policy_files(tmp_path, evaluate_stack("prod"))
+    stack = run(githubRepository="acme/pm500", policyFiles={
+        "preview-staging": [str(staging["preview"])], "staging": [str(staging["deploy"])],
+        "preview-prod": [str(prod["preview"])], "prod": [str(prod["deploy"])]},
+        policyArns={"prod": ["arn:aws:iam::aws:policy/Extra"]})
+    policies = {p.inputs["name"]: json.loads(p.inputs["policy"])
+                for p in stack.of_type("aws:iam/policy:Policy")}
+    expected = {}
+    for role, path in (("pm500-ci-preview-staging", staging["preview"]), ("pm500-ci-deploy-staging",
+                       staging["deploy"]), ("pm500-ci-preview-prod", prod["preview"]),
+                       ("pm500-ci-deploy-prod", prod["deploy"])):
+        for i, document in enumerate(json.loads(path.read_text())):
+            expected[f"{role}-{i + 1}"] = document
+    assert policies == expected
+    attached: dict[str, set[str]] = {}
+    for a in stack.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
+        attached.setdefault(a.inputs["role"], set()).add(a.inputs["policyArn"].rsplit("/", 1)[1])
+    assert attached == {
+        "pm500-ci-preview-staging": {"pm500-ci-preview-staging-1"},
+        "pm500-ci-deploy-staging": {n for n in expected if n.startswith("pm500-ci-deploy-staging-")},
+        "pm500-ci-preview-prod": {"pm500-ci-preview-prod-1"},
+        "pm500-ci-deploy-prod": {n for n in expected if n.startswith("pm500-ci-deploy-prod-")} | {"Extra"},
+    }
+    # staging's deploy role can do nothing to prod's resources
+    staging_deploy = [expected[n] for n in attached["pm500-ci-deploy-staging"]]
+    prod_thing = "arn:aws:iot:eu-west-1:123456789012:thing/prod:plant-north:edge-01"
+    assert any(allows(d, "iot:UpdateThing", prod_thing.replace("prod:plant-north", "staging:plant-a"))
+               for d in staging_deploy)
+    assert not any(allows(d, "iot:UpdateThing", prod_thing) for d in staging_deploy)
     assert plan_problems(stack_requests(stack)) == []
 
 
+def test_each_stacks_permissions_boundary_is_made_here_from_its_generated_document(tmp_path: Path) -> None:
+    """The boundary every role of the stack carries (infra/roles.py) exists before the stack's first `up`,
+    made by the bootstrap's administrator: the deployer can neither create nor change it."""
+    staging = evaluate_stack("staging")
+    path = tmp_path / "staging-boundary.json"
+    path.write_text(json.dumps(list(deployer_policy(staging, "boundary", "123456789012").documents)))
+    stack = run(githubRepository="acme/pm500", boundaryFiles={"staging": [str(path)]})
+    [boundary] = [p for p in stack.of_type("aws:iam/policy:Policy") if p.inputs["name"].endswith("-boundary")]
+    assert boundary.inputs["name"] == "pm500-staging-boundary"
+    assert json.loads(boundary.inputs["policy"]) == json.loads(path.read_text())[0]
+    role_boundaries = {r.inputs["permissionsBoundary"] for r in staging.of_type(ROLE)}
+    assert stack.outputs["boundaryArns"] == {"staging": role_boundaries.pop()}
+    assert not role_boundaries
+    assert plan_problems(stack_requests(stack)) == []
+    deploy = tmp_path / "staging-deploy.json"
+    deploy.write_text(json.dumps(list(deployer_policy(staging, "deploy", "123456789012").documents)))
+    with pytest.raises(BootstrapConfigError, match=r"boundaryFiles\.staging: .*not the boundary policy"):
+        run(githubRepository="acme/pm500", boundaryFiles={"staging": [str(deploy)]})
+    with pytest.raises(BootstrapConfigError, match="boundaryFiles: 'qa' is not a stack of"):
+        run(githubRepository="acme/pm500", boundaryFiles={"qa": [str(path)]})
+
+
+def test_a_policy_file_of_another_stack_or_mode_is_refused(tmp_path: Path) -> None:
+    prod = _policy_files(tmp_path, evaluate_stack("prod"))
+    for environment, path, message in (
+            ("preview-prod", prod["deploy"], "not the preview policy of stack 'prod'"),
+            ("staging", prod["deploy"], "not the deploy policy of stack 'staging'")):
+        with pytest.raises(BootstrapConfigError, match=f"policyFiles.{environment}: .*{message}"):
+            run(githubRepository="acme/pm500", policyFiles={environment: [str(path)]})
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"githubRepository": "acme/pm500", "deployPolicyFiles": ["missing.json"]},
-     "pm500-bootstrap:deployPolicyFiles: missing.json: cannot read a JSON file"),
-    ({"githubRepository": "acme/pm500", "previewPolicyFiles": ["Pulumi.yaml"]},
-     "pm500-bootstrap:previewPolicyFiles: Pulumi.yaml: cannot read a JSON file"),
+    ({"githubRepository": "acme/pm500", "policyFiles": {"prod": ["missing.json"]}},
+     "pm500-bootstrap:policyFiles.prod: missing.json: cannot read a JSON file"),
+    ({"githubRepository": "acme/pm500", "policyFiles": {"preview-prod": ["Pulumi.yaml"]}},
+     "pm500-bootstrap:policyFiles.preview-prod: Pulumi.yaml: cannot read a JSON file"),
+    ({"githubRepository": "acme/pm500", "policyFiles": {"production": []}},
+     "pm500-bootstrap:policyFiles: 'production' is not an environment of pm500-bootstrap:stacks"),
     ({"githubRepository": "acme"}, "pm500-bootstrap:githubRepository: expected <owner>/<repository>"),
-    ({"githubRepository": "acme/pm500", "deployEnvironments": []},
-     "pm500-bootstrap:deployEnvironments: name at least one GitHub environment"),
-    ({"githubRepository": "acme/pm500", "previewEnvironments": ["bad env"]},
-     "pm500-bootstrap:previewEnvironments: 'bad env' is not a valid name"),
+    ({"githubRepository": "acme/pm500", "stacks": []}, "pm500-bootstrap:stacks: name at least one stack"),
+    ({"githubRepository": "acme/pm500", "stacks": ["bad stack"]},
+     "pm500-bootstrap:stacks: 'bad stack' is not a valid stack name"),
 ])
 def test_bad_config_names_the_key(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(BootstrapConfigError, match=message):
@@ -137,7 +196,7 @@ def test_requests_pass_the_service_models_and_replay_into_moto(ci: EvaluatedStac
     client = moto_clients(aws_env, ci.config["aws:region"])
     assert replay(requests, client).skipped == []
     roles = {r["RoleName"] for r in client("iam").list_roles()["Roles"]}
-    assert roles == {"pm500-ci-preview", "pm500-ci-deploy"}
+    assert roles == set(ROLES.values())
 
 
 def first_deploy_section() -> str:
@@ -151,10 +210,10 @@ def test_the_first_deploy_steps_name_what_exists(ci: EvaluatedStack) -> None:
     keys = set(re.findall(r"pm500-bootstrap:(\w+)", section))
     stack_file = yaml.safe_load((BOOTSTRAP / "Pulumi.ci.yaml").read_text())["config"]
     assert keys and keys <= {k.removeprefix("pm500-bootstrap:") for k in stack_file}
-    role_outputs = set(re.findall(r"`(\w+RoleArn)`", section))
-    assert {"previewRoleArn", "deployRoleArn"} <= role_outputs <= set(ci.outputs)
+    assert "`roleArns`" in section and "roleArns" in ci.outputs
     workflow_text = "".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
-    secrets = set(re.findall(r"`([A-Z][A-Z_]+)`", section)) - {"AWS_REGION", "AWS_DEFAULT_REGION"}
-    assert secrets and all(f"secrets.{s}" in workflow_text for s in secrets), secrets
+    names = set(re.findall(r"`([A-Z][A-Z_]+)`", section)) - {"AWS_REGION", "AWS_DEFAULT_REGION"}
+    assert names and all(re.search(rf"(secrets|vars)\.{n}\b", workflow_text) for n in names), names
     preview, deploy = workflow_environments()
     assert all(f"`{e}`" in section for e in preview | deploy)
+    assert all(f"`{r}`" in section for r in ROLES.values())

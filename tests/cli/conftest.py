@@ -48,9 +48,10 @@ class Stack:
 
     def args(self, command: str, site: str = "plant-a", collector: str = "edge-01", *extra: str) -> list[str]:
         """Arguments for a single-device command on `site`/`collector` of this stack."""
-        out = ["--out", str(self.bundle(site, collector))] if command != "revoke-device" else []
+        writes_bundle = command not in ("revoke-device", "devices allow-replacement")
+        out = ["--out", str(self.bundle(site, collector))] if writes_bundle else []
         return [
-            command,
+            *command.split(),
             "--stack",
             STACK,
             "--site",

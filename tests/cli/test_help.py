@@ -15,8 +15,8 @@ import cli
 
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 COMMANDS = [
-    "devices provision", "devices rotate-cert", "devices revoke", "devices list", "sites provision",
-    "hosts provision", "meters probe", "stacks deployer-policy",
+    "devices provision", "devices rotate-cert", "devices revoke", "devices allow-replacement", "devices list",
+    "sites provision", "hosts provision", "meters probe", "stacks deployer-policy",
 ]
 GROUPS = ["", "devices", "sites", "hosts", "meters", "stacks"]  # "": cli.py itself
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -92,12 +93,35 @@ def test_rotate_keeps_old_certificate_inactive_and_detached(stack: Stack) -> Non
     assert not list(bundle.parent.glob(".edge-01.*"))  # no staging or set-aside dirs left
 
 
-def test_force_deletes_the_old_certificate(stack: Stack) -> None:
+def status(stack: Stack, certificate_id: object) -> str:
+    description = stack.iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]
+    return str(description["status"])
+
+
+def test_force_revokes_the_old_certificate(stack: Stack) -> None:
     first = provision(stack)
     forced = provision(stack, "--force")
-    assert forced["retired"] == "deleted"
-    assert [c["certificateId"] for c in stack.certificates()] == [forced["certificateId"]]
-    assert first["certificateId"] != forced["certificateId"]
+    assert forced["retired"] == "revoked" and first["certificateId"] != forced["certificateId"]
+    assert status(stack, first["certificateId"]) == "REVOKED"  # kept: it can never be registered again
+    assert {c["certificateId"]: c["status"] for c in stack.certificates()} == {
+        first["certificateId"]: "REVOKED", forced["certificateId"]: "ACTIVE"}
+    arn = stack.iot.describe_certificate(certificateId=forced["certificateId"])["certificateDescription"][
+        "certificateArn"]
+    assert stack.iot.list_thing_principals(thingName=THING)["principals"] == [arn]
+
+
+def test_force_revokes_an_unknown_certificate_on_the_thing(stack: Stack) -> None:
+    """Issue 24: --force added a certificate and left the one another host holds ACTIVE on the thing."""
+    unknown = stack.iot.create_keys_and_certificate(setAsActive=True)
+    stack.iot.attach_thing_principal(thingName=THING, principal=unknown["certificateArn"])
+    stack.iot.attach_policy(policyName="test-collector", target=unknown["certificateArn"])
+    forced = provision(stack, "--force")
+    assert forced["revokedCertificateIds"] == [unknown["certificateId"]]
+    assert status(stack, unknown["certificateId"]) == "REVOKED"
+    new_arn = stack.iot.describe_certificate(certificateId=forced["certificateId"])["certificateDescription"][
+        "certificateArn"]
+    assert stack.iot.list_thing_principals(thingName=THING)["principals"] == [new_arn]
+    assert stack.iot.list_targets_for_policy(policyName="test-collector")["targets"] == [new_arn]
 
 
 def test_rotate_cert_command_with_revoke_old(stack: Stack) -> None:
@@ -105,11 +129,13 @@ def test_rotate_cert_command_with_revoke_old(stack: Stack) -> None:
     result = runner.invoke(cli.app, [*stack.args("rotate-cert"), "--revoke-old", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["retiredCertificateId"] == first["certificateId"] and data["retired"] == "deleted"
-    assert [c["certificateId"] for c in stack.certificates()] == [data["certificateId"]]
+    assert data["retiredCertificateId"] == first["certificateId"] and data["retired"] == "revoked"
+    assert status(stack, first["certificateId"]) == "REVOKED"
 
 
-def test_bundle_options_reach_the_config(stack: Stack, tmp_path: object) -> None:
+def test_bundle_options_reach_the_config(stack: Stack, tmp_path: Path) -> None:
+    password_file = tmp_path / "influx-password"
+    password_file.write_text("s3cret\n")
     provision(
         stack,
         "--endpoint",
@@ -120,8 +146,8 @@ def test_bundle_options_reach_the_config(stack: Stack, tmp_path: object) -> None
         "http://influx.plant-a.example:8086",
         "--influx-username",
         "pm500",
-        "--influx-password",
-        "s3cret",
+        "--influx-password-file",
+        str(password_file),
     )
     config = load_config(stack.bundle() / "config.yaml")
     assert (config.mqtt.endpoint, config.mqtt.port) == ("broker.plant-a.example", 18883)
@@ -140,3 +166,45 @@ def test_the_stacks_encoding_reaches_the_bundle(stack: Stack) -> None:
     stack.outputs_file.write_text(json.dumps(outputs))
     provision(stack, "--force")
     assert load_config(stack.bundle() / "config.yaml").mqtt.encoding == "sparkplug-b"
+
+
+def bundle_password(stack: Stack) -> str | None:
+    password = load_config(stack.bundle() / "config.yaml").influx.password
+    return None if password is None else password.get_secret_value()
+
+
+def test_a_password_argument_is_refused_before_anything_happens(stack: Stack) -> None:
+    """Issue 24: `--influx-password s3cret` put the password in `ps` and the shell history."""
+    result = runner.invoke(cli.app, [*stack.args("provision-device"), "--influx-password", "s3cret"])
+    assert result.exit_code == 1
+    assert ("--influx-password: a password on the command line is visible in `ps` and kept in the shell "
+            "history; use --influx-password-file FILE, --ask-influx-password or $PM500_INFLUX_PASSWORD"
+            ) in " ".join(result.stderr.split())
+    assert stack.certificates() == [] and not stack.bundle().exists()
+
+
+def test_the_password_from_a_prompt_is_not_echoed(stack: Stack) -> None:
+    result = runner.invoke(cli.app, [*stack.args("provision-device"), "--ask-influx-password"],
+                           input="s3cret\ns3cret\n")
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output and bundle_password(stack) == "s3cret"
+
+
+def test_the_password_from_the_environment(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PM500_INFLUX_PASSWORD", "from-env")
+    provision(stack)
+    assert bundle_password(stack) == "from-env"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "its first line is empty (the password)"),
+    (None, "cannot read it"),
+])
+def test_a_bad_password_file_is_one_clear_line(stack: Stack, tmp_path: Path, content: str | None,
+                                               message: str) -> None:
+    path = tmp_path / "influx-password"
+    if content is not None:
+        path.write_text(content)
+    result = runner.invoke(cli.app, [*stack.args("provision-device"), "--influx-password-file", str(path)])
+    assert result.exit_code == 1 and f"--influx-password-file {path}: {message}" in result.stderr
+    assert stack.certificates() == []

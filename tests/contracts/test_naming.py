@@ -21,6 +21,7 @@ def test_names_of_a_stack() -> None:
     assert names.thing("plant-a", "edge-01") == "prod-eu:plant-a:edge-01"
     assert names.collector_policy == "pm500-prod-eu-collector"
     assert names.provisioning_template == "pm500-prod-eu-claim"
+    assert names.permissions_boundary == "pm500-prod-eu-boundary"  # made by the bootstrap (issue 24)
     assert names.rule("archive") == "pm500_prod_eu_archive"
     assert names.edge("plant-a") == "pm500_prod-eu_plant-a"
     assert names.edge("plant-a", "influxdb") == "pm500_prod-eu_plant-a_influxdb"

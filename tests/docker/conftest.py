@@ -16,13 +16,16 @@ import pytest
 
 from infra.config import EdgeSettingsSpec
 from sandbox.docker_engine import DockerEngine
-from sandbox.docker_images import dockerfile_base, load_influxdb_standin, load_python_base
+from sandbox.docker_images import BASE_IMAGE_ARG, dockerfile_base, load_influxdb_standin, load_python_base
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "collector" / "Dockerfile"
 COLLECTOR_IMAGE = "pm500-collector"
-# As the Dockerfile's header says, plus `--network host`: this engine has no bridge network.
-USER_BUILD = ["build", "--network", "host", "-f", "collector/Dockerfile", "-t", COLLECTOR_IMAGE, "."]
+# As the Dockerfile's header says, plus `--network host` (this engine has no bridge network) and the
+# local stand-in of its digest-pinned base (no registry here: `sandbox.docker_images.standin_reference`).
+def user_build(base: str) -> list[str]:
+    return ["build", "--network", "host", "--build-arg", f"{BASE_IMAGE_ARG}={base}", "-f",
+            "collector/Dockerfile", "-t", COLLECTOR_IMAGE, "."]
 
 
 @pytest.fixture(scope="session")
@@ -46,14 +49,12 @@ def clean_engine(docker_engine: DockerEngine) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def python_base(docker_engine: DockerEngine) -> str:
-    reference = dockerfile_base(DOCKERFILE)
-    load_python_base(docker_engine, reference)
-    return reference
+    return load_python_base(docker_engine, dockerfile_base(DOCKERFILE))
 
 
 @pytest.fixture(scope="session")
 def collector_image(docker_engine: DockerEngine, python_base: str) -> str:
-    docker_engine.cli(USER_BUILD, cwd=ROOT)
+    docker_engine.cli(user_build(python_base), cwd=ROOT)
     return COLLECTOR_IMAGE
 
 

@@ -43,6 +43,7 @@ class EdgeSite:
     meter_ports: list[int]
     bind_address: str = LOOPBACK
     collectors: tuple[str, ...] = ("edge-01",)
+    tls: dict[str, str] | None = None  # `edge.tls`: PEM paths on the (here: this) host
 
 
 @dataclass
@@ -85,7 +86,8 @@ def edge_config(sites: list[EdgeSite], docker_host: str, bundle_root: Path) -> d
     """Stack config as the engine hands it to the program (`namespace:key`, objects as JSON)."""
     declared = [{
         "name": site.name,
-        "edge": {"dockerHost": docker_host, "bundleRoot": str(bundle_root), "bindAddress": site.bind_address},
+        "edge": {"dockerHost": docker_host, "bundleRoot": str(bundle_root), "bindAddress": site.bind_address,
+                 **({"tls": site.tls} if site.tls else {})},
         "collectors": [{
             "name": collector,
             "pollIntervalS": 0.5,

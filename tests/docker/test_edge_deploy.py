@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from collector.topics import NDEATH, thing_name
-from infra.edge import COLLECTOR_STOP_TIMEOUT_S, COLLECTOR_TMPFS, LOG_OPTS
+from infra.edge import COLLECTOR_STOP_TIMEOUT_S, COLLECTOR_TMPFS, INFLUXDB_CAPABILITIES, LOG_OPTS
 from sandbox.ca import DevCA
 from sandbox.docker_deploy import (
     CONTAINER,
@@ -30,6 +30,7 @@ from sandbox.docker_deploy import (
     wait_healthy,
 )
 from sandbox.docker_engine import DockerEngine
+from sandbox.docker_images import BASE_IMAGE_ARG
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.mqtt import Recorder
 from sandbox.net import LOOPBACK, free_port
@@ -54,11 +55,11 @@ def simulator(tmp_path: Path) -> Iterator[Simulator]:
     sim.stop()
 
 
-def deploy(engine: DockerEngine, stack: DeployedStack, site: str) -> EdgeDeployment:
+def deploy(engine: DockerEngine, stack: DeployedStack, site: str, python_base: str) -> EdgeDeployment:
     """The site's part of `pulumi up`: build the declared image, then create what the host declares."""
     resources = stack.docker_resources(site)
     (image,) = [r for r in resources if r.type == IMAGE]
-    built = build_declared_image(engine, image)
+    built = build_declared_image(engine, image, {BASE_IMAGE_ARG: python_base})
     repository = image.inputs["imageName"].rsplit(":", 1)[0]
     local = {}
     for remote in (r for r in resources if r.type == REMOTE_IMAGE):
@@ -84,6 +85,38 @@ def influx_query(deployment: EdgeDeployment, q: str) -> list[Any]:
     return series
 
 
+# Linux capability numbers (linux/capability.h) of the capabilities a container may add back.
+CAPABILITY_BITS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "SETGID": 6, "SETUID": 7,
+                   "NET_BIND_SERVICE": 10}
+
+
+def test_influxdb_needs_dac_override_for_its_data_folder_and_nothing_else(
+        docker_engine: DockerEngine, influxdb_image: str) -> None:
+    """Why InfluxDB adds back DAC_OVERRIDE: its process is root, the image gives /var/lib/influxdb to its
+    `influxdb` user; with every capability dropped root cannot create the `meta/` folder influxd needs."""
+    def mkdir_meta(adds: list[str]) -> tuple[int, bytes]:
+        container = docker_engine.client.containers.run(
+            influxdb_image, ["mkdir", "/var/lib/influxdb/meta"], entrypoint=[], detach=True,
+            cap_drop=["ALL"], cap_add=adds, security_opt=["no-new-privileges:true"], read_only=True,
+            network_mode="host")
+        try:
+            return container.wait(timeout=60)["StatusCode"], container.logs()
+        finally:
+            container.remove(force=True)
+
+    code, logs = mkdir_meta([])
+    assert code != 0 and b"Permission denied" in logs
+    assert mkdir_meta(INFLUXDB_CAPABILITIES) == (0, b"")
+
+
+def process_status(engine: DockerEngine, container: str) -> dict[str, str]:
+    """/proc/1/status of the container's main process, as the kernel reports it."""
+    result = engine.client.containers.get(container).exec_run(["cat", "/proc/1/status"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.decode().splitlines()
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
+
+
 def assert_as_declared(engine: DockerEngine, deployment: EdgeDeployment) -> None:
     """What the engine runs is what the program declares (host-network adaptation aside)."""
     for declared in deployment.of_type(VOLUME):
@@ -107,6 +140,16 @@ def assert_as_declared(engine: DockerEngine, deployment: EdgeDeployment) -> None
         health = info["Config"]["Healthcheck"]
         assert health["Test"] == [deployment.network.rewrite(t) for t in inputs["healthcheck"]["tests"]]
         assert health["Retries"] == inputs["healthcheck"]["retries"]
+        # Issue 24: no capability beyond what the container was shown to need, no privilege gain, and a
+        # read-only root; checked on the running process itself, not only on the container's config.
+        adds = inputs["capabilities"].get("adds")
+        assert (host["CapDrop"], host["CapAdd"]) == (["ALL"], adds)
+        assert host["SecurityOpt"] == ["no-new-privileges:true"] and host["ReadonlyRootfs"] is True
+        status = process_status(engine, inputs["name"])
+        assert status["NoNewPrivs"] == "1", inputs["name"]
+        allowed = sum(1 << CAPABILITY_BITS[c] for c in adds or [])
+        assert int(status["CapBnd"], 16) == allowed, (inputs["name"], status)
+        assert int(status["CapEff"], 16) & ~allowed == 0, (inputs["name"], status)
     collectors = [c for c in deployment.of_type(CONTAINER) if "_collector-" in c.inputs["name"]]
     assert collectors
     for declared in collectors:
@@ -130,7 +173,7 @@ def test_first_deploy_from_an_empty_host_without_bundles(
     stack = pulumi_up(tmp_path, [EdgeSite(SITE, simulator.ports)], docker_engine.host)
     seed_aws(stack, aws_env, dev_ca)
     assert not stack.bundle_root.exists()
-    deployment = deploy(docker_engine, stack, SITE)  # InfluxDB is waited for until healthy, as declared
+    deployment = deploy(docker_engine, stack, SITE, python_base)  # InfluxDB waited for until healthy
     assert_as_declared(docker_engine, deployment)
     collector = f"pm500_{STACK}_{SITE}_collector-edge-01"
     bundle = stack.bundle_root / STACK / SITE / "edge-01"
@@ -171,11 +214,35 @@ def test_two_sites_share_one_docker_host(
 ) -> None:
     sites = [EdgeSite("plant-a", [free_port()], "127.0.0.1"), EdgeSite("plant-b", [free_port()], "127.0.0.2")]
     stack = pulumi_up(tmp_path, sites, docker_engine.host)
-    first = deploy(docker_engine, stack, "plant-a")
-    second = deploy(docker_engine, stack, "plant-b")  # no name clash with plant-a's containers or volumes
+    first = deploy(docker_engine, stack, "plant-a", python_base)
+    second = deploy(docker_engine, stack, "plant-b", python_base)  # no clash with plant-a's names
     for deployment in (first, second):
         assert_as_declared(docker_engine, deployment)
         assert influx_query(deployment, "SHOW DATABASES")
     names = sorted(c.name for c in docker_engine.client.containers.list())
     assert names == [f"pm500_{STACK}_{site}_{purpose}" for site in ("plant-a", "plant-b")
                      for purpose in ("collector-edge-01", "influxdb")]
+
+
+@pytest.mark.slow
+def test_with_tls_influxdb_serves_https_and_the_collector_trusts_the_site_ca(
+    tmp_path: Path, docker_engine: DockerEngine, python_base: str, influxdb_image: str, dev_ca: DevCA,
+) -> None:
+    """`edge.tls` (required beyond loopback, issue 24): InfluxDB serves HTTPS only, its own probe verifies
+    the certificate, and the collector container reaches `https://influxdb` trusting the site CA."""
+    certificate, key = dev_ca.issue("influxdb", tmp_path, server_hostnames=["influxdb"],
+                                    ip_addresses=[LOOPBACK])
+    tls = {"certificatePath": str(certificate), "privateKeyPath": str(key), "caPath": str(dev_ca.cert_path)}
+    stack = pulumi_up(tmp_path, [EdgeSite(SITE, [free_port()], tls=tls)], docker_engine.host)
+    deployment = deploy(docker_engine, stack, SITE, python_base)  # InfluxDB healthy: the TLS probe passed
+    assert_as_declared(docker_engine, deployment)
+    port = deployment.network.ports[8086]
+    response = requests.get(f"https://{LOOPBACK}:{port}/ping", timeout=10, verify=str(dev_ca.cert_path))
+    assert response.status_code == 204
+    plain = requests.get(f"http://{LOOPBACK}:{port}/ping", timeout=10)  # no plain HTTP on that port
+    assert plain.status_code == 400 and "HTTPS" in plain.text
+    collector = f"pm500_{STACK}_{SITE}_collector-edge-01"
+    probe = ("import os, urllib.request; url = os.environ['PM500C_INFLUX__URL'];"
+             "print(url.split(':')[0], urllib.request.urlopen(url + '/ping', timeout=10).status)")
+    result = docker_engine.client.containers.get(collector).exec_run(["python", "-c", probe])
+    assert (result.exit_code, result.output.decode().split()) == (0, ["https", "204"]), result.output

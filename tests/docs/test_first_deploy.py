@@ -30,8 +30,6 @@ PLACEHOLDERS = {"<account id>": "123456789012", "<owner>/<repo>": "example-org/p
 NOT_RUN_HERE = [
     (("pulumi",), "needs the Pulumi CLI"),
     (("./dev", "setup"), "the suite already runs in the .venv `./dev setup` made"),
-    ((".venv/bin/python", "cli.py", "provision-site"), "needs AWS (AWS IoT) and the stack's outputs"),
-    ((".venv/bin/python", "cli.py", "provision-device"), "needs AWS (AWS IoT) and the stack's outputs"),
     ((".venv/bin/python", "cli.py", "sites", "provision"), "needs AWS (AWS IoT) and the stack's outputs"),
     ((".venv/bin/python", "cli.py", "devices", "provision"), "needs AWS (AWS IoT) and the stack's outputs"),
     (("rsync",), "needs the site's edge host"),
@@ -44,10 +42,12 @@ SET_PATH = "pulumi config set --path 'pm500-bootstrap:"
 EXPECTED_NOT_RUN = [
     ("pulumi stack init ci", PULUMI),
     ("pulumi config set pm500-bootstrap:githubRepository example-org/pm500", PULUMI),
-    (f"{SET_PATH}previewPolicyFiles[0]' policies/staging-preview.json", PULUMI),
-    (f"{SET_PATH}previewPolicyFiles[1]' policies/prod-preview.json", PULUMI),
-    (f"{SET_PATH}deployPolicyFiles[0]' policies/staging-deploy.json", PULUMI),
-    (f"{SET_PATH}deployPolicyFiles[1]' policies/prod-deploy.json", PULUMI),
+    (f"{SET_PATH}policyFiles.preview-staging[0]' policies/staging-preview.json", PULUMI),
+    (f"{SET_PATH}policyFiles.staging[0]' policies/staging-deploy.json", PULUMI),
+    (f"{SET_PATH}policyFiles.preview-prod[0]' policies/prod-preview.json", PULUMI),
+    (f"{SET_PATH}policyFiles.prod[0]' policies/prod-deploy.json", PULUMI),
+    (f"{SET_PATH}boundaryFiles.staging[0]' policies/staging-boundary.json", PULUMI),
+    (f"{SET_PATH}boundaryFiles.prod[0]' policies/prod-boundary.json", PULUMI),
     ("pulumi up", PULUMI),
     ("./dev setup", "the suite already runs in the .venv `./dev setup` made"),
     ("pulumi login", PULUMI),
@@ -105,10 +105,11 @@ def pulumi_config_set(skipped: list[tuple[str, str]]) -> dict[str, Any]:
         if words[:3] != ["pulumi", "config", "set"]:
             continue
         path, (key, value) = "--path" in words, [w for w in words[3:] if w != "--path"]
-        indexed = re.fullmatch(r"(.+)\[(\d+)\]", key) if path else None
-        if indexed:
-            items = config.setdefault(indexed[1], [])
-            items.insert(int(indexed[2]), value)
+        indexed = re.fullmatch(r"([^.]+)(?:\.([^.\[]+))?\[(\d+)\]", key) if path else None
+        if indexed:  # `ns:key[i]` or `ns:key.name[i]`: a list, or a map of lists
+            holder = config.setdefault(indexed[1], {}) if indexed[2] else config
+            items = holder.setdefault(indexed[2] or indexed[1], [])
+            items.insert(int(indexed[3]), value)
         else:
             config[key] = value
     return config
@@ -129,9 +130,10 @@ def test_infra_first_deploy_runs_as_written_where_it_can(clone: Path) -> None:
                             check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    # step 1 wrote the four policy files the bootstrap program reads
+    # step 1 wrote the six policy files the bootstrap program reads
     policies = clone / "bootstrap" / "policies"
-    for name in ("staging-preview", "staging-deploy", "prod-preview", "prod-deploy"):
+    for name in ("staging-preview", "staging-deploy", "staging-boundary", "prod-preview", "prod-deploy",
+                 "prod-boundary"):
         documents = json.loads((policies / f"{name}.json").read_text())
         assert documents and all("Statement" in d for d in documents)
         assert all(f"::{ACCOUNT}:" in json.dumps(d) or ":iam::" not in json.dumps(d) for d in documents)
@@ -146,7 +148,8 @@ def test_infra_first_deploy_runs_as_written_where_it_can(clone: Path) -> None:
     stack = evaluate_stack("ci", clone / "bootstrap", config=config, secret_keys=secret,
                            program_dir=clone / "bootstrap")
     managed = {p.inputs["name"] for p in stack.of_type("aws:iam/policy:Policy")}
-    assert {"pm500-ci-preview-1", "pm500-ci-deploy-1"} <= managed
+    assert {"pm500-ci-preview-staging-1", "pm500-ci-deploy-staging-1", "pm500-ci-preview-prod-1",
+            "pm500-ci-deploy-prod-1", "pm500-staging-boundary", "pm500-prod-boundary"} <= managed
 
 
 def test_edge_first_deploy_needs_aws_and_the_edge_host_for_every_step() -> None:
@@ -154,8 +157,8 @@ def test_edge_first_deploy_needs_aws_and_the_edge_host_for_every_step() -> None:
     stand-ins in tests/docker/test_edge_deploy.py); here their command lines are named, and their flags
     are checked by tests/docs/test_commands.py."""
     _, skipped = script(section_blocks(*SECTIONS[1]))
-    assert [(line.split()[2] if line.startswith(".venv") else line.split()[0], reason)
+    assert [(" ".join(line.split()[2:4]) if line.startswith(".venv") else line.split()[0], reason)
             for line, reason in skipped] == [
-        ("provision-site", "needs AWS (AWS IoT) and the stack's outputs"),
+        ("sites provision", "needs AWS (AWS IoT) and the stack's outputs"),
         ("rsync", "needs the site's edge host"),
     ]

@@ -154,17 +154,74 @@ def test_influxdb_container(stack: StackConfig, image_context: Path) -> None:
         assert influx.get("logOpts") == {"max-size": "10m", "max-file": "5"}
 
 
+TLS = {"certificatePath": "/etc/pm500/tls/edge.pem", "privateKeyPath": "/etc/pm500/tls/edge.key",
+       "caPath": "/etc/pm500/tls/site-ca.pem"}
+
+
+def with_edge(bind: str, tls: dict[str, str] | None) -> StackConfig:
+    data = stack_config("prod", sites=1).model_dump(by_alias=True)
+    data["sites"][0]["edge"].update(bindAddress=bind, tls=tls)
+    return StackConfig.model_validate(data)
+
+
 def test_ports_bind_the_configured_interface_only(image_context: Path) -> None:
-    cfg = stack_config("prod", sites=1)
-    data = cfg.model_dump(by_alias=True)
-    data["sites"][0]["edge"]["bindAddress"] = "198.51.100.7"  # TEST-NET-2: never contacted
-    cfg = StackConfig.model_validate(data)
+    cfg = with_edge("198.51.100.7", TLS)  # TEST-NET-2: never contacted
     mocks = run(cfg, image_context)
     published = [p for c in mocks.of_type(CONTAINER) for p in (c.get("ports") or [])]
     assert {p["internal"] for p in published} == {8086, 3000}
     assert all(p["ip"] == "198.51.100.7" for p in published)
     collectors = [c for c in mocks.of_type(CONTAINER) if c.name.endswith("-collector")]
     assert collectors and all(not c.get("ports") for c in collectors), "collectors publish nothing"
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "198.51.100.7", "::"])
+def test_influxdb_and_grafana_beyond_loopback_need_tls(bind: str) -> None:
+    """Issue 24: InfluxDB and Grafana served plain HTTP (passwords, plant data) when bound beyond loopback."""
+    with pytest.raises(ValueError, match=rf"bindAddress {bind} is beyond loopback: .* set edge.tls"):
+        with_edge(bind, None)
+    assert with_edge("127.0.0.2", None).sites[0].edge.tls is None  # type: ignore[union-attr]
+
+
+def test_with_tls_influxdb_and_grafana_serve_https_and_their_clients_trust_the_site_ca(
+        image_context: Path) -> None:
+    mocks = run(with_edge("198.51.100.7", TLS), image_context)
+    influx, grafana = mocks.named("edge-plant-a-influxdb"), mocks.named("edge-plant-a-grafana")
+    server_files = [{"hostPath": TLS["caPath"], "containerPath": edge_mod.TLS_CA, "readOnly": True},
+                    {"hostPath": TLS["certificatePath"], "containerPath": edge_mod.TLS_CERTIFICATE,
+                     "readOnly": True},
+                    {"hostPath": TLS["privateKeyPath"], "containerPath": edge_mod.TLS_PRIVATE_KEY,
+                     "readOnly": True}]
+    assert influx.get("volumes") == server_files and grafana.get("volumes") == server_files
+    env = env_of(influx)
+    assert (env["INFLUXDB_HTTP_HTTPS_ENABLED"], env["INFLUXDB_HTTP_HTTPS_CERTIFICATE"],
+            env["INFLUXDB_HTTP_HTTPS_PRIVATE_KEY"]) == ("true", edge_mod.TLS_CERTIFICATE,
+                                                        edge_mod.TLS_PRIVATE_KEY)
+    assert influx.get("healthcheck")["tests"][-1] == "https://influxdb:8086/ping"
+    env = env_of(grafana)
+    assert (env["GF_SERVER_PROTOCOL"], env["GF_SERVER_CERT_FILE"], env["GF_SERVER_CERT_KEY"]) == (
+        "https", edge_mod.TLS_CERTIFICATE, edge_mod.TLS_PRIVATE_KEY)
+    assert env[edge_mod.GRAFANA_ENV_INFLUX_URL] == "https://influxdb:8086"
+    assert env["SSL_CERT_FILE"] == edge_mod.TLS_CA
+    collector = mocks.named("edge-plant-a-edge-01-collector")
+    env = env_of(collector)
+    assert env[edge_mod.COLLECTOR_ENV_INFLUX_URL] == "https://influxdb:8086"
+    assert env["SSL_CERT_FILE"] == edge_mod.TLS_CA
+    assert collector.get("volumes")[1:] == server_files[:1]  # the CA only, never the server key
+
+
+def test_every_container_drops_all_capabilities_and_runs_read_only(stack: StackConfig,
+                                                                    image_context: Path) -> None:
+    """Issue 24: edge containers kept Docker's default capabilities and could gain privileges."""
+    mocks = run(stack, image_context)
+    containers = mocks.of_type(CONTAINER)
+    assert len(containers) == sum(len(s.collectors) + 1 + (stack.features.grafana) for s in stack.sites)
+    for container in containers:
+        # InfluxDB alone adds one back, shown necessary on the engine (tests/docker/test_edge_deploy.py)
+        added = {"adds": ["DAC_OVERRIDE"]} if container.name.endswith("-influxdb") else {}
+        assert container.get("capabilities") == {"drops": ["ALL"], **added}, container.name
+        assert container.get("securityOpts") == ["no-new-privileges:true"], container.name
+        assert container.get("readOnly") is True, container.name
+        assert container.get("tmpfs") == {"/tmp": "rw,noexec,nosuid,size=16m"}, container.name
 
 
 def test_collector_containers(stack: StackConfig, image_context: Path) -> None:
@@ -225,8 +282,14 @@ def test_grafana_is_optional_and_provisioned_from_repo_files(image_context: Path
     assert env["PM500G_INFLUX_READ_PASSWORD"] == influx_env["INFLUXDB_READ_USER_PASSWORD"]
     assert env["GF_SECURITY_ADMIN_PASSWORD"] == "generated-edge-plant-a-passwords-grafana-admin"
     assert is_secret(grafana.inputs["envs"])
-    assert grafana.get("mounts") == [{"type": "volume", "source": "pm500_prod_plant-a_grafana-data",
-                                      "target": "/var/lib/grafana"}]
+    # Uploads land in volumes: Docker refuses to write into a read-only root filesystem otherwise.
+    assert grafana.get("mounts") == [
+        {"type": "volume", "source": "pm500_prod_plant-a_grafana-data", "target": "/var/lib/grafana"},
+        {"type": "volume", "source": "pm500_prod_plant-a_grafana-provisioning",
+         "target": "/etc/grafana/provisioning"},
+        {"type": "volume", "source": "pm500_prod_plant-a_grafana-dashboards",
+         "target": "/etc/grafana/dashboards"}]
+    assert all(any(f.startswith(m["target"] + "/") for m in grafana.get("mounts")) for f in uploads)
     assert grafana.get("healthcheck")["tests"][0] == "CMD-SHELL"
     assert grafana.get("restart") == "unless-stopped"
 
@@ -271,8 +334,9 @@ def test_sites_sharing_a_docker_host_get_their_own_names(image_context: Path) ->
     mocks = run(StackConfig.model_validate(data), image_context)
     names = [d.get("name") for d in mocks.docker() if d.typ in (CONTAINER, "docker:index/volume:Volume",
                                                                  "docker:index/network:Network")]
-    # 7 containers (2 InfluxDB, 2 Grafana, 3 collectors), 7 volumes, 2 networks: all distinct
-    assert len(names) == len(set(names)) == 16
+    # 7 containers (2 InfluxDB, 2 Grafana, 3 collectors), 11 volumes (Grafana's data, provisioning and
+    # dashboards per site), 2 networks: all distinct
+    assert len(names) == len(set(names)) == 20
     assert "pm500_a_plant-a_influxdb" in names and "pm500_a_plant-b_influxdb" in names
     # `_` never occurs in stack or site names: stack a + site b-c and stack a-b + site c stay apart.
     data["stack"], data["sites"][0]["name"] = "a-b", "c"

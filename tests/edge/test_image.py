@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def test_pull_requests_preview_both_stacks_with_policy_and_one_edited_comment() 
     run = [s for s in preview["steps"] if s.get("with", {}).get("command") == "preview"]
     assert run and run[0]["with"]["policyPacks"] == "policy"
     assert run[0]["with"]["comment-on-pr"] is True and run[0]["with"]["edit-pr-comment"] is True
-    assert "secrets.PULUMI_ACCESS_TOKEN" in preview["env"]["PULUMI_ACCESS_TOKEN"]
+    assert "secrets.PULUMI_ACCESS_TOKEN" in run[0]["env"]["PULUMI_ACCESS_TOKEN"]
     assert any("./dev test" in s.get("run", "") for s in jobs["test"]["steps"])
 
 
@@ -122,3 +123,14 @@ def test_the_dev_script_runs_both_linters() -> None:
     dev = (REPO_ROOT / "dev").read_text()
     assert '"$VENV/bin/actionlint" .github/workflows/*.yml' in dev and "hadolint" in dev
     assert "npm" not in dev  # actionlint comes from its wheel (tests/workflows/test_actionlint.py)
+
+
+def test_the_collector_base_image_is_pinned_by_digest_with_a_documented_refresh() -> None:
+    """Issue 24: `FROM python:3.11.7-slim-bookworm`, a tag from December 2023 anyone can move."""
+    from sandbox.docker_images import dockerfile_base
+
+    base = dockerfile_base(REPO_ROOT / "collector" / "Dockerfile")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", base), base
+    docs = (REPO_ROOT / "docs" / "collector.md").read_text()
+    section = docs[docs.index("### Base image"):]
+    assert base in section and "docker buildx imagetools inspect" in section

@@ -20,7 +20,6 @@ SPARKPLUG_SITE = "longest-site-name-for-checks--31"
 COLLECTOR = "edge-1"  # 24 + 1 + 32 + 1 + 6 = 64 characters of thing name
 HOST_ID = "primary-host-application-id-at-the-longest-that-is-accepted--064"  # 64: the longest host id
 REGION = "ap-southeast-2"
-HOOK_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:pm500-claim-hook"
 FEATURES = {"eventBridgePipe": True, "latestValueTable": True, "alarmEvents": True, "edge": True}
 
 
@@ -37,7 +36,7 @@ def longest_config() -> dict[str, str]:
         "pm500:environment": STACK,
         "pm500:sites": json.dumps(sites),
         "pm500:features": json.dumps(FEATURES),
-        "pm500:provisioning": json.dumps({"preProvisioningHookLambdaArn": HOOK_ARN}),
+        "pm500:provisioning": json.dumps({"fleet": True}),  # the stack's own hook (a Lambda in the stack)
         "pm500:kinesis": json.dumps({"capacityMode": "PROVISIONED", "shards": 500, "retentionHours": 8760}),
         "pm500:deletionProtection": "true",
     }

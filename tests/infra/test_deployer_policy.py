@@ -29,6 +29,8 @@ from preflight.mock_runtime import ARN_FORMATS, IAM_RESOURCE_TYPES, EvaluatedSta
 from preflight.provider_requests import stack_requests
 
 ACCOUNT = "123456789012"
+# Every IAM write on a stack role carries the stack's permissions boundary (issue 24); the key is tagged.
+BOUNDARY = {"iam:PermissionsBoundary": "arn:aws:iam::123456789012:policy/pm500-staging-boundary"}
 STAGING_ARN = "arn:aws:{service}:eu-west-1:123456789012:{resource}"
 MUTATING = (
     "iot:CreateThing",
@@ -70,8 +72,8 @@ def _arn(service: str, resource: str) -> str:
         ("iot:CreatePolicy", _arn("iot", "policy/pm500-staging-collector"), {}),
         ("iot:CreateProvisioningTemplate", _arn("iot", "provisioningtemplate/pm500-staging-claim"), {}),
         ("iot:CreateTopicRule", _arn("iot", "rule/pm500_staging_ddata_kinesis"), {}),
-        ("iam:CreateRole", "arn:aws:iam::123456789012:role/pm500-staging-firehose", {}),
-        ("iam:PutRolePolicy", "arn:aws:iam::123456789012:role/pm500-staging-rule-ddata_archive", {}),
+        ("iam:CreateRole", "arn:aws:iam::123456789012:role/pm500-staging-firehose", BOUNDARY),
+        ("iam:PutRolePolicy", "arn:aws:iam::123456789012:role/pm500-staging-rule-ddata_archive", BOUNDARY),
         (
             "iam:PassRole",
             "arn:aws:iam::123456789012:role/pm500-staging-firehose",
@@ -82,7 +84,7 @@ def _arn(service: str, resource: str) -> str:
             "arn:aws:iam::123456789012:role/pm500-staging-provisioning",
             {"iam:PassedToService": "iot.amazonaws.com"},
         ),
-        ("kms:CreateKey", "*", {"aws:RequestedRegion": "eu-west-1"}),
+        ("kms:CreateKey", "*", {"aws:RequestedRegion": "eu-west-1", "aws:RequestTag/pm500:stack": "staging"}),
         ("kms:CreateAlias", _arn("kms", "alias/pm500-staging-data"), {}),
         ("kinesis:StartStreamEncryption", _arn("kinesis", "stream/pm500-staging-ddata"), {}),
         ("firehose:CreateDeliveryStream", _arn("firehose", "deliverystream/pm500-staging-archive"), {}),
@@ -121,7 +123,8 @@ def test_deploy_policy_allows_what_staging_needs(
         ("iot:CreateThing", "arn:aws:iot:eu-west-1:123456789012:thing/prod:plant-a:edge-01", {}),
         ("iot:CreateThingGroup", "arn:aws:iot:eu-west-1:123456789012:thinggroup/pm500-prod:plant-a", {}),
         ("iot:CreateThing", "arn:aws:iot:us-east-1:123456789012:thing/staging:plant-a:edge-01", {}),
-        ("iam:PutRolePolicy", "arn:aws:iam::123456789012:role/admin", {}),
+        ("iam:PutRolePolicy", "arn:aws:iam::123456789012:role/admin", BOUNDARY),
+        ("iam:PutRolePolicy", "arn:aws:iam::123456789012:role/pm500-staging-firehose", {}),
         (
             "iam:PassRole",
             "arn:aws:iam::123456789012:role/pm500-staging-firehose",
@@ -162,18 +165,36 @@ def test_every_create_request_is_allowed_on_the_resource_arn(
         for r in stack.resources
         if r.type in ARN_FORMATS and r.type in IAM_RESOURCE_TYPES and r.type != "aws:kms/key:Key"
     }
+    boundaries = {r.inputs["name"]: r.inputs["permissionsBoundary"]
+                  for r in stack.of_type("aws:iam/role:Role")}
     checked = 0
     for request in stack_requests(stack):
         if request.resource in arns:
             name = iam_action(request.service, request.operation)
+            context = _request_context(request.params, boundaries, region)
             if action(name).resource_level:
                 arn, rtype = arns[request.resource]
                 carried = request_arn(name, arn, rtype)
-                assert _allowed(policy, name, carried), f"{name} on {carried}"
+                assert _allowed(policy, name, carried, context), f"{name} on {carried}"
                 checked += 1
             else:
-                assert _allowed(policy, name, "*", {"aws:RequestedRegion": region}), name
+                assert _allowed(policy, name, "*", context), name
     assert checked > 20
+
+
+def _request_context(params: dict[str, Any], boundaries: dict[str, str], region: str) -> dict[str, str]:
+    """The condition keys IAM sets for the request from its own parameters (IAM User Guide, "AWS global
+    condition context keys"; the IAM and KMS chapters of the Service Authorization Reference): the
+    boundary a new role asks for or an existing role carries, the tags a new resource asks for."""
+    context = {"aws:RequestedRegion": region}
+    boundary = params.get("PermissionsBoundary") or boundaries.get(params.get("RoleName", ""))
+    if boundary:
+        context["iam:PermissionsBoundary"] = boundary
+    for tag in params.get("Tags") or []:
+        if isinstance(tag, dict):
+            key, value = tag.get("TagKey", tag.get("Key")), tag.get("TagValue", tag.get("Value"))
+            context[f"aws:RequestTag/{key}"] = value
+    return context
 
 
 @pytest.mark.parametrize("which", ["staging", "prod", "longest"])

@@ -4,13 +4,27 @@ enforces AWS's documented template rules (sandbox/fleet_provisioning.py)."""
 from __future__ import annotations
 
 import copy
+import importlib.util
+import io
 import json
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-from preflight.mock_runtime import EvaluatedStack
-from sandbox.fleet_provisioning import Account, ProvisioningRefused, Thing, register_thing
+from devices.lifecycle import allow_replacement
+from infra.provisioning_hook_code.handler import REPLACE_UNTIL_ATTRIBUTE
+from preflight.iam_evaluator import allows
+from preflight.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
+from preflight.provider_requests import stack_requests
+from preflight.provider_requests.functions import archive_zip
+from sandbox.fleet_provisioning import Account, Claim, ProvisioningRefused, Thing, register_thing
+from sandbox.plan_replay import moto_clients, replay
 from tests.infra.longest_stack import COLLECTOR as LONG_COLLECTOR
 from tests.infra.longest_stack import SITE as LONG_SITE
 from tests.infra.longest_stack import STACK as LONG_STACK
@@ -129,3 +143,122 @@ def test_override_settings_are_checked(staging: EvaluatedStack) -> None:
     with pytest.raises(ProvisioningRefused, match=r"OverrideSettings\.ThingTypeName: 'MERGE'"):
         register_thing(_account(staging), template, _role(staging), {"Site": "plant-a", "Collector": "x"},
                        CERT)
+
+
+# --- The attacks of issue 24, against the stack's own pre-provisioning hook ---------------------------
+# The hook is the Lambda code exactly as the program packages it (the zip the provider would upload,
+# `infra.provider_requests.functions.archive_zip`), run against moto holding the stack's registry.
+
+WORKING = "staging:plant-a:edge-01"  # a collector in service: its thing holds an ACTIVE certificate
+
+
+@pytest.fixture(scope="module")
+def fleet() -> EvaluatedStack:
+    config, secret_keys = load_stack_config_file("staging")
+    config["pm500:provisioning"] = json.dumps({"fleet": True})
+    return evaluate_stack("staging", config=config, secret_keys=secret_keys)
+
+
+def packaged_hook(stack: EvaluatedStack, where: Path) -> ModuleType:
+    function = stack.one("aws:lambda/function:Function")
+    zipfile.ZipFile(io.BytesIO(archive_zip(function.inputs["code"], "hook"))).extractall(where)
+    assert function.inputs["handler"] == "handler.handler"
+    spec = importlib.util.spec_from_file_location(f"hook_{where.name}", where / "handler.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Plant:
+    """The stack deployed into moto, one collector in service, and the double's view of the registry."""
+
+    account: Account
+    iot: Any
+    hook: Callable[[dict[str, Any]], Any]
+    working_certificate: str
+
+
+@pytest.fixture
+def plant(fleet: EvaluatedStack, aws_env: dict[str, str], tmp_path: Path) -> Plant:
+    client = moto_clients(aws_env, fleet.config["aws:region"])
+    replay(stack_requests(fleet), client)
+    iot = client("iot")
+    working = iot.create_keys_and_certificate(setAsActive=True)["certificateId"]
+    iot.attach_thing_principal(thingName=WORKING, principal=f"{ARN}:cert/{working}")
+    module = packaged_hook(fleet, tmp_path / "hook")
+    return Plant(_account(fleet), iot, lambda event: module.handler(event, None), working)
+
+
+def claim(plant: Plant, fleet: EvaluatedStack, site: str, collector: str) -> str:
+    template = fleet.one("aws:iot/provisioningTemplate:ProvisioningTemplate").inputs
+    return register_thing(plant.account, _template(fleet), _role(fleet),
+                          {"Site": site, "Collector": collector}, CERT, hook=plant.hook,
+                          claim=Claim(template_name=template["name"], enabled=template["enabled"]))
+
+
+def test_a_claim_for_a_collector_in_service_is_refused(plant: Plant, fleet: EvaluatedStack) -> None:
+    """Issue 24: a claim for plant-north/edge-01 got a second ACTIVE certificate on that thing."""
+    with pytest.raises(ProvisioningRefused, match="ACCESS_DENIED"):
+        claim(plant, fleet, "plant-a", "edge-01")
+    assert plant.account.certificates == {} and (WORKING, CERT) not in plant.account.attached
+
+
+@pytest.mark.parametrize(("site", "collector"), [
+    ("plant-a", "rogue-999"),  # issue 24: accepted as a new thing
+    ("plant-z", "edge-01"),  # a site the inventory does not have
+    ("plant-a", "edge-01:x"),  # a name that is no declared collector's
+    ("plant-b", "EDGE-01"),
+])
+def test_a_claim_for_an_undeclared_collector_is_refused(plant: Plant, fleet: EvaluatedStack, site: str,
+                                                        collector: str) -> None:
+    things = set(plant.account.things)
+    with pytest.raises(ProvisioningRefused, match="ACCESS_DENIED"):
+        claim(plant, fleet, site, collector)
+    assert set(plant.account.things) == things and plant.account.certificates == {}
+
+
+def test_a_declared_collector_without_a_certificate_is_provisioned(plant: Plant,
+                                                                   fleet: EvaluatedStack) -> None:
+    assert claim(plant, fleet, "plant-b", "edge-02") == "staging:plant-b:edge-02"
+    assert plant.account.certificates == {CERT: "ACTIVE"}
+    assert ("staging:plant-b:edge-02", CERT) in plant.account.attached
+
+
+@pytest.mark.parametrize("status", ["INACTIVE", "REVOKED"])
+def test_a_thing_whose_certificate_is_dead_takes_a_new_one(plant: Plant, fleet: EvaluatedStack,
+                                                           status: str) -> None:
+    plant.iot.update_certificate(certificateId=plant.working_certificate, newStatus=status)
+    assert claim(plant, fleet, "plant-a", "edge-01") == WORKING
+
+
+def test_a_replacement_the_operator_allowed_is_provisioned_until_the_window_closes(
+        plant: Plant, fleet: EvaluatedStack) -> None:
+    until = allow_replacement(plant.iot, WORKING, minutes=30)
+    assert until > time.time()
+    assert claim(plant, fleet, "plant-a", "edge-01") == WORKING
+    plant.account.certificates.clear()
+    plant.iot.update_thing(thingName=WORKING, attributePayload={
+        "attributes": {REPLACE_UNTIL_ATTRIBUTE: str(int(time.time()) - 1)}, "merge": True})
+    with pytest.raises(ProvisioningRefused, match="ACCESS_DENIED"):
+        claim(plant, fleet, "plant-a", "edge-01")
+
+
+def test_without_fleet_provisioning_the_template_refuses_every_claim(staging: EvaluatedStack) -> None:
+    template = staging.one("aws:iot/provisioningTemplate:ProvisioningTemplate").inputs
+    with pytest.raises(ProvisioningRefused, match="disabled"):
+        register_thing(_account(staging), _template(staging), _role(staging),
+                       {"Site": "plant-b", "Collector": "edge-02"}, CERT,
+                       claim=Claim(template_name=template["name"], enabled=template["enabled"]))
+
+
+def test_the_hook_reads_only_this_stacks_things(fleet: EvaluatedStack) -> None:
+    """Its role: describe this stack's things, certificate statuses, its own log streams; nothing else."""
+    policy = json.loads(fleet.one("aws:iam/rolePolicy:RolePolicy", "hook-policy").inputs["policy"])
+    assert allows(policy, "iot:ListThingPrincipals", f"{ARN}:thing/{WORKING}")
+    assert not allows(policy, "iot:ListThingPrincipals", f"{ARN}:thing/prod:plant-north:edge-01")
+    assert allows(policy, "iot:DescribeCertificate", f"{ARN}:cert/{CERT}")
+    for action in ("iot:UpdateCertificate", "iot:AttachThingPrincipal", "iot:UpdateThing", "iot:CreateThing"):
+        assert not allows(policy, action, f"{ARN}:thing/{WORKING}")
+        assert not allows(policy, action, f"{ARN}:cert/{CERT}")

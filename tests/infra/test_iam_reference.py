@@ -61,8 +61,8 @@ def test_every_role_policy_of_every_stack_matches_the_reference(
             checked += 1
     # staging: 4 route/provisioning/firehose roles + the 2 alarm-event roles; prod also the pipe and
     # latest-value roles; longest (mixed encodings) also the 4 Sparkplug rules' roles (decode, kinesis,
-    # archive, latest values)
-    assert checked == 6 + 8 + 12
+    # archive, latest values) and the pre-provisioning hook's (fleet provisioning on)
+    assert checked == 6 + 8 + 13
 
 
 def test_provisioning_role_is_a_subset_of_aws_managed_registration_policy(staging: EvaluatedStack) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from collector.topics import thing_name
+from collector.validation import ConfigError
 from infra import outputs
 from infra.config import StackConfig, parse_stack_config
 from preflight.mock_runtime import (
@@ -284,7 +285,8 @@ def test_firehose_writes_partitioned_gzip_json(stack: EvaluatedStack) -> None:
 
 def test_provisioning_template_registers_this_stacks_things(stack: EvaluatedStack) -> None:
     template = stack.one("aws:iot/provisioningTemplate:ProvisioningTemplate").inputs
-    assert template["type"] == "FLEET_PROVISIONING" and template["enabled"] is True
+    # Off by default: a claim certificate names any collector unless a hook checks it (issue 24).
+    assert template["type"] == "FLEET_PROVISIONING" and template["enabled"] is False
     assert template["provisioningRoleArn"].endswith(f":role/pm500-{stack.stack}-provisioning")
     body = json.loads(template["templateBody"])
     thing = body["Resources"]["thing"]["Properties"]
@@ -294,7 +296,7 @@ def test_provisioning_template_registers_this_stacks_things(stack: EvaluatedStac
         == stack.outputs[outputs.COLLECTOR_POLICY_NAME]
     )
     assert body["Resources"]["certificate"]["Properties"]["Status"] == "ACTIVE"
-    assert "preProvisioningHook" not in template  # not configured in either stack
+    assert "preProvisioningHook" not in template  # neither stack turns fleet provisioning on
 
 
 def test_outputs_carry_what_the_cli_needs(stack: EvaluatedStack) -> None:
@@ -371,19 +373,33 @@ def test_optional_features_add_pipe_and_latest_table(prod: EvaluatedStack) -> No
     assert prod.outputs[outputs.LATEST_VALUE_TABLE] == "pm500-prod-latest"
 
 
-def test_pre_provisioning_hook_when_configured() -> None:
+def _with_provisioning(provisioning: dict[str, Any]) -> EvaluatedStack:
     config, secret_keys = load_stack_config_file("staging")
-    hook = "arn:aws:lambda:eu-west-1:123456789012:function:pm500-claim-check"
-    evaluated = evaluate_stack(
-        "staging",
-        config={**config, "pm500:provisioning": json.dumps({"preProvisioningHookLambdaArn": hook})},
-        secret_keys=secret_keys,
-    )
+    return evaluate_stack("staging", config={**config, "pm500:provisioning": json.dumps(provisioning)},
+                          secret_keys=secret_keys)
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["stack-hook", "user-hook"])
+def test_fleet_provisioning_is_enabled_only_behind_a_pre_provisioning_hook(own: bool) -> None:
+    user_hook = "arn:aws:lambda:eu-west-1:123456789012:function:pm500-claim-check"
+    evaluated = _with_provisioning({"fleet": True} if own else
+                                   {"fleet": True, "preProvisioningHookLambdaArn": user_hook})
+    hook = "arn:aws:lambda:eu-west-1:123456789012:function:pm500-staging-claim-hook" if own else user_hook
     template = evaluated.one("aws:iot/provisioningTemplate:ProvisioningTemplate").inputs
+    assert template["enabled"] is True
     assert template["preProvisioningHook"] == {"targetArn": hook, "payloadVersion": "2020-04-01"}
     permission = evaluated.one("aws:lambda/permission:Permission").inputs
     assert permission["principal"] == "iot.amazonaws.com" and permission["function"] == hook
-    assert permission["sourceArn"].endswith(":provisioningtemplate/pm500-staging-claim")
+    assert permission["sourceArn"] == \
+        "arn:aws:iot:eu-west-1:123456789012:provisioningtemplate/pm500-staging-claim"
+    assert permission["sourceAccount"] == "123456789012"
+    functions = evaluated.of_type("aws:lambda/function:Function")
+    assert [f.inputs["name"] for f in functions] == (["pm500-staging-claim-hook"] if own else [])
+
+
+def test_a_hook_without_fleet_provisioning_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"preProvisioningHookLambdaArn: set provisioning\.fleet"):
+        _with_provisioning({"preProvisioningHookLambdaArn": "arn:aws:lambda:eu-west-1:1:function:f"})
 
 
 @pytest.mark.parametrize("secret_key", ["pm500:sites"])
@@ -429,3 +445,38 @@ def test_alarm_events_route_this_stacks_events_through_sqs_to_the_event_bus(
     assert evaluated.outputs[outputs.ALARM_EVENT_QUEUE] == f"pm500-{stack_name}-alarm-events"
     policy = _doc(evaluated.one(ROLE_POLICY, "rule-policy/alarm_events"))
     assert {a for st in policy["Statement"] for a in st["Action"]} >= {"sqs:SendMessage"}
+
+
+# Trust conditions per service, as each service's guide documents them (docs/security.md):
+# - AWS IoT rules: aws:SourceArn = the rule ("Granting an AWS IoT rule the access it requires"); other IoT
+#   roles: arn:<partition>:iot:<region>:<account>:* ("Cross-service confused deputy prevention").
+# - Firehose, EventBridge Pipes: aws:SourceAccount (their guides document no source ARN for the role).
+# - Lambda (the hook's execution role): none; a function's role can only be passed by iam:PassRole in
+#   this account, and Lambda documents no source key for it.
+def test_every_trust_policy_names_its_source_where_the_service_documents_one(prod: EvaluatedStack) -> None:
+    account, iot = "123456789012", "arn:aws:iot:eu-west-1:123456789012"
+    config, secret_keys = load_stack_config_file("prod")
+    config["pm500:provisioning"] = json.dumps({"fleet": True})
+    stack = evaluate_stack("prod", config=config, secret_keys=secret_keys)
+    checked = set()
+    for role in stack.of_type("aws:iam/role:Role"):
+        [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+        [service] = [statement["Principal"]["Service"]]
+        name = role.inputs["name"]
+        condition = statement.get("Condition")
+        if service == "iot.amazonaws.com" and "-rule-" in name:
+            rule = "pm500_prod_" + name.removeprefix("pm500-prod-rule-")
+            assert condition == {"StringEquals": {"aws:SourceAccount": account},
+                                 "ArnLike": {"aws:SourceArn": f"{iot}:rule/{rule}"}}, name
+            assert stack.one(RULE, f"rule/{name.removeprefix('pm500-prod-rule-')}").inputs["name"] == rule
+        elif service == "iot.amazonaws.com":
+            assert condition == {"StringEquals": {"aws:SourceAccount": account},
+                                 "ArnLike": {"aws:SourceArn": f"{iot}:*"}}, name
+        elif service == "lambda.amazonaws.com":
+            assert condition is None, name
+        else:
+            assert service in ("firehose.amazonaws.com", "pipes.amazonaws.com"), name
+            assert condition == {"StringEquals": {"aws:SourceAccount": account}}, name
+        checked.add(service)
+    assert checked == {"iot.amazonaws.com", "lambda.amazonaws.com", "firehose.amazonaws.com",
+                       "pipes.amazonaws.com"}

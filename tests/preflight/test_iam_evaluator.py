@@ -42,14 +42,14 @@ NOT_DELETE_BUCKET = doc({"Effect": "Allow", "NotAction": "s3:DeleteBucket", "Res
      "logs:CreateLogGroup", f"{GROUP}:log-stream:", {}, Decision.ALLOWED),
     ([doc({"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"{BUCKET}/Key"})],
      "s3:GetObject", f"{BUCKET}/key", {}, Decision.IMPLICIT_DENY),
-    # `?` is one character; `*` in a component stays inside it
+    # `?` is one character; a `*` inside a component (not its last character) stays inside it
     ([doc({"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::pm500-archive-???"})],
      "s3:ListBucket", "arn:aws:s3:::pm500-archive-abc", {}, Decision.ALLOWED),
     ([doc({"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::pm500-archive-???"})],
      "s3:ListBucket", "arn:aws:s3:::pm500-archive-abcd", {}, Decision.IMPLICIT_DENY),
     ([doc({"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:*:111122223333:topic/a"})],
      "iot:Publish", "arn:aws:iot:eu-west-1:111122223333:topic/a", {}, Decision.ALLOWED),
-    ([doc({"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:eu-*:topic/a"})],
+    ([doc({"Effect": "Allow", "Action": "iot:Publish", "Resource": "arn:aws:iot:eu*1:topic/a"})],
      "iot:Publish", "arn:aws:iot:eu-west-1:111122223333:topic/a", {}, Decision.IMPLICIT_DENY),
     # the trailing `:*` of a log group: the request carries `:log-stream:`, the bare ARN does not match
     ([doc({"Effect": "Allow", "Action": "logs:PutRetentionPolicy",
@@ -106,3 +106,68 @@ def test_what_is_not_evaluated_is_refused(condition: dict[str, Any]) -> None:
     statement = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*", "Condition": condition}
     with pytest.raises(ValueError, match="not evaluated here"):
         evaluate([doc(statement)], "s3:GetObject", BUCKET, {"aws:TagKeys": "a"})
+
+
+# "IAM JSON policy elements: Condition operators", ARN condition operators: ArnEquals and ArnLike share one
+# row, "Case-sensitive matching of the ARN. Each of the six colon-delimited components of the ARN is
+# checked separately and each can include multi-character match wildcards (*) or single-character match
+# wildcards (?)": ArnEquals takes wildcards exactly as ArnLike does.
+@pytest.mark.parametrize(("operator", "context", "expected"), [
+    ("ArnEquals", {"aws:SourceArn": "arn:aws:iot:eu-west-1:111122223333:rule/pm500_ddata"}, True),
+    ("ArnEquals", {"aws:SourceArn": "arn:aws:iot:eu-west-1:444455556666:rule/pm500_ddata"}, False),
+    ("ArnNotEquals", {"aws:SourceArn": "arn:aws:iot:eu-west-1:111122223333:rule/pm500_ddata"}, False),
+    ("ArnNotEquals", {"aws:SourceArn": "arn:aws:iot:eu-west-1:444455556666:rule/pm500_ddata"}, True),
+    ("ArnEqualsIfExists", {}, True),
+])
+def test_arn_equals_takes_wildcards_like_arn_like(operator: str, context: dict[str, str],
+                                                  expected: bool) -> None:
+    statement = {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*",
+                 "Condition": {operator: {"aws:SourceArn": "arn:aws:iot:*:111122223333:rule/*"}}}
+    decision = evaluate([doc(statement)], "sts:AssumeRole", "arn:aws:iam::111122223333:role/r", context)
+    assert (decision is Decision.ALLOWED) is expected
+
+
+# "IAM JSON policy elements: Resource", Using wildcards in resource ARNs: "If the * wildcard is the last
+# character of a resource ARN segment, it can expand to match beyond the colon boundaries."
+@pytest.mark.parametrize(("resource", "request_arn", "expected"), [
+    ("arn:aws:iot:*", "arn:aws:iot:eu-west-1:111122223333:thing/staging:site:c1", Decision.ALLOWED),
+    ("arn:aws:iot:eu-*:topic/a", "arn:aws:iot:eu-west-1:111122223333:topic/a", Decision.ALLOWED),
+    ("arn:aws:iot:eu-*:topic/a", "arn:aws:iot:us-east-1:111122223333:topic/a", Decision.IMPLICIT_DENY),
+    # a `*` inside a segment, not its last character, stays inside it
+    ("arn:aws:iot:eu-*-1:111122223333:topic/a", "arn:aws:iot:eu-west:x-1:111122223333:topic/a",
+     Decision.IMPLICIT_DENY),
+    ("arn:aws:s3", "arn:aws:s3:::bucket", Decision.IMPLICIT_DENY),  # no wildcard: nothing expands
+])
+def test_a_trailing_star_of_a_segment_expands_beyond_the_colons(resource: str, request_arn: str,
+                                                                 expected: Decision) -> None:
+    allow = doc({"Effect": "Allow", "Action": "iot:*", "Resource": resource})
+    assert evaluate([allow], "iot:Publish", request_arn) is expected
+
+
+def test_a_deny_on_a_short_arn_with_a_trailing_star_denies() -> None:
+    # the same rule in a Deny: a missed match here would turn an explicit Deny into an Allow
+    documents = [doc({"Effect": "Allow", "Action": "*", "Resource": "*"},
+                     {"Effect": "Deny", "Action": "iam:*", "Resource": "arn:aws:iam::*"})]
+    assert evaluate(documents, "iam:PutRolePolicy", "arn:aws:iam::111122223333:role/admin") is \
+        Decision.EXPLICIT_DENY
+
+
+# "Policy evaluation logic" and "IAM JSON policy elements: NotAction / NotResource": the cases the
+# issue names that the table above does not cover.
+@pytest.mark.parametrize(("documents", "action", "resource", "expected"), [
+    # Deny with NotAction: everything but the named actions is denied, whatever allows it
+    ([doc({"Effect": "Allow", "Action": "*", "Resource": "*"},
+          {"Effect": "Deny", "NotAction": ["iam:Get*", "iam:List*"], "Resource": "*"})],
+     "iam:CreateRole", "arn:aws:iam::111122223333:role/r", Decision.EXPLICIT_DENY),
+    ([doc({"Effect": "Allow", "Action": "*", "Resource": "*"},
+          {"Effect": "Deny", "NotAction": ["iam:Get*", "iam:List*"], "Resource": "*"})],
+     "IAM:getrole", "arn:aws:iam::111122223333:role/r", Decision.ALLOWED),
+    # Allow with NotResource: every resource but the named ones
+    ([doc({"Effect": "Allow", "Action": "s3:GetObject", "NotResource": f"{BUCKET}/private/*"})],
+     "s3:GetObject", f"{BUCKET}/public/a", Decision.ALLOWED),
+    ([doc({"Effect": "Allow", "Action": "s3:GetObject", "NotResource": f"{BUCKET}/private/*"})],
+     "s3:GetObject", f"{BUCKET}/private/a", Decision.IMPLICIT_DENY),
+])
+def test_not_action_and_not_resource(documents: list[dict[str, Any]], action: str, resource: str,
+                                     expected: Decision) -> None:
+    assert evaluate(documents, action, resource) is expected

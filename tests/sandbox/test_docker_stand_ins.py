@@ -10,7 +10,7 @@ import pytest
 
 from sandbox.docker_deploy import CONTAINER, Declared, EdgeDeployment, UnsupportedInput, duration_ns
 from sandbox.docker_engine import DockerEngineError
-from sandbox.docker_images import debian_mirror, dockerfile_base
+from sandbox.docker_images import debian_mirror, dockerfile_base, standin_reference
 
 
 def test_mirror_comes_from_the_machines_own_apt_sources(tmp_path: Path) -> None:
@@ -32,6 +32,13 @@ def test_dockerfile_base_is_the_first_from(tmp_path: Path) -> None:
     dockerfile.write_text("# comment\nFROM --platform=linux/amd64 python:3.11.7-slim AS build\n"
                           "FROM scratch\n")
     assert dockerfile_base(dockerfile) == "python:3.11.7-slim"
+
+
+def test_dockerfile_base_resolves_the_arg_default_and_the_stand_in_drops_the_digest(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("ARG BASE=python:3.11.16-slim-bookworm@sha256:" + "ab" * 32 + "\nFROM ${BASE}\n")
+    assert dockerfile_base(dockerfile) == "python:3.11.16-slim-bookworm@sha256:" + "ab" * 32
+    assert standin_reference(dockerfile_base(dockerfile)) == "python:3.11.16-slim-bookworm"
 
 
 def test_durations_as_the_provider_takes_them() -> None:

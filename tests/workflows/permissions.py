@@ -64,6 +64,20 @@ def _requested(job: dict[str, Any], workflow: dict[str, Any]) -> Grant:
     return {}
 
 
+# A reusable workflow of the same repository: `$/path` (self-repository syntax, the commit that is running)
+# or the older workspace-relative `./path`.
+LOCAL_PREFIXES = ("$/", "./")
+
+
+def _local_path(uses: object) -> str | None:
+    """The repository path of a same-repository `uses:`, None for anything else."""
+    if isinstance(uses, str):
+        for prefix in LOCAL_PREFIXES:
+            if uses.startswith(prefix):
+                return uses.removeprefix(prefix).split("@")[0]
+    return None
+
+
 def call_problems(workflow_path: Path, repo_root: Path) -> list[str]:
     """One line per called job scope that asks for more than its calling job grants (recursively)."""
     return _problems(workflow_path, repo_root, None, f"{workflow_path.name}")
@@ -81,7 +95,8 @@ def _problems(path: Path, repo_root: Path, inherited: Grant | None, where: str) 
                 if level > have:
                     problems.append(f"{where} job {job_id!r} requests '{scope}: {NAMES[level]}' but the "
                                     f"calling job grants '{scope}: {NAMES[have]}'")
-        if isinstance(uses, str) and uses.startswith("./"):
-            called = repo_root / uses.removeprefix("./").split("@")[0]
+        local = _local_path(uses)
+        if local is not None:
+            called = repo_root / local
             problems += _problems(called, repo_root, granted, f"{where} -> {job_id} -> {called.name}")
     return problems

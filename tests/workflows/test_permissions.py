@@ -34,13 +34,15 @@ def test_repository_workflows_grant_what_called_jobs_request(path: Path) -> None
     assert call_problems(path, ROOT) == []
 
 
-def test_caller_granting_less_than_the_called_job_requests_is_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefix", ["./", "$/"], ids=["workspace-relative", "self-repository"])
+def test_caller_granting_less_than_the_called_job_requests_is_reported(tmp_path: Path, prefix: str) -> None:
+    """`$/path` (GitHub's self-repository syntax, what deploy.yml uses) calls the same file `./path` does."""
     write(tmp_path, "called.yml", CALLED)
-    caller = write(tmp_path, "caller.yml", """
+    caller = write(tmp_path, "caller.yml", f"""
 on: push
-permissions: {contents: read}
+permissions: {{contents: read}}
 jobs:
-  deploy: {uses: ./.github/workflows/called.yml}
+  deploy: {{uses: {prefix}.github/workflows/called.yml}}
 """)
     assert call_problems(caller, tmp_path) == [
         "caller.yml -> deploy -> called.yml job 'up' requests 'id-token: write' but the calling job "
@@ -79,3 +81,11 @@ def test_a_called_job_cannot_exceed_what_it_inherits() -> None:
     called_job = {"permissions": {"contents": "write"}}
     assert job_grant(called_job, {}, inherited={"contents": 1}) == {"contents": 1}
     assert job_grant({}, {}, inherited={"id-token": 2}) == {"id-token": 2}
+
+
+def test_the_repository_calls_are_followed() -> None:
+    """deploy.yml's two stacks reach pulumi-up.yml's job (a call the check did not follow would pass)."""
+    from tests.workflows.permissions import _local_path, load_workflow
+    jobs = load_workflow(WORKFLOWS / "deploy.yml")["jobs"]
+    assert sorted(_local_path(j.get("uses")) or "" for j in jobs.values()) == [
+        "", ".github/workflows/pulumi-up.yml", ".github/workflows/pulumi-up.yml"]
