@@ -11,8 +11,9 @@ When a row counts as received by the broker (then it is acknowledged in the buff
   packets in order, so the UNSUBACK proves every DDATA written before it was read by the broker; a row
   whose confirmation never came (connection lost, process killed) is still in the buffer and is sent
   again in the next session. Confirmations go out per quarter window while a backlog drains, and
-  otherwise whenever rows are written and none is outstanding: at most one UNSUBSCRIBE per DDATA, far
-  fewer under load. At a clean stop the NDEATH (QoS 1, the last packet) confirms what is left.
+  otherwise once the oldest unconfirmed row is CONFIRM_DELAY_S old and none is outstanding: at most one
+  UNSUBSCRIBE per CONFIRM_DELAY_S of live data, whatever the number of meters. At a clean stop the
+  NDEATH (QoS 1, the last packet) confirms what is left.
 Acks are committed in batches, one transaction per burst: an ack lost to kill -9 only means the row is
 sent again (a duplicate, not a gap).
 
@@ -62,6 +63,10 @@ log = logging.getLogger(__name__)
 
 SINK = "mqtt"
 _ACK_BATCH_WAIT_S = 0.005
+# Live QoS 0 DDATA: rows written within this long share one confirmation (UNSUBSCRIBE + UNSUBACK), so its
+# cost per reading falls as the fleet grows; a row then waits at most about this much longer for its ack
+# in the buffer (its delivery is not delayed). docs/BENCHMARKS.md measures the cost.
+CONFIRM_DELAY_S = 0.2
 DEVICE_DEATH_POLLS = 3  # a meter silent for this many poll intervals is dead...
 DEVICE_DEATH_MIN_S = 5.0  # ...and for at least this long (a reconnecting meter takes a few seconds)
 VERDICT_REBIRTH_MIN_INTERVAL_S = 10.0
@@ -380,7 +385,7 @@ class MqttSink:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait(0.5)
+            self._wake.wait(CONFIRM_DELAY_S if self._unconfirmed else 0.5)
             self._wake.clear()
             batch = self._chunk
             due = self._acks.qsize()
@@ -397,6 +402,7 @@ class MqttSink:
                 self._publish_events()
                 if self._fill_window():
                     self._publish_device_deaths(only_dead=True)
+                self._confirm_due()
 
     def _commit_acks(self) -> None:
         delivered: list[Delivery] = []
@@ -426,6 +432,12 @@ class MqttSink:
                 self.on_timed(delivered, time.perf_counter())
             if self.on_delivered is not None:
                 self.on_delivered([d[0] for d in delivered], int(time.time() * 1000))
+
+    def _confirm_due(self) -> None:
+        """Live QoS 0 rows: one confirmation for what CONFIRM_DELAY_S gathered, none while one is out."""
+        if self._unconfirmed and not self._confirms and \
+                time.perf_counter() - self._unconfirmed[0][1] >= CONFIRM_DELAY_S:
+            self._confirm(self._session)
 
     def _confirm(self, session: int) -> None:
         """Ask the broker to confirm the QoS 0 rows written since the last request."""
@@ -474,6 +486,4 @@ class MqttSink:
             self._unconfirmed.append((entry, time.perf_counter()))
             if len(self._unconfirmed) >= self._chunk:
                 self._confirm(self._session)
-        if not qos and self._unconfirmed and not self._confirms:
-            self._confirm(self._session)
         return len(batch) < room

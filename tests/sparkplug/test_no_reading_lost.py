@@ -138,3 +138,13 @@ def test_rows_lost_in_a_silent_network_are_sent_again(blackhole_run: Run, payloa
     assert all((m.device, x.timestamp) in resent for m in lost for x in m.payload.metrics)
     received = received_readings(blackhole_run, payload_class)
     assert all(x.timestamp in received[m.device or ""] for m in lost for x in m.payload.metrics)
+
+
+def test_live_readings_share_their_confirmation(session_run: Run) -> None:
+    """Live DDATA written within CONFIRM_DELAY_S (0.2 s) share one UNSUBSCRIBE: with two meters polled
+    every 0.1 s that is about four readings per confirmation, never one each (what it costs:
+    docs/BENCHMARKS.md). The confirmations are still there: each session's rows left the buffer."""
+    packets = session_run.capture.packets
+    ddata = sum(p.type == "PUBLISH" and "/DDATA/" in (p.topic or "") for p in packets)
+    unsubscribes = sum(p.type == "UNSUBSCRIBE" for p in packets)
+    assert 0 < 2 * unsubscribes <= ddata, (unsubscribes, ddata)  # before: 376 for 378 DDATA
