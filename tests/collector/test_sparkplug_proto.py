@@ -230,8 +230,8 @@ def test_dbirth_declares_every_metric_with_its_current_value(Payload: Any) -> No
     breaker = declared["Properties/breaker"]
     assert (breaker.datatype, breaker.string_value, breaker.timestamp) == (STRING, "F0", T0)
     assert declared["Properties/site"].string_value == "plant-a"
-    verdict = json.loads(declared["Properties/registerMap"].string_value)
-    assert verdict == {"verdict": "consistent", "checks": 3}
+    # the verdict JSON with sorted keys: the same verdict gives the same birth, byte for byte
+    assert declared["Properties/registerMap"].string_value == '{"checks": 3, "verdict": "consistent"}'
 
     unknown = Payload.FromString(sparkplug_b.dbirth(2, "plant-a", "F1", seq=2, timestamp_ms=T0, current=None))
     assert all(m.is_null and m.timestamp == T0 for m in unknown.metrics if m.datatype == DOUBLE)
@@ -395,3 +395,87 @@ def test_a_meter_removed_from_the_config_gets_the_next_free_slot(tmp_path: Path)
 ])
 def test_state_payloads(payload: bytes, expected: sparkplug_b.HostState | None) -> None:
     assert sparkplug_b.parse_state(payload) == expected
+
+
+def test_the_properties_follow_the_36_metrics_in_every_slot(Payload: Any) -> None:
+    """docs/integration.md: `alias = slot * 256 + n`, the metrics 1..36, then the three properties."""
+    dbirth = Payload.FromString(sparkplug_b.dbirth(2, "plant-a", "F0", seq=1, timestamp_ms=T0, current=None))
+    assert len(METRICS) == 36
+    assert {m.name: m.alias for m in dbirth.metrics if m.name.startswith("Properties/")} == {
+        "Properties/site": 512 + 37, "Properties/breaker": 512 + 38, "Properties/registerMap": 512 + 39}
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16383, 16384, 2**35 + 5])
+def test_varints_round_trip_as_protobuf_writes_them(value: int, Payload: Any) -> None:
+    encoded = sparkplug_b._varint(value)
+    assert encoded == Payload(seq=value).SerializeToString()[1:]  # field 3's tag, then the varint
+    assert sparkplug_b._read_varint(b"\x00" + encoded + b"\x01", 1) == (value, 1 + len(encoded))
+
+
+def test_a_truncated_varint_is_an_index_error() -> None:
+    with pytest.raises(IndexError):
+        sparkplug_b._read_varint(b"\x80\x80", 0)
+
+
+@pytest.mark.parametrize("slot", [1, 3, 200])  # alias 51,201 in slot 200: a three-byte varint
+def test_the_send_fast_path_reads_the_slot_of_a_body_as_buffered(slot: int) -> None:
+    body = sparkplug_b.ddata_body(reading(voltageAN=230.0), THING, slot)
+    assert sparkplug_b._slot_if_plain(body) == slot
+    # live and in its slot: sent as buffered, payload timestamp and seq appended (field 1, field 3)
+    sent = sparkplug_b.finish(body, slot, historical=False, timestamp_ms=300, seq=5)
+    assert sent == body + b"\x08" + sparkplug_b._varint(300) + b"\x18\x05"
+
+
+def test_the_send_fast_path_leaves_other_shapes_to_reshape(Payload: Any) -> None:
+    legacy = Payload(timestamp=T0)  # what older collectors buffered: payload timestamp first
+    legacy.metrics.add(alias=1, double_value=230.0)
+    named = Payload()
+    named.metrics.add(name="voltageAN", alias=257, double_value=230.0)
+    for body in (legacy.SerializeToString(), named.SerializeToString(), b"", b"\x12", b"\x12\x05"):
+        assert sparkplug_b._slot_if_plain(body) is None
+    reshaped = Payload.FromString(sparkplug_b.reshape(legacy.SerializeToString(), 1, historical=False))
+    assert not reshaped.HasField("timestamp")  # the publishing adds its own
+    assert [(m.alias, m.timestamp) for m in reshaped.metrics] == [(257, T0)]
+
+
+def test_a_json_row_keeps_what_a_sparkplug_body_can_carry(Payload: Any) -> None:
+    row = {"timestamp": T0, "metrics": [
+        {"name": "voltageAN", "value": 230.5},
+        {"name": "notAMetric", "value": 1.0},
+        {"name": "currentA", "value": None, "is_null": True},
+    ]}
+    body = Payload.FromString(sparkplug_b.body_from_json(json.dumps(row).encode(), 1))
+    assert body.uuid == ""  # the row had none
+    assert [(m.alias, m.is_null) for m in body.metrics] == [(257, False), (256 + 3, True)]
+    assert list(body.metrics[1].properties.keys) == ["qualityReason", "Quality"]
+    assert body.metrics[1].properties.values[0].string_value == ""  # no reason was recorded
+    with_uuid = {**row, "uuid": "u-1"}
+    assert Payload.FromString(sparkplug_b.body_from_json(json.dumps(with_uuid).encode(), 1)).uuid == "u-1"
+
+
+def test_ncmd_problems_say_what_was_sent(Payload: Any) -> None:
+    empty = sparkplug_b.parse_ncmd(Payload(timestamp=T0).SerializeToString(), SETTINGS)
+    assert (empty.rebirth, empty.writes, empty.problems) == (False, {}, ["NCMD without metrics"])
+    request = Payload(timestamp=T0)
+    request.metrics.add(alias=999, datatype=BOOLEAN, boolean_value=True)
+    request.metrics.add(name="Settings/debug", datatype=BOOLEAN, boolean_value=True, is_null=True)
+    command = sparkplug_b.parse_ncmd(request.SerializeToString(), SETTINGS)
+    assert command.problems[0].startswith("alias 999: not a writable metric of this edge node")
+    assert command.writes == {"debug": None}  # null wins over a value sent along with it
+    garbage = b"\x12\xff"
+    try:
+        Payload.FromString(garbage)
+    except Exception as e:  # the independent decoder's message is the same protobuf runtime's
+        error = str(e)
+    assert sparkplug_b.parse_ncmd(garbage, SETTINGS).problems == [
+        f"NCMD payload is not a Sparkplug B Payload ({error}); this collector runs encoding: sparkplug-b "
+        "(JSON commands work in json mode)"]
+
+
+def test_a_host_state_at_the_epoch_is_a_state_and_values_are_frozen() -> None:
+    assert sparkplug_b.parse_state(b'{"online": true, "timestamp": 0}') == sparkplug_b.HostState(True, 0)
+    import dataclasses
+    for value in (sparkplug_b.HostState(True, 0), sparkplug_b.NodeCommand(),
+                  sparkplug_b.NodeSetting("debug", "bool", False)):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            value.__setattr__(dataclasses.fields(value)[0].name, None)

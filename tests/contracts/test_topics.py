@@ -16,6 +16,7 @@ from collector.topics import (
     EVENT,
     EVENT_THING_LEVEL,
     HOST_ID_PATTERN,
+    HOST_ID_RULE,
     MAX_THING_NAME_LENGTH,
     NAME_PATTERN,
     NAME_RULE,
@@ -23,20 +24,27 @@ from collector.topics import (
     NCMD,
     NDATA,
     NDEATH,
+    PRIMARY_HOST_ATTRIBUTE,
     SHADOW,
     SHADOW_ANSWERS,
     SHADOW_GET,
     SHADOW_UPDATE,
     STATE,
+    TopicTemplate,
     check_thing_name_length,
+    collector_state_topic,
     ddata_filter,
     event_filter,
     host_mosquitto_acl,
+    host_topics,
     iot_policy_topics,
     mosquitto_acl_patterns,
     shadow_topic,
     stack_thing_prefix,
     thing_name,
+)
+from collector.topics import (
+    THING as THING_PLACEHOLDER,
 )
 
 THING = "prod:plant-a:edge-01"
@@ -171,6 +179,33 @@ def test_mosquitto_acl_literal() -> None:
         "pattern write pm500/event/%u/+",
     ]
     assert mosquitto_acl_patterns([NCMD]) == ["pattern read spBv1.0/pm500/NCMD/%u"]
+
+
+def test_host_id_rule_says_what_the_pattern_accepts() -> None:
+    assert HOST_ID_RULE == "1-64 characters of A-Z, a-z, 0-9, '_', '.' and '-', starting with a letter or digit"
+
+
+def test_primary_host_templates_literal() -> None:
+    """What the collector reads of its Primary Host, and how the IoT policy names that host."""
+    assert (STATE.message_type, STATE.direction) == ("STATE", "subscribe")
+    assert (DELIVERY_CHECK.message_type, DELIVERY_CHECK.direction) == ("DELIVERY_CHECK", "unsubscribe")
+    assert PRIMARY_HOST_ATTRIBUTE == "primaryHostId"  # the thing attribute infra/iam.py's policy reads
+    assert collector_state_topic("${v}") == "spBv1.0/STATE/${v}"
+
+
+def test_host_application_topics_literal() -> None:
+    """By IoT policy action; `prod:*` stands for every edge node of stack prod."""
+    assert host_topics("scada", "prod:*") == {
+        "subscribe": ["spBv1.0/#", "spBv1.0/pm500/#", "spBv1.0/STATE/scada"],
+        "receive": ["spBv1.0/pm500/*/prod:*", "spBv1.0/STATE/scada"],
+        "publish": ["spBv1.0/pm500/NCMD/prod:*", "spBv1.0/STATE/scada"],
+        "retain": ["spBv1.0/STATE/scada"],
+    }
+
+
+def test_a_template_read_and_written_is_readwrite_in_the_acl() -> None:
+    both = TopicTemplate("X", ("pm500", "x", THING_PLACEHOLDER), "both")
+    assert mosquitto_acl_patterns([both]) == ["pattern readwrite pm500/x/%u"]
 
 
 def test_host_application_acl_literal() -> None:
