@@ -9,17 +9,22 @@ use of the key), rotation, the 30-day deletion window.
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bootstrap.ci_roles import BootstrapConfigError
-from bootstrap.plan import bootstrap_requests, evaluate_bootstrap
+from bootstrap.plan import BOOTSTRAP_DIR, bootstrap_requests, evaluate_bootstrap
+from infra import outputs
 from preflight.mock_runtime import EvaluatedStack, RegisteredResource, evaluate_stack
 from preflight.provider_requests import stack_requests
 from preflight.service_models import plan_problems
 from sandbox.plan_replay import moto_clients, replay
 
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "aws:kms/key:Key"
 ALIAS = "aws:kms/alias:Alias"
 ADOPTED = "1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -105,3 +110,23 @@ def test_the_stack_encrypts_with_the_key_the_bootstrap_made(aws_env: dict[str, s
     stream = client("kinesis").describe_stream_summary(StreamName="pm500-staging-ddata")
     assert stream["StreamDescriptionSummary"]["KeyId"].endswith(f"key/{key_id}")
     assert len(kms.list_keys()["Keys"]) == 1  # the stack made none
+
+
+def test_the_migration_steps_name_what_exists(ci: EvaluatedStack) -> None:
+    """docs/infra.md's steps for a stack that made its own key: the bootstrap key they set, the output they
+    read, and the URNs they exclude and delete: the key and alias the earlier program declared (`data-key`,
+    `data-key-alias`) as children of the component that still holds the data routes."""
+    text = (ROOT / "docs" / "infra.md").read_text()
+    section = text[text.index("### Stacks deployed before the bootstrap made their key"):
+                   text.index("## Configuration reference")]
+    stack_file = yaml.safe_load((BOOTSTRAP_DIR / "Pulumi.ci.yaml").read_text())["config"]
+    assert set(re.findall(r"pm500-bootstrap:(\w+)", section)) == {"adoptDataKeys"}
+    assert "pm500-bootstrap:adoptDataKeys" in stack_file
+    assert f"`pulumi stack output {outputs.KMS_KEY_ARN} -s prod`" in section
+    assert "`alias/pm500-<stack>-data`" in section and _alias_of(ci, "prod")
+    [routes] = evaluate_stack("prod").of_type("pm500:data:DataRoutes")
+    # The engine leaves the root stack's type out of its children's type chain (the mock monitor does not).
+    parent = routes.urn.split("::")[2].removeprefix("pulumi:pulumi:Stack$")
+    assert set(re.findall(r"'(urn:pulumi:[^']+)'", section)) == {
+        f"urn:pulumi:prod::pm500::{parent}$aws:kms/key:Key::data-key",
+        f"urn:pulumi:prod::pm500::{parent}$aws:kms/alias:Alias::data-key-alias"}
