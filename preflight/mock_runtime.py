@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import logging
 import runpy
 import sys
 import threading
@@ -370,7 +371,7 @@ def _has_outputs(value: Any) -> bool:
 
 
 def _evaluate_here(stack: str, project_dir: Path, program_dir: Path, config: dict[str, str],
-                   secret_keys: list[str], region: str) -> EvaluatedStack:
+                   secret_keys: list[str], region: str, logger: logging.Logger | None) -> EvaluatedStack:
     import pulumi
     from pulumi.runtime import settings
     from pulumi.runtime.stack import run_pulumi_func
@@ -389,7 +390,7 @@ def _evaluate_here(stack: str, project_dir: Path, program_dir: Path, config: dic
             invokes.append(invoke)
 
     mocks = _make_mocks(region, MOCK_ACCOUNT_ID, record_invoke)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False,
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger,
                              monitor=_make_monitor(mocks, record))
     settings.SETTINGS.root_directory = str(project_dir)
     pulumi.runtime.set_all_config(config, secret_keys)
@@ -406,12 +407,13 @@ def _evaluate_here(stack: str, project_dir: Path, program_dir: Path, config: dic
 def evaluate_stack(stack: str, project_dir: Path | None = None, *,
                    config: Mapping[str, str] | None = None, secret_keys: Iterable[str] | None = None,
                    secrets: Mapping[str, str] | None = None,
-                   program_dir: Path | None = None) -> EvaluatedStack:
+                   program_dir: Path | None = None, logger: logging.Logger | None = None) -> EvaluatedStack:
     """Run the program for `stack` on the mock runtime and return its outputs and resources.
 
     By default the config is the real `Pulumi.<stack>.yaml` of `project_dir` (the repo); `config` and
     `secret_keys` replace it (tests of bad or generated configs). `program_dir` defaults to
     `<repo>/infra` (the project's `main`). Errors raised by the program (e.g. `ConfigError`) propagate.
+    The program's `pulumi.log` messages go to `logger` (default: the root logger, as Pulumi's mocks do).
     """
     project_dir = (project_dir or PROJECT_DIR).resolve()
     if config is None:
@@ -427,7 +429,7 @@ def evaluate_stack(stack: str, project_dir: Path | None = None, *,
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            result.append(_evaluate_here(stack, project_dir, program, dict(config), keys, region))
+            result.append(_evaluate_here(stack, project_dir, program, dict(config), keys, region, logger))
         except BaseException as e:
             errors.append(e)
         finally:
