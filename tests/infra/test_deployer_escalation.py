@@ -37,7 +37,7 @@ ACCOUNT = "123456789012"
 FOREIGN = "pm500-escalation-target"  # a name no pm500 stack gives anything
 SERVICES = ("iot.amazonaws.com", "firehose.amazonaws.com", "pipes.amazonaws.com", "lambda.amazonaws.com",
             "ec2.amazonaws.com", "cloudformation.amazonaws.com", "glue.amazonaws.com")
-GUARD_KEYS = ("iam:PermissionsBoundary", "aws:ResourceTag/pm500:stack", "aws:RequestTag/pm500:stack")
+GUARD_KEYS = ("iam:PermissionsBoundary", "aws:ResourceTag/pm500:stack", "kms:GrantIsForAWSResource")
 
 
 def _stacks(staging: EvaluatedStack, prod: EvaluatedStack,
@@ -115,7 +115,7 @@ def test_no_privilege_escalation_method_is_open(which: str, staging: EvaluatedSt
 
 
 def _without_guards(policy: DeployerPolicy) -> DeployerPolicy:
-    """The same policy as it was before issue 24: no boundary, tag or request-tag condition."""
+    """The same policy without its guards (issue 24): no boundary, key-tag or service-grant condition."""
     documents = json.loads(json.dumps(policy.documents))
     for document in documents:
         for statement in document["Statement"]:
