@@ -563,7 +563,7 @@ def render_report(results: dict[str, dict[str, object]], equivalents: list[Equiv
         "",
         "Command (CPU heavy: run it when the machine is otherwise idle):",
         "",
-        "```",
+        "```sh",
         "./dev mutants                      # every module below",
         "./dev mutants collector/buffer.py  # one module; the others keep their last result",
         "./dev mutants --survivors MODULE   # only the last run's survivors, after adding tests",
