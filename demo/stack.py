@@ -1,6 +1,7 @@
 """The cloud side, locally: the `local` stack's outputs from the real program, its whole plan replayed
-into moto (`sandbox.plan_replay`), and `cli.py devices provision` run against moto exactly as an
-operator runs it against AWS.
+into moto (`sandbox.plan_replay`) after the bootstrap's for it (its data key: the account as the first
+deploy leaves it), and `cli.py devices provision` run against moto exactly as an operator runs it
+against AWS.
 
 `pulumi up -s local` cannot run here (no Pulumi CLI, no AWS), so the program in `infra/` is evaluated
 on Pulumi's mock runtime for `Pulumi.local.yaml`: the thing names, policy name and policy document
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bootstrap.plan import bootstrap_requests
 from collector.config import DEFAULT_CIP_PORT, DEFAULT_ENCODING, Encoding
 from demo.workdir import REPO_ROOT
 from infra.outputs import COLLECTOR_POLICY_NAME, COLLECTORS
@@ -49,7 +51,7 @@ class LocalStack:
     policy_document: str
     outputs_file: Path
     region: str
-    requests: list[ApiRequest]  # what `pulumi up` would send to AWS, replayed into moto
+    requests: list[ApiRequest]  # what the bootstrap's, then the stack's `pulumi up` would send to AWS
 
     @property
     def collector(self) -> dict[str, Any]:
@@ -115,7 +117,8 @@ def evaluate(directory: Path, encoding: Encoding = DEFAULT_ENCODING) -> tuple[Lo
     outputs_file.write_text(json.dumps(result.outputs, indent=2) + "\n")
     (directory / "collector-policy.json").write_text(json.dumps(json.loads(document), indent=2) + "\n")
     region = config["aws:region"]
-    return LocalStack(dict(result.outputs), document, outputs_file, region, stack_requests(result)), notes
+    requests = [*bootstrap_requests(result), *stack_requests(result)]
+    return LocalStack(dict(result.outputs), document, outputs_file, region, requests), notes
 
 
 def seed(moto: MotoServer, stack: LocalStack, ca: DevCA) -> None:

@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 from bootstrap.ci_roles import BootstrapConfigError
+from bootstrap.plan import evaluate_bootstrap
 from preflight.deployer_policy import deployer_policy
 from preflight.iam_evaluator import allows
-from preflight.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
+from preflight.mock_runtime import EvaluatedStack, evaluate_stack
 from preflight.provider_requests import stack_requests
 from preflight.service_models import plan_problems
 from sandbox.plan_replay import moto_clients, replay
@@ -31,10 +32,7 @@ ROLE = "aws:iam/role:Role"
 
 
 def run(**overrides: Any) -> EvaluatedStack:
-    config, secret = load_stack_config_file("ci", BOOTSTRAP)
-    config.update({f"pm500-bootstrap:{k}": v if isinstance(v, str) else json.dumps(v)
-                   for k, v in overrides.items()})
-    return evaluate_stack("ci", BOOTSTRAP, config=config, secret_keys=secret, program_dir=BOOTSTRAP)
+    return evaluate_bootstrap(**overrides)
 
 
 @pytest.fixture(scope="module")
