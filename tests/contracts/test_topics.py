@@ -182,7 +182,8 @@ def test_mosquitto_acl_literal() -> None:
 
 
 def test_host_id_rule_says_what_the_pattern_accepts() -> None:
-    assert HOST_ID_RULE == "1-64 characters of A-Z, a-z, 0-9, '_', '.' and '-', starting with a letter or digit"
+    assert HOST_ID_RULE == ("1-64 characters of A-Z, a-z, 0-9, '_', '.' and '-', "
+                            "starting with a letter or digit")
 
 
 def test_primary_host_templates_literal() -> None:
