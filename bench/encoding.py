@@ -25,26 +25,23 @@ import os
 import statistics
 import struct
 import tempfile
-import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from bench import drain
 from bench.replay_meters import ReplayMeters, record
 from bench.report import write_section
 from collector import sparkplug_b
 from collector.alarms import STATUS_METRICS
-from collector.buffer import Buffer, Entry
-from collector.config import CollectorConfig, load_config
+from collector.config import load_config
 from collector.metrics import METRICS
-from collector.mqtt_sink import CONFIRM_DELAY_S, MqttSink
+from collector.mqtt_sink import CONFIRM_DELAY_S
 from collector.payload import dbirth, ddata, encode
 from collector.reading import Reading
-from collector.wire import make_wire
 from sandbox.ca import DevCA
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.mqtt_tap import CLIENT_TO_BROKER, MqttTap, Packet
@@ -206,36 +203,13 @@ def live_window(work: Path, ca: DevCA, broker: MosquittoBroker, ports: list[int]
 
 # -- the loss-free mechanism under load: a backlog drained ----------------------------------------------
 def drain_rate(work: Path, ca: DevCA, broker: MosquittoBroker, mode: str, backlog: int, run: int) -> float:
-    """Readings/s from `start()` until every buffered row is acknowledged in the buffer (QoS 1: its
-    PUBACK; sparkplug-b QoS 0: the UNSUBACK after it), TLS handshake and births included."""
+    """Readings/s draining `backlog` buffered readings in `mode` until every row is acknowledged in the
+    buffer (QoS 1: its PUBACK; sparkplug-b QoS 0: the UNSUBACK after it), TLS handshake and births
+    included: bench/drain.py's drain, in this mode's bundle and buffer file."""
     directory = work / f"drain-{run}-{list(MODES).index(mode)}"
-    cfg: CollectorConfig = load_config(write_bundle(
-        directory / "bundle", ca, broker, [free_port()], influx_url=None,
-        buffer__path=str(directory / "buffer.sqlite"), **MODES[mode]))
-    batch = readings(backlog)  # meter-0, the bundle's first meter
-    wire = make_wire(cfg)
-    buffer = Buffer(cfg.buffer.path, cfg.buffer.max_bytes, THING, sinks=("mqtt",),
-                    ddata_encoder=wire.ddata_row)
-    buffer.append_many(batch)
-    done = threading.Event()
-    delivered = 0
-
-    def count(entries: Sequence[Entry], acked_ms: int) -> None:
-        nonlocal delivered
-        delivered += len(entries)
-        if delivered >= len(batch):
-            done.set()
-
-    sink = MqttSink(cfg, buffer, window=WINDOW, on_delivered=count, wire=wire)
-    sink.note_reading(batch[-1])  # the meter answered: births need not wait for a first poll
-    started = time.perf_counter()
-    sink.start()
-    done.wait(600)
-    elapsed = time.perf_counter() - started
-    assert buffer.depth("mqtt") == 0, f"{mode}: drain incomplete"
-    sink.stop()
-    buffer.close()
-    return len(batch) / elapsed
+    cfg = load_config(write_bundle(directory / "bundle", ca, broker, [free_port()], influx_url=None,
+                                   buffer__path=str(directory / "buffer.sqlite"), **MODES[mode]))
+    return drain.drain_rate(cfg, readings(backlog))  # meter-0, the bundle's first meter
 
 
 # -- report ---------------------------------------------------------------------------------------------

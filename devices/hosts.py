@@ -10,7 +10,6 @@ Any failure after the certificate was created rolls it back.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,11 @@ import yaml
 from collector.config import CA_FILE, CERT_FILE, KEY_FILE
 from collector.topics import GROUP_ID, NCMD, SPARKPLUG_NAMESPACE, STATE, stack_thing_prefix
 from devices import crypto
-from devices.aws import IoTClient, describe_error
-from devices.bundle import BundleFile, Manifest, read_manifest, write_bundle
+from devices.aws import IoTClient
+from devices.bundle import BundleFile, read_manifest, write_bundle
 from devices.errors import DeviceError
 from devices.outputs import StackOutputs
-from devices.provision import BundleSettings, IssueOptions, issue_certificate, rollback
+from devices.provision import BundleSettings, IssueOptions, issue_certificate, issued_manifest, undo_issue
 
 HOST_FILE = "host.yaml"
 MQTT_PORT = 8883
@@ -88,19 +87,10 @@ def provision_host(
                 BundleFile(KEY_FILE, crypto.private_key_pem(key), 0o600),
                 BundleFile(CA_FILE, server_ca, 0o644),
             ],
-            Manifest(
-                thing_name=host_id,
-                certificate_id=issued.certificate_id,
-                certificate_arn=issued.arn,
-                issuer="aws" if issue.ca is None else "ca",
-                key_type=issue.key_type,
-                written_at=dt.datetime.now(dt.UTC),
-            ),
+            issued_manifest(host_id, issued, issue),
         )
     except BaseException as exc:
-        leftover = rollback(iot, issued.certificate_id, issued.arn, policy, None)
-        if leftover:
-            raise DeviceError(f"{describe_error(exc)}; rollback incomplete: {leftover}") from exc
+        undo_issue(iot, issued, policy, None, exc)  # a host is no thing
         raise
     return {"hostId": host_id, "bundleDir": str(bundle_dir), "certificateId": issued.certificate_id,
             "policyName": policy}

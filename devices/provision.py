@@ -136,19 +136,10 @@ def provision_device(
         write_bundle(
             bundle_dir,
             files,
-            Manifest(
-                thing_name=thing,
-                certificate_id=issued.certificate_id,
-                certificate_arn=issued.arn,
-                issuer="aws" if issue.ca is None else "ca",
-                key_type=issue.key_type,
-                written_at=dt.datetime.now(dt.UTC),
-            ),
+            issued_manifest(thing, issued, issue),
         )
     except BaseException as exc:
-        leftover = rollback(iot, issued.certificate_id, issued.arn, policy, thing)
-        if leftover:
-            raise DeviceError(f"{describe_error(exc)}; rollback incomplete: {leftover}") from exc
+        undo_issue(iot, issued, policy, thing, exc)
         raise
 
     others = _revoke_others(iot, attached, manifest, issued, thing, bundle_dir) if mode == "force" else ()
@@ -295,6 +286,26 @@ def _attempt(steps: list[tuple[str, Callable[[], object]]]) -> str | None:
             if not is_not_found(exc):
                 problems.append(f"could not {what}: {describe_error(exc)}")
     return "; ".join(problems) or None
+
+
+def issued_manifest(name: str, issued: _Issued, issue: IssueOptions) -> Manifest:
+    """The bundle manifest of the certificate just issued to `name` (a thing, or a host application)."""
+    return Manifest(
+        thing_name=name,
+        certificate_id=issued.certificate_id,
+        certificate_arn=issued.arn,
+        issuer="aws" if issue.ca is None else "ca",
+        key_type=issue.key_type,
+        written_at=dt.datetime.now(dt.UTC),
+    )
+
+
+def undo_issue(iot: IoTClient, issued: _Issued, policy: str, thing: str | None, exc: BaseException) -> None:
+    """After `exc`, roll back the certificate just issued; a DeviceError if that is left half-done (the
+    caller re-raises `exc` otherwise)."""
+    leftover = rollback(iot, issued.certificate_id, issued.arn, policy, thing)
+    if leftover:
+        raise DeviceError(f"{describe_error(exc)}; rollback incomplete: {leftover}") from exc
 
 
 def rollback(iot: IoTClient, certificate_id: str, arn: str, policy: str, thing: str | None) -> str | None:

@@ -8,8 +8,9 @@ on the operator's machine so that no private key ever enters Pulumi state.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -78,28 +79,35 @@ class Registry(pulumi.ComponentResource):
                                                                thing_type, group)
 
         region = cfg.region or ""
-        policy = aws.iot.Policy("collector-policy", aws.iot.PolicyArgs(
-            name=names.collector_policy,
-            policy=pulumi.Output.all(partition, account_id).apply(
-                lambda a: json.dumps(iam.collector_iot_policy(a[0], region, a[1]))),
-            tags={"pm500:stack": cfg.stack},
-        ), opts=child)
+
+        Render = Callable[[str, str], iam.Document]  # (partition, account id) -> policy document
+
+        def iot_policy(logical: str, name: str, document: Render) -> aws.iot.Policy:
+            """An IoT policy of the stack."""
+            rendered = pulumi.Output.all(partition, account_id).apply(lambda a: json.dumps(document(*a)))
+            return aws.iot.Policy(logical, aws.iot.PolicyArgs(
+                name=name,
+                policy=rendered,
+                tags={"pm500:stack": cfg.stack},
+            ), opts=child)
+
+        policy = iot_policy("collector-policy", names.collector_policy,
+                            lambda p, a: iam.collector_iot_policy(p, region, a))
         self.host_policy_names: dict[str, pulumi.Output[str]] = {}
         if cfg.primary_hosts:
             # Each collector reads its own host's STATE (its thing's primaryHostId attribute). On the
             # root group, which every collector belongs to through its site group: no certificate flow
             # (CLI or fleet provisioning) has to attach a second policy.
-            state_policy = aws.iot.Policy("collector-host-state-policy", aws.iot.PolicyArgs(
-                name=names.collector_state_policy,
-                policy=pulumi.Output.all(partition, account_id).apply(
-                    lambda a: json.dumps(iam.collector_state_policy(a[0], region, a[1]))),
-                tags={"pm500:stack": cfg.stack},
-            ), opts=child)
+            state_policy = iot_policy("collector-host-state-policy", names.collector_state_policy,
+                                      lambda p, a: iam.collector_state_policy(p, region, a))
             aws.iot.PolicyAttachment("collector-host-state-on-root-group", aws.iot.PolicyAttachmentArgs(
                 policy=state_policy.name, target=root.arn,
             ), opts=child)
+            # The IoT policy a Sparkplug Host Application's certificate gets (`cli.py hosts provision`).
             for host in sorted(cfg.primary_hosts):
-                self.host_policy_names[host] = self._host_policy(cfg, names, host, account_id, partition)
+                document = functools.partial(_host_document, region=region, stack=cfg.stack, host=host)
+                self.host_policy_names[host] = iot_policy(
+                    f"host-policy/{host}", names.host_policy(host), document).name
 
         self.thing_type_name = thing_type.name
         self.root_group_name = root.name
@@ -115,21 +123,6 @@ class Registry(pulumi.ComponentResource):
             "collectorPolicyName": self.policy_name,
             "sparkplugHostPolicyNames": self.host_policy_names,
         })
-
-    def _host_policy(self, cfg: StackConfig, names: Names, host: str, account_id: pulumi.Input[str],
-                     partition: pulumi.Input[str]) -> pulumi.Output[str]:
-        """The IoT policy a Sparkplug Host Application's certificate gets (`cli.py hosts provision`)."""
-        region = cfg.region or ""
-
-        def document(a: list[str]) -> str:
-            return json.dumps(iam.host_iot_policy(a[0], region, a[1], cfg.stack, host))
-
-        policy = aws.iot.Policy(f"host-policy/{host}", aws.iot.PolicyArgs(
-            name=names.host_policy(host),
-            policy=pulumi.Output.all(partition, account_id).apply(document),
-            tags={"pm500:stack": cfg.stack},
-        ), opts=pulumi.ResourceOptions(parent=self))
-        return policy.name
 
     def _declare_things(self, cfg: StackConfig, names: Names, site: str, collectors: Sequence[CollectorSpec],
                         thing_type: pulumi.Resource, group: pulumi.Resource) -> dict[str, str]:
@@ -157,3 +150,7 @@ class Registry(pulumi.ComponentResource):
             ), opts=pulumi.ResourceOptions(parent=self, depends_on=[group, thing]))
             thing_names[collector.name] = name
         return thing_names
+
+
+def _host_document(partition: str, account_id: str, *, region: str, stack: str, host: str) -> iam.Document:
+    return iam.host_iot_policy(partition, region, account_id, stack, host)
