@@ -68,6 +68,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     "collector/cip_multiple.py": ["tests/meter/test_cip_multiple.py", "tests/meter/test_driver.py"],
     "collector/assembly_reader.py": ["tests/meter/test_driver.py", "tests/meter/test_poller.py"],
     "collector/settings.py": ["tests/collector/test_settings.py"],
+    "collector/sparkplug_b.py": ["tests/collector/test_sparkplug_proto.py"],
 }
 
 NO_MUTATE = "pragma: no mutate"

@@ -18,7 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from collector.topics import NAME_PATTERN, NAME_RULE
 from collector.validation import describe
 from devices.errors import DeviceError
-from infra.outputs import COLLECTOR_POLICY_NAME, COLLECTORS, IOT_ENDPOINT, STACK, CollectorOutput
+from infra.outputs import (
+    COLLECTOR_POLICY_NAME,
+    COLLECTORS,
+    IOT_ENDPOINT,
+    SPARKPLUG_HOST_POLICIES,
+    STACK,
+    CollectorOutput,
+)
 
 PULUMI_TIMEOUT_S = 120
 
@@ -32,6 +39,8 @@ class StackOutputs(BaseModel):
     iot_endpoint: str = Field(alias=IOT_ENDPOINT)
     collector_policy_name: str = Field(alias=COLLECTOR_POLICY_NAME)
     collectors: dict[str, CollectorOutput] = Field(alias=COLLECTORS)
+    # {host id: IoT policy} (absent in stacks from before Sparkplug host identities: none)
+    sparkplug_host_policy_names: dict[str, str] = Field(default_factory=dict, alias=SPARKPLUG_HOST_POLICIES)
 
     def collector(self, site: str, collector: str) -> CollectorOutput:
         """The collector `site`/`collector`, or an error that lists what the stack does have."""

@@ -64,6 +64,16 @@ class Names:
         return self.resource("collector")
 
     @property
+    def collector_state_policy(self) -> str:
+        """The IoT policy letting each collector read its Primary Host Application's STATE."""
+        return self.resource("collector-host-state")
+
+    def host_policy(self, host_id: str) -> str:
+        """The IoT policy of the Sparkplug Host Application `host_id` (IoT policy names take its
+        characters: letters, digits, `_`, `.`, `-`)."""
+        return self.resource(f"host-{host_id}")
+
+    @property
     def permissions_boundary(self) -> str:
         """The managed policy every role of the stack carries as its permissions boundary. Created by
         the bootstrap (an administrator), never by the stack: the deployer cannot change it."""

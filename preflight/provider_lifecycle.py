@@ -41,6 +41,12 @@ LIFECYCLE: dict[str, tuple[str, ...]] = {
         "iot:DeletePolicy",
         *_TAGS_IOT,
     ),
+    # The provider's aws_iot_policy_attachment reads the target's policies and detaches on delete
+    # (create: AttachPolicy, in preflight.provider_requests.iot).
+    "aws:iot/policyAttachment:PolicyAttachment": (
+        "iot:ListAttachedPolicies",
+        "iot:DetachPolicy",
+    ),
     "aws:iot/provisioningTemplate:ProvisioningTemplate": (
         "iot:DescribeProvisioningTemplate",
         "iot:UpdateProvisioningTemplate",

@@ -16,9 +16,9 @@ import cli
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 COMMANDS = [
     "devices provision", "devices rotate-cert", "devices revoke", "devices allow-replacement", "devices list",
-    "sites provision", "meters probe", "stacks deployer-policy",
+    "sites provision", "hosts provision", "meters probe", "stacks deployer-policy",
 ]
-GROUPS = ["", "devices", "sites", "meters", "stacks"]  # "": cli.py itself
+GROUPS = ["", "devices", "sites", "hosts", "meters", "stacks"]  # "": cli.py itself
 
 
 def help_text(command: str) -> str:

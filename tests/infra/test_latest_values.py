@@ -70,7 +70,7 @@ def test_a_mixed_stack_writes_the_latest_values_of_both_encodings(longest: Evalu
     assert "concat(topic(3), '/', topic(4)) AS meter" in spb_sql
     assert spb_sql.endswith(
         f"WHERE nanvl(get_dynamodb('pm500-{LONG}-latest', 'meter', concat(topic(3), '/', topic(4)), "
-        f"'{LONG_ROLE}').timestamp, -1) < cast(timestamp AS Decimal)")
+        f"'{LONG_ROLE}').timestamp, -1) < cast(get(metrics, 0).timestamp AS Decimal)")  # reading time
     assert spb_sql.count("get_dynamodb(") == 1
     assert rules["rule/spb_latest"]["dynamodbv2s"] == [
         {"putItem": {"tableName": f"pm500-{LONG}-latest"}, "roleArn": LONG_ROLE}]

@@ -161,6 +161,7 @@ def test_iot_policy_is_rendered_from_the_topic_templates(stack: EvaluatedStack) 
     assert by_sid["PublishOwnTopics"]["Resource"] == [
         f"{arn}:topic/spBv1.0/pm500/NBIRTH/{var}",
         f"{arn}:topic/spBv1.0/pm500/NDEATH/{var}",
+        f"{arn}:topic/spBv1.0/pm500/NDATA/{var}",
         f"{arn}:topic/spBv1.0/pm500/DBIRTH/{var}/*",
         f"{arn}:topic/spBv1.0/pm500/DDATA/{var}/*",
         f"{arn}:topic/spBv1.0/pm500/DDEATH/{var}/*",
