@@ -48,6 +48,7 @@ from collector.payload import ddata, encode
 from collector.reading import Reading
 from collector.service import Collector
 from collector.simulator.process import SimulatorProcess
+from collector.wire import make_wire
 from sandbox.ca import DevCA
 from sandbox.influx import InfluxServer
 from sandbox.mosquitto import MosquittoBroker
@@ -107,7 +108,11 @@ def baseline_rate(cfg: CollectorConfig, batch: list[Reading]) -> float:
 
 
 def drain_rate(cfg: CollectorConfig, batch: list[Reading]) -> float:
-    buffer = Buffer(cfg.buffer.path, cfg.buffer.max_bytes, THING, sinks=("mqtt",))
+    """Readings/s from `start()` until every buffered row is acknowledged in the buffer, in `cfg`'s
+    encoding (bench/encoding.py drains each mode with it)."""
+    wire = make_wire(cfg)
+    buffer = Buffer(cfg.buffer.path, cfg.buffer.max_bytes, THING, sinks=("mqtt",),
+                    ddata_encoder=wire.ddata_row)
     buffer.append_many(batch)
     done = threading.Event()
     delivered = 0
@@ -118,7 +123,8 @@ def drain_rate(cfg: CollectorConfig, batch: list[Reading]) -> float:
         if delivered >= len(batch):
             done.set()
 
-    sink = MqttSink(cfg, buffer, window=WINDOW, on_delivered=count)
+    sink = MqttSink(cfg, buffer, window=WINDOW, on_delivered=count, wire=wire)
+    sink.note_reading(batch[-1])  # the meter answered: Sparkplug B births need not wait for a poll
     started = time.perf_counter()
     sink.start()
     done.wait(300)

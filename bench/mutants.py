@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import copy
 import datetime as dt
 import importlib
@@ -79,6 +80,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     "collector/event_queue.py": ["tests/collector/test_event_queue.py"],
     "collector/alarms.py": ["tests/collector/test_alarms.py", "tests/collector/test_event_queue.py"],
     "devices/fleet.py": ["tests/cli/test_fleet_functions.py", "tests/cli/test_fleet_commands.py"],
+    "collector/sparkplug_b.py": ["tests/collector/test_sparkplug_proto.py"],
 }
 
 NO_MUTATE = "pragma: no mutate"
@@ -419,7 +421,12 @@ def _pytest(scratch: Path, tests: Sequence[str], timeout: float | None) -> tuple
         if done:
             break
         if deadline is not None and time.monotonic() > deadline:
-            os.killpg(pid, signal.SIGKILL)  # the child's own session: pytest and whatever it started
+            # pytest's own session, and every process group below it: servers the tests started
+            # (sandbox.procs.ManagedProcess) run in sessions of their own, which a killpg of pytest's
+            # misses, and a killed pytest never reaches the fixture that would have stopped them.
+            for group in (pid, *_descendants(pid)):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, signal.SIGKILL)
             os.waitpid(pid, 0)
             return "timeout", time.monotonic() - start
         time.sleep(0.02)
@@ -428,6 +435,27 @@ def _pytest(scratch: Path, tests: Sequence[str], timeout: float | None) -> tuple
     if rc == 5:
         return "no tests", seconds
     return ("passed" if rc == 0 else "failed"), seconds
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, read from /proc (parents first). Taken before any kill: a child
+    whose parent died is re-parented to init and can no longer be told from anyone else's."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])  # the name in (...) may hold spaces
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        found.append(child)
+        todo += children.get(child, [])
+    return found
 
 
 def _check_imports_copy(scratch: Path, module: str) -> None:

@@ -17,7 +17,8 @@ Each document is checked to be the one `cli.py stacks deployer-policy` wrote for
 
 Per stack also the permissions boundary `pm500-<stack>-boundary` (`--mode boundary`): every role the
 stack creates carries it, and the deploy policy allows IAM writes only on roles that carry it. It is
-made here, by an administrator, because a boundary the deployer could rewrite would cap nothing.
+made here, by an administrator, because a boundary the deployer could rewrite would cap nothing. (The
+stack's data key is made here too, for the same reason: `bootstrap.data_keys`.)
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def environment_of(stack: str, mode: str) -> str:
 class Settings:
     repository: str
     roles: tuple[CiRole, ...]
+    stacks: tuple[str, ...] = ()  # `pm500-bootstrap:stacks`, in order
     create_oidc_provider: bool = True
     boundaries: tuple[tuple[str, dict[str, Any]], ...] = ()  # (stack, its boundary document)
 
@@ -157,7 +159,7 @@ def load_settings() -> Settings:
         policy_documents=_documents(f"policyFiles.{env}",
                                     _names(f"policyFiles.{env}", files.get(env)), stack, mode),
     ) for env, (stack, mode) in environments.items())
-    return Settings(repository=repository, roles=roles,
+    return Settings(repository=repository, roles=roles, stacks=tuple(stacks),
                     create_oidc_provider=config.get_bool("createOidcProvider") is not False,
                     boundaries=tuple(boundaries))
 

@@ -27,7 +27,7 @@ from pydantic import (
 
 from collector.consistency import Wiring
 from collector.lineprotocol import label_problem
-from collector.topics import NAME_PATTERN, NAME_RULE, thing_name
+from collector.topics import HOST_ID_PATTERN, HOST_ID_RULE, NAME_PATTERN, NAME_RULE, thing_name
 from collector.validation import ConfigError, describe, field_path, read_yaml
 
 CONFIG_FILE = "config.yaml"
@@ -55,6 +55,7 @@ Encoding = Literal["json", "sparkplug-b"]
 ENCODINGS: tuple[Encoding, ...] = ("json", "sparkplug-b")
 DEFAULT_ENCODING: Encoding = "json"
 Port = Annotated[int, Field(ge=1, le=65535)]
+HostId = Annotated[str, Field(pattern=HOST_ID_PATTERN.pattern, description=HOST_ID_RULE)]
 
 
 def check_host(value: str) -> str:
@@ -109,8 +110,28 @@ class MqttConfig(_Model):
     encoding: Encoding = Field(
         DEFAULT_ENCODING, description="spBv1.0/ payloads: json (design note) or sparkplug-b (protobuf)"
     )
+    primary_host_id: HostId | None = Field(
+        None,
+        description="sparkplug-b only: the Sparkplug Primary Host Application to wait for (its STATE topic "
+        "spBv1.0/STATE/<id>); births and data wait until it is online",
+    )
+    ddata_qos: Literal[0, 1] = Field(
+        0,
+        description="sparkplug-b only: DDATA QoS. 0 is the specification's (each row is confirmed by a later "
+        "acknowledged packet, no reading lost); 1 is outside the Sparkplug specification",
+    )
 
     _endpoint = field_validator("endpoint")(check_host)
+
+    @model_validator(mode="after")
+    def _sparkplug_settings(self) -> MqttConfig:
+        if self.encoding != "sparkplug-b":
+            if self.primary_host_id is not None:
+                raise ValueError("primary_host_id is a Sparkplug setting: it needs encoding: sparkplug-b")
+            if self.ddata_qos != 0 and "ddata_qos" in self.model_fields_set:
+                raise ValueError("ddata_qos is a Sparkplug setting: it needs encoding: sparkplug-b "
+                                 "(json DDATA are always QoS 1)")
+        return self
 
 
 class InfluxConfig(_Model):

@@ -44,7 +44,7 @@ from collector.settings import Running, Settings, flatten, nest
 from collector.shadow import ShadowClient
 from collector.sink_errors import SinkError
 from collector.validation import ConfigError
-from collector.wire import make_wire
+from collector.wire import SparkplugWire, make_wire
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ OUT_OF_SERVICE = "out_of_service"  # a meter taken out of service remotely: not 
 HEALTHY_METER_STATES = ("ok", OUT_OF_SERVICE)
 DEAD_METER_STATE = "stopped"  # collector.poller.MeterStatus.state once a meter thread has ended
 COMMAND_SOURCE = "ncmd"  # the JSON NCMD channel, as named in the settings record
+SPARKPLUG_SOURCE = "sparkplug-ncmd"  # a Sparkplug B NCMD write of a setting NBIRTH declared
 VERSION = importlib.metadata.version("pm500")
 REPORTED_PROBLEMS = 5  # the first problems in the shadow (a document is capped at 8 KB)
 REPORTED_MESSAGE_CHARS = 200
@@ -149,6 +150,13 @@ class Collector:
         self._out_of_service = running.out_of_service
         self.mqtt = MqttSink(cfg, self.buffer, window=cfg.mqtt.inflight_window, wire=self.wire)
         self.mqtt.on_command = self.handle_command
+        self.mqtt.poll_interval_s = self._poll_interval_s
+        self.mqtt.set_out_of_service(self._out_of_service)
+        if isinstance(self.wire, SparkplugWire):  # the settings are writable node metrics in NBIRTH
+            self.wire.settings = self.settings
+            self.mqtt.on_write = self.handle_sparkplug_write
+            self.mqtt.on_refused = self.refuse_sparkplug_command
+            self.settings.listen(lambda target: self.mqtt.publish_settings())  # NDATA: the new values
         self.influx = InfluxSink(cfg.influx, self.buffer) if cfg.influx.enabled else None
         self._certificate_not_after = certificate_not_after(cfg.mqtt.cert_file)
         self.shadow = (
@@ -225,6 +233,7 @@ class Collector:
 
     def on_reading(self, reading: Reading) -> None:
         """Called from poller threads: commit first, then wake the sinks."""
+        self.mqtt.note_reading(reading)  # the meter answered: its DBIRTH may carry these values now
         try:
             seq = self.buffer.append(reading)
         except Exception:
@@ -274,9 +283,21 @@ class Collector:
             return
         self.settings.apply(flatten(command), source=COMMAND_SOURCE)
 
+    def handle_sparkplug_write(self, writes: dict[str, object]) -> None:
+        """Sparkplug B NCMD writes of the settings NBIRTH declared (paho's thread; never blocks). Applied,
+        an NDATA tells hosts the new values once the collector runs them; refused, nothing changes (the
+        reasons are in the log and in /health's settings history)."""
+        self.settings.apply(writes, source=SPARKPLUG_SOURCE)
+
+    def refuse_sparkplug_command(self, reason: str) -> None:
+        """An NCMD that is not a Sparkplug B Payload, or names a metric nobody may write: recorded."""
+        self.settings.refuse(reason, source=SPARKPLUG_SOURCE)
+
     def _follow(self, target: Running) -> None:
         """On the settings worker: run `target`; polling restarts only if what it polls changed."""
         self.debug = target.debug
+        self.mqtt.poll_interval_s = target.poll_interval_s  # the silence after which a meter is dead
+        self.mqtt.set_out_of_service(target.out_of_service)
         if (target.poll_interval_s, target.out_of_service) != (self._poll_interval_s, self._out_of_service):
             self._poll_interval_s, self._out_of_service = target.poll_interval_s, target.out_of_service
             self._start_poller()
@@ -340,8 +361,13 @@ class Collector:
                 degraded.append(f"meter {asset}: {state}")
         if self.mqtt.link.identity_suspected:
             degraded.append(f"mqtt: {IDENTITY_PROBLEM}")
+        elif mqtt_status["state"] == "waiting_for_primary_host":
+            degraded.append(f"mqtt: waiting for primary host application {self.mqtt.link.primary_host_id!r} "
+                            "(births and data held in the buffer)")
         elif not mqtt_status["connected"]:
             degraded.append(_why("mqtt not connected", self.mqtt.link.last_error.get()))
+        for refused in self.mqtt.link.subscriptions_refused:
+            degraded.append(f"mqtt: broker refused the subscription to {refused}")
         if self.influx is not None and not self.influx.healthy:
             degraded.append(_why("influxdb writes failing", self.influx.last_error.get()))
         status = UNHEALTHY if failing else "degraded" if degraded else "ok"

@@ -23,8 +23,15 @@ NAME_RULE = "1-32 characters of a-z, 0-9 and '-', starting and ending with a let
 # ub-common-name); AWS IoT would take 128. The stack config and the CLI both apply this one rule.
 MAX_THING_NAME_LENGTH = 64
 
+# A Sparkplug Host Application id (`spBv1.0/STATE/<host id>`): one topic level. The spec allows any
+# UTF-8 but `+ / #`; we also keep out what an IoT policy resource or an ACL line would read as a wildcard
+# or variable (`* ? $`), whitespace and control characters.
+HOST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+HOST_ID_RULE = "1-64 characters of A-Z, a-z, 0-9, '_', '.' and '-', starting with a letter or digit"
+
 THING = "{thing}"
 ASSET = "{asset}"
+HOST = "{host}"
 
 
 @dataclass(frozen=True)
@@ -35,15 +42,19 @@ class TopicTemplate:
     levels: tuple[str, ...]
     direction: str  # "publish" | "subscribe"
 
-    def render(self, thing: str, asset: str | None = None) -> str:
-        return "/".join(_fill(level, thing, asset) for level in self.levels)
+    def render(self, thing: str, asset: str | None = None, host: str | None = None) -> str:
+        return "/".join(_fill(level, thing, asset, host) for level in self.levels)
 
 
-def _fill(level: str, thing: str, asset: str | None) -> str:
+def _fill(level: str, thing: str, asset: str | None, host: str | None = None) -> str:
     if level == ASSET:
         if asset is None:
             raise ValueError("this topic needs an asset")
         return asset
+    if level == HOST:
+        if host is None:
+            raise ValueError("this topic needs a host application id")
+        return host
     return thing if level == THING else level
 
 
@@ -55,10 +66,17 @@ def _sparkplug(message_type: str, *device: str, direction: str = "publish") -> T
 
 NBIRTH = _sparkplug("NBIRTH")
 NDEATH = _sparkplug("NDEATH")
+NDATA = _sparkplug("NDATA")
 DBIRTH = _sparkplug("DBIRTH", ASSET)
 DDATA = _sparkplug("DDATA", ASSET)
 DDEATH = _sparkplug("DDEATH", ASSET)
 NCMD = _sparkplug("NCMD", direction="subscribe")
+# The Primary Host Application's birth/death certificate (JSON `{"online", "timestamp"}`, retained).
+STATE = TopicTemplate("STATE", (SPARKPLUG_NAMESPACE, "STATE", HOST), "subscribe")
+# Never subscribed: the collector UNSUBSCRIBEs from it to have the broker confirm, with its UNSUBACK,
+# that it received every packet written before (QoS 0 DDATA; `collector.mqtt_sink`). No permission is
+# needed: MQTT servers answer every UNSUBSCRIBE [MQTT-3.10.4-5] and IoT policies do not govern it.
+DELIVERY_CHECK = TopicTemplate("DELIVERY_CHECK", ("pm500", "delivery-check", THING), "unsubscribe")
 # The collector's named shadow (collector.shadow), AWS IoT Device Shadow service, "Device Shadow MQTT
 # topics". It publishes only `update` and `get` (never `delete`, never the classic shadow) and reads the
 # answers of its own named shadow. The reading side is one template (`.../name/pm500/#`, `*` in the IoT
@@ -88,7 +106,7 @@ EVENT = TopicTemplate("EVENT", (EVENTS_NAMESPACE, "event", THING, ASSET), "publi
 EVENT_THING_LEVEL = 3  # IoT SQL topic(3) of an EVENT topic is the thing name
 
 COLLECTOR_TOPICS: tuple[TopicTemplate, ...] = (
-    NBIRTH, NDEATH, DBIRTH, DDATA, DDEATH, NCMD, SHADOW_UPDATE, SHADOW_GET, SHADOW, EVENT
+    NBIRTH, NDEATH, NDATA, DBIRTH, DDATA, DDEATH, NCMD, SHADOW_UPDATE, SHADOW_GET, SHADOW, EVENT
 )
 
 
@@ -147,3 +165,53 @@ def mosquitto_acl_patterns(templates: Iterable[TopicTemplate] = COLLECTOR_TOPICS
         access = {"publish": "write", "subscribe": "read"}[t.direction]
         lines.append(f"pattern {access} {_pattern(t, '%u', '+', '#')}")
     return lines
+
+
+# -- Sparkplug Host Applications ----------------------------------------------------------------------
+# A collector configured with a Primary Host reads that host's STATE. In an IoT policy the host id is
+# the thing's attribute of this name (`iot:Connection.Thing.Attributes[...]`), so each collector may
+# read its own host's STATE only; the Mosquitto ACL renders it for the host ids it is given.
+PRIMARY_HOST_ATTRIBUTE = "primaryHostId"
+
+
+def collector_state_topic(host_variable: str) -> str:
+    """The STATE topic a collector reads, for an IoT policy (`host_variable`) or an ACL (a host id)."""
+    return STATE.render("", host=host_variable)
+
+
+# A host application (Ignition, a HiveMQ bridge, a Tahu app) using the broker of one stack: it reads every
+# edge node of the stack, sends them NCMD (rebirth requests, setting writes) and publishes its own
+# retained STATE. The IoT policy narrows what it receives to the stack's things (`<stack>:*`): MQTT
+# filters cannot select a level by prefix, the policy's `iot:Receive` can.
+HOST_READ_FILTERS = (
+    f"{SPARKPLUG_NAMESPACE}/#",  # what hosts such as Ignition subscribe to by default
+    f"{SPARKPLUG_NAMESPACE}/{GROUP_ID}/#",
+)
+
+
+def host_topics(host_id: str, thing_pattern: str) -> dict[str, list[str]]:
+    """What a host application may do, by IoT policy action: topic filters it may subscribe to, topics it
+    may receive, publish and publish retained. `thing_pattern` stands for every edge node of the stack
+    (`<stack>:*` in an IoT policy, `+` in an ACL)."""
+    state = STATE.render("", host=host_id)
+    edge_node_messages = "/".join((SPARKPLUG_NAMESPACE, GROUP_ID, "*", thing_pattern))
+    return {
+        "subscribe": [*HOST_READ_FILTERS, state],
+        "receive": [edge_node_messages, state],  # IoT policy `*` spans levels: devices' topics too
+        "publish": [NCMD.render(thing_pattern), state],
+        "retain": [state],
+    }
+
+
+def host_mosquitto_acl(host_id: str) -> list[str]:
+    """A Mosquitto ACL for one host application (user = its certificate CN = its host id), from the same
+    `host_topics` as its IoT policy, and the pattern that lets collectors read its STATE. One broker per
+    stack: what it may receive needs no narrowing; and a pattern cannot name a thing attribute, so every
+    collector of the broker may read the STATE of each host listed (the IoT policy: its own only)."""
+    allowed = host_topics(host_id, "+")
+    return [
+        f"pattern read {collector_state_topic(host_id)}",
+        f"user {host_id}",
+        *(f"topic read {t}" for t in allowed["subscribe"]),
+        *(f"topic write {t}" for t in allowed["publish"]),
+    ]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from collector.config import CONFIG_FILE, CollectorConfig
+from collector.config import CA_FILE, CERT_FILE, CONFIG_FILE, KEY_FILE, CollectorConfig
 from collector.lineprotocol import MEASUREMENT
-from collector.topics import GROUP_ID, SPARKPLUG_NAMESPACE
+from collector.topics import GROUP_ID, NCMD, SPARKPLUG_NAMESPACE
 from demo.pipeline import Pipeline
 
 # Plain identifiers: the query fits in a double-quoted shell word without escaping.
@@ -56,7 +56,29 @@ def commands(p: Pipeline) -> list[tuple[str, str]]:
         ("the bundle cli.py wrote (the collector reads it unchanged)",
          f"ls -l {q(str(p.bundle_dir))} && cat {q(str(p.bundle_dir / CONFIG_FILE))}"),
         *aws_commands(p.moto.endpoint_url, p.moto.aws_env(), p.outputs_file),
+        *host_commands(p),
         ("every log", f"tail -F {q(str(p.logs))}/*.log {_server_logs(p)}"),
+    ]
+
+
+def rebirth_command(p: Pipeline) -> str:
+    """Publish the Primary Host's NCMD `Node Control/Rebirth` = true to the collector (QoS 0, as the spec
+    sends NCMD), with the host's certificate; mosquitto_pub's own client id, so the host stays online."""
+    assert p.broker and p.host_bundle_dir and p.rebirth_file and p.bundle
+    q, host = shlex.quote, p.host_bundle_dir
+    return (f"mosquitto_pub -h 127.0.0.1 -p {p.broker.port} --cafile {q(str(host / CA_FILE))} "
+            f"--cert {q(str(host / CERT_FILE))} --key {q(str(host / KEY_FILE))} -q 0 "
+            f"-t '{NCMD.render(p.bundle.thing_name)}' -f {q(str(p.rebirth_file))}")
+
+
+def host_commands(p: Pipeline) -> list[tuple[str, str]]:
+    """With a Primary Host (--encoding sparkplug-b): ask for a rebirth as the host would, see it arrive."""
+    if p.host_bundle_dir is None:
+        return []
+    return [
+        ("ask the collector to rebirth, as its Primary Host would (NCMD Node Control/Rebirth): a new "
+         "NBIRTH and DBIRTHs follow (births in the view, the host's log)", rebirth_command(p)),
+        ("what the Primary Host Application receives", f"tail -F {shlex.quote(str(p.logs / 'host.log'))}"),
     ]
 
 

@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 
 from collector.lineprotocol import MEASUREMENT
 from collector.proto.sparkplug_b_pb2 import Payload
-from collector.sparkplug_b import NAMES_BY_ALIAS
+from collector.sparkplug_b import NAMES_BY_NUMBER, metric_number
 from collector.topics import DBIRTH, DDATA, DDEATH, NBIRTH, NDEATH
 
 _HTTP_TIMEOUT_S = 2.0
@@ -101,7 +101,7 @@ def _ddata_fields(payload: bytes) -> Any:
     except DecodeError:
         return None
     metrics = [
-        {"name": NAMES_BY_ALIAS.get(m.alias), "value": None if m.is_null else m.double_value}
+        {"name": NAMES_BY_NUMBER.get(metric_number(m.alias)), "value": None if m.is_null else m.double_value}
         for m in decoded.metrics
     ]
     return {"seq": decoded.seq, "metrics": metrics}

@@ -31,6 +31,9 @@ class Pipeline:
     bundle_dir: Path | None = None
     outputs_file: Path | None = None
     recorder: Recorder | None = None
+    # --encoding sparkplug-b: the Primary Host Application's bundle and its rebirth request payload
+    host_bundle_dir: Path | None = None
+    rebirth_file: Path | None = None
     pids: dict[str, int] = field(default_factory=dict)
 
     @property

@@ -2,11 +2,12 @@
 
 Order: stack (real program on the mock runtime) -> moto seeded with it -> dev CA -> InfluxDB ->
 Mosquitto and AWS IoT's services around it (lifecycle events, shadows, topic rules) -> `cli.py
-devices provision` (bundle) -> meter simulators -> observer subscriber -> collector (from the bundle),
-then the fleet tour (`demo.fleet_tour`: a remote setting applied live, the collector offline and
-back). The observer subscribes before the collector connects, so it sees the collector's births, not
-only its data. Every child process is a `sandbox.procs.ManagedProcess` in its own process group; the
-teardown stops them in reverse order, then checks that none of their pids is alive.
+devices provision` (bundle) -> meter simulators -> observer subscriber -> [sparkplug-b: `cli.py hosts
+provision` and the Primary Host Application] -> collector (from the bundle), then the fleet tour
+(`demo.fleet_tour`: a remote setting applied live, the collector offline and back). The observer
+subscribes before the collector connects, so it sees the collector's births, not only its data. Every
+child process is a `sandbox.procs.ManagedProcess` in its own process group; the teardown stops them in
+reverse order, then checks that none of their pids is alive.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -132,9 +133,10 @@ class Demo:
             with self._step("InfluxDB 1.x (the site's edge historian)"):
                 self._server(influx)
         p.influx = influx
+        hosts = [stack.HOST_ID] if self.encoding == "sparkplug-b" else []
         with self._step("Mosquitto, mutual TLS + ACL from collector.topics (stand-in for the IoT Core "
                         "endpoint)"):
-            p.broker = self._server(MosquittoBroker(p.workdir / "mosquitto", p.ca))
+            p.broker = self._server(MosquittoBroker(p.workdir / "mosquitto", p.ca, primary_hosts=hosts))
             p.observer = p.broker.observer_credentials(p.workdir / "observer")
         with self._step("AWS IoT's services around the broker: lifecycle events from its connection "
                         "records, the named shadows served by moto, the stack's topic rules run"):
@@ -164,6 +166,8 @@ class Demo:
             p.recorder = Recorder(LOOPBACK, p.broker.port, p.ca.cert_path, cert, key, "spBv1.0/pm500/#")
             p.recorder.start()
             self._teardown.callback(p.recorder.stop)
+        if hosts:
+            self._start_host(local)
         with self._step("collector, from the bundle as the CLI wrote it"):
             (p.workdir / "collector").mkdir(exist_ok=True)
             self._collector = self._process(
@@ -196,6 +200,28 @@ class Demo:
         finally:
             self.fleet_steps = dict(tour.steps)
 
+    def _start_host(self, local: stack.LocalStack) -> None:
+        """The Sparkplug Primary Host Application the collector waits for: its identity from the CLI,
+        then `sandbox.sparkplug_host` online (retained STATE) before the collector connects."""
+        p = self.pipeline
+        assert p.ca is not None and p.moto is not None and p.broker is not None
+        with self._step(f"cli.py hosts provision: the Primary Host Application {stack.HOST_ID}'s "
+                        "certificate and its host policy, bundle written"):
+            p.host_bundle_dir = p.workdir / "host"
+            command = stack.provision_host_command(local, p.ca, p.broker, p.host_bundle_dir)
+            stack.run_cli(command, p.moto, p.logs / "provision-host.log")
+        with self._step(f"Primary Host Application {stack.HOST_ID} online (retained STATE; the collector "
+                        "publishes its births only then)"):
+            ready = p.workdir / "host-online"
+            p.rebirth_file = p.workdir / "rebirth-ncmd.pb"
+            self._process(
+                "primary host",
+                python_module("sandbox.sparkplug_host", "--bundle", p.host_bundle_dir, "--ready-file", ready,
+                              "--rebirth-file", p.rebirth_file),
+                p.logs / "host.log",
+                ready=ready.exists,
+            )
+
     def _server(self, server: S) -> S:
         server.start()
         self._teardown.callback(server.stop)
@@ -203,16 +229,21 @@ class Demo:
         self._track(server.name, server.pid)
         return server
 
-    def _process(self, name: str, args: list[str], log: Path, *, listens_on: tuple[str, int],
+    def _process(self, name: str, args: list[str], log: Path, *, listens_on: tuple[str, int] | None = None,
+                 ready: Callable[[], bool] | None = None,
                  env: dict[str, str] | None = None) -> ManagedProcess:
-        """Start a child and wait until it accepts connections on `listens_on` (or died trying)."""
+        """Start a child and wait until it accepts connections on `listens_on`, or `ready()` (or it died
+        trying)."""
         proc = ManagedProcess(args, log, env={**_child_env(), **(env or {})}, cwd=self.pipeline.workdir)
         proc.start()
         self._teardown.callback(proc.stop)
         self._processes.append((name, proc))
         self._track(name, proc.pid)
         try:
-            wait_for_port(*listens_on, PROCESS_START_TIMEOUT_S, alive=lambda: proc.running)
+            if listens_on is not None:
+                wait_for_port(*listens_on, PROCESS_START_TIMEOUT_S, alive=lambda: proc.running)
+            elif ready is not None:
+                _wait_until(ready, PROCESS_START_TIMEOUT_S, alive=lambda: proc.running)
         except Exception as exc:
             raise PieceError(f"{name} did not become ready: {exc}\n--- {log} (tail) ---\n{proc.log_tail()}") \
                 from exc
@@ -280,6 +311,16 @@ class Demo:
         """Stop everything started, newest first; return the names of any process still alive."""
         self._teardown.close()
         return [f"{name} (pid {pid})" for name, pid in self.pipeline.pids.items() if pid_alive(pid)]
+
+
+def _wait_until(ready: Callable[[], bool], timeout: float, alive: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if not alive():
+            raise RuntimeError("it exited")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not ready within {timeout:g}s")
+        time.sleep(0.1)
 
 
 def log_tail(path: Path, lines: int = 15) -> str:

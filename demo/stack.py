@@ -1,6 +1,7 @@
 """The cloud side, locally: the `local` stack's outputs from the real program, its whole plan replayed
-into moto (`sandbox.plan_replay`), and `cli.py devices provision` run against moto exactly as an
-operator runs it against AWS.
+into moto (`sandbox.plan_replay`) after the bootstrap's for it (its data key: the account as the first
+deploy leaves it), and `cli.py devices provision` run against moto exactly as an operator runs it
+against AWS.
 
 `pulumi up -s local` cannot run here (no Pulumi CLI, no AWS), so the program in `infra/` is evaluated
 on Pulumi's mock runtime for `Pulumi.local.yaml`: the thing names, policy name and policy document
@@ -18,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bootstrap.plan import bootstrap_requests
 from collector.config import DEFAULT_CIP_PORT, DEFAULT_ENCODING, Encoding
 from demo.workdir import REPO_ROOT
-from infra.outputs import COLLECTORS
+from infra.outputs import COLLECTOR_POLICY_NAME, COLLECTORS
 from preflight.provider_requests import ApiRequest, stack_requests
 from sandbox.ca import DevCA
 from sandbox.influx import InfluxServer
@@ -30,6 +32,9 @@ from sandbox.net import LOOPBACK, free_port
 from sandbox.plan_replay import moto_clients, replay
 
 STACK = "local"
+# The Sparkplug Primary Host Application of the demo (`--encoding sparkplug-b`): the collector waits for
+# its STATE; `sandbox.sparkplug_host` plays it with the identity `cli.py hosts provision` gives it.
+HOST_ID = "pm500-demo-host"
 IOT_POLICY_TYPE = "aws:iot/policy:Policy"
 SITES_KEY = "pm500:sites"
 CLI = REPO_ROOT / "cli.py"
@@ -46,7 +51,7 @@ class LocalStack:
     policy_document: str
     outputs_file: Path
     region: str
-    requests: list[ApiRequest]  # what `pulumi up` would send to AWS, replayed into moto
+    requests: list[ApiRequest]  # what the bootstrap's, then the stack's `pulumi up` would send to AWS
 
     @property
     def collector(self) -> dict[str, Any]:
@@ -91,7 +96,8 @@ def evaluate(directory: Path, encoding: Encoding = DEFAULT_ENCODING) -> tuple[Lo
     """Run `infra/` on the mock runtime for the local stack; save its outputs as `outputs.json`.
 
     `encoding` is set as the stack's `pm500:encoding` (as an operator would in Pulumi.local.yaml), so
-    it reaches the collector the way it does in a real deployment: outputs -> CLI -> bundle.
+    it reaches the collector the way it does in a real deployment: outputs -> CLI -> bundle. With
+    `sparkplug-b` the stack also names its Primary Host Application (`pm500:primaryHostId` = HOST_ID).
     Returns the stack and notes on any meter moved to a free port (see `free_meter_ports`).
     """
     from preflight.mock_runtime import evaluate_stack, load_stack_config_file
@@ -99,15 +105,20 @@ def evaluate(directory: Path, encoding: Encoding = DEFAULT_ENCODING) -> tuple[Lo
     config, secret_keys = load_stack_config_file(STACK)
     notes = free_meter_ports(config)
     config["pm500:encoding"] = encoding
+    if encoding == "sparkplug-b":
+        config["pm500:primaryHostId"] = HOST_ID
     result = evaluate_stack(STACK, config=config, secret_keys=secret_keys)
-    policy = result.one(IOT_POLICY_TYPE).inputs["policy"]
+    collector_policy = result.outputs[COLLECTOR_POLICY_NAME]  # (host policies too with a primary host)
+    policy = next(r.inputs["policy"] for r in result.of_type(IOT_POLICY_TYPE)
+                  if r.inputs["name"] == collector_policy)
     document = policy if isinstance(policy, str) else json.dumps(policy)
     directory.mkdir(parents=True, exist_ok=True)
     outputs_file = directory / "outputs.json"
     outputs_file.write_text(json.dumps(result.outputs, indent=2) + "\n")
     (directory / "collector-policy.json").write_text(json.dumps(json.loads(document), indent=2) + "\n")
     region = config["aws:region"]
-    return LocalStack(dict(result.outputs), document, outputs_file, region, stack_requests(result)), notes
+    requests = [*bootstrap_requests(result), *stack_requests(result)]
+    return LocalStack(dict(result.outputs), document, outputs_file, region, requests), notes
 
 
 def offline_after_s() -> int:
@@ -144,10 +155,27 @@ def provision_command(stack: LocalStack, ca: DevCA, broker: MosquittoBroker, inf
     ]
 
 
+def provision_host_command(stack: LocalStack, ca: DevCA, broker: MosquittoBroker,
+                           bundle_dir: Path) -> list[str]:
+    """`cli.py hosts provision` for the demo's Primary Host Application, pointed at the local stand-ins."""
+    return [
+        sys.executable, str(CLI), "hosts", "provision", "--stack", STACK, "--host-id", HOST_ID,
+        "--outputs-file", str(stack.outputs_file),
+        "--ca-cert", str(ca.cert_path), "--ca-key", str(ca.key_path),
+        "--server-ca", str(ca.cert_path),
+        "--endpoint", LOOPBACK, "--mqtt-port", str(broker.port),
+        "--out", str(bundle_dir),
+    ]
+
+
 def provision(stack: LocalStack, moto: MotoServer, ca: DevCA, broker: MosquittoBroker, influx: InfluxServer,
               bundle_dir: Path, log: Path) -> None:
     """Run the CLI as a subprocess (its output goes to `log`); raise `StackError` with it on failure."""
-    command = provision_command(stack, ca, broker, influx, bundle_dir)
+    run_cli(provision_command(stack, ca, broker, influx, bundle_dir), moto, log)
+
+
+def run_cli(command: list[str], moto: MotoServer, log: Path) -> None:
+    """Run a `cli.py` command line against moto, output to `log`; `StackError` with its tail on failure."""
     env = {**clean_env(), **moto.aws_env()}
     with log.open("w") as out:
         out.write("$ " + " ".join(command) + "\n")
@@ -156,7 +184,7 @@ def provision(stack: LocalStack, moto: MotoServer, ca: DevCA, broker: MosquittoB
                               timeout=PROVISION_TIMEOUT_S, check=False)
     if done.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-15:])
-        raise StackError(f"cli.py devices provision exited {done.returncode}; see {log}\n{tail}")
+        raise StackError(f"cli.py {' '.join(command[2:4])} exited {done.returncode}; see {log}\n{tail}")
 
 
 def clean_env() -> dict[str, str]:

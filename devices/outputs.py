@@ -18,7 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from collector.topics import NAME_PATTERN, NAME_RULE
 from collector.validation import describe
 from devices.errors import DeviceError
-from infra.outputs import COLLECTOR_POLICY_NAME, COLLECTORS, FLEET_TABLE, IOT_ENDPOINT, STACK, CollectorOutput
+from infra.outputs import (
+    COLLECTOR_POLICY_NAME,
+    COLLECTORS,
+    FLEET_TABLE,
+    IOT_ENDPOINT,
+    SPARKPLUG_HOST_POLICIES,
+    STACK,
+    CollectorOutput,
+)
 
 PULUMI_TIMEOUT_S = 120
 
@@ -33,6 +41,8 @@ class StackOutputs(BaseModel):
     collector_policy_name: str = Field(alias=COLLECTOR_POLICY_NAME)
     collectors: dict[str, CollectorOutput] = Field(alias=COLLECTORS)
     fleet_table: str | None = Field(None, alias=FLEET_TABLE)  # features.fleet; none in older stacks
+    # {host id: IoT policy} (absent in stacks from before Sparkplug host identities: none)
+    sparkplug_host_policy_names: dict[str, str] = Field(default_factory=dict, alias=SPARKPLUG_HOST_POLICIES)
 
     def collector(self, site: str, collector: str) -> CollectorOutput:
         """The collector `site`/`collector`, or an error that lists what the stack does have."""

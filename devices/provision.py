@@ -119,7 +119,7 @@ def provision_device(
         )
 
     key = crypto.generate_key(issue.key_type)
-    issued = _issue(iot, crypto.build_csr(key, thing), issue)
+    issued = issue_certificate(iot, crypto.build_csr(key, thing), issue)
     policy = outputs.collector_policy_name
     try:
         cert = crypto.check_certificate(issued.pem, key, thing)
@@ -136,19 +136,10 @@ def provision_device(
         write_bundle(
             bundle_dir,
             files,
-            Manifest(
-                thing_name=thing,
-                certificate_id=issued.certificate_id,
-                certificate_arn=issued.arn,
-                issuer="aws" if issue.ca is None else "ca",
-                key_type=issue.key_type,
-                written_at=dt.datetime.now(dt.UTC),
-            ),
+            issued_manifest(thing, issued, issue),
         )
     except BaseException as exc:
-        leftover = rollback(iot, issued.certificate_id, issued.arn, policy, thing)
-        if leftover:
-            raise DeviceError(f"{describe_error(exc)}; rollback incomplete: {leftover}") from exc
+        undo_issue(iot, issued, policy, thing, exc)
         raise
 
     others = _revoke_others(iot, attached, manifest, issued, thing, bundle_dir) if mode == "force" else ()
@@ -199,6 +190,8 @@ def build_config(
 ) -> CollectorConfig:
     """The collector's config: meters from the stack; broker and InfluxDB from options or the old bundle."""
     mqtt: dict[str, Any] = {"endpoint": outputs.iot_endpoint, "encoding": target.encoding}
+    if target.primary_host_id is not None:
+        mqtt["primary_host_id"] = target.primary_host_id
     if previous is not None:
         mqtt.update(
             endpoint=previous.mqtt.endpoint, port=previous.mqtt.port, keepalive_s=previous.mqtt.keepalive_s
@@ -273,7 +266,8 @@ def thing_certificates(iot: IoTClient, thing: str, stack: str) -> list[str]:
         raise
 
 
-def _issue(iot: IoTClient, csr: str, issue: IssueOptions) -> _Issued:
+def issue_certificate(iot: IoTClient, csr: str, issue: IssueOptions) -> _Issued:
+    """A certificate for `csr`: from AWS IoT, or signed by the organisation's CA and registered."""
     if issue.ca is None:
         r = iot.create_certificate_from_csr(certificateSigningRequest=csr, setAsActive=True)
         return _Issued(r["certificateId"], r["certificateArn"], r["certificatePem"])
@@ -294,8 +288,29 @@ def _attempt(steps: list[tuple[str, Callable[[], object]]]) -> str | None:
     return "; ".join(problems) or None
 
 
-def rollback(iot: IoTClient, certificate_id: str, arn: str, policy: str, thing: str) -> str | None:
-    """Undo a certificate we created. Returns what could not be undone (with the ID to clean up), or None."""
+def issued_manifest(name: str, issued: _Issued, issue: IssueOptions) -> Manifest:
+    """The bundle manifest of the certificate just issued to `name` (a thing, or a host application)."""
+    return Manifest(
+        thing_name=name,
+        certificate_id=issued.certificate_id,
+        certificate_arn=issued.arn,
+        issuer="aws" if issue.ca is None else "ca",
+        key_type=issue.key_type,
+        written_at=dt.datetime.now(dt.UTC),
+    )
+
+
+def undo_issue(iot: IoTClient, issued: _Issued, policy: str, thing: str | None, exc: BaseException) -> None:
+    """After `exc`, roll back the certificate just issued; a DeviceError if that is left half-done (the
+    caller re-raises `exc` otherwise)."""
+    leftover = rollback(iot, issued.certificate_id, issued.arn, policy, thing)
+    if leftover:
+        raise DeviceError(f"{describe_error(exc)}; rollback incomplete: {leftover}") from exc
+
+
+def rollback(iot: IoTClient, certificate_id: str, arn: str, policy: str, thing: str | None) -> str | None:
+    """Undo a certificate we created (for `thing`, or none: a host application's). Returns what could not
+    be undone (with the ID to clean up), or None."""
     steps = _retire_steps(iot, certificate_id, arn, [policy], thing, "INACTIVE")
     steps.append(("delete it",
                   lambda: retry_conflicts(lambda: iot.delete_certificate(certificateId=certificate_id))))
@@ -323,15 +338,16 @@ def retire_certificate(
 
 
 def _retire_steps(
-    iot: IoTClient, certificate_id: str, arn: str, policies: list[str], thing: str,
+    iot: IoTClient, certificate_id: str, arn: str, policies: list[str], thing: str | None,
     status: Literal["INACTIVE", "REVOKED"],
 ) -> list[tuple[str, Callable[[], object]]]:
     steps: list[tuple[str, Callable[[], object]]] = [
         (f"detach policy {p}", partial(iot.detach_policy, policyName=p, target=arn))
         for p in policies
     ]
-    steps += [
-        ("detach the thing", lambda: iot.detach_thing_principal(thingName=thing, principal=arn)),
-        (f"set it {status}", lambda: iot.update_certificate(certificateId=certificate_id, newStatus=status)),
-    ]
+    if thing is not None:
+        detach = partial(iot.detach_thing_principal, thingName=thing, principal=arn)
+        steps.append(("detach the thing", detach))
+    steps.append(
+        (f"set it {status}", lambda: iot.update_certificate(certificateId=certificate_id, newStatus=status)))
     return steps

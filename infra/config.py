@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from collector.config import DEFAULT_ENCODING, Encoding, MeterConfig, Name
+from collector.config import DEFAULT_ENCODING, Encoding, HostId, MeterConfig, Name
 from collector.topics import NAME_PATTERN, NAME_RULE, check_thing_name_length, thing_name
 from collector.validation import ConfigError, describe, read_yaml
 from infra.naming import MAX_STACK_NAME_LENGTH
@@ -67,6 +67,8 @@ class CollectorSpec(_Model):
     meters: list[MeterConfig] = Field(min_length=1)
     poll_interval_s: float = Field(1.0, ge=0.1, le=3600)
     encoding: Encoding | None = Field(None, description="MQTT payload encoding; default: pm500:encoding")
+    primary_host_id: HostId | None = Field(
+        None, description="Sparkplug Primary Host Application it waits for; default: pm500:primaryHostId")
 
     @model_validator(mode="after")
     def _assets_unique(self) -> CollectorSpec:
@@ -219,6 +221,8 @@ class StackConfig(_Model):
     edge: EdgeSettingsSpec = EdgeSettingsSpec()
     deletion_protection: bool = False
     encoding: Encoding = Field(DEFAULT_ENCODING, description="MQTT payload encoding of its collectors")
+    primary_host_id: HostId | None = Field(
+        None, description="the Sparkplug Primary Host Application its sparkplug-b collectors wait for")
     region: str | None = Field(None, pattern=r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$",
                                description="aws:region, e.g. eu-west-1")
     secret_keys: frozenset[str] = Field(frozenset(), description="pm500 keys Pulumi holds as secrets")
@@ -236,6 +240,11 @@ class StackConfig(_Model):
     @model_validator(mode="after")
     def _sites_unique(self) -> StackConfig:
         _unique([s.name for s in self.sites], "sites[].name")
+        for site in self.sites:
+            for c in site.collectors:
+                if c.primary_host_id is not None and self.collector_encoding(c) != "sparkplug-b":
+                    raise ValueError(f"sites[{site.name}].collectors[{c.name}].primaryHostId is a Sparkplug "
+                                     "setting: it needs encoding sparkplug-b")
         if self.features.edge:
             missing = [s.name for s in self.sites if s.edge is None]
             if missing:
@@ -256,6 +265,19 @@ class StackConfig(_Model):
         """What a collector's bundle sets as `mqtt.encoding`: its own setting, else the stack's."""
         return collector.encoding or self.encoding
 
+    def collector_primary_host(self, collector: CollectorSpec) -> str | None:
+        """What a collector's bundle sets as `mqtt.primary_host_id`: its own setting, else the stack's,
+        for a sparkplug-b collector (a json collector has no Sparkplug host)."""
+        if self.collector_encoding(collector) != "sparkplug-b":
+            return None
+        return collector.primary_host_id or self.primary_host_id
+
+    @property
+    def primary_hosts(self) -> frozenset[str]:
+        """The Sparkplug Primary Host Applications this stack's collectors wait for."""
+        hosts = (self.collector_primary_host(c) for s in self.sites for c in s.collectors)
+        return frozenset(h for h in hosts if h is not None)
+
     @property
     def encodings(self) -> frozenset[Encoding]:
         """The encodings this stack's collectors publish (the topic rules decode each of them)."""
@@ -275,6 +297,7 @@ _SCALAR_KEYS = {
     "environment": "environment",
     "deletionProtection": "deletionProtection",
     "encoding": "encoding",
+    "primaryHostId": "primaryHostId",
 }
 _OBJECT_KEYS = {
     "sites": "sites",

@@ -1,5 +1,12 @@
-"""Data routes of one stack: a KMS key, the Kinesis stream, the S3 archive, and the IoT topic rules
-that route this stack's DDATA into both (each rule with its own role and error action).
+"""Data routes of one stack: the Kinesis stream, the S3 archive, and the IoT topic rules that route this
+stack's DDATA into both (each rule with its own role and error action), all encrypted with the stack's
+KMS key.
+
+The key is not the stack's to make: the bootstrap (an administrator) creates it with its alias
+`alias/pm500-<stack>-data` and the `pm500:stack` tag, and the program looks it up by that alias. Creating a
+tagged key needs `kms:TagResource` on every key of the account (KMS Developer Guide, "Managing KMS key
+tags with API operations"), which would let a stack's deployer claim any untagged key; so the deployer
+may only use the key its tag marks (docs/security.md).
 """
 
 from __future__ import annotations
@@ -36,15 +43,8 @@ class DataRoutes(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         protect = pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection)
 
-        key = aws.kms.Key("data-key", aws.kms.KeyArgs(
-            description=f"pm500 {cfg.stack}: Kinesis stream, Firehose and S3 archive encryption",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            tags={"pm500:stack": cfg.stack},
-        ), opts=protect)
-        aws.kms.Alias("data-key-alias", aws.kms.AliasArgs(
-            name=f"alias/{names.prefix}-data", target_key_id=key.key_id,
-        ), opts=child)
+        key_arn = aws.kms.get_key_output(key_id=names.data_key_alias,
+                                         opts=pulumi.InvokeOutputOptions(parent=self)).arn
 
         on_demand = cfg.kinesis.capacity_mode == "ON_DEMAND"
         stream = aws.kinesis.Stream("stream", aws.kinesis.StreamArgs(
@@ -53,11 +53,11 @@ class DataRoutes(pulumi.ComponentResource):
             stream_mode_details=aws.kinesis.StreamStreamModeDetailsArgs(stream_mode=cfg.kinesis.capacity_mode),
             retention_period=cfg.kinesis.retention_hours,
             encryption_type="KMS",
-            kms_key_id=key.arn,
+            kms_key_id=key_arn,
             tags={"pm500:stack": cfg.stack},
         ), opts=protect)
 
-        self.archive = Archive("archive", cfg, names, account_id, key.arn, dns_suffix, opts=child)
+        self.archive = Archive("archive", cfg, names, account_id, key_arn, dns_suffix, opts=child)
 
         errors = aws.cloudwatch.LogGroup("rule-errors", aws.cloudwatch.LogGroupArgs(
             name=f"/aws/iot/{names.prefix}/rule-errors", retention_in_days=30,
@@ -82,12 +82,12 @@ class DataRoutes(pulumi.ComponentResource):
         self.rules = {}
         for (kinesis_route, archive_route), (sql, partition_key) in sources.items():
             self.rules.update(
-                self._routes(cfg, kinesis_route, archive_route, sql, partition_key, stream, key)
+                self._routes(cfg, kinesis_route, archive_route, sql, partition_key, stream, key_arn)
             )
         if self.sparkplug is not None:
             self.rules[self.sparkplug.rule_route] = self.sparkplug.rule
 
-        self.key_arn = key.arn
+        self.key_arn = key_arn
         self.stream_name = stream.name
         self.stream_arn = stream.arn
         self.register_outputs({
@@ -96,7 +96,7 @@ class DataRoutes(pulumi.ComponentResource):
         })
 
     def _routes(self, cfg: StackConfig, kinesis_route: str, archive_route: str, sql: str, partition_key: str,
-                stream: aws.kinesis.Stream, key: aws.kms.Key) -> dict[str, RouteRule]:
+                stream: aws.kinesis.Stream, key_arn: pulumi.Output[str]) -> dict[str, RouteRule]:
         """The Kinesis and archive rules for DDATA of one shape (`sql` selects and filters it)."""
         stream_name = stream.name
         return {
@@ -105,7 +105,7 @@ class DataRoutes(pulumi.ComponentResource):
                 description=f"DDATA of stack {cfg.stack} into Kinesis",
                 sql=sql,
                 policy=lambda a: iam.kinesis_rule(a[0], a[1], a[2]),
-                policy_inputs=[stream.arn, key.arn],
+                policy_inputs=[stream.arn, key_arn],
                 actions=lambda role_arn: {"kineses": [aws.iot.TopicRuleKinesisArgs(
                     stream_name=stream_name, role_arn=role_arn, partition_key=partition_key)]},
             ),

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.topics import iot_policy_topics
+from collector.topics import (
+    PRIMARY_HOST_ATTRIBUTE,
+    collector_state_topic,
+    host_topics,
+    iot_policy_topics,
+    stack_thing_prefix,
+)
 
 Document = dict[str, Any]
 VERSION = "2012-10-17"
 THING_NAME_VARIABLE = "${iot:Connection.Thing.ThingName}"
+PRIMARY_HOST_VARIABLE = f"${{iot:Connection.Thing.Attributes[{PRIMARY_HOST_ATTRIBUTE}]}}"
 
 
 def _doc(*statements: Document) -> Document:
@@ -78,6 +85,36 @@ def collector_iot_policy(partition: str, region: str, account_id: str) -> Docume
         _allow("PublishOwnTopics", ["iot:Publish"], publish),
         _allow("SubscribeOwnTopics", ["iot:Subscribe"], subscribe),
         _allow("ReceiveOwnTopics", ["iot:Receive"], receive),
+    )
+
+
+def collector_state_policy(partition: str, region: str, account_id: str) -> Document:
+    """Read the STATE of the collector's own Primary Host Application: the host id is its thing's
+    `primaryHostId` attribute, so a collector reads that one STATE topic only, and one without the
+    attribute none (an unresolved thing policy variable matches nothing). A policy of its own, attached
+    to the stack's root thing group, rather than more resources in the collector policy: AWS IoT caps a
+    policy document at 2048 characters and the collector policy is close to it."""
+    arn = iot_arn(partition, region, account_id)
+    state = collector_state_topic(PRIMARY_HOST_VARIABLE)
+    return _doc(
+        _allow("SubscribeOwnHostState", ["iot:Subscribe"], [f"{arn}:topicfilter/{state}"]),
+        _allow("ReceiveOwnHostState", ["iot:Receive"], [f"{arn}:topic/{state}"]),
+    )
+
+
+def host_iot_policy(partition: str, region: str, account_id: str, stack: str, host_id: str) -> Document:
+    """A Sparkplug Host Application of the stack (client id = certificate CN = its host id): read every
+    edge node of the stack, send them NCMD, publish its own STATE, retained (`iot:RetainPublish`, which
+    AWS IoT requires besides `iot:Publish` for a retained message, will included)."""
+    arn = iot_arn(partition, region, account_id)
+    allowed = host_topics(host_id, f"{stack_thing_prefix(stack)}*")
+    return _doc(
+        _allow("ConnectAsHost", ["iot:Connect"], [f"{arn}:client/{host_id}"]),
+        _allow("SubscribeSparkplug", ["iot:Subscribe"],
+               [f"{arn}:topicfilter/{t}" for t in allowed["subscribe"]]),
+        _allow("ReceiveStackEdgeNodes", ["iot:Receive"], [f"{arn}:topic/{t}" for t in allowed["receive"]]),
+        _allow("CommandAndState", ["iot:Publish"], [f"{arn}:topic/{t}" for t in allowed["publish"]]),
+        _allow("RetainOwnState", ["iot:RetainPublish"], [f"{arn}:topic/{t}" for t in allowed["retain"]]),
     )
 
 

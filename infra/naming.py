@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from collector.topics import GROUP_ID, THING_SEPARATOR, thing_name
 
 PRODUCT = GROUP_ID  # "pm500"
+# The tag key every taggable resource of a stack carries, value the stack's name; its data key carries it
+# too (made by the bootstrap), and the deployer policy's key statements require it.
+STACK_TAG = f"{PRODUCT}:stack"
 TEMPLATE_NAME_MAX = 36  # AWS IoT TemplateName (botocore iot model; checked by tests/infra/test_aws_names.py)
 _TEMPLATE_PURPOSE = "claim"
 # The longest stack name every physical name can hold; the provisioning template's is the tightest.
@@ -61,10 +64,27 @@ class Names:
         return self.resource("collector")
 
     @property
+    def collector_state_policy(self) -> str:
+        """The IoT policy letting each collector read its Primary Host Application's STATE."""
+        return self.resource("collector-host-state")
+
+    def host_policy(self, host_id: str) -> str:
+        """The IoT policy of the Sparkplug Host Application `host_id` (IoT policy names take its
+        characters: letters, digits, `_`, `.`, `-`)."""
+        return self.resource(f"host-{host_id}")
+
+    @property
     def permissions_boundary(self) -> str:
         """The managed policy every role of the stack carries as its permissions boundary. Created by
         the bootstrap (an administrator), never by the stack: the deployer cannot change it."""
         return self.resource("boundary")
+
+    @property
+    def data_key_alias(self) -> str:
+        """The alias of the stack's KMS key (streams, archive, queue, table). The bootstrap makes the key
+        and this alias (an administrator: the deployer may not create, tag or administer keys); the
+        stack looks the key up by it."""
+        return f"alias/{self.resource('data')}"
 
     @property
     def provisioning_template(self) -> str:

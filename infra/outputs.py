@@ -22,6 +22,9 @@ STACK = "stack"
 ENVIRONMENT = "environment"
 IOT_ENDPOINT = "iotEndpoint"
 COLLECTOR_POLICY_NAME = "collectorPolicyName"
+# {host id: IoT policy name} of the Sparkplug Host Applications the stack's collectors wait for
+# (`cli.py hosts provision` attaches it to the host's certificate); {} when none.
+SPARKPLUG_HOST_POLICIES = "sparkplugHostPolicyNames"
 THING_TYPE_NAME = "thingTypeName"
 ROOT_THING_GROUP = "rootThingGroupName"
 SITE_THING_GROUPS = "siteThingGroupNames"  # {site: group name}
@@ -56,6 +59,8 @@ class CollectorOutput(BaseModel):
     meters: list[MeterConfig]
     topics: dict[str, str]
     encoding: Encoding = DEFAULT_ENCODING  # the bundle's mqtt.encoding (absent in older stacks: json)
+    # the bundle's mqtt.primary_host_id (Sparkplug B); absent when the collector waits for no host
+    primary_host_id: str | None = Field(None, alias="primaryHostId")
 
 
 def topics_for(thing: str) -> dict[str, str]:
@@ -64,12 +69,13 @@ def topics_for(thing: str) -> dict[str, str]:
 
 
 def collector_output(stack: str, site: str, collector: str, meters: list[MeterConfig],
-                     poll_interval_s: float, encoding: Encoding = DEFAULT_ENCODING) -> dict[str, Any]:
+                     poll_interval_s: float, encoding: Encoding = DEFAULT_ENCODING,
+                     primary_host_id: str | None = None) -> dict[str, Any]:
     thing = thing_name(stack, site, collector)
     return CollectorOutput(
         site=site, collector=collector, thing_name=thing, poll_interval_s=poll_interval_s,
-        meters=meters, topics=topics_for(thing), encoding=encoding,
-    ).model_dump(mode="json", by_alias=True)
+        meters=meters, topics=topics_for(thing), encoding=encoding, primary_host_id=primary_host_id,
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def collectors_output(cfg: StackConfig) -> dict[str, dict[str, Any]]:
@@ -78,7 +84,8 @@ def collectors_output(cfg: StackConfig) -> dict[str, dict[str, Any]]:
     for site in cfg.sites:
         for c in site.collectors:
             entry = collector_output(
-                cfg.stack, site.name, c.name, c.meters, c.poll_interval_s, cfg.collector_encoding(c)
+                cfg.stack, site.name, c.name, c.meters, c.poll_interval_s, cfg.collector_encoding(c),
+                cfg.collector_primary_host(c),
             )
             out[entry["thingName"]] = entry
     return out

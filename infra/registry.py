@@ -8,12 +8,14 @@ on the operator's machine so that no private key ever enters Pulumi state.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
+from collector.topics import PRIMARY_HOST_ATTRIBUTE
 from infra import iam
 from infra.config import CollectorSpec, StackConfig
 from infra.naming import Names
@@ -77,12 +79,35 @@ class Registry(pulumi.ComponentResource):
                                                                thing_type, group)
 
         region = cfg.region or ""
-        policy = aws.iot.Policy("collector-policy", aws.iot.PolicyArgs(
-            name=names.collector_policy,
-            policy=pulumi.Output.all(partition, account_id).apply(
-                lambda a: json.dumps(iam.collector_iot_policy(a[0], region, a[1]))),
-            tags={"pm500:stack": cfg.stack},
-        ), opts=child)
+
+        Render = Callable[[str, str], iam.Document]  # (partition, account id) -> policy document
+
+        def iot_policy(logical: str, name: str, document: Render) -> aws.iot.Policy:
+            """An IoT policy of the stack."""
+            rendered = pulumi.Output.all(partition, account_id).apply(lambda a: json.dumps(document(*a)))
+            return aws.iot.Policy(logical, aws.iot.PolicyArgs(
+                name=name,
+                policy=rendered,
+                tags={"pm500:stack": cfg.stack},
+            ), opts=child)
+
+        policy = iot_policy("collector-policy", names.collector_policy,
+                            lambda p, a: iam.collector_iot_policy(p, region, a))
+        self.host_policy_names: dict[str, pulumi.Output[str]] = {}
+        if cfg.primary_hosts:
+            # Each collector reads its own host's STATE (its thing's primaryHostId attribute). On the
+            # root group, which every collector belongs to through its site group: no certificate flow
+            # (CLI or fleet provisioning) has to attach a second policy.
+            state_policy = iot_policy("collector-host-state-policy", names.collector_state_policy,
+                                      lambda p, a: iam.collector_state_policy(p, region, a))
+            aws.iot.PolicyAttachment("collector-host-state-on-root-group", aws.iot.PolicyAttachmentArgs(
+                policy=state_policy.name, target=root.arn,
+            ), opts=child)
+            # The IoT policy a Sparkplug Host Application's certificate gets (`cli.py hosts provision`).
+            for host in sorted(cfg.primary_hosts):
+                document = functools.partial(_host_document, region=region, stack=cfg.stack, host=host)
+                self.host_policy_names[host] = iot_policy(
+                    f"host-policy/{host}", names.host_policy(host), document).name
 
         self.thing_type_name = thing_type.name
         self.root_group_name = root.name
@@ -96,6 +121,7 @@ class Registry(pulumi.ComponentResource):
             "rootThingGroupName": self.root_group_name,
             "siteThingGroupNames": self.site_group_names,
             "collectorPolicyName": self.policy_name,
+            "sparkplugHostPolicyNames": self.host_policy_names,
         })
 
     def _declare_things(self, cfg: StackConfig, names: Names, site: str, collectors: Sequence[CollectorSpec],
@@ -114,11 +140,17 @@ class Registry(pulumi.ComponentResource):
         for collector in collectors:
             key = f"{site}/{collector.name}"
             name = names.thing(site, collector.name)
+            host = cfg.collector_primary_host(collector)  # the STATE it may read (collector_state_policy)
             thing = aws.iot.Thing(f"thing/{key}", aws.iot.ThingArgs(
-                name=name, thing_type_name=names.thing_type, attributes=attributes,
+                name=name, thing_type_name=names.thing_type,
+                attributes={**attributes, PRIMARY_HOST_ATTRIBUTE: host} if host else attributes,
             ), opts=thing_opts)
             aws.iot.ThingGroupMembership(f"member/{key}", aws.iot.ThingGroupMembershipArgs(
                 thing_group_name=group_name, thing_name=name,
             ), opts=pulumi.ResourceOptions(parent=self, depends_on=[group, thing]))
             thing_names[collector.name] = name
         return thing_names
+
+
+def _host_document(partition: str, account_id: str, *, region: str, stack: str, host: str) -> iam.Document:
+    return iam.host_iot_policy(partition, region, account_id, stack, host)

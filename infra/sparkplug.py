@@ -29,7 +29,7 @@ import pulumi_aws as aws
 
 from collector.metrics import METRICS, Metric
 from collector.proto import DESCRIPTOR_SET_FILE, PAYLOAD_TYPE, PROTO_NAME
-from collector.sparkplug_b import ALIASES
+from collector.sparkplug_b import NUMBERS, SLOT_SIZE
 from collector.topics import ddata_filter, stack_thing_prefix
 from infra import iam
 from infra.buckets import make_private
@@ -42,8 +42,10 @@ DECODED_TOPIC_ROOT = "pm500-decoded"
 # Kinesis partition key of the decoded records: <thing>/<asset>, as for JSON DDATA (levels 3 and 4 here).
 DECODED_PARTITION_KEY = "${topic(3)}/${topic(4)}"
 DECODED_METER_SQL = "concat(topic(3), '/', topic(4))"  # the same <thing>/<asset> in rule SQL
-# A decoded Payload's timestamp is a uint64: a string in protobuf's JSON, compared only once cast.
-DECODED_TIMESTAMP_SQL = "cast(timestamp AS Decimal)"
+# When the reading was taken: every metric of a DDATA carries it (the payload's own timestamp is when
+# the edge node published, which for a replayed backlog is much later). A uint64: a string in protobuf's
+# JSON, compared only once cast.
+DECODED_TIMESTAMP_SQL = "cast(get(metrics, 0).timestamp AS Decimal)"
 LATEST_ROUTE = "spb_latest"
 # Where the descriptor set lives: named by its content (see the module docstring).
 DESCRIPTOR_KEY = f"sparkplug_b/{hashlib.sha256(DESCRIPTOR_SET_FILE.read_bytes()).hexdigest()[:16]}.desc"
@@ -77,14 +79,16 @@ def json_ddata_filter_for_mixed_stacks() -> str:
     return " AND NOT isUndefined(metrics)"
 
 
-# Metric.alias is a uint64, which protobuf's JSON mapping writes as a string ("7"): compared with the
-# integer literals of the alias table only after a cast (preflight/service_guide_rules.yaml).
-ALIAS_SQL = "cast(alias AS Int)"
+# The metric an alias stands for (`collector.sparkplug_b.alias`: slot * 256 + number). Metric.alias is a
+# uint64, which protobuf's JSON mapping writes as a string ("257"), and IoT SQL compares values of
+# different types as unequal: cast first (preflight/service_guide_rules.yaml), then the remainder picks
+# the metric whatever the device's slot.
+METRIC_NUMBER_SQL = f"cast(alias AS Int) % {SLOT_SIZE}"
 
 
 def _case(attribute: Callable[[Metric], str]) -> str:
-    whens = " ".join(f"WHEN {ALIASES[m.name]} THEN '{attribute(m)}'" for m in METRICS)
-    return f"CASE {ALIAS_SQL} {whens} END"
+    whens = " ".join(f"WHEN {NUMBERS[m.name]} THEN '{attribute(m)}'" for m in METRICS)
+    return f"CASE {METRIC_NUMBER_SQL} {whens} END"
 
 
 def _either(json_name: str, proto_name: str) -> str:

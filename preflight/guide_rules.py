@@ -5,9 +5,8 @@ limits that depend on the other end.
 - `request_arn` / `grant_arn`: the ARN a request carries for an action on a resource, and the Resource a
   policy needs to match it (CloudWatch Logs' trailing `:*`, ...).
 - `deployer_findings`: every action the deployer policy grants, on every resource of the stack of the
-  action's resource types, judged by `preflight.iam_evaluator` against the ARN the request carries;
-  and the requests a call authorizes beyond its own action (`dependent_requests`: CreateKey with tags
-  also needs kms:TagResource on every key of the account and Region).
+  action's resource types (the data key it looks up included), judged by `preflight.iam_evaluator`
+  against the ARN the request carries.
 - `rule_role_findings`: every topic-rule action (and SQL function that reads another service) of the
   stack, judged against its role's inline policy with what the guide says the role must allow.
 - `state_machine_findings`: every Task of every state machine that calls a service (optimized
@@ -28,12 +27,15 @@ from typing import Any
 
 import yaml
 
+from infra.naming import STACK_TAG
 from preflight.iam_evaluator import Decision, evaluate
 from preflight.iam_reference import action as reference_action
 from preflight.mock_runtime import (
     IAM_RESOURCE_TYPES,
+    KEY_LOOKUP,
     MOCK_ACCOUNT_ID,
     EvaluatedStack,
+    looked_up_key_arn,
     mock_state,
     partition_of,
 )
@@ -57,7 +59,7 @@ class Source:
 def rules() -> dict[str, Any]:
     """The rules file, read once; each row checked to name its source."""
     data = yaml.safe_load(RULES_FILE.read_text())
-    for row in [*data["authorized_arns"], *data["dependent_requests"]]:
+    for row in data["authorized_arns"]:
         Source(**row["source"])
     for table in ("rule_actions", "state_machine_tasks"):
         for name, row in data[table].items():
@@ -127,47 +129,31 @@ def _stack_arns(stack: EvaluatedStack, account: str) -> dict[tuple[str, str], li
                 else r.inputs["bucket"]
             key = r.inputs["key"]
             arns.setdefault(("s3", "object"), []).append(f"arn:{partition_of(region)}:s3:::{name}/{key}")
+    arns.setdefault(("kms", "key"), []).extend(_looked_up_keys(stack, account))
     return arns
 
 
 def _own_request_context(stack: EvaluatedStack, account: str) -> dict[str, str]:
     """The condition keys the stack's own requests carry (the deployer policy requires them, issue 24):
-    the permissions boundary its roles declare, the tags its KMS key declares (as its resource tags, and
-    as the request tags of its creation)."""
+    the permissions boundary its roles declare; on its data key, the stack's tag (the bootstrap tags the
+    key it makes for the stack) and, for the grants on it, that a service asks on the deployer's behalf
+    (Firehose and DynamoDB make them; the program never calls CreateGrant itself)."""
     context: dict[str, str] = {}
     for role in stack.of_type("aws:iam/role:Role"):
         boundary = role.inputs.get("permissionsBoundary")
         if boundary:
             context["iam:PermissionsBoundary"] = str(boundary).replace(f":{MOCK_ACCOUNT_ID}:", f":{account}:")
-    for key in stack.of_type("aws:kms/key:Key"):
-        for tag, value in (key.inputs.get("tags") or {}).items():
-            context[f"aws:ResourceTag/{tag}"] = context[f"aws:RequestTag/{tag}"] = str(value)
+    if _looked_up_keys(stack, account):
+        context[f"aws:ResourceTag/{STACK_TAG}"] = stack.stack
+        context["kms:GrantIsForAWSResource"] = "true"
     return context
 
 
-def dependent_requests(stack: EvaluatedStack, actions: Iterable[str],
-                       account: str = MOCK_ACCOUNT_ID) -> list[tuple[str, str, dict[str, str], Source]]:
-    """(action, resource, condition context, source) of each request a call of `actions` on the stack's
-    resources authorizes beyond its own action (rules file, `dependent_requests`)."""
+def _looked_up_keys(stack: EvaluatedStack, account: str) -> list[str]:
+    """The ARNs of the KMS keys the program looks up, as the mock runtime answers them."""
     region = stack.config.get("aws:region") or "us-east-1"
-    granted = {a.lower() for a in actions}
-    out = []
-    for row in rules()["dependent_requests"]:
-        if row["action"].lower() not in granted:
-            continue
-        resource = row["resource"].format(partition=partition_of(region), region=region, account=account)
-        for declared in stack.of_type(row["pulumi_type"]):
-            value = declared.inputs.get(row["when_input"])
-            if not value:
-                continue
-            context = {"aws:RequestedRegion": region}
-            if isinstance(value, Mapping) and row["when_input"] == "tags":
-                context |= {f"aws:RequestTag/{k}": str(v) for k, v in value.items()}
-            if not row.get("before_the_resource_exists"):
-                tags = declared.inputs.get("tags") or {}
-                context |= {f"aws:ResourceTag/{k}": str(v) for k, v in tags.items()}
-            out.append((row["requires"], resource, context, Source(**row["source"])))
-    return out
+    return [looked_up_key_arn(str(i.args["keyId"]), region, account)
+            for i in stack.invokes if i.token == KEY_LOOKUP]
 
 
 def deployer_findings(stack: EvaluatedStack, documents: Iterable[Mapping[str, Any]], actions: Iterable[str],
@@ -178,9 +164,7 @@ def deployer_findings(stack: EvaluatedStack, documents: Iterable[Mapping[str, An
     region = stack.config.get("aws:region") or "us-east-1"
     context = {"aws:RequestedRegion": region, **_own_request_context(stack, account)}
     arns = _stack_arns(stack, account)
-    findings = [f"{name} on {resource} (with {', '.join(sorted(extra))}: {src})"
-                for name, resource, extra, src in dependent_requests(stack, actions, account)
-                if evaluate(documents, name, resource, extra) is not Decision.ALLOWED]
+    findings = []
     for name in sorted(set(actions)):
         ref = reference_action(name)
         if name == "iam:PassRole":  # judged with the service each role is passed to (deployer tests)

@@ -3,7 +3,8 @@
 No Pulumi CLI or provider plugin runs here: the program runs exactly as the language host would run it
 (`runpy` of the `infra/` folder, config handed over the way the engine hands it: a `namespace:key` map
 with objects as JSON text, plus the list of secret keys), and every resource registration and invoke is
-answered by `pulumi.runtime.set_mocks` with plausible ids and ARNs. Used by tests, benchmarks, the
+answered by `pulumi.runtime.set_mocks` with plausible ids and ARNs (a looked-up KMS key too:
+`looked_up_key_id`); every registration and invoke is recorded. Used by tests, benchmarks, the
 policy-pack tests and the local demo (which seeds moto with the thing and IoT policy from here).
 
 Pulumi's runtime state (settings, root stack, config) lives in context variables; each evaluation runs
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import logging
 import runpy
 import sys
 import threading
@@ -33,6 +35,8 @@ import yaml
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROJECT = "pm500"
 MOCK_ACCOUNT_ID = "123456789012"
+# The invoke by which the program finds its data key, the bootstrap's, by its alias (infra/data_routes.py).
+KEY_LOOKUP = "aws:kms/getKey:getKey"
 DEFAULT_PLACEHOLDER_SECRET = "mock-secret-value"  # noqa: S105 - stands in for an encrypted config value
 
 
@@ -52,6 +56,16 @@ class RegisteredResource:
     parent: str | None  # parent URN (None: the stack itself)
     custom: bool
     dependencies: tuple[str, ...] = ()  # URNs it waits for (`depends_on` and Output-valued inputs)
+    protect: bool = False  # the `protect` resource option
+    import_id: str = ""  # the `import` resource option: the id of an existing resource to adopt
+
+
+@dataclass(frozen=True)
+class Invoke:
+    """One data-source lookup (invoke) the program made, e.g. `aws:kms/getKey:getKey` with its args."""
+
+    token: str
+    args: dict[str, Any]
 
 
 @dataclass
@@ -64,6 +78,7 @@ class EvaluatedStack:
     outputs: dict[str, Any]
     secret_outputs: frozenset[str]
     resources: list[RegisteredResource] = field(default_factory=list)
+    invokes: list[Invoke] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[RegisteredResource]:
         return [r for r in self.resources if r.type == type_]
@@ -234,11 +249,26 @@ def mock_state(typ: str, logical: str, inputs: Mapping[str, Any], region: str,
     return name, state
 
 
-def _make_mocks(region: str, account: str) -> Any:
+def looked_up_key_id(key_id: str) -> str:
+    """The key id the mock runtime answers `aws.kms.get_key(key_id=...)` with: for an alias (the program
+    looks its data key up by `alias/pm500-<stack>-data`), a UUID like AWS's derived from the alias, so a
+    replay that makes that alias (`sandbox.plan_replay`) can put the real key in its place; a key id or key
+    ARN stands for itself."""
+    if key_id.startswith("alias/"):
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, key_id))
+    return key_id.rsplit("/", 1)[-1]
+
+
+def looked_up_key_arn(key_id: str, region: str, account: str = MOCK_ACCOUNT_ID) -> str:
+    """The ARN the mock runtime answers `aws.kms.get_key(key_id=...)` with, in `account`."""
+    return f"arn:{partition_of(region)}:kms:{region}:{account}:key/{looked_up_key_id(key_id)}"
+
+
+def _make_mocks(region: str, account: str, record_invoke: Callable[[Invoke], None]) -> Any:
     import pulumi
 
     class StackMocks(pulumi.runtime.Mocks):
-        """Plausible provider answers; records each registration's inputs for the caller."""
+        """Plausible provider answers; records each registration's inputs and each invoke for the caller."""
 
         def __init__(self) -> None:
             self.local = threading.local()
@@ -251,6 +281,13 @@ def _make_mocks(region: str, account: str) -> Any:
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]]]:
             function = args.token  # the invoked function, e.g. aws:iot/getEndpoint:getEndpoint
+            record_invoke(Invoke(function, dict(args.args)))
+            if function == KEY_LOOKUP:  # a key made elsewhere: the bootstrap's
+                key_id = looked_up_key_id(str(args.args["keyId"]))
+                return {"id": key_id, "keyId": key_id, "awsAccountId": account, "enabled": True,
+                        "arn": looked_up_key_arn(str(args.args["keyId"]), region, account),
+                        "keyManager": "CUSTOMER", "keyState": "Enabled", "keyUsage": "ENCRYPT_DECRYPT",
+                        "keySpec": "SYMMETRIC_DEFAULT", "origin": "AWS_KMS", "multiRegion": False}, []
             if function == "aws:index/getCallerIdentity:getCallerIdentity":
                 return {"accountId": account, "arn": f"arn:{partition_of(region)}:iam::{account}:user/mock",
                         "userId": "AIDAMOCKUSER", "id": account}, []
@@ -288,6 +325,7 @@ def _make_monitor(mocks: Any, record: Callable[[RegisteredResource], None]) -> A
                     type=request.type, name=request.name, urn=urn, id=(reg.id if reg else "") or "",
                     inputs=getattr(mocks.local, "inputs", {}), parent=request.parent or None,
                     custom=bool(request.custom), dependencies=tuple(request.dependencies),
+                    protect=bool(request.protect), import_id=request.importId,
                 ))
             return response
 
@@ -335,21 +373,26 @@ def _has_outputs(value: Any) -> bool:
 
 
 def _evaluate_here(stack: str, project_dir: Path, program_dir: Path, config: dict[str, str],
-                   secret_keys: list[str], region: str) -> EvaluatedStack:
+                   secret_keys: list[str], region: str, logger: logging.Logger | None) -> EvaluatedStack:
     import pulumi
     from pulumi.runtime import settings
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
     resources: list[RegisteredResource] = []
+    invokes: list[Invoke] = []
     lock = threading.Lock()
 
     def record(resource: RegisteredResource) -> None:
         with lock:
             resources.append(resource)
 
-    mocks = _make_mocks(region, MOCK_ACCOUNT_ID)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False,
+    def record_invoke(invoke: Invoke) -> None:
+        with lock:
+            invokes.append(invoke)
+
+    mocks = _make_mocks(region, MOCK_ACCOUNT_ID, record_invoke)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger,
                              monitor=_make_monitor(mocks, record))
     settings.SETTINGS.root_directory = str(project_dir)
     pulumi.runtime.set_all_config(config, secret_keys)
@@ -360,18 +403,19 @@ def _evaluate_here(stack: str, project_dir: Path, program_dir: Path, config: dic
     _sync_await(run_pulumi_func(program))
     outputs, secret_outputs = _resolve_outputs(settings.get_root_resource())
     return EvaluatedStack(stack=stack, config=config, secret_keys=secret_keys, outputs=outputs,
-                          secret_outputs=secret_outputs, resources=resources)
+                          secret_outputs=secret_outputs, resources=resources, invokes=invokes)
 
 
 def evaluate_stack(stack: str, project_dir: Path | None = None, *,
                    config: Mapping[str, str] | None = None, secret_keys: Iterable[str] | None = None,
                    secrets: Mapping[str, str] | None = None,
-                   program_dir: Path | None = None) -> EvaluatedStack:
+                   program_dir: Path | None = None, logger: logging.Logger | None = None) -> EvaluatedStack:
     """Run the program for `stack` on the mock runtime and return its outputs and resources.
 
     By default the config is the real `Pulumi.<stack>.yaml` of `project_dir` (the repo); `config` and
     `secret_keys` replace it (tests of bad or generated configs). `program_dir` defaults to
     `<repo>/infra` (the project's `main`). Errors raised by the program (e.g. `ConfigError`) propagate.
+    The program's `pulumi.log` messages go to `logger` (default: the root logger, as Pulumi's mocks do).
     """
     project_dir = (project_dir or PROJECT_DIR).resolve()
     if config is None:
@@ -387,7 +431,7 @@ def evaluate_stack(stack: str, project_dir: Path | None = None, *,
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            result.append(_evaluate_here(stack, project_dir, program, dict(config), keys, region))
+            result.append(_evaluate_here(stack, project_dir, program, dict(config), keys, region, logger))
         except BaseException as e:
             errors.append(e)
         finally:

@@ -41,6 +41,12 @@ LIFECYCLE: dict[str, tuple[str, ...]] = {
         "iot:DeletePolicy",
         *_TAGS_IOT,
     ),
+    # The provider's aws_iot_policy_attachment reads the target's policies and detaches on delete
+    # (create: AttachPolicy, in preflight.provider_requests.iot).
+    "aws:iot/policyAttachment:PolicyAttachment": (
+        "iot:ListAttachedPolicies",
+        "iot:DetachPolicy",
+    ),
     "aws:iot/provisioningTemplate:ProvisioningTemplate": (
         "iot:DescribeProvisioningTemplate",
         "iot:UpdateProvisioningTemplate",
@@ -87,21 +93,6 @@ LIFECYCLE: dict[str, tuple[str, ...]] = {
         "iam:ListAttachedRolePolicies",
         "iam:DetachRolePolicy",
     ),
-    "aws:kms/key:Key": (
-        "kms:DescribeKey",
-        "kms:GetKeyPolicy",
-        "kms:GetKeyRotationStatus",
-        "kms:ListResourceTags",
-        "kms:PutKeyPolicy",
-        "kms:EnableKeyRotation",
-        "kms:DisableKeyRotation",
-        "kms:UpdateKeyDescription",
-        "kms:TagResource",
-        "kms:UntagResource",
-        "kms:ScheduleKeyDeletion",
-        "kms:CreateGrant",
-    ),
-    "aws:kms/alias:Alias": ("kms:ListAliases", "kms:UpdateAlias", "kms:DeleteAlias"),
     "aws:kinesis/stream:Stream": (
         "kinesis:DescribeStreamSummary",
         "kinesis:DescribeStream",
@@ -246,6 +237,27 @@ LIFECYCLE: dict[str, tuple[str, ...]] = {
         "ecr:GetDownloadUrlForLayer",
     ),
 }
-# Data sources the program reads in every run (infra/__main__.py): the IoT data endpoint.
-# (sts:GetCallerIdentity, which the provider and aws.get_caller_identity call, needs no permission.)
-PROGRAM_READS = ("iot:DescribeEndpoint",)
+# Resource types a stack may never declare, and why: the deployer policy would have to grant their
+# administration, which no stack's deployer may hold (preflight.deployer_policy refuses the stack).
+NOT_THE_STACKS: dict[str, str] = {
+    "aws:kms/key:Key": "KMS keys are made by the bootstrap (bootstrap/data_keys.py): creating a tagged key "
+                       "needs kms:TagResource on every key of the account, which would let the deployer "
+                       "claim any untagged key (docs/security.md); look the key up by its alias instead",
+    "aws:kms/alias:Alias": "KMS aliases are made by the bootstrap with their key (bootstrap/data_keys.py)",
+}
+
+# What the program's data-source lookups (invokes, every run, preview included) call, by invoke token.
+# sts:GetCallerIdentity (aws.get_caller_identity, and the provider itself) needs no permission;
+# aws.get_partition calls nothing.
+PROGRAM_READS: dict[str, tuple[str, ...]] = {
+    "aws:index/getCallerIdentity:getCallerIdentity": (),
+    "aws:index/getPartition:getPartition": (),
+    "aws:iot/getEndpoint:getEndpoint": ("iot:DescribeEndpoint",),
+    "aws:ecr/getAuthorizationToken:getAuthorizationToken": ("ecr:GetAuthorizationToken",),
+    # The stack's data key, the bootstrap's, found by its alias: DescribeKey (the provider's only call,
+    # terraform-provider-aws kms/key_data_source.go; KMS authorizes it on the key the alias names). The
+    # stack's services take the key on the deployer's behalf: Firehose (CUSTOMER_MANAGED_CMK) and DynamoDB
+    # call CreateGrant for their grant on it (Firehose API Reference, DeliveryStreamEncryptionConfiguration
+    # Input; DynamoDB Developer Guide, "Encryption at rest: How it works").
+    "aws:kms/getKey:getKey": ("kms:DescribeKey", "kms:CreateGrant"),
+}

@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from collector.config import MeterConfig
+from collector.topics import PRIMARY_HOST_ATTRIBUTE
+from infra.iam import host_iot_policy
 from infra.outputs import (
     COLLECTOR_POLICY_NAME,
     COLLECTORS,
@@ -32,6 +34,7 @@ from infra.outputs import (
     IOT_ENDPOINT,
     ROOT_THING_GROUP,
     SITE_THING_GROUPS,
+    SPARKPLUG_HOST_POLICIES,
     STACK,
     THING_TYPE_NAME,
     collector_output,
@@ -39,14 +42,20 @@ from infra.outputs import (
 from infra.presence import HASH_KEY, RANGE_KEY
 
 EXAMPLE_ENDPOINT = "a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com"
+MOTO_ACCOUNT = "123456789012"  # moto's default account id
 
 
 def example_outputs(
-    stack: str, sites: Mapping[str, list[str]], meters_per_collector: int = 2
+    stack: str,
+    sites: Mapping[str, list[str]],
+    meters_per_collector: int = 2,
+    primary_host_id: str | None = None,
 ) -> dict[str, Any]:
     """Outputs shaped like `pulumi stack output --json` for a synthetic fleet (tests, benchmarks).
 
-    Per-collector entries come from the program's own `infra.outputs.collector_output`.
+    Per-collector entries come from the program's own `infra.outputs.collector_output`. With
+    `primary_host_id`, every collector publishes Sparkplug B and waits for that Primary Host, and the
+    stack has the host's IoT policy.
     """
     collectors = {}
     for site, names in sites.items():
@@ -55,7 +64,8 @@ def example_outputs(
                 MeterConfig(asset=f"pm-{i}-{j}", breaker=f"MCC-{j}", host=f"pm{j}.{site}.example")
                 for j in range(meters_per_collector)
             ]
-            entry = collector_output(stack, site, name, meters, 1.0)
+            entry = (collector_output(stack, site, name, meters, 1.0) if primary_host_id is None else
+                     collector_output(stack, site, name, meters, 1.0, "sparkplug-b", primary_host_id))
             collectors[entry["thingName"]] = entry
     return {
         STACK: stack,
@@ -66,14 +76,16 @@ def example_outputs(
         ROOT_THING_GROUP: f"{stack}-pm500",
         SITE_THING_GROUPS: {site: f"{stack}-{site}" for site in sites},
         COLLECTORS: collectors,
+        SPARKPLUG_HOST_POLICIES: {h: f"{stack}-host-{h}" for h in [primary_host_id] if h is not None},
     }
 
 
 def seed_stack(
     iot: Any, outputs: Mapping[str, Any], policy_document: str | Mapping[str, Any], ca_pem: str | None = None
 ) -> None:
-    """Thing type, thing groups, things (with the program's `site`/`env` attributes), the collector
-    policy, and optionally a registered ACTIVE CA certificate (bring-your-own-CA)."""
+    """Thing type, thing groups, things (with the program's `site`/`env` attributes, and `primaryHostId`),
+    the collector policy, the Sparkplug host applications' policies (the program's documents), and
+    optionally a registered ACTIVE CA certificate (bring-your-own-CA)."""
     environment = outputs.get(ENVIRONMENT, outputs[STACK])
     thing_type = outputs.get(THING_TYPE_NAME)
     if thing_type:
@@ -87,12 +99,17 @@ def seed_stack(
         iot.create_thing_group(thingGroupName=group, **extra)
     for thing, entry in outputs[COLLECTORS].items():
         attributes = {"site": entry["site"], "env": environment}
+        if entry.get("primaryHostId"):
+            attributes[PRIMARY_HOST_ATTRIBUTE] = entry["primaryHostId"]
         extra = {"thingTypeName": thing_type} if thing_type else {}
         iot.create_thing(thingName=thing, attributePayload={"attributes": attributes}, **extra)
         if entry["site"] in site_groups:
             iot.add_thing_to_thing_group(thingGroupName=site_groups[entry["site"]], thingName=thing)
     document = policy_document if isinstance(policy_document, str) else json.dumps(policy_document)
     iot.create_policy(policyName=outputs[COLLECTOR_POLICY_NAME], policyDocument=document)
+    for host, policy in (outputs.get(SPARKPLUG_HOST_POLICIES) or {}).items():
+        host_document = host_iot_policy("aws", iot.meta.region_name, MOTO_ACCOUNT, outputs[STACK], host)
+        iot.create_policy(policyName=policy, policyDocument=json.dumps(host_document))
     if ca_pem is not None:
         iot.register_ca_certificate(caCertificate=ca_pem, setAsActive=True, allowAutoRegistration=False)
 

@@ -6,7 +6,10 @@ the whole stack, not only the registry. Requests moto cannot take are skipped, e
 reason (`MOTO_CANNOT`), never silently: anything else that fails raises.
 
 Ids AWS generates (KMS key ids) differ from the mock runtime's: each created key's real id and ARN
-replace the mock's in every later request.
+replace the mock's in every later request. A stack's data key is not the stack's: the bootstrap makes it
+with its alias, and the program looks it up by that alias (`preflight.mock_runtime.looked_up_key_id`).
+Replay the bootstrap's plan first, as the first deploy runs it (`bootstrap.plan.bootstrap_requests`):
+the alias it creates puts its key in place of the looked-up one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import boto3
 from botocore import xform_name
 
+from preflight.mock_runtime import looked_up_key_id
 from preflight.provider_requests import ApiRequest
 
 # (service, operation) -> why moto cannot take it (docs/infra.md lists these as unverified).
@@ -70,6 +74,9 @@ def replay(requests: Iterable[ApiRequest], client: Callable[[str], Any]) -> Repl
         response = getattr(client(request.service), xform_name(request.operation))(**params)
         if (request.service, request.operation) == ("kms", "CreateKey"):
             _remember_key(request, response, ids)
+        elif (request.service, request.operation) == ("kms", "CreateAlias"):
+            # what a later `aws.kms.get_key(key_id=<alias>)` found on the mock runtime -> the aliased key
+            ids[looked_up_key_id(params["AliasName"])] = params["TargetKeyId"]
         done.sent.append(request)
     return done
 

@@ -13,6 +13,7 @@ through the control server (`collector.simulator.control`):
 - `delay_ms`: delay every reply on that meter's connections (other meters are not delayed);
 - `drop`: close existing connections on their next request and refuse new ones;
 - `nan`: register names to serve as NaN; `short`: serve data 4 bytes short;
+- `values`: {register name: value} served instead of the model's (e.g. a garbage 3e37 V);
 - `size`: {instance: bytes} served by attribute 4 instead of the true size;
 - `instance_status`: {instance: status}: only that instance's requests answered with that CIP status;
 - `multiple_service`: how the Message Router answers a Multiple Service Packet (0x0A): `accept`
@@ -61,6 +62,7 @@ class Faults:
     delay_ms: int = 0
     drop: bool = False
     nan: list[str] = field(default_factory=list)
+    values: dict[str, float] = field(default_factory=dict)
     short: bool = False
     size: dict[int, int] = field(default_factory=dict)
     instance_status: dict[int, int] = field(default_factory=dict)
@@ -75,6 +77,8 @@ class Faults:
         for key, value in changes.items():
             if key in ("size", "instance_status"):
                 value = {int(k): int(v) for k, v in (value or {}).items()}
+            if key == "values":
+                value = {str(k): float(v) for k, v in (value or {}).items()}
             if key == "multiple_service" and value not in MULTIPLE_SERVICE_MODES:
                 raise ValueError(
                     f"multiple_service must be one of {list(MULTIPLE_SERVICE_MODES)}, got {value!r}"
@@ -102,6 +106,7 @@ class SimulatedMeter:
         inst = self.regmap.instances[instance]
         faults = self.faults
         raw = self.model.registers()
+        raw.update(faults.values)
         for name in faults.nan:
             raw[name] = NAN
         payload = inst.encode(raw)

@@ -59,6 +59,12 @@ def _iot_policy(r: Resolved) -> list[ApiRequest]:
     }), label(r), {"policyDocument": "iot-policy"})]
 
 
+def _policy_attachment(r: Resolved) -> list[ApiRequest]:
+    return [ApiRequest("iot", "AttachPolicy", {
+        "policyName": r.inputs["policy"], "target": r.inputs["target"],
+    }, label(r))]
+
+
 def _provisioning_template(r: Resolved) -> list[ApiRequest]:
     hook = r.inputs.get("preProvisioningHook")
     return [ApiRequest("iot", "CreateProvisioningTemplate", compact({
@@ -149,6 +155,7 @@ MAPPINGS: dict[str, Callable[[Resolved], list[ApiRequest]]] = {
     "aws:iot/thing:Thing": _thing,
     "aws:iot/thingGroupMembership:ThingGroupMembership": _membership,
     "aws:iot/policy:Policy": _iot_policy,
+    "aws:iot/policyAttachment:PolicyAttachment": _policy_attachment,
     "aws:iot/provisioningTemplate:ProvisioningTemplate": _provisioning_template,
     "aws:iot/topicRule:TopicRule": _topic_rule,
     "aws:lambda/permission:Permission": _lambda_permission,

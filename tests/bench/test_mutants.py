@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from bench.mutants import (
     REPO,
     Equivalent,
     RunError,
+    _pytest,
     generate,
     read_equivalents,
     render_report,
@@ -110,3 +112,27 @@ def test_every_mapped_module_and_test_file_exists() -> None:
     missing = [p for p in paths if not (REPO / p).is_file()]
     assert missing == []
     assert all(t.startswith("tests/") and t.endswith(".py") for tests in MODULE_TESTS.values() for t in tests)
+
+
+def test_a_timed_out_run_leaves_no_server_behind(tmp_path: Path) -> None:
+    """A mutant that hangs the tests is killed; a server they started in a session of its own (as
+    sandbox.procs.ManagedProcess starts Mosquitto) must go with it: its fixture never runs."""
+    pid_file = tmp_path / "server.pid"
+    (tmp_path / "test_hang.py").write_text(textwrap.dedent(f"""
+        import subprocess, time
+
+        def test_hangs() -> None:
+            server = subprocess.Popen(["sleep", "600"], start_new_session=True)
+            open({str(pid_file)!r}, "w").write(str(server.pid))
+            time.sleep(600)
+    """))
+    status, _ = _pytest(tmp_path, ["test_hang.py"], timeout=5)
+    assert status == "timeout"
+    server = int(pid_file.read_text())
+    try:
+        os.kill(server, 0)
+    except ProcessLookupError:
+        return  # gone, as it must be
+    stat = Path(f"/proc/{server}/stat").read_text()
+    os.kill(server, 9)  # never leave it running, even when the assertion below fails
+    assert stat.rsplit(")", 1)[1].split()[0] == "Z", "the server outlived the timed-out run"

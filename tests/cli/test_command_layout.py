@@ -1,4 +1,4 @@
-"""The command groups of `cli.py` (devices, sites, meters, stacks) and the flat command lines from
+"""The command groups of `cli.py` (devices, sites, hosts, meters, stacks) and the flat command lines from
 before them, which keep working as hidden aliases: scripts and runbooks written for them do not break.
 """
 
@@ -54,8 +54,8 @@ def test_the_top_level_lists_the_groups_and_hides_the_old_spellings() -> None:
     text = "\n".join(help_lines(""))
     commands = text.split("╭─ Commands")[1]
     # Only the groups: the old spellings (provision-device, meter, ...) run but are not listed.
-    assert re.findall(r"^│ ([a-z-]+) ", commands, re.MULTILINE) == [
-        "devices", "sites", "meters", "stacks", "fleet", "collector"]
+    groups = ["devices", "sites", "hosts", "meters", "stacks", "fleet", "collector"]
+    assert re.findall(r"^│ ([a-z-]+) ", commands, re.MULTILINE) == groups
 
 
 @pytest.mark.parametrize(("old", "new"), OLD_TO_NEW.items())

@@ -23,7 +23,7 @@ TAHU_PROTO = REPO / "collector" / "proto" / "sparkplug_b.proto"
 # sha256 of sparkplug_b/sparkplug_b.proto at Eclipse Tahu commit 5736e404889d4b95910613040a99ba79589ffb13.
 TAHU_PROTO_SHA256 = "4432c5c483b7fb9732d0594c98a2e97dca5e517e39c5374a8b918d837f0b4a19"
 # Sparkplug B DataType values (Tahu proto enum): written out, not read from any generated code.
-INT64, DOUBLE, BOOLEAN, STRING = 4, 10, 11, 12
+INT32, INT64, DOUBLE, BOOLEAN, STRING = 3, 4, 10, 11, 12
 
 
 def protoc(args: Sequence[str]) -> None:

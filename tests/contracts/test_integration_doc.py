@@ -77,10 +77,9 @@ def test_line_protocol_example_uses_the_real_schema_and_every_field_of_its_rows(
 def test_topic_table_is_rendered_from_the_collector_templates():
     documented = set(re.findall(r"^\| `((?:spBv1\.0)/[^`]+)` \|", DOC, flags=re.M))
     sparkplug = {t for t in topics.COLLECTOR_TOPICS if t.levels[0] == topics.SPARKPLUG_NAMESPACE}
+    placeholders = {topics.THING: "<thing>", topics.ASSET: "<asset>", topics.HOST: "<host id>"}
     expected = {
-        "/".join("<thing>" if lvl == topics.THING else "<asset>" if lvl == topics.ASSET else lvl
-                 for lvl in t.levels)
-        for t in sparkplug
+        "/".join(placeholders.get(lvl, lvl) for lvl in t.levels) for t in {*sparkplug, topics.STATE}
     }
     assert documented == expected
 

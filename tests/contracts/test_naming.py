@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from infra.naming import MAX_STACK_NAME_LENGTH, PRODUCT, Names
+from infra.naming import MAX_STACK_NAME_LENGTH, PRODUCT, STACK_TAG, Names
 
 
 def test_names_of_a_stack() -> None:
@@ -20,8 +20,12 @@ def test_names_of_a_stack() -> None:
     assert names.site_group_prefix == "pm500-prod-eu:"
     assert names.thing("plant-a", "edge-01") == "prod-eu:plant-a:edge-01"
     assert names.collector_policy == "pm500-prod-eu-collector"
+    assert names.collector_state_policy == "pm500-prod-eu-collector-host-state"  # Sparkplug host STATE
+    assert names.host_policy("scada-1") == "pm500-prod-eu-host-scada-1"
     assert names.provisioning_template == "pm500-prod-eu-claim"
     assert names.permissions_boundary == "pm500-prod-eu-boundary"  # made by the bootstrap (issue 24)
+    assert names.data_key_alias == "alias/pm500-prod-eu-data"  # the bootstrap's key, looked up by the stack
+    assert STACK_TAG == "pm500:stack"
     assert names.rule("archive") == "pm500_prod_eu_archive"
     assert names.edge("plant-a") == "pm500_prod-eu_plant-a"
     assert names.edge("plant-a", "influxdb") == "pm500_prod-eu_plant-a_influxdb"

@@ -178,15 +178,52 @@ def documented_sparkplug_command() -> list[str]:
     return shlex.split(line, comments=True)
 
 
-def test_documented_sparkplug_demo_moves_the_same_data(tmp_path):
+def test_documented_sparkplug_demo_moves_the_same_data_and_its_rebirth_command_works(tmp_path):
+    """The documented command, with its Primary Host Application; the printed rebirth command, pasted
+    as a user would, makes the collector publish a new NBIRTH that the host receives."""
     command = documented_sparkplug_command()
     assert command[:4] == ["./dev", "demo", "--encoding", "sparkplug-b"]
     workdir = tmp_path / "demo"
     # `./dev demo` is `python -m demo` after setup (test_readme_command_one covers that entry point).
-    code, summary, output = run_demo([*DEMO, *command[2:4]], workdir, "--duration", DURATION_S)
-    assert code == 0, output[-4000:]
+    demo = subprocess.Popen([*DEMO, *command[2:4], "--workdir", str(workdir)], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert demo.stdout is not None
+    output: list[str] = []
+    host_log = workdir / "logs" / "host.log"
+    try:
+        rebirth = None
+        for line in demo.stdout:
+            output.append(line)
+            if line.startswith("mosquitto_pub ") and "/NCMD/" in line:
+                rebirth = line.strip()
+            if rebirth and re.search(r"meter-2: mqtt=[1-9]", line):
+                break
+        else:
+            pytest.fail("demo ended before data flowed:\n" + "".join(output)[-4000:])
+        assert host_log.read_text().count("NBIRTH local:demo-site:edge-01") == 1
+        pasted = subprocess.run(rebirth, shell=True, cwd=REPO_ROOT, capture_output=True, text=True,  # noqa: S602
+                                timeout=60, check=False)
+        assert pasted.returncode == 0, pasted.stderr
+        for line in demo.stdout:  # a status line every few seconds (wrapped at 80 columns)
+            output.append(line)
+            counted = re.findall(r"births/deaths\s+at\s+broker:\s+(\d+)/", "".join(output[-3:]))
+            if counted and int(counted[-1]) >= 6:  # NBIRTH + a DBIRTH per meter, twice
+                break
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    text = "".join(output) + rest
+    assert demo.returncode == 0, text[-4000:]
+    summary = _summary(text)
     assert summary["ok"] and summary["encoding"] == "sparkplug-b"
-    assert "encoding: sparkplug-b" in (workdir / "bundle" / "config.yaml").read_text()
+    host_lines = host_log.read_text()
+    assert host_lines.count("NBIRTH local:demo-site:edge-01") == 2, host_lines[-3000:]
+    assert summary["births"] >= 6  # NBIRTH + a DBIRTH per meter, twice
+    bundle = (workdir / "bundle" / "config.yaml").read_text()
+    assert "encoding: sparkplug-b" in bundle and "primary_host_id: pm500-demo-host" in bundle
     assets = summary["assets"]
     assert all(a["mqtt_messages"] > 0 and a["influx_points"] > 0 for a in assets.values()), assets
     rows = influx_points(summary, workdir)
@@ -194,4 +231,5 @@ def test_documented_sparkplug_demo_moves_the_same_data(tmp_path):
     for asset, asset_rows in rows.items():
         assert {r["breaker"] for r in asset_rows} == {f"Demo feeder {asset[-1]}"}
         assert all(r["kW"] is not None and r["frequency"] > 0 for r in asset_rows)
+    assert "primary host" in summary["pids"]
     assert processes_started_by(summary, workdir) == []

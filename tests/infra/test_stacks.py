@@ -4,6 +4,7 @@ count and properties, the outputs, stack isolation, secrets."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -60,7 +61,8 @@ def test_resource_counts_follow_the_config(stack: EvaluatedStack) -> None:
         + 3 * extras.fleet,
         "aws:kinesis/stream:Stream": 1,
         "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": 1,
-        "aws:kms/key:Key": 1,
+        "aws:kms/key:Key": 0,  # the bootstrap's (its administrator's), never the stack's
+        "aws:kms/alias:Alias": 0,
         "aws:s3/bucket:Bucket": 1,
         "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
         "aws:s3/bucketVersioning:BucketVersioning": 1,
@@ -165,6 +167,7 @@ def test_iot_policy_is_rendered_from_the_topic_templates(stack: EvaluatedStack) 
     assert by_sid["PublishOwnTopics"]["Resource"] == [
         f"{arn}:topic/spBv1.0/pm500/NBIRTH/{var}",
         f"{arn}:topic/spBv1.0/pm500/NDEATH/{var}",
+        f"{arn}:topic/spBv1.0/pm500/NDATA/{var}",
         f"{arn}:topic/spBv1.0/pm500/DBIRTH/{var}/*",
         f"{arn}:topic/spBv1.0/pm500/DDATA/{var}/*",
         f"{arn}:topic/spBv1.0/pm500/DDEATH/{var}/*",
@@ -251,7 +254,6 @@ def test_data_stores_are_encrypted_versioned_and_private(stack: EvaluatedStack) 
     stream = stack.one("aws:kinesis/stream:Stream").inputs
     assert stream["encryptionType"] == "KMS" and stream["kmsKeyId"] == key_arn
     assert stream["retentionPeriod"] == _config(stack.stack).kinesis.retention_hours
-    assert stack.one("aws:kms/key:Key").inputs["enableKeyRotation"] is True
     bucket = stack.one("aws:s3/bucket:Bucket")
     bucket_name = stack.outputs[outputs.ARCHIVE_BUCKET]
     pab = stack.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
@@ -273,6 +275,16 @@ def test_data_stores_are_encrypted_versioned_and_private(stack: EvaluatedStack) 
     assert tls["Effect"] == "Deny" and tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert tls["Resource"] == [f"arn:aws:s3:::{bucket_name}", f"arn:aws:s3:::{bucket_name}/*"]
     assert bucket.inputs.get("forceDestroy") is False
+
+
+def test_the_data_key_is_the_bootstraps_found_by_its_alias(stack: EvaluatedStack) -> None:
+    """The stack creates no key: it looks up the one the bootstrap made for it (tests/bootstrap), by the
+    alias `alias/pm500-<stack>-data`, and encrypts with what that lookup answers."""
+    [lookup] = [i for i in stack.invokes if i.token == "aws:kms/getKey:getKey"]
+    assert lookup.args["keyId"] == f"alias/pm500-{stack.stack}-data"
+    key_arn = stack.outputs[outputs.KMS_KEY_ARN]
+    assert re.fullmatch(r"arn:aws:kms:eu-west-1:123456789012:key/[0-9a-f-]{36}", key_arn)
+    assert stack.one("aws:kinesis/stream:Stream").inputs["kmsKeyId"] == key_arn
 
 
 def test_firehose_writes_partitioned_gzip_json(stack: EvaluatedStack) -> None:

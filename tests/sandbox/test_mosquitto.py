@@ -11,7 +11,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from collector.topics import DDATA, NBIRTH, NCMD, mosquitto_acl_patterns, thing_name
+from collector.topics import DDATA, NBIRTH, NCMD, STATE, mosquitto_acl_patterns, thing_name
 from sandbox.ca import DevCA
 from sandbox.mosquitto import OBSERVER_CN, MosquittoBroker, render_acl
 from sandbox.mqtt import MqttError, Recorder, close_client, tls_client
@@ -117,6 +117,34 @@ def test_thing_receives_its_commands_but_not_another_things(dev_ca: DevCA, tmp_p
             close_client(client)
             for recorder in recorders.values():
                 recorder.stop()
+
+
+def test_a_host_application_commands_and_announces_itself_and_collectors_read_its_state(
+    dev_ca: DevCA, tmp_path: Path
+) -> None:
+    """A Sparkplug host identity (`primary_hosts`, CN = host id): it may publish its own STATE and NCMD,
+    nothing an edge node publishes, nor another host's STATE; a collector reads its STATE and may not
+    forge it."""
+    host, state = "scada", STATE.render("", host="scada")
+    with MosquittoBroker(tmp_path / "broker", dev_ca, primary_hosts=[host]) as broker:
+        cert, key = dev_ca.issue(EDGE_01, tmp_path / "things")
+        collector_view = Recorder(broker.host, broker.port, broker.ca_file, cert, key,
+                                  topic_filter=[state]).start()
+        cert, key = dev_ca.issue(host, tmp_path / "host")
+        client = tls_client(broker.host, broker.port, broker.ca_file, cert, key, client_id=host,
+                            protocol=MQTTProtocolVersion.MQTTv5)
+        thing = _thing_client(broker, dev_ca, EDGE_01, tmp_path)
+        try:
+            assert not _publish_v5(client, state, b"online").is_failure
+            assert not _publish_v5(client, NCMD.render(EDGE_01), b"rebirth").is_failure
+            assert _publish_v5(client, DDATA.render(EDGE_01, "meter-1")).is_failure
+            assert _publish_v5(client, STATE.render("", host="other-host")).is_failure
+            assert _publish_v5(thing, state, b"forged").is_failure
+            assert [m.payload for m in collector_view.wait_for_topic(state)] == [b"online"]
+        finally:
+            close_client(thing)
+            close_client(client)
+            collector_view.stop()
 
 
 def test_client_without_certificate_is_refused(mqtt_broker: MosquittoBroker) -> None:

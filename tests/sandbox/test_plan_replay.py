@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bootstrap.plan import bootstrap_requests
 from collector.proto import DESCRIPTOR_SET_FILE
 from infra.iam import tls_only_bucket
 from preflight.mock_runtime import EvaluatedStack, RegisteredResource, evaluate_stack
@@ -33,8 +34,10 @@ def prod() -> EvaluatedStack:
 
 
 def run(stack: EvaluatedStack, env: dict[str, str]) -> tuple[Replay, Any]:
+    """The account as the first deploy leaves it: the bootstrap's plan for this stack (its CI roles, its
+    data key), then the stack's own."""
     client = moto_clients(env, stack.config["aws:region"])
-    return replay(stack_requests(stack), client), client
+    return replay([*bootstrap_requests(stack), *stack_requests(stack)], client), client
 
 
 def test_staging_stack_lands_whole_in_moto(staging: EvaluatedStack, aws_env: dict[str, str]) -> None:
@@ -56,7 +59,8 @@ def test_staging_stack_lands_whole_in_moto(staging: EvaluatedStack, aws_env: dic
                      "pm500-staging-rule-ddata_kinesis", "pm500-staging-rule-ddata_archive",
                      "pm500-staging-rule-alarm_events", "pm500-staging-alarm-pipe",
                      "pm500-staging-presence", "pm500-staging-rule-presence",
-                     "pm500-staging-rule-fleet_report"}
+                     "pm500-staging-rule-fleet_report",
+                     "pm500-ci-preview-staging", "pm500-ci-deploy-staging"}  # the bootstrap's
     # The fleet view (issue 22): moto accepts the presence state machine's definition and the rules'
     # stepFunctions and dynamoDB actions as the program declares them.
     [machine] = client("stepfunctions").list_state_machines()["stateMachines"]
@@ -69,7 +73,7 @@ def test_staging_stack_lands_whole_in_moto(staging: EvaluatedStack, aws_env: dic
     aliases = client("kms").list_aliases()["Aliases"]
     [alias] = [a for a in aliases if a["AliasName"] == "alias/pm500-staging-data"]
     assert stream["StreamDescriptionSummary"]["EncryptionType"] == "KMS"
-    assert stream["StreamDescriptionSummary"]["KeyId"].endswith(alias["TargetKeyId"])  # moto's key
+    assert stream["StreamDescriptionSummary"]["KeyId"].endswith(alias["TargetKeyId"])  # the bootstrap's key
     delivery = client("firehose").describe_delivery_stream(DeliveryStreamName="pm500-staging-archive")
     s3_config = delivery["DeliveryStreamDescription"]["Destinations"][0]["ExtendedS3DestinationDescription"]
     assert s3_config["Prefix"].startswith("site=!{partitionKeyFromQuery:site}/")
@@ -189,7 +193,7 @@ def test_the_longest_stack_lands_in_another_legal_creation_order(aws_env: dict[s
     reordered = reversed_where_legal(stack.resources)
     assert [r.urn for r in reordered] != [r.urn for r in stack.resources]
     client = moto_clients(aws_env, stack.config["aws:region"])
-    done = replay(requests_for(reordered, stack.config["aws:region"]), client)
+    done = replay([*bootstrap_requests(stack), *requests_for(reordered, stack.config["aws:region"])], client)
     assert sorted(r.operation for r, _ in done.skipped) == ["CreateProvisioningTemplate"]
     assert len(client("iot").list_things()["things"]) == 2
     _assert_alarm_events_land(client, LONGEST)
