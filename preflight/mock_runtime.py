@@ -435,6 +435,11 @@ def evaluate_stack(stack: str, project_dir: Path | None = None, *,
         except BaseException as e:
             errors.append(e)
         finally:
+            # Pulumi's mock monitor runs each invoke on this loop's default executor and gives every
+            # executor thread an event loop of its own that nothing closes. Joined here, the threads
+            # free those loops now; left idle, the loops were collected at interpreter exit, when
+            # their sockets may already be gone ("Exception ignored ... Invalid file descriptor: -1").
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     # A fresh thread = a fresh contextvars context and event loop = fresh Pulumi runtime state.
