@@ -25,7 +25,7 @@ from cryptography import x509
 
 # kind -> what it means and who acts: the table of docs/collector.md, "/health" (a test holds them equal).
 KINDS: dict[str, str] = {
-    "certificate_expired": "the device certificate's validity has ended: rotate it (`cli.py rotate-cert`). "
+    "certificate_expired": "the device certificate's validity has ended: rotate it (`cli.py devices rotate-cert`). "
     "Checked on the collector's own certificate file at every MQTT failure: a broker refusing an expired "
     "certificate only shows the client a closed connection",
     "certificate_not_yet_valid": "the certificate is not valid yet: the host's clock is wrong",
@@ -93,7 +93,7 @@ def certificate_problem(cert_file: Path, now: dt.datetime | None = None) -> tupl
     if now > cert.not_valid_after_utc:
         return "certificate_expired", (
             f"device certificate {cert_file} expired at {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}; "
-            "the broker refuses it: rotate it (cli.py rotate-cert)"
+            "the broker refuses it: rotate it (cli.py devices rotate-cert)"
         )
     if now < cert.not_valid_before_utc:
         return "certificate_not_yet_valid", (

@@ -184,7 +184,7 @@ def test_the_certificate_is_valid_on_both_ends_of_its_period(tmp_path: Path, dev
     assert certificate_problem(path, now=end + second) == (
         "certificate_expired",
         f"device certificate {path} expired at {end:%Y-%m-%dT%H:%M:%SZ}; "
-        "the broker refuses it: rotate it (cli.py rotate-cert)",
+        "the broker refuses it: rotate it (cli.py devices rotate-cert)",
     )
     assert certificate_problem(path, now=start - second) == (
         "certificate_not_yet_valid",
