@@ -2,7 +2,8 @@
 
 The groups follow what the operator is doing: `devices` (one collector's identity in AWS IoT), `sites`
 (every collector of a site at once), `hosts` (a Sparkplug host application's identity), `meters`
-(commissioning a meter), `stacks` (what a stack needs before `pulumi up`). The commands live in
+(commissioning a meter), `stacks` (what a stack needs before `pulumi up`), `fleet` (the whole fleet
+at a glance), `collector` (a running collector's settings, remotely). The commands live in
 `commands/`, thin over the plain functions of `devices/` and
 `preflight/`. Every domain error is one red line on stderr and exit code 1; nothing is left half-done
 in AWS or on disk.
@@ -19,7 +20,7 @@ from typing import Any
 
 import typer
 
-from commands import devices, hosts, meters, sites, stacks
+from commands import collector, devices, fleet, hosts, meters, sites, stacks
 from commands.help_format import ConventionalHelpCommand, ConventionalHelpGroup
 
 app = typer.Typer(
@@ -35,6 +36,8 @@ app.add_typer(sites.app, name="sites")
 app.add_typer(hosts.app, name="hosts")
 app.add_typer(meters.app, name="meters")
 app.add_typer(stacks.app, name="stacks")
+app.add_typer(fleet.app, name="fleet")
+app.add_typer(collector.app, name="collector")
 
 # Old spelling -> the command it now runs.
 ALIASES: dict[str, Callable[..., Any]] = {

@@ -1,4 +1,4 @@
-"""Bulk provisioning of 1,000 collectors against moto: `provision-site` workers vs the one-by-one path.
+"""Bulk provisioning of 1,000 collectors against moto: `sites provision` workers vs the one-by-one path.
 
 Both runs use the same code per device (`devices.provision.provision_device`, key generation,
 certificate checks, atomic bundle); the one-by-one path does them sequentially (workers=1), the bulk
@@ -34,7 +34,7 @@ def main() -> None:
         f"| one by one (workers=1) — baseline | {one_by_one_s:.1f} | "
         f"{one_by_one_s / args.devices * 1000:.1f} | "
         f"{args.devices / one_by_one_s:.0f} | 1.0× |\n"
-        f"| `provision-site --workers {args.workers}` | {bulk_s:.1f} | {bulk_s / args.devices * 1000:.1f} | "
+        f"| `sites provision --workers {args.workers}` | {bulk_s:.1f} | {bulk_s / args.devices * 1000:.1f} | "
         f"{args.devices / bulk_s:.0f} | **{one_by_one_s / bulk_s:.1f}×** |\n\n"
         "On this 2-core machine the client, the moto server and key generation compete for the same cores,"
         " so concurrency mostly overlaps request latency; against AWS (tens of ms per call over the"

@@ -64,11 +64,22 @@ MODULE_TESTS: dict[str, list[str]] = {
     ],
     "devices/crypto.py": ["tests/cli/test_crypto.py", "tests/cli/test_root_ca.py"],
     "collector/registers.py": ["tests/meter/test_registers.py"],
-    "collector/buffer.py": ["tests/collector/test_buffer.py", "tests/collector/test_buffer_identity.py"],
+    "collector/buffer.py": [
+        "tests/collector/test_buffer.py",
+        "tests/collector/test_buffer_identity.py",
+        "tests/collector/test_event_queue.py",
+    ],
     "collector/quality.py": ["tests/collector/test_bad_values.py"],
     "collector/cip_multiple.py": ["tests/meter/test_cip_multiple.py", "tests/meter/test_driver.py"],
     "collector/assembly_reader.py": ["tests/meter/test_driver.py", "tests/meter/test_poller.py"],
     "collector/settings.py": ["tests/collector/test_settings.py"],
+    "collector/sink_errors.py": [
+        "tests/collector/test_sink_error_kinds.py",
+        "tests/collector/test_sink_errors.py",
+    ],
+    "collector/event_queue.py": ["tests/collector/test_event_queue.py"],
+    "collector/alarms.py": ["tests/collector/test_alarms.py", "tests/collector/test_event_queue.py"],
+    "devices/fleet.py": ["tests/cli/test_fleet_functions.py", "tests/cli/test_fleet_commands.py"],
     "collector/sparkplug_b.py": ["tests/collector/test_sparkplug_proto.py"],
 }
 

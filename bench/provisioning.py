@@ -3,8 +3,8 @@
 Baseline, per device (what a runbook without our CLI does): `openssl req` for key + CSR, then
 `aws iot list-thing-principals`, `create-certificate-from-csr`, `attach-policy`,
 `attach-thing-principal` (awscli from PyPI, pinned in the dev extra), then the certificate written to
-disk. Ours: `provision-site` (100 collectors, progress bar) doing the same calls plus the
-certificate checks and an atomic bundle with config.yaml. For context, `cli.py provision-device`
+disk. Ours: `sites provision` (100 collectors, progress bar) doing the same calls plus the
+certificate checks and an atomic bundle with config.yaml. For context, `cli.py devices provision`
 started once per device (a new Python process each time) is measured too.
 
 moto runs in its own process (so client and server do not share a GIL), with its CSR signing fixed
@@ -94,7 +94,7 @@ def reset_and_seed(env: dict[str, str], devices: int) -> dict[str, Any]:
 def run_bulk(
     outputs: dict[str, Any], out_root: Path, workers: int, label: str
 ) -> tuple[float, list[BulkResult]]:
-    """Ours, in-process like `cli.py provision-site`, with a rich progress bar."""
+    """Ours, in-process like `cli.py sites provision`, with a rich progress bar."""
     from devices.aws import iot_client
 
     parsed = parse_outputs(outputs, "bench outputs", STACK)
@@ -123,7 +123,7 @@ def run_bulk(
 def run_cli_per_device(
     outputs: dict[str, Any], things: list[dict[str, Any]], work: Path, env: dict[str, str]
 ) -> float:
-    """`cli.py provision-device` as one process per device (an operator typing it per collector)."""
+    """`cli.py devices provision` as one process per device (an operator typing it per collector)."""
     outputs_file = work / "outputs.json"
     outputs_file.write_text(json.dumps(outputs))
     start = time.perf_counter()
@@ -132,7 +132,8 @@ def run_cli_per_device(
             [
                 sys.executable,
                 str(ROOT / "cli.py"),
-                "provision-device",
+                "devices",
+                "provision",
                 "--stack",
                 STACK,
                 "--site",
@@ -205,7 +206,7 @@ def run_aws_cli_baseline(things: list[dict[str, Any]], policy: str, work: Path, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=100, help="collectors provisioned by provision-site")
+    parser.add_argument("--devices", type=int, default=100, help="collectors provisioned by sites provision")
     parser.add_argument("--sample", type=int, default=20, help="devices for the one-process-per-device runs")
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
@@ -218,7 +219,7 @@ def main() -> None:
         work = Path(tmp)
         outputs = reset_and_seed(env, args.devices)
         bulk_s, _ = run_bulk(
-            outputs, work / "bundles", args.workers, f"provision-site ({args.devices} devices)"
+            outputs, work / "bundles", args.workers, f"sites provision ({args.devices} devices)"
         )
 
         outputs = reset_and_seed(env, args.devices)
@@ -236,18 +237,18 @@ def main() -> None:
     body = (
         "## Device provisioning (issue 3)\n\n"
         f"moto server in its own process on 127.0.0.1; EC P-256 keys; {args.workers} workers for "
-        "provision-site.\n\n"
+        "sites provision.\n\n"
         "| path | devices | total (s) | per device (ms) | speed-up vs AWS CLI |\n|---|---:|---:|---:|---:|\n"
         f"| AWS CLI sequence (openssl + 4 × `aws iot`) — baseline | {args.sample} | {baseline_s:.1f} | "
         f"{per['awscli'] * 1000:.0f} | 1.0× |\n"
-        f"| `cli.py provision-device`, one process per device | {args.sample} | {single_s:.1f} | "
+        f"| `cli.py devices provision`, one process per device | {args.sample} | {single_s:.1f} | "
         f"{per['single'] * 1000:.0f} | {per['awscli'] / per['single']:.1f}× |\n"
-        f"| `provision-site` path, in-process (progress bar, {args.workers} workers) | {args.devices} | "
+        f"| `sites provision` path, in-process (progress bar, {args.workers} workers) | {args.devices} | "
         f"{bulk_s:.1f} | "
         f"{per['bulk'] * 1000:.1f} | **{per['awscli'] / per['bulk']:.1f}×** |\n\n"
-        f"Goal ≥ 10× per device (provision-site vs the AWS CLI sequence): "
+        f"Goal ≥ 10× per device (sites provision vs the AWS CLI sequence): "
         f"{'met' if per['awscli'] / per['bulk'] >= 10 else 'NOT met'}. The one-process-per-device row is"
-        " dominated by Python start-up and imports (typer, boto3, cryptography); use provision-site for"
+        " dominated by Python start-up and imports (typer, boto3, cryptography); use sites provision for"
         " fleets. Ours also verifies each certificate against its key and writes the full bundle.\n"
     )
     print(body)

@@ -7,7 +7,7 @@ A job that names an environment gets an OIDC token whose subject is
 exactly (`StringEquals`, one subject, no wildcard). Per stack `S` of `pm500-bootstrap:stacks`:
 
 - `pm500-ci-preview-S`, trusted by environment `preview-S` (pull-request previews, any branch's code):
-  read-only, the documents `cli.py deployer-policy --stack S --mode preview --json` prints;
+  read-only, the documents `cli.py stacks deployer-policy --stack S --mode preview --json` prints;
 - `pm500-ci-deploy-S`, trusted by environment `S` (deploys; the environment admits `main` only):
   the documents of `--mode deploy`.
 
@@ -79,7 +79,7 @@ class Settings:
 
 def _documents(key: str, names: list[str], stack: str,
                mode: str) -> tuple[dict[str, Any], ...]:
-    """The documents of every file `names` lists (each the JSON list `cli.py deployer-policy --json`
+    """The documents of every file `names` lists (each the JSON list `cli.py stacks deployer-policy --json`
     prints for `stack` and `mode`); relative paths are relative to this project's folder."""
     documents: list[dict[str, Any]] = []
     prefix = statement_id_prefix(stack, mode)
@@ -92,12 +92,12 @@ def _documents(key: str, names: list[str], stack: str,
         if not (isinstance(content, list) and content
                 and all(isinstance(d, dict) and "Statement" in d for d in content)):
             raise BootstrapConfigError(f"{NAMESPACE}:{key}: {name}: expected the JSON list of policy "
-                                       "documents that `cli.py deployer-policy --json` prints")
+                                       "documents that `cli.py stacks deployer-policy --json` prints")
         sids = [str(s.get("Sid", "")) for d in content for s in d["Statement"]]
         if not all(re.fullmatch(rf"{prefix}\d+", sid) for sid in sids):
             raise BootstrapConfigError(
                 f"{NAMESPACE}:{key}: {name}: not the {mode} policy of stack {stack!r} (statement ids "
-                f"{prefix}<n> expected, found {sids[0]!r}); write it with `cli.py deployer-policy "
+                f"{prefix}<n> expected, found {sids[0]!r}); write it with `cli.py stacks deployer-policy "
                 f"--stack {stack} --mode {mode} --json`")
         documents += content
     return tuple(documents)

@@ -1,6 +1,6 @@
 """The collector's config file (`config.yaml` in a device bundle): the single schema for it.
 
-`cli.py provision-device` writes it through `CollectorConfig`; the collector loads it with
+`cli.py devices provision` writes it through `CollectorConfig`; the collector loads it with
 `load_config`. Relative file paths resolve against the config file's directory, so a bundle works
 wherever it is mounted (the container mounts it read-only at /bundle).
 """
@@ -40,7 +40,7 @@ DEFAULT_CIP_PORT = 44818
 def bundle_subdir(stack: str, site: str, collector: str) -> str:
     """Where a collector's bundle lives below a bundle root: `<stack>/<site>/<collector>`.
 
-    The same layout on the operator's machine (`cli.py provision-device` writes below `bundles/`) and on
+    The same layout on the operator's machine (`cli.py devices provision` writes below `bundles/`) and on
     the edge host (below `edge.bundleRoot`, bind-mounted at /bundle), so a site's bundles are copied
     across as one tree. No ':' (unlike the thing name): Docker's bind syntax splits on it.
     """

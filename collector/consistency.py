@@ -261,7 +261,7 @@ def check(values: Mapping[str, float], wiring: str = "4-wire") -> list[Violation
 
 def failures(values: Mapping[str, float], wiring: str = "4-wire") -> int:
     """How many individual comparisons fail: finer than `check` (which names each relation once),
-    so it ranks two wrong orders; `cli.py meter probe --suggest` minimises it."""
+    so it ranks two wrong orders; `cli.py meters probe --suggest` minimises it."""
     checker = _checker(values, wiring)
     checker.run()
     return len(checker.found)

@@ -307,13 +307,15 @@ class Collector:
         health = self.snapshot()
         buffer = health["buffer"]
         settings = nest(self.settings.values())
+        # Every configured meter, always: one missing from the poller's status (polling restarts after a
+        # settings change) would be reported as removed, then added again.
         meters = {
-            asset: {
-                **settings["meters"].get(asset, {}),
-                "state": meter.get("state"),
-                "register_map": (meter.get("register_map") or {}).get("verdict"),
+            m.asset: {
+                **settings["meters"].get(m.asset, {}),
+                "state": health["meters"].get(m.asset, {}).get("state", "starting"),
+                "register_map": (health["meters"].get(m.asset, {}).get("register_map") or {}).get("verdict"),
             }
-            for asset, meter in health["meters"].items()
+            for m in self.cfg.meters
         }
         sinks = {
             name: {"last_error": _short(status.get("last_error"))}

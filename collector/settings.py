@@ -31,7 +31,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -139,6 +139,54 @@ def _interval_limits() -> tuple[float, float]:
     return float(low), float(high)
 
 
+class Schema:
+    """The settable keys of a collector with meters `assets`, and the check of a request against them:
+    the collector's `Settings` and the operator's `cli.py collector set` use this one definition."""
+
+    def __init__(self, assets: Sequence[str]) -> None:
+        self.assets = tuple(assets)
+        low, high = _interval_limits()
+        self.specs = {
+            POLL_INTERVAL: SettingSpec(POLL_INTERVAL, "float", "seconds between polls of a meter", low, high),
+            DEBUG: SettingSpec(DEBUG, "bool", "print every decoded reading on stdout"),
+            **{
+                in_service_key(a): SettingSpec(in_service_key(a), "bool", f"meter {a} is polled")
+                for a in self.assets
+            },
+        }
+
+    def check(self, changes: Mapping[str, object]) -> dict[str, str]:
+        """The reason per key that refuses `changes` (a request is all or nothing); empty: acceptable."""
+        reasons = {key: r for key, value in changes.items() if (r := self.problem(key, value)) is not None}
+        if not changes:
+            reasons[REQUEST] = f"no setting given; settable: {self.settable()}"
+        return reasons
+
+    def settable(self) -> str:
+        return ", ".join([POLL_INTERVAL, DEBUG, f"{METERS}.<asset>.{IN_SERVICE}"])
+
+    def problem(self, key: str, value: object) -> str | None:
+        spec = self.specs.get(key)
+        if spec is None:
+            if key.startswith(f"{METERS}.") and key.endswith(f".{IN_SERVICE}"):
+                asset = key[len(METERS) + 1 : -len(IN_SERVICE) - 1]
+                return f"no meter {asset!r} in this collector (meters: {', '.join(self.assets)})"
+            return f"not a setting; settable: {self.settable()}"
+        if spec.kind == "bool":
+            return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+        assert spec.minimum is not None and spec.maximum is not None  # a float spec has both limits
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (math.isfinite(value) and spec.minimum <= value <= spec.maximum)
+        ):
+            return f"expected a number of seconds in {spec.minimum:g}..{spec.maximum:g}, got {value!r}"
+        return None
+
+    def normal(self, key: str, value: object) -> object:
+        return float(value) if self.specs[key].kind == "float" else value  # type: ignore[arg-type]
+
+
 class Settings:
     """Thread-safe; `follow(target)` is the collector's way of running a target (called on the worker)."""
 
@@ -146,16 +194,8 @@ class Settings:
         self, cfg: CollectorConfig, debug: bool, follow: Callable[[Running], None], path: Path | None = None
     ) -> None:
         self._path = path or settings_path(cfg)
-        self._assets = tuple(m.asset for m in cfg.meters)
-        low, high = _interval_limits()
-        self._specs = {
-            POLL_INTERVAL: SettingSpec(POLL_INTERVAL, "float", "seconds between polls of a meter", low, high),
-            DEBUG: SettingSpec(DEBUG, "bool", "print every decoded reading on stdout"),
-            **{
-                in_service_key(a): SettingSpec(in_service_key(a), "bool", f"meter {a} is polled")
-                for a in self._assets
-            },
-        }
+        self._schema = Schema([m.asset for m in cfg.meters])
+        self._assets = self._schema.assets
         self._bundle: dict[str, object] = {
             POLL_INTERVAL: cfg.poll_interval_s,
             DEBUG: debug,
@@ -173,7 +213,7 @@ class Settings:
 
     def specs(self) -> list[SettingSpec]:
         """The settable keys with their type and limits."""
-        return list(self._specs.values())
+        return list(self._schema.specs.values())
 
     def values(self) -> dict[str, object]:
         """Current value of every settable key (what the collector runs, or is about to)."""
@@ -186,13 +226,11 @@ class Settings:
 
     def apply(self, changes: Mapping[str, object], source: str) -> Outcome:
         """Check, persist and hand to the worker; never blocks on the running collector."""
-        reasons = {key: r for key, value in changes.items() if (r := self._problem(key, value)) is not None}
-        if not changes:
-            reasons[REQUEST] = f"no setting given; settable: {self._settable()}"
+        reasons = self._schema.check(changes)
         with self._lock:
             applied: dict[str, object] = {}
             if not reasons:
-                new = {**self._values, **{k: self._normal(k, v) for k, v in changes.items()}}
+                new = {**self._values, **{k: self._schema.normal(k, v) for k, v in changes.items()}}
                 applied = {k: new[k] for k in changes if new[k] != self._values[k]}
                 if applied:
                     try:
@@ -248,30 +286,6 @@ class Settings:
         return self._worker.wait_idle(timeout_s)
 
     # -- internals ---------------------------------------------------------------------------------
-
-    def _settable(self) -> str:
-        return ", ".join([POLL_INTERVAL, DEBUG, f"{METERS}.<asset>.{IN_SERVICE}"])
-
-    def _problem(self, key: str, value: object) -> str | None:
-        spec = self._specs.get(key)
-        if spec is None:
-            if key.startswith(f"{METERS}.") and key.endswith(f".{IN_SERVICE}"):
-                asset = key[len(METERS) + 1 : -len(IN_SERVICE) - 1]
-                return f"no meter {asset!r} in this collector (meters: {', '.join(self._assets)})"
-            return f"not a setting; settable: {self._settable()}"
-        if spec.kind == "bool":
-            return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
-        assert spec.minimum is not None and spec.maximum is not None  # a float spec has both limits
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not (math.isfinite(value) and spec.minimum <= value <= spec.maximum)
-        ):
-            return f"expected a number of seconds in {spec.minimum:g}..{spec.maximum:g}, got {value!r}"
-        return None
-
-    def _normal(self, key: str, value: object) -> object:
-        return float(value) if self._specs[key].kind == "float" else value  # type: ignore[arg-type]
 
     def _running_from(self, values: Mapping[str, object]) -> Running:
         out = frozenset(a for a in self._assets if values[in_service_key(a)] is False)
@@ -339,7 +353,7 @@ class Settings:
             return {}
         kept: dict[str, object] = {}
         for key, value in stored.items():
-            problem = self._problem(key, value)
+            problem = self._schema.problem(key, value)
             if problem is None and bundle.get(key) != self._bundle[key]:
                 problem = f"the bundle changed it since ({bundle.get(key)!r} -> {self._bundle[key]!r})"
             if problem is not None:
@@ -348,7 +362,7 @@ class Settings:
                     extra={"path": str(self._path), "reason": f"{key}: {problem}"},
                 )
                 continue
-            kept[key] = self._normal(key, value)
+            kept[key] = self._schema.normal(key, value)
         if kept:
             log.info("settings restored", extra={"path": str(self._path), "values": kept})
         return kept

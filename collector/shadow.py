@@ -9,8 +9,10 @@ null, which removes it). Afterwards:
 - an `update/delta` (desired differs from reported) goes through `collector.settings.Settings.apply`
   as source `shadow`, with the same limits and record as every other channel; the outcome is reported
   at once (`settings_refused`: the desired version refused and the reason per key, or absent);
-- the report thread (`shadow-report`) looks every CHECK_S: settings, meter states, verdicts, sinks'
-  errors and health changes are reported at most once per CHANGE_MIN_S; the backlog and the time of the
+- the report thread (`shadow-report`) looks every CHECK_S: meter states, verdicts, sinks' errors and
+  health changes are reported as they happen, up to CHANGE_BURST in a row, then at most one per
+  CHANGE_MIN_S (a token bucket: a collector that starts reports its meters' "starting" and then "ok"
+  within seconds, one that flaps costs at most one update a minute); the backlog and the time of the
   last delivered reading (which change all the time) only every `shadow.report_interval_s`.
 
 A report is assumed accepted (the collector does not subscribe to `update/accepted`, which would echo
@@ -35,8 +37,9 @@ from collector.topics import SHADOW_GET, SHADOW_UPDATE, shadow_topic
 log = logging.getLogger(__name__)
 
 SOURCE = "shadow"  # the channel's name in the settings record
-CHECK_S = 10.0
+CHECK_S = 5.0
 CHANGE_MIN_S = 60.0
+CHANGE_BURST = 3
 VOLATILE = ("backlog", "last_ddata_ms")  # reported every report_interval_s only
 
 
@@ -92,7 +95,7 @@ class ShadowClient:
         self._cloud: dict[str, Any] | None = None  # the reported state the shadow holds; None: unknown
         self._refused: dict[str, Any] | None = None  # the last refused desired version, with reasons
         self._urgent = False
-        self._last_sent = 0.0  # monotonic time of the last report
+        self._changes = TokenBucket(CHANGE_BURST, CHANGE_MIN_S, time.monotonic())
         self._last_volatile = 0.0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shadow-report", daemon=True)
@@ -203,7 +206,7 @@ class ShadowClient:
             return
         now = time.monotonic()
         significant = any(key not in VOLATILE for key in update)
-        due = urgent or (significant and now - self._last_sent >= CHANGE_MIN_S) or (
+        due = urgent or (significant and self._changes.take(now)) or (
             now - self._last_volatile >= self._interval_s
         )
         if not due:
@@ -215,9 +218,25 @@ class ShadowClient:
             if self._cloud is cloud:  # not reset by a new session meanwhile
                 self._cloud = merge(cloud, update)
         self.stats["reports"] += 1
-        self._last_sent = now
         if any(key in VOLATILE for key in update) or not significant:
             self._last_volatile = now
+
+
+
+class TokenBucket:
+    """`capacity` events at once, then one more per `period_s`: bursts pass, a steady flap is capped."""
+
+    def __init__(self, capacity: int, period_s: float, now: float) -> None:
+        self._capacity, self._period_s = float(capacity), period_s
+        self._tokens, self._refilled = float(capacity), now
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(self._capacity, self._tokens + (now - self._refilled) / self._period_s)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 def _token() -> str:

@@ -23,23 +23,28 @@ from pathlib import Path
 
 from cryptography import x509
 
-# kind -> what it means and what fixes it (docs/collector.md shows this table).
+# kind -> what it means and who acts: the table of docs/collector.md, "/health" (a test holds them equal).
 KINDS: dict[str, str] = {
-    "certificate_expired": "the device certificate's validity has ended: rotate it (cli.py rotate-cert)",
-    "certificate_not_yet_valid": "the device certificate is not valid yet: check the host's clock",
-    "policy": "the broker closes the connection after TLS: the certificate is inactive or not attached "
-    "to the thing, or the IoT policy does not allow iot:Connect for this client id",
-    "not_authorized": "the server refused our credentials (MQTT CONNACK 4/5, HTTP 401/403)",
-    "server_certificate": "the bundle's CA file does not trust the server's certificate (or its name)",
-    "tls": "the TLS handshake failed for another reason",
-    "connection_refused": "nothing accepts connections at that address and port",
-    "dns": "the host name does not resolve",
-    "timeout": "the server did not answer in time",
+    "certificate_expired": "the device certificate's validity has ended: rotate it (`cli.py devices rotate-cert`). "
+    "Checked on the collector's own certificate file at every MQTT failure: a broker refusing an expired "
+    "certificate only shows the client a closed connection",
+    "certificate_not_yet_valid": "the certificate is not valid yet: the host's clock is wrong",
+    "policy": "the broker closes the connection before CONNACK, or repeatedly right after it: AWS IoT's "
+    "answer to an inactive or unattached certificate or an IoT policy that does not allow `iot:Connect` "
+    "for the client id",
+    "not_authorized": "CONNACK return code 4 or 5, or InfluxDB HTTP 401/403 (wrong user or password)",
+    "server_certificate": "`mqtt.ca_file` does not trust the broker's certificate (or the endpoint name "
+    "differs)",
+    "tls": "another TLS handshake failure",
+    "connection_refused": "nothing listens at that address and port",
+    "dns": "the name does not resolve",
+    "timeout": "no answer in time",
     "network": "another network error (unreachable host, reset connection)",
-    "connection_lost": "an established connection was dropped",
-    "database_not_found": "InfluxDB has no such database (HTTP 404)",
-    "rejected": "InfluxDB refused the data itself (HTTP 400); those readings are dropped from its queue",
-    "http": "the server answered with an unexpected HTTP status (e.g. 5xx)",
+    "connection_lost": "an established MQTT connection dropped",
+    "database_not_found": "InfluxDB HTTP 404: no such database",
+    "rejected": "InfluxDB HTTP 400: it will never take those lines "
+    "(they are dropped from its queue, counted)",
+    "http": "another HTTP status (e.g. 503)",
 }
 
 
@@ -88,7 +93,7 @@ def certificate_problem(cert_file: Path, now: dt.datetime | None = None) -> tupl
     if now > cert.not_valid_after_utc:
         return "certificate_expired", (
             f"device certificate {cert_file} expired at {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}; "
-            "the broker refuses it: rotate it (cli.py rotate-cert)"
+            "the broker refuses it: rotate it (cli.py devices rotate-cert)"
         )
     if now < cert.not_valid_before_utc:
         return "certificate_not_yet_valid", (

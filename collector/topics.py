@@ -154,7 +154,7 @@ def iot_policy_topics(direction: str, thing_variable: str = "${iot:Connection.Th
     return [
         _pattern(t, thing_variable, "*", "*")
         for t in COLLECTOR_TOPICS
-        if t.direction in (direction, "both")
+        if t.direction == direction
     ]
 
 
@@ -162,7 +162,7 @@ def mosquitto_acl_patterns(templates: Iterable[TopicTemplate] = COLLECTOR_TOPICS
     """Mosquitto `pattern` ACL lines equivalent to the IoT policy: each client only under its own CN."""
     lines = []
     for t in templates:
-        access = {"publish": "write", "subscribe": "read", "both": "readwrite"}[t.direction]
+        access = {"publish": "write", "subscribe": "read"}[t.direction]
         lines.append(f"pattern {access} {_pattern(t, '%u', '+', '#')}")
     return lines
 

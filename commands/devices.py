@@ -31,6 +31,7 @@ from commands.options import (
     Out,
     OutputsFile,
     Region,
+    RevokeOld,
     ServerCa,
     Site,
     Stack,
@@ -171,9 +172,7 @@ def rotate_cert_cmd(
     ca_key: CaKey = None,
     validity_days: ValidityDays = 3650,
     server_ca: ServerCa = None,
-    revoke_old: Annotated[
-        bool, typer.Option("--revoke-old", help="Leave the old certificate REVOKED instead of INACTIVE.")
-    ] = False,
+    revoke_old: RevokeOld = False,
     as_json: JsonOut = False,
 ) -> None:
     """Give a provisioned collector a new key and certificate.

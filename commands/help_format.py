@@ -12,15 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 _LABELS: dict[Any, str] = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH"}
 _PATH_LABELS = {"file": "FILE", "dir": "DIRECTORY"}
 
 
-def conventional_label(option: TyperOption) -> str | None:
+def conventional_label(option: TyperOption | TyperArgument) -> str | None:
     """The label for `option`'s value: "" for a flag, None to keep typer's own (e.g. choices)."""
-    if option.is_flag:
+    if isinstance(option, TyperOption) and option.is_flag:
         return ""
     descriptor = option.type_descriptor
     if descriptor.is_choice:
@@ -39,7 +39,20 @@ def _label(params: list[Any]) -> list[Any]:
             label = conventional_label(param)
             if label is not None:
                 param.metavar = label
+        elif isinstance(param, TyperArgument):  # its name is shown already; the type column gets the label
+            label = conventional_label(param)
+            if label is not None:
+                param.display_type_rich = _fixed(label)  # type: ignore[method-assign]
     return params
+
+
+def _fixed(label: str) -> Any:
+    """A `display_type_rich` that answers `label` (typer asks each parameter for its type column)."""
+
+    def display_type_rich(ctx: Any) -> str:
+        return label
+
+    return display_type_rich
 
 
 class ConventionalHelpCommand(TyperCommand):

@@ -80,6 +80,9 @@ ValidityDays = Annotated[
         min=1, max=36500, help="Validity of certificates signed by --ca-cert.", rich_help_panel=CERTIFICATE
     ),
 ]
+RevokeOld = Annotated[
+    bool, typer.Option("--revoke-old", help="Leave the old certificate REVOKED instead of INACTIVE.")
+]
 ServerCa = Annotated[
     Path | None,
     typer.Option(

@@ -28,6 +28,7 @@ from commands.options import (
     MqttPort,
     OutputsFile,
     Region,
+    RevokeOld,
     ServerCa,
     Stack,
     ValidityDays,
@@ -37,14 +38,20 @@ from commands.options import (
 )
 from devices.aws import iot_client
 from devices.bulk import BulkResult, provision_many, summary
+from devices.fleet import parse_duration
 from devices.outputs import check_name, load_outputs
+from devices.rotation import Selection, rotate_selection
 
 app = typer.Typer(
-    help="Every collector of a site, or of the whole stack, at once.",
+    help="Every collector of a site, or of the whole stack, at once: provision, rotate certificates.",
     no_args_is_help=True,
     cls=ConventionalHelpGroup,
 )
 command = partial(app.command, cls=ConventionalHelpCommand)
+
+Match = Annotated[
+    str | None, typer.Option(help="Only things whose name matches this glob, e.g. 'prod:plant-a:line-*'.")
+]
 
 
 @command("provision")
@@ -53,9 +60,7 @@ def provision_site_cmd(
     site: Annotated[
         list[str] | None, typer.Option(help="Site to provision (repeatable; default: all).")
     ] = None,
-    match: Annotated[
-        str | None, typer.Option(help="Only things whose name matches this glob, e.g. 'prod:plant-a:line-*'.")
-    ] = None,
+    match: Match = None,
     out_root: Annotated[
         Path, typer.Option(help="Bundles go to OUT_ROOT/STACK/SITE/COLLECTOR.", file_okay=False)
     ] = Path("bundles"),
@@ -93,14 +98,7 @@ def provision_site_cmd(
             server_ca, endpoint, mqtt_port, influx_url, influx_database, influx_username, password
         )
         iot = iot_client(region, max_pool_connections=workers)
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            disable=as_json or not err.is_terminal,
-        )
+        progress = _progress(as_json)
         with progress:
             task = progress.add_task("provisioning", total=len(targets))
             results = provision_many(
@@ -114,6 +112,23 @@ def provision_site_cmd(
                 on_result=lambda _: progress.advance(task),
             )
     counts = summary(results)
+    _report(results, counts, as_json)
+
+
+def _progress(as_json: bool) -> Progress:
+    """A progress bar on stderr, off for --json and when stderr is not a terminal."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=as_json or not err.is_terminal,
+    )
+
+
+def _report(results: list[BulkResult], counts: dict[str, int], as_json: bool) -> None:
+    """Print the outcome (JSON or tables); exit code 1 if any device failed."""
     if as_json:
         out.print_json(json.dumps({"summary": counts, "devices": [r.as_dict() for r in results]}))
     else:
@@ -125,7 +140,7 @@ def provision_site_cmd(
 def _print_bulk(results: list[BulkResult], counts: dict[str, int]) -> None:
     failed = [r for r in results if r.status == "failed"]
     if failed:
-        table = Table(title="Failed devices (rolled back; re-run to retry)")
+        table = Table(title="Failed devices (rolled back; run the same command again to retry)")
         table.add_column("thing")
         table.add_column("reason", overflow="fold")
         for r in failed:
@@ -136,3 +151,56 @@ def _print_bulk(results: list[BulkResult], counts: dict[str, int]) -> None:
         table.add_column(status, justify="right")
     table.add_row(*(str(n) for n in counts.values()))
     out.print(table)
+
+
+@command("rotate-cert")
+def rotate_site_cmd(
+    stack: Stack,
+    site: Annotated[list[str] | None, typer.Option(help="Site to rotate (repeatable; default: all).")] = None,
+    match: Match = None,
+    expiring_within: Annotated[
+        str | None,
+        typer.Option(help="Only collectors whose bundle certificate expires within this time: 30d, 12h, 2w."),
+    ] = None,
+    out_root: Annotated[
+        Path, typer.Option(help="Bundles are in OUT_ROOT/STACK/SITE/COLLECTOR.", file_okay=False)
+    ] = Path("bundles"),
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Devices rotated concurrently.")] = 8,
+    key_type: KeyType = "ec-p256",
+    outputs_file: OutputsFile = None,
+    region: Region = None,
+    ca_cert: CaCert = None,
+    ca_key: CaKey = None,
+    validity_days: ValidityDays = 3650,
+    server_ca: ServerCa = None,
+    revoke_old: RevokeOld = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Give many provisioned collectors a new key and certificate: a site, a name glob, certificates
+    expiring soon.
+
+    Each device is rotated exactly like `devices rotate-cert` (new certificate active and attached, new
+    bundle in place, then the old certificate retired; a failure rolls back that device only). Resumable:
+    after an interruption, run the same command again; devices rotated in this run are skipped
+    (the run is recorded in OUT_ROOT/STACK/rotate-cert.json until it completes). Restart each collector
+    to pick up its new bundle. Exit code 1 if any device failed.
+    """
+    with operator_errors():
+        for s in site or []:
+            check_name("--site", s)
+        window = parse_duration("--expiring-within", expiring_within) if expiring_within else None
+        selection = Selection(tuple(site or []), match, int(window.total_seconds()) if window else None)
+        outputs = load_outputs(stack, outputs_file)
+        issue = issue_options(key_type, ca_cert, ca_key, validity_days)
+        settings = bundle_settings(server_ca, None, None, None, None, None, None)
+        iot = iot_client(region, max_pool_connections=workers)
+        progress = _progress(as_json)
+        with progress:
+            task = progress.add_task("rotating", total=None)
+            results = rotate_selection(
+                iot, outputs, selection, out_root, issue, settings, workers, revoke_old,
+                on_selected=lambda n: progress.update(task, total=n),
+                on_result=lambda _: progress.advance(task),
+            )
+    counts = summary(results, done="rotated")
+    _report(results, counts, as_json)

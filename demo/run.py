@@ -1,12 +1,13 @@
 """Bring the local pipeline up in dependency order, watch data flow, tear everything down by pid.
 
 Order: stack (real program on the mock runtime) -> moto seeded with it -> dev CA -> InfluxDB ->
-Mosquitto -> `cli.py devices provision` (bundle) -> meter simulators -> observer subscriber ->
-[sparkplug-b: `cli.py hosts provision` and the Primary Host Application] -> collector (from the
-bundle). The observer subscribes before the collector connects, so it sees the
-collector's births, not only its data. Every child process is a `sandbox.procs.ManagedProcess` in its
-own process group; the teardown stops them in reverse order, then checks that none of their pids is
-alive.
+Mosquitto and AWS IoT's services around it (lifecycle events, shadows, topic rules) -> `cli.py
+devices provision` (bundle) -> meter simulators -> observer subscriber -> [sparkplug-b: `cli.py hosts
+provision` and the Primary Host Application] -> collector (from the bundle), then the fleet tour
+(`demo.fleet_tour`: a remote setting applied live, the collector offline and back). The observer
+subscribes before the collector connects, so it sees the collector's births, not only its data. Every
+child process is a `sandbox.procs.ManagedProcess` in its own process group; the teardown stops them in
+reverse order, then checks that none of their pids is alive.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from rich.live import Live
 from rich.text import Text
 
 from collector.config import CONFIG_FILE, DEFAULT_ENCODING, ENV_PREFIX, Encoding, load_config
-from demo import inspect, observe, stack, view
+from demo import fleet_tour, inspect, observe, stack, view
 from demo.pipeline import Pipeline
 from demo.signals import Shutdown, SignalGuard
 from demo.verdict import Verdict, judge
 from demo.workdir import record_pids
 from sandbox.ca import DevCA
 from sandbox.influx import InfluxServer
+from sandbox.iot_core import IotCoreServices
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.moto import MotoServer
 from sandbox.mqtt import Recorder
@@ -83,8 +85,11 @@ class Demo:
         }
         self._teardown = ExitStack()
         self._processes: list[tuple[str, ManagedProcess | ChildServer]] = []
+        self._collector: ManagedProcess | None = None
+        self._local: stack.LocalStack | None = None
         # What has been observed so far: kept here, so a Ctrl-C can still judge and report it.
         self.snapshot: observe.Snapshot | None = None
+        self.fleet_steps: dict[str, bool] = {}
         self.elapsed_s = 0.0
 
     # --- console --------------------------------------------------------------------------
@@ -109,6 +114,7 @@ class Demo:
                         "(stand-in for `pulumi up -s local`)"):
             local, notes = stack.evaluate(p.workdir / "stack", self.encoding)
         p.outputs_file = local.outputs_file
+        self._local = local
         for note in notes:
             self.console.print(f"  [yellow]note[/] {note}")
         with self._step("dev CA (the plant's own CA, on the CLI's bring-your-own-CA path)"):
@@ -118,6 +124,7 @@ class Demo:
             p.moto = MotoServer()
             p.moto.start()
             self._teardown.callback(p.moto.stop)
+            p.moto.execute_state_machines()  # the presence state machine runs (sandbox.iot_core)
             stack.seed(p.moto, local, p.ca)
         influx = InfluxServer(p.workdir / "influxdb")
         if "influxdb" in self.without:
@@ -131,6 +138,10 @@ class Demo:
                         "endpoint)"):
             p.broker = self._server(MosquittoBroker(p.workdir / "mosquitto", p.ca, primary_hosts=hosts))
             p.observer = p.broker.observer_credentials(p.workdir / "observer")
+        with self._step("AWS IoT's services around the broker: lifecycle events from its connection "
+                        "records, the named shadows served by moto, the stack's topic rules run"):
+            services = IotCoreServices(p.broker, p.moto, local.region, p.workdir / "iot-core").start()
+            self._teardown.callback(services.stop)
         with self._step("cli.py devices provision: key generated locally, CSR signed by the dev CA, "
                         "certificate registered in moto, bundle written"):
             p.bundle_dir = p.workdir / "bundle"
@@ -159,13 +170,35 @@ class Demo:
             self._start_host(local)
         with self._step("collector, from the bundle as the CLI wrote it"):
             (p.workdir / "collector").mkdir(exist_ok=True)
-            self._process(
+            self._collector = self._process(
                 "collector",
                 python_module("collector", "--config", p.bundle_dir / CONFIG_FILE),
                 p.logs / "collector.log",
                 env=self.collector_env,
                 listens_on=(p.bundle.health.host, p.bundle.health.port),  # its health endpoint
             )
+
+    def fleet_tour(self) -> None:
+        """Issue 22's questions for the local collector: a setting changed remotely, offline and back."""
+        p = self.pipeline
+        assert p.moto and p.bundle and p.outputs_file and self._local and self._collector
+        collector, bundle = self._collector, p.bundle
+        tour = fleet_tour.Tour(self.console, p.moto, self._local.region, stack.STACK, bundle.thing_name,
+                               p.outputs_file, inspect.health_url(bundle), stack.offline_after_s())
+        tour.subscribe()
+
+        def start_collector() -> None:
+            collector.start()
+            self._track("collector", collector.pid)
+            wait_for_port(bundle.health.host, bundle.health.port, PROCESS_START_TIMEOUT_S,
+                          alive=lambda: collector.running)
+
+        try:
+            tour.run(stop_collector=collector.kill9, start_collector=start_collector)
+        except fleet_tour.TourError as exc:
+            raise PieceError(str(exc)) from None
+        finally:
+            self.fleet_steps = dict(tour.steps)
 
     def _start_host(self, local: stack.LocalStack) -> None:
         """The Sparkplug Primary Host Application the collector waits for: its identity from the CLI,
@@ -323,6 +356,7 @@ def summary(demo: Demo, verdict: Verdict | None, snapshot: observe.Snapshot | No
         "workdir": str(p.workdir),
         "pids": p.pids,
         "stray_processes": stray,
+        "fleet": demo.fleet_steps,
         "births": snapshot.births if snapshot else 0,
         "deaths": snapshot.deaths if snapshot else 0,
         "assets": {
@@ -347,6 +381,7 @@ def run(console: Console, workdir: Path, duration_s: float | None, guard: Signal
     try:
         demo.start()
         inspect.print_commands(console, demo.pipeline)
+        demo.fleet_tour()
         snapshot = demo.watch()
         verdict = judge(snapshot)
     except Shutdown as stop:

@@ -121,6 +121,16 @@ def evaluate(directory: Path, encoding: Encoding = DEFAULT_ENCODING) -> tuple[Lo
     return LocalStack(dict(result.outputs), document, outputs_file, region, requests), notes
 
 
+def offline_after_s() -> int:
+    """`presence.offlineAfterS` of the local stack: how long the demo waits for the offline event."""
+    from infra.config import PresenceSpec
+    from preflight.mock_runtime import load_stack_config_file
+
+    config, _ = load_stack_config_file(STACK)
+    presence = json.loads(config.get("pm500:presence", "{}"))
+    return PresenceSpec.model_validate(presence).offline_after_s
+
+
 def seed(moto: MotoServer, stack: LocalStack, ca: DevCA) -> None:
     """Create the whole stack in moto (its plan, replayed) and register the dev CA (BYO CA)."""
     client = moto_clients(moto.aws_env(), stack.region)
@@ -166,7 +176,7 @@ def provision(stack: LocalStack, moto: MotoServer, ca: DevCA, broker: MosquittoB
 
 def run_cli(command: list[str], moto: MotoServer, log: Path) -> None:
     """Run a `cli.py` command line against moto, output to `log`; `StackError` with its tail on failure."""
-    env = {**_clean_env(), **moto.aws_env()}
+    env = {**clean_env(), **moto.aws_env()}
     with log.open("w") as out:
         out.write("$ " + " ".join(command) + "\n")
         out.flush()
@@ -177,7 +187,7 @@ def run_cli(command: list[str], moto: MotoServer, log: Path) -> None:
         raise StackError(f"cli.py {' '.join(command[2:4])} exited {done.returncode}; see {log}\n{tail}")
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     """Our environment without settings that could send the CLI to a real AWS account."""
     import os
 

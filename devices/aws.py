@@ -46,6 +46,12 @@ def resolve_region(region: str | None, environ: Mapping[str, str] = os.environ) 
 
 def iot_client(region: str | None = None, max_pool_connections: int = 10) -> IoTClient:
     """An IoT client that retries throttling and transient errors with backoff (boto3 standard mode)."""
+    return aws_client("iot", region, max_pool_connections)
+
+
+def aws_client(service: str, region: str | None = None, max_pool_connections: int = 10,
+               endpoint_url: str | None = None) -> Any:
+    """A client of `service` (iot, iot-data, dynamodb) with the same retries, timeouts and region rule."""
     config = Config(
         retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
         max_pool_connections=max_pool_connections,
@@ -53,7 +59,8 @@ def iot_client(region: str | None = None, max_pool_connections: int = 10) -> IoT
         read_timeout=30,
     )
     try:
-        return boto3.session.Session().client("iot", region_name=resolve_region(region), config=config)
+        return boto3.session.Session().client(service, region_name=resolve_region(region), config=config,
+                                              endpoint_url=endpoint_url)
     except NoRegionError:
         raise DeviceError(NO_REGION) from None
 

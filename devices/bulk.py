@@ -18,14 +18,14 @@ from typing import Any
 from devices.aws import IoTClient, describe_error
 from devices.bundle import default_bundle_dir
 from devices.outputs import StackOutputs
-from devices.provision import BundleSettings, IssueOptions, provision_device
+from devices.provision import BundleSettings, IssueOptions, Mode, provision_device
 from infra.outputs import CollectorOutput
 
 
 @dataclass(frozen=True)
 class BulkResult:
     thing_name: str
-    status: str  # provisioned | unchanged | failed
+    status: str  # provisioned | rotated | unchanged | failed
     detail: str  # certificate id, or the one-line reason it failed (already rolled back)
 
     def as_dict(self) -> dict[str, Any]:
@@ -41,13 +41,16 @@ def provision_many(
     settings: BundleSettings,
     workers: int = 8,
     on_result: Callable[[BulkResult], None] = lambda _: None,
+    mode: Mode = "create",
+    revoke_old: bool = False,
 ) -> list[BulkResult]:
-    """Provision every target; one device's failure never stops the others. Results in target order."""
+    """Provision (or with mode "rotate", re-issue) every target; one device's failure never stops the
+    others. Results in target order."""
 
     def one(target: CollectorOutput) -> BulkResult:
         bundle_dir = default_bundle_dir(out_root, outputs.stack, target.site, target.collector)
         try:
-            outcome = provision_device(iot, outputs, target, bundle_dir, issue, settings)
+            outcome = provision_device(iot, outputs, target, bundle_dir, issue, settings, mode, revoke_old)
         except Exception as exc:
             result = BulkResult(target.thing_name, "failed", describe_error(exc))
         else:
@@ -67,6 +70,7 @@ def provision_many(
     return [f.result() for f in futures]
 
 
-def summary(results: list[BulkResult]) -> dict[str, int]:
+def summary(results: list[BulkResult], done: str = "provisioned") -> dict[str, int]:
+    """Devices per outcome; `done` names what a successful device became (provisioned, rotated)."""
     counts = Counter(r.status for r in results)
-    return {status: counts.get(status, 0) for status in ("provisioned", "unchanged", "failed")}
+    return {status: counts.get(status, 0) for status in (done, "unchanged", "failed")}

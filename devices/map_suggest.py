@@ -1,4 +1,4 @@
-"""`cli.py meter probe --suggest`: the register order that satisfies the physics best, as a YAML diff.
+"""`cli.py meters probe --suggest`: the register order that satisfies the physics best, as a YAML diff.
 
 It tries the plausible orders of the known blocks of each instance (101: L-N, L-L and current blocks
 in any order, system value last or first; 102: kW, kvar, kVA and PF blocks in any order, system value

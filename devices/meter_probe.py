@@ -1,7 +1,7 @@
 """Commissioning probe for one PowerMonitor 500: what the meter really serves, next to what the map says.
 
 The element order inside instances 101, 102 and 107 is assumed. The engineer at the panel runs
-`cli.py meter probe --host H`: it reads attribute 4 (size) and attribute 3 (data) of every Assembly
+`cli.py meters probe --host H`: it reads attribute 4 (size) and attribute 3 (data) of every Assembly
 instance 100..108, decodes the product information (instance 100), lists every element as raw value
 (index, offset, value) next to the register name, metric and unit the map gives it, and runs the
 physics self-check (`collector.consistency`) on the map as loaded. Comparing the raw column with the
@@ -24,7 +24,7 @@ from devices.errors import DeviceError
 
 PROBED_INSTANCES = tuple(range(100, 109))
 DEFAULT_TIMEOUT_S = 5.0
-# `cli.py meter probe` exit code when an instance of the map could not be checked (docs/meter.md).
+# `cli.py meters probe` exit code when an instance of the map could not be checked (docs/meter.md).
 EXIT_INCOMPLETE = 3
 # Elements of the instances the map does not poll (103-106: max and demand values) are REAL.
 UNMAPPED_TYPE = "REAL"

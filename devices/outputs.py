@@ -21,6 +21,7 @@ from devices.errors import DeviceError
 from infra.outputs import (
     COLLECTOR_POLICY_NAME,
     COLLECTORS,
+    FLEET_TABLE,
     IOT_ENDPOINT,
     SPARKPLUG_HOST_POLICIES,
     STACK,
@@ -39,6 +40,7 @@ class StackOutputs(BaseModel):
     iot_endpoint: str = Field(alias=IOT_ENDPOINT)
     collector_policy_name: str = Field(alias=COLLECTOR_POLICY_NAME)
     collectors: dict[str, CollectorOutput] = Field(alias=COLLECTORS)
+    fleet_table: str | None = Field(None, alias=FLEET_TABLE)  # features.fleet; none in older stacks
     # {host id: IoT policy} (absent in stacks from before Sparkplug host identities: none)
     sparkplug_host_policy_names: dict[str, str] = Field(default_factory=dict, alias=SPARKPLUG_HOST_POLICIES)
 

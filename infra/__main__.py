@@ -13,6 +13,7 @@ from infra import outputs
 from infra.data_routes import DataRoutes
 from infra.naming import Names
 from infra.optional_routes import ALARM_ROUTE, AlarmEvents, EventPipe, LatestValues
+from infra.presence import Fleet
 from infra.provisioning import Provisioning
 from infra.registry import Registry
 from infra.stack_config import load_stack_config
@@ -36,19 +37,31 @@ roles = {
     **{route: rule.role_name for route, rule in routes.rules.items()},
 }
 pipe = None
+bus: tuple[pulumi.Output[str], pulumi.Output[str]] | None = None  # (ARN, name) once a route made it
 if cfg.features.event_bridge_pipe:
     pipe = EventPipe("event-pipe", cfg, names, account_id, routes.stream_arn, routes.key_arn)
     roles["pipe"] = pipe.role_name
+    bus = (pipe.bus_arn, pipe.bus_name)
     pulumi.export(outputs.EVENT_BUS_NAME, pipe.bus_name)
 if cfg.features.alarm_events:
-    alarms = AlarmEvents("alarm-events", cfg, routes.rule_context, routes.key_arn,
-                         bus=(pipe.bus_arn, pipe.bus_name) if pipe is not None else None)
+    alarms = AlarmEvents("alarm-events", cfg, routes.rule_context, routes.key_arn, bus=bus)
     rules[ALARM_ROUTE] = alarms.rule
     roles[ALARM_ROUTE] = alarms.rule.role_name
     roles["alarm_pipe"] = alarms.pipe_role_name
     pulumi.export(outputs.ALARM_EVENT_QUEUE, alarms.queue_name)
-    if pipe is None:
+    if bus is None:
+        bus = (alarms.bus_arn, alarms.bus_name)
         pulumi.export(outputs.EVENT_BUS_NAME, alarms.bus_name)
+if cfg.features.fleet:
+    fleet = Fleet("fleet", cfg, routes.rule_context, routes.key_arn, bus=bus,
+                  offline_after_s=cfg.presence.offline_after_s)
+    for route, rule in fleet.rules.items():
+        rules[route] = rule
+        roles[route] = rule.role_name
+    roles["presence"] = fleet.role_name
+    pulumi.export(outputs.FLEET_TABLE, fleet.table_name)
+    if bus is None:
+        pulumi.export(outputs.EVENT_BUS_NAME, fleet.bus_name)
 if cfg.features.latest_value_table:
     latest = LatestValues("latest-values", cfg, routes.rule_context, routes.key_arn)
     for route, rule in latest.rules.items():

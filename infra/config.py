@@ -165,10 +165,22 @@ class EventPipeSpec(_Model):
 
 class FeaturesSpec(_Model):
     event_bridge_pipe: bool = False
+    fleet: bool = Field(True, description="presence from lifecycle events, collector reports, offline and "
+                        "recovered events on the stack's bus: what `cli.py fleet status` reads")
     alarm_events: bool = Field(False, description="meter alarm/output events -> the stack's EventBridge bus")
     latest_value_table: bool = False
     edge: bool = False
     grafana: bool = True
+
+
+class PresenceSpec(_Model):
+    """The fleet view (`features.fleet`, infra/presence.py): when a disconnected collector is offline."""
+
+    offline_after_s: int = Field(
+        900, ge=10, le=7 * 24 * 3600,
+        description="seconds a collector may stay disconnected before pm500.collector.offline is put on the "
+        "stack's bus (once per disconnection; pm500.collector.recovered when it returns)",
+    )
 
 
 class ProvisioningSpec(_Model):
@@ -204,6 +216,7 @@ class StackConfig(_Model):
     archive: ArchiveSpec = ArchiveSpec()
     features: FeaturesSpec = FeaturesSpec()
     event_pipe: EventPipeSpec = EventPipeSpec()
+    presence: PresenceSpec = PresenceSpec()
     provisioning: ProvisioningSpec = ProvisioningSpec()
     edge: EdgeSettingsSpec = EdgeSettingsSpec()
     deletion_protection: bool = False
@@ -292,6 +305,7 @@ _OBJECT_KEYS = {
     "archive": "archive",
     "features": "features",
     "eventPipe": "eventPipe",
+    "presence": "presence",
     "provisioning": "provisioning",
     "edge": "edge",
 }

@@ -100,7 +100,7 @@ GRAFANA_ADMIN_USER = "admin"
 
 def bundle_dir(edge: EdgeHostSpec, stack: str, site: str, collector: str) -> str:
     """Host folder of the collector's bundle: `<bundle_root>/<stack>/<site>/<collector>`, the layout
-    `cli.py provision-device` writes below `bundles/`, so a site's bundles are copied as one tree."""
+    `cli.py devices provision` writes below `bundles/`, so a site's bundles are copied as one tree."""
     return f"{edge.bundle_root.rstrip('/')}/{bundle_subdir(stack, site, collector)}"
 
 

@@ -17,6 +17,7 @@ from infra.config import StackConfig
 from infra.naming import Names
 from infra.roles import service_role
 from infra.rules import RouteRule, RuleContext, ddata_sql, event_sql, route_rule
+from infra.stores import stack_bus, stack_table
 
 LATEST_ROUTE = "ddata_latest"
 LATEST_KEY = "meter"  # `<thing>/<asset>`
@@ -97,17 +98,7 @@ class LatestValues(pulumi.ComponentResource):
         super().__init__("pm500:data:LatestValues", name, None, opts)
         names = rule_context.names
         region = cfg.region or ""
-        table = aws.dynamodb.Table("latest", aws.dynamodb.TableArgs(
-            name=names.resource("latest"),
-            billing_mode="PAY_PER_REQUEST",
-            hash_key=LATEST_KEY,
-            attributes=[aws.dynamodb.TableAttributeArgs(name=LATEST_KEY, type="S")],
-            server_side_encryption=aws.dynamodb.TableServerSideEncryptionArgs(
-                enabled=True, kms_key_arn=key_arn),
-            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=cfg.deletion_protection),
-            deletion_protection_enabled=cfg.deletion_protection,
-            tags={"pm500:stack": cfg.stack},
-        ), opts=pulumi.ResourceOptions(parent=self, protect=cfg.deletion_protection))
+        table = stack_table("latest", cfg, names.resource("latest"), (LATEST_KEY,), key_arn, self)
         table_name = table.name
         context = dataclasses.replace(rule_context, parent=self)
         mixed = len(cfg.encodings) > 1
@@ -167,6 +158,7 @@ class AlarmEvents(pulumi.ComponentResource):
 
     queue_name: pulumi.Output[str]
     bus_name: pulumi.Output[str]
+    bus_arn: pulumi.Output[str]
     pipe_role_name: pulumi.Output[str]
     rule: RouteRule
 
@@ -176,12 +168,7 @@ class AlarmEvents(pulumi.ComponentResource):
         super().__init__("pm500:data:AlarmEvents", name, None, opts)
         names = rule_context.names
         child = pulumi.ResourceOptions(parent=self)
-        if bus is None:
-            own = aws.cloudwatch.EventBus("bus", aws.cloudwatch.EventBusArgs(
-                name=names.resource("events"), tags={"pm500:stack": cfg.stack}), opts=child)
-            bus_arn, bus_name = own.arn, own.name
-        else:
-            bus_arn, bus_name = pulumi.Output.from_input(bus[0]), pulumi.Output.from_input(bus[1])
+        bus_arn, bus_name = stack_bus(cfg, names, bus, self)
         queue = aws.sqs.Queue("alarm-queue", aws.sqs.QueueArgs(
             name=names.resource("alarm-events"),
             kms_master_key_id=key_arn,
@@ -220,6 +207,7 @@ class AlarmEvents(pulumi.ComponentResource):
         ), opts=pulumi.ResourceOptions(parent=self, depends_on=[pipe_role.policy]))
         self.queue_name = queue.name
         self.bus_name = bus_name
+        self.bus_arn = bus_arn
         self.pipe_role_name = pipe_role.role.name
         self.register_outputs({"queueName": self.queue_name, "busName": self.bus_name,
                                "ruleName": self.rule.name})

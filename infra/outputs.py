@@ -43,6 +43,7 @@ RULE_ERROR_LOG_GROUP = "ruleErrorLogGroupName"
 EVENT_BUS_NAME = "eventBusName"  # only with features.eventBridgePipe or features.alarmEvents
 ALARM_EVENT_QUEUE = "alarmEventQueueName"  # only with features.alarmEvents
 LATEST_VALUE_TABLE = "latestValueTableName"  # only with features.latestValueTable
+FLEET_TABLE = "fleetTableName"  # only with features.fleet (default on): what `cli.py fleet status` reads
 EDGE = "edge"  # only with features.edge: image and per-site edge URLs (infra.edge.EdgeStack.summary)
 
 

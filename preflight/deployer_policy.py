@@ -115,8 +115,12 @@ class DeployerPolicy:
         return frozenset(a for d in self.documents for s in d["Statement"] for a in s["Action"])
 
 
+# botocore service names whose IAM prefix differs.
+_IAM_PREFIX = {"stepfunctions": "states"}
+
+
 def iam_action(service: str, operation: str) -> str:
-    return _ACTION_OF.get((service, operation), f"{service}:{operation}")
+    return _ACTION_OF.get((service, operation), f"{_IAM_PREFIX.get(service, service)}:{operation}")
 
 
 def _arn(ref_arn_format: str, names: Iterable[str], partition: str, region: str, account: str) -> str:

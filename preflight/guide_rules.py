@@ -9,6 +9,8 @@ limits that depend on the other end.
   against the ARN the request carries.
 - `rule_role_findings`: every topic-rule action (and SQL function that reads another service) of the
   stack, judged against its role's inline policy with what the guide says the role must allow.
+- `state_machine_findings`: every Task of every state machine that calls a service (optimized
+  integrations), judged against the state machine role's inline policy with what the guide says.
 - `pipe_findings`: every pipe's batch size against its target's limit.
 - `protobuf_sql_findings`: rules reading decoded protobuf JSON use 64-bit fields only through a cast.
 """
@@ -59,9 +61,10 @@ def rules() -> dict[str, Any]:
     data = yaml.safe_load(RULES_FILE.read_text())
     for row in data["authorized_arns"]:
         Source(**row["source"])
-    for name, row in data["rule_actions"].items():
-        if set(row["source"]) != {"guide", "section", "url"}:
-            raise ValueError(f"{RULES_FILE.name}: rule_actions.{name}: source needs guide, section, url")
+    for table in ("rule_actions", "state_machine_tasks"):
+        for name, row in data[table].items():
+            if set(row["source"]) != {"guide", "section", "url"}:
+                raise ValueError(f"{RULES_FILE.name}: {table}.{name}: source needs guide, section, url")
     return dict(data)
 
 
@@ -212,6 +215,12 @@ def _rule_targets(stack: EvaluatedStack, rule: Mapping[str, Any]) -> list[tuple[
     for a in rule.get("dynamodbv2s") or []:
         arn, _ = _arn_of(stack, "aws:dynamodb/table:Table", "name", a["putItem"]["tableName"])
         out.append(("dynamodbv2", a["roleArn"], arn, None))
+    for a in rule.get("dynamodbs") or []:  # the key's grants hold through DynamoDB only (kms:ViaService)
+        arn, _ = _arn_of(stack, "aws:dynamodb/table:Table", "name", a["tableName"])
+        out.append(("dynamodb", a["roleArn"], arn, None))
+    for a in rule.get("stepFunctions") or []:
+        arn, _ = _arn_of(stack, "aws:sfn/stateMachine:StateMachine", "name", a["stateMachineName"])
+        out.append(("stepFunctions", a["roleArn"], arn, None))
     for a in rule.get("sqs") or []:
         arn, inputs = _arn_of(stack, "aws:sqs/queue:Queue", "name", a["queueUrl"].rsplit("/", 1)[-1])
         out.append(("sqs", a["roleArn"], arn, inputs.get("kmsMasterKeyId")))
@@ -256,6 +265,47 @@ def rule_role_findings(stack: EvaluatedStack) -> list[str]:
                     findings.append(f"rule {rule.inputs['name']}: {kind} action: role "
                                     f"{role_arn.rsplit('/', 1)[-1]} may not {name} on {carried} "
                                     f"({source('rule_actions', row)})")
+    return findings
+
+
+# --- state machines -----------------------------------------------------------------------------------
+
+_OPTIMIZED = "arn:aws:states:::"
+_TARGET_TYPES = {"table": ("aws:dynamodb/table:Table", "name"),
+                 "event-bus": ("aws:cloudwatch/eventBus:EventBus", "name")}
+
+
+def _task_targets(parameters: Mapping[str, Any], path: str) -> list[str]:
+    """The names a Task's parameters give at `path` (`TableName`, `Entries[].EventBusName`)."""
+    head, _, rest = path.partition(".")
+    if head.endswith("[]"):
+        return [n for item in parameters.get(head[:-2]) or [] for n in _task_targets(item, rest)]
+    value = parameters.get(head)
+    return [value] if isinstance(value, str) else []
+
+
+def state_machine_findings(stack: EvaluatedStack) -> list[str]:
+    """Each request a state machine's Task makes with its role that the role's policy does not allow."""
+    findings = []
+    tasks = rules()["state_machine_tasks"]
+    for machine in stack.of_type("aws:sfn/stateMachine:StateMachine"):
+        documents = _role_documents(stack, machine.inputs["roleArn"])
+        for name, state in json.loads(machine.inputs["definition"])["States"].items():
+            resource = state.get("Resource", "")
+            if state.get("Type") != "Task" or not resource.startswith(_OPTIMIZED):
+                continue
+            row = tasks.get(resource.removeprefix(_OPTIMIZED))
+            if row is None:
+                findings.append(f"state machine {machine.inputs['name']}: state {name}: no guide rule for "
+                                f"{resource}; add it to {RULES_FILE.name} (state_machine_tasks)")
+                continue
+            pulumi_type, key = _TARGET_TYPES[row["target"]]
+            for target in _task_targets(state.get("Parameters") or {}, row["parameter"]):
+                arn, _ = _arn_of(stack, pulumi_type, key, target)
+                for action in row["role"]:
+                    if evaluate(documents, action, arn) is not Decision.ALLOWED:
+                        findings.append(f"state machine {machine.inputs['name']}: state {name}: role may not "
+                                        f"{action} on {arn} ({Source(**row['source'])})")
     return findings
 
 

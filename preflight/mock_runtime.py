@@ -169,6 +169,7 @@ ARN_FORMATS: dict[str, str] = {
     "aws:sqs/queue:Queue": "arn:{partition}:sqs:{region}:{account}:{name}",
     "aws:dynamodb/table:Table": "arn:{partition}:dynamodb:{region}:{account}:table/{name}",
     "aws:ecr/repository:Repository": "arn:{partition}:ecr:{region}:{account}:repository/{name}",
+    "aws:sfn/stateMachine:StateMachine": "arn:{partition}:states:{region}:{account}:stateMachine:{name}",
     "aws:lambda/function:Function": "arn:{partition}:lambda:{region}:{account}:function:{name}",
 }
 
@@ -194,6 +195,7 @@ IAM_RESOURCE_TYPES = {
     "aws:lambda/function:Function": ("lambda", "function"),
     "aws:s3/bucket:Bucket": ("s3", "bucket"),
     "aws:sqs/queue:Queue": ("sqs", "queue"),
+    "aws:sfn/stateMachine:StateMachine": ("states", "statemachine"),
 }
 
 
@@ -433,6 +435,11 @@ def evaluate_stack(stack: str, project_dir: Path | None = None, *,
         except BaseException as e:
             errors.append(e)
         finally:
+            # Pulumi's mock monitor runs each invoke on this loop's default executor and gives every
+            # executor thread an event loop of its own that nothing closes. Joined here, the threads
+            # free those loops now; left idle, the loops were collected at interpreter exit, when
+            # their sockets may already be gone ("Exception ignored ... Invalid file descriptor: -1").
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     # A fresh thread = a fresh contextvars context and event loop = fresh Pulumi runtime state.

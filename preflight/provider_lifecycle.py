@@ -153,6 +153,17 @@ LIFECYCLE: dict[str, tuple[str, ...]] = {
         "dynamodb:UpdateTable",
         "dynamodb:DeleteTable",
     ),
+    # terraform-provider-aws sfn_state_machine: read = DescribeStateMachine + ListTagsForResource; update =
+    # UpdateStateMachine (+ tags); delete = DeleteStateMachine, then versions listed until gone.
+    "aws:sfn/stateMachine:StateMachine": (
+        "states:DescribeStateMachine",
+        "states:ListTagsForResource",
+        "states:UpdateStateMachine",
+        "states:TagResource",
+        "states:UntagResource",
+        "states:DeleteStateMachine",
+        "states:ListStateMachineVersions",
+    ),
     "aws:ecr/repository:Repository": (
         "ecr:DescribeRepositories",
         "ecr:ListTagsForResource",

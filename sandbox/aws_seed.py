@@ -39,6 +39,7 @@ from infra.outputs import (
     THING_TYPE_NAME,
     collector_output,
 )
+from infra.presence import HASH_KEY, RANGE_KEY
 
 EXAMPLE_ENDPOINT = "a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com"
 MOTO_ACCOUNT = "123456789012"  # moto's default account id
@@ -114,6 +115,16 @@ def seed_stack(
 
 
 _ISSUER = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "moto IoT CA (sandbox)")])
+
+
+def create_fleet_table(ddb: Any, name: str) -> None:
+    """The stack's fleet table (presence and report items per thing) as `infra.presence` declares it."""
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": HASH_KEY, "KeyType": "HASH"},
+                   {"AttributeName": RANGE_KEY, "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": HASH_KEY, "AttributeType": "S"},
+                              {"AttributeName": RANGE_KEY, "AttributeType": "S"}])
 
 
 @contextmanager

@@ -85,6 +85,20 @@ class MotoServer:
             self._server.stop()
             self._server = None
 
+    def execute_state_machines(self) -> None:
+        """Let moto run Step Functions executions (its ASL interpreter) instead of only recording them.
+
+        Call it before creating state machines: moto keeps them in the interpreter's own backend, and
+        those created before the switch are not found by it.
+
+        Its service integrations (DynamoDB, EventBridge...) call back into this server on `localhost` at
+        `MOTO_PORT`, which moto reads from this process's environment: it is set to this server's port.
+        """
+        os.environ["MOTO_PORT"] = str(self.port)
+        resp = requests.post(f"{self.endpoint_url}/moto-api/config",
+                             json={"stepfunctions": {"execute_state_machine": True}}, timeout=30)
+        resp.raise_for_status()
+
     def reset(self) -> None:
         """Forget every resource in every service (moto's `/moto-api/reset`)."""
         resp = requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=30)

@@ -28,10 +28,10 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import paho.mqtt.client as mqtt
 from botocore.exceptions import ClientError
 
@@ -46,14 +46,15 @@ _CODES = {"InvalidRequestException": 400, "ResourceNotFoundException": 404, "Con
 
 
 class ShadowService:
-    """Start it with a broker (started) and moto's endpoint; `stop()` ends both threads."""
+    """Start it with a broker (started) and moto's clients (`sandbox.plan_replay.moto_clients`);
+    `stop()` ends both threads."""
 
     def __init__(
-        self, broker: MosquittoBroker, endpoint_url: str, region: str, workdir: Path, poll_s: float = 0.2
+        self, broker: MosquittoBroker, client: Callable[[str], Any], workdir: Path, poll_s: float = 0.2
     ) -> None:
         self._broker = broker
-        self._data = boto3.client("iot-data", endpoint_url=endpoint_url, region_name=region)
-        self._iot = boto3.client("iot", endpoint_url=endpoint_url, region_name=region)
+        self._data = client("iot-data")
+        self._iot = client("iot")
         self._workdir = workdir
         self._poll_s = poll_s
         self._moto = threading.Lock()

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from preflight.provider_requests import data, functions, iam, iot, s3, sqs
+from preflight.provider_requests import data, functions, iam, iot, s3, sfn, sqs
 from preflight.provider_requests.base import (
     US_EAST_1,
     ApiRequest,
@@ -34,6 +34,7 @@ __all__ = ["MAPPINGS", "ApiRequest", "Resolved", "UnmappedResource", "autoname",
 
 MAPPINGS: dict[str, Callable[[Resolved], list[ApiRequest]]] = {
     **iot.MAPPINGS, **iam.MAPPINGS, **data.MAPPINGS, **s3.MAPPINGS, **sqs.MAPPINGS, **functions.MAPPINGS,
+    **sfn.MAPPINGS,
 }
 
 

@@ -89,6 +89,15 @@ _RULE_ACTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
                                                   "batchMode": a.get("batchMode")})},
     "dynamodbv2s": lambda a: {"dynamoDBv2": {"roleArn": a["roleArn"],
                                              "putItem": {"tableName": a["putItem"]["tableName"]}}},
+    "dynamodbs": lambda a: {"dynamoDB": compact({
+        "tableName": a["tableName"], "roleArn": a["roleArn"], "operation": a.get("operation"),
+        "hashKeyField": a["hashKeyField"], "hashKeyValue": a["hashKeyValue"],
+        "hashKeyType": a.get("hashKeyType"),
+        "rangeKeyField": a.get("rangeKeyField"), "rangeKeyValue": a.get("rangeKeyValue"),
+        "rangeKeyType": a.get("rangeKeyType"), "payloadField": a.get("payloadField")})},
+    "stepFunctions": lambda a: {"stepFunctions": compact({
+        "stateMachineName": a["stateMachineName"], "roleArn": a["roleArn"],
+        "executionNamePrefix": a.get("executionNamePrefix")})},
     "sqs": lambda a: {"sqs": compact({"roleArn": a["roleArn"], "queueUrl": a["queueUrl"],
                                       "useBase64": a.get("useBase64")})},
     "republishes": lambda a: {"republish": compact({"roleArn": a["roleArn"], "topic": a["topic"],

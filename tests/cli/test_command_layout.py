@@ -54,7 +54,7 @@ def test_the_top_level_lists_the_groups_and_hides_the_old_spellings() -> None:
     text = "\n".join(help_lines(""))
     commands = text.split("╭─ Commands")[1]
     # Only the groups: the old spellings (provision-device, meter, ...) run but are not listed.
-    groups = ["devices", "sites", "hosts", "meters", "stacks"]
+    groups = ["devices", "sites", "hosts", "meters", "stacks", "fleet", "collector"]
     assert re.findall(r"^│ ([a-z-]+) ", commands, re.MULTILINE) == groups
 
 

@@ -16,9 +16,10 @@ import cli
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 COMMANDS = [
     "devices provision", "devices rotate-cert", "devices revoke", "devices allow-replacement", "devices list",
-    "sites provision", "hosts provision", "meters probe", "stacks deployer-policy",
+    "sites provision", "sites rotate-cert", "hosts provision", "meters probe", "stacks deployer-policy",
+    "fleet status", "collector set",
 ]
-GROUPS = ["", "devices", "sites", "hosts", "meters", "stacks"]  # "": cli.py itself
+GROUPS = ["", "devices", "sites", "hosts", "meters", "stacks", "fleet", "collector"]  # "": cli.py itself
 
 
 def help_text(command: str) -> str:

@@ -78,7 +78,7 @@ def write_bundle(
     influx_db: str = "pm500",
     **overrides: Any,
 ) -> Path:
-    """A device bundle like `cli.py provision-device` writes: certificate, key, CA, config.yaml."""
+    """A device bundle like `cli.py devices provision` writes: certificate, key, CA, config.yaml."""
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = ca.issue(THING, directory)
     cert.rename(directory / "device.pem.crt")

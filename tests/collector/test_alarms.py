@@ -65,3 +65,11 @@ def test_dbirth_carries_the_register_map_verdict_only_when_known() -> None:
     with_verdict = dbirth(THING, "plant-a", "m1", "MCC-1", 1, 0, verdict, buffer_id="b-1")
     assert (with_verdict["registerMap"], with_verdict["buffer_id"]) == (verdict, "b-1")
     assert "registerMap" not in dbirth(THING, "plant-a", "m1", "MCC-1", 1, 0, buffer_id="b-1")
+
+
+def test_an_alarm_active_after_a_reading_without_status_metrics_is_raised() -> None:
+    """The first reading of a meter may lack instance 108 (it failed): nothing is known, so an alarm
+    active in the next reading is news."""
+    states, changes = status_changes(None, Reading("plant-a", "m1", "MCC-1", 1, {"realPower": 1.0}))
+    assert (states, changes) == ({}, [])
+    assert status_changes(states, _reading("m1", 2, alarm1=1.0))[1] == [("alarm1", True)]

@@ -133,6 +133,7 @@ def test_without_an_event_encoder_nothing_is_kept(tmp_path: Path) -> None:
     buf = Buffer(tmp_path / "b.sqlite", 16 * 1024 * 1024, THING, sinks=("influx",))
     buf.append(status("m1", 1, alarm2=1.0))
     assert buf.next_events(0, 10) == [] and "events" not in buf.stats()
+    buf.ack_events([1])  # an ack without a queue is a no-op, not an error
 
 
 def test_kill_9_loses_no_committed_event(tmp_path: Path) -> None:
@@ -161,3 +162,46 @@ def test_kill_9_loses_no_committed_event(tmp_path: Path) -> None:
     events = buf.next_events(0, 1_000_000)
     assert set(printed) <= {e.seq for e in stored}
     assert [e.timestamp_ms for e in events] == [e.timestamp_ms for e in stored]
+
+
+def test_the_default_bound_is_ten_thousand_events(tmp_path: Path) -> None:
+    """docs/collector.md: at most 10,000 events wait; the oldest go first."""
+    assert MAX_EVENTS == 10_000
+    buf = Buffer(tmp_path / "b.sqlite", 16 * 1024 * 1024, THING, event_encoder=encoder)
+    assert buf.stats()["events"] == {"depth": 0, "dropped": 0, "max": 10_000}
+
+
+def test_a_bound_of_one_event_works_and_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_events must be >= 1, got 0"):
+        open_buffer(tmp_path / "zero.sqlite", max_events=0)
+    buf = open_buffer(tmp_path / "one.sqlite", max_events=1)
+    buf.append_many([status("m1", 1, alarm1=1.0), status("m1", 2)])
+    assert states_of(buf.next_events(0, 10)) == [("m1", "alarm1", "cleared", 2)]
+
+
+def test_acknowledged_events_leave_the_depth_several_at_a_time(tmp_path: Path) -> None:
+    buf = open_buffer(tmp_path / "b.sqlite")
+    for ts in range(1, 6):
+        buf.append(status("m1", ts, alarm1=float(ts % 2)))
+    events = buf.next_events(0, 10)
+    buf.ack_events([e.id for e in events[:3]])
+    assert buf.stats()["events"]["depth"] == 2
+    assert [e.timestamp_ms for e in buf.next_events(0, 10)] == [4, 5]
+
+
+def test_filling_exactly_to_the_bound_drops_nothing_and_overflow_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    buf = open_buffer(tmp_path / "b.sqlite", max_events=3)
+    with caplog.at_level(logging.WARNING, logger="collector.event_queue"):
+        for ts in range(1, 4):
+            buf.append(status("m1", ts, alarm1=float(ts % 2)))
+        assert buf.stats()["events"] == {"depth": 3, "dropped": 0, "max": 3}
+        assert caplog.records == []
+        buf.append(status("m1", 4, alarm1=0.0, alarm2=1.0))  # two more: the two oldest go
+    assert buf.stats()["events"] == {"depth": 3, "dropped": 2, "max": 3}
+    [record] = caplog.records
+    assert (record.getMessage(), record.dropped, record.dropped_total, record.max_events) == (
+        "event queue full: dropped the oldest events", 2, 2, 3)

@@ -21,10 +21,11 @@ from collector.consistency import Verdict
 from collector.poller import Poller
 from collector.reading import Reading
 from collector.service import Collector, PollerLike
-from collector.shadow import merge, patch, without_nulls
+from collector.shadow import TokenBucket, merge, patch, without_nulls
 from sandbox.ca import DevCA
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.moto import REGION, MotoServer
+from sandbox.plan_replay import moto_clients
 from sandbox.shadow_service import ShadowService, pruned
 from tests.collector.harness import THING, Simulator, wait_until, write_bundle
 
@@ -40,6 +41,14 @@ def test_patch_sends_changes_and_nulls_for_removed_keys() -> None:
     assert without_nulls({"a": None, "b": {"c": None, "d": 1}}) == {"b": {"d": 1}}
 
 
+def test_state_changes_pass_in_a_burst_then_one_a_minute() -> None:
+    """A starting collector reports "starting" then "ok" at once; a flapping meter costs <= 1 update/min."""
+    bucket = TokenBucket(3, 60.0, now=1000.0)
+    assert [bucket.take(1000.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(1030.0) is False and bucket.take(1060.0) is True and bucket.take(1061.0) is False
+    assert [bucket.take(2000.0) for _ in range(4)] == [True, True, True, False]  # refilled, never above 3
+
+
 @pytest.fixture
 def simulator(tmp_path: Path) -> Iterator[Simulator]:
     sim = Simulator(tmp_path, meters=2).start()
@@ -52,8 +61,7 @@ def shadow_service(
     mqtt_broker: MosquittoBroker, moto_server: MotoServer, aws_env: dict[str, str], tmp_path: Path
 ) -> Iterator[ShadowService]:
     boto3.client("iot").create_thing(thingName=THING)
-    endpoint = moto_server.endpoint_url
-    service = ShadowService(mqtt_broker, endpoint, REGION, tmp_path / "shadow-service").start()
+    service = ShadowService(mqtt_broker, moto_clients(aws_env, REGION), tmp_path / "shadow-service").start()
     yield service
     service.stop()
 

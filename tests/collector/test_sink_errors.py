@@ -13,6 +13,8 @@ refused connection and an InfluxDB 401 apart (issue 22), against real servers th
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import socket
 import ssl
 import threading
@@ -160,9 +162,51 @@ def test_broker_certificate_not_trusted(tmp_path: Path, dev_ca: DevCA, broker: M
     assert error["kind"] == "server_certificate" and "root-ca.pem" in error["message"]
 
 
-def test_every_kind_is_explained() -> None:
+def test_every_kind_is_explained_in_the_operators_table() -> None:
+    """docs/collector.md, "/health": the table of kinds is KINDS, row for row (no kind undocumented,
+    no documented kind the collector never reports)."""
+    text = (Path(__file__).parents[2] / "docs" / "collector.md").read_text()
+    table = text[text.index("| `kind` | meaning |"):].split("\n\n", 1)[0].splitlines()[2:]
+    documented = dict(re.fullmatch(r"\| `([a-z_]+)` \| (.+) \|", row).groups() for row in table)  # type: ignore[union-attr]
+    assert documented == KINDS
     assert {"certificate_expired", "policy", "connection_refused", "not_authorized"} <= set(KINDS)
-    assert all(text.strip() for text in KINDS.values())
+
+
+def test_the_certificate_is_valid_on_both_ends_of_its_period(tmp_path: Path, dev_ca: DevCA) -> None:
+    """RFC 5280 4.1.2.5: the validity period is notBefore through notAfter, inclusive."""
+    from cryptography import x509
+
+    path, _ = dev_ca.issue(THING, tmp_path / "cert", days=3)
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    assert certificate_problem(path, now=start) is None and certificate_problem(path, now=end) is None
+    second = dt.timedelta(seconds=1)
+    assert certificate_problem(path, now=end + second) == (
+        "certificate_expired",
+        f"device certificate {path} expired at {end:%Y-%m-%dT%H:%M:%SZ}; "
+        "the broker refuses it: rotate it (cli.py devices rotate-cert)",
+    )
+    assert certificate_problem(path, now=start - second) == (
+        "certificate_not_yet_valid",
+        f"device certificate {path} is valid only from {start:%Y-%m-%dT%H:%M:%SZ}: check this host's clock",
+    )
+
+
+def test_a_last_error_is_an_immutable_record_with_its_time(tmp_path: Path) -> None:
+    import dataclasses
+    import time
+
+    from collector.sink_errors import LastError
+
+    last = LastError()
+    before = int(time.time() * 1000)
+    assert last.set("tls", "handshake failed") is True
+    error = last.get()
+    assert error is not None and before <= error.at_ms <= int(time.time() * 1000)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        error.kind = "dns"  # type: ignore[misc]
+    assert last.set("tls", "handshake failed") is False  # the same failure again: not worth a log line
+    assert last.set("network", "reset") is True
 
 
 def test_certificate_problem_reads_the_validity_of_the_file(tmp_path: Path, dev_ca: DevCA) -> None:

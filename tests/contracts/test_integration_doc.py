@@ -121,4 +121,4 @@ def test_the_page_names_the_outputs_the_cli_reads() -> None:
     sentence = re.search(r"`cli\.py` reads (\w+) of them: ([^;]+);", text.replace("\n", " "))
     assert sentence, "the page says which outputs cli.py reads"
     assert set(re.findall(r"`(\w+)`", sentence[2])) == read
-    assert sentence[1] == {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}[len(read)]
+    assert sentence[1] == {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}[len(read)]

@@ -204,11 +204,6 @@ def test_host_application_topics_literal() -> None:
     }
 
 
-def test_a_template_read_and_written_is_readwrite_in_the_acl() -> None:
-    both = TopicTemplate("X", ("pm500", "x", THING_PLACEHOLDER), "both")
-    assert mosquitto_acl_patterns([both]) == ["pattern readwrite pm500/x/%u"]
-
-
 def test_host_application_acl_literal() -> None:
     """The sandbox broker's host identity, from the same `host_topics` as the host's IoT policy."""
     assert host_mosquitto_acl("scada") == [

@@ -3,7 +3,7 @@
 `pulumi up` cannot run here, so the program in `infra/` is evaluated on Pulumi's mock runtime with a
 generated edge config (meters on the simulator's loopback ports, the site's `dockerHost` = the test
 engine, `bundleRoot` = a folder standing in for the edge host's). moto is seeded with what the same
-`up` creates in AWS IoT, `cli.py provision-device` runs through typer's CliRunner exactly as an
+`up` creates in AWS IoT, `cli.py devices provision` runs through typer's CliRunner exactly as an
 operator types it (bring-your-own-CA with the dev CA, broker = Mosquitto), and bundles are copied to
 the "edge host" with the command docs/edge.md gives.
 """
@@ -124,11 +124,11 @@ def seed_aws(stack: DeployedStack, aws_env: dict[str, str], ca: DevCA) -> None:
 
 def provision_device(stack: DeployedStack, site: str, collector: str, ca: DevCA, broker: MosquittoBroker,
                      monkeypatch: pytest.MonkeyPatch, *influx: str) -> Path:
-    """`cli.py provision-device` as the operator types it, in the operator's folder (default --out)."""
+    """`cli.py devices provision` as the operator types it, in the operator's folder (default --out)."""
     assert any(e["site"] == site for e in stack.evaluated.outputs[COLLECTORS].values())
     monkeypatch.chdir(stack.operator_dir)
     result = CliRunner().invoke(cli.app, [
-        "provision-device", "--stack", STACK, "--site", site, "--collector", collector,
+        "devices", "provision", "--stack", STACK, "--site", site, "--collector", collector,
         "--outputs-file", str(stack.outputs_file),
         "--ca-cert", str(ca.cert_path), "--ca-key", str(ca.key_path), "--server-ca", str(ca.cert_path),
         "--endpoint", LOOPBACK, "--mqtt-port", str(broker.port), *influx,

@@ -1,6 +1,6 @@
 """2-4. The collector container with a provision-device bundle: runs, publishes, stops cleanly, waits.
 
-Each test provisions its collector with `cli.py provision-device` (moto holds the stack's IoT side),
+Each test provisions its collector with `cli.py devices provision` (moto holds the stack's IoT side),
 copies the bundle to the "edge host" as docs/edge.md says, and runs the image with the bundle
 bind-mounted read-only at /bundle and a fresh named volume at /var/lib/pm500. Host network (the test
 engine has no bridge): the health port is moved to a free loopback port with the collector's own

@@ -170,4 +170,5 @@ def test_kms_via_service_uses_the_partitions_dns_suffix() -> None:
                     for r in evaluated.of_type(ROLE_POLICY)
                     for s in json.loads(r.inputs["policy"])["Statement"] if "Condition" in s
                     and "kms:ViaService" in s["Condition"].get("StringEquals", {}))
-    assert values == ["dynamodb.cn-north-1.amazonaws.com.cn", "s3.cn-north-1.amazonaws.com.cn"]
+    # latest values, the presence state machine and the report rule (fleet table), the archive
+    assert values == ["dynamodb.cn-north-1.amazonaws.com.cn"] * 3 + ["s3.cn-north-1.amazonaws.com.cn"]

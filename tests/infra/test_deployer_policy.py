@@ -284,7 +284,8 @@ def _generated(region: str, **features: bool) -> EvaluatedStack:
     config: dict[str, Any] = {
         "aws:region": region,
         "pm500:sites": json.dumps(sites),
-        "pm500:features": json.dumps({"eventBridgePipe": False, "latestValueTable": False, **features}),
+        "pm500:features": json.dumps(
+            {"eventBridgePipe": False, "latestValueTable": False, "fleet": False, **features}),
     }
     return evaluate_stack("gen", config=config)
 
@@ -296,6 +297,19 @@ def test_enabling_a_feature_changes_the_policy() -> None:
     assert not _allowed(without, "dynamodb:CreateTable", table)
     assert _allowed(with_table, "dynamodb:CreateTable", table)
     assert {"dynamodb:CreateTable", "dynamodb:DeleteTable"} <= with_table.actions - without.actions
+
+
+def test_the_fleet_feature_brings_its_state_machine_and_table() -> None:
+    without = deployer_policy(_generated("eu-central-1"), "deploy", ACCOUNT)
+    fleet = deployer_policy(_generated("eu-central-1", fleet=True), "deploy", ACCOUNT)
+    machine = "arn:aws:states:eu-central-1:123456789012:stateMachine:pm500-gen-presence"
+    table = "arn:aws:dynamodb:eu-central-1:123456789012:table/pm500-gen-fleet"
+    for name, arn in (("states:CreateStateMachine", machine), ("states:DeleteStateMachine", machine),
+                        ("dynamodb:CreateTable", table)):
+        assert _allowed(fleet, name, arn) and not _allowed(without, name, arn)
+    assert not _allowed(fleet, "states:CreateStateMachine", machine.replace("pm500-gen", "pm500-prod"))
+    assert _allowed(fleet, "iam:PassRole", "arn:aws:iam::123456789012:role/pm500-gen-presence",
+                    {"iam:PassedToService": "states.amazonaws.com"})
 
 
 def test_arns_follow_the_partition_of_the_region() -> None:

@@ -35,7 +35,8 @@ def test_10000_collector_inventory_evaluates(tmp_path: Path) -> None:
     assert counts["aws:iot/thing:Thing"] == 10_000
     assert counts["aws:iot/thingGroupMembership:ThingGroupMembership"] == 10_000
     assert counts["aws:iot/thingGroup:ThingGroup"] == 1 + 50
-    assert counts["aws:iot/topicRule:TopicRule"] == 2 and counts["aws:iot/policy:Policy"] == 1
+    # the two data routes and the two fleet rules, whatever the fleet size
+    assert counts["aws:iot/topicRule:TopicRule"] == 4 and counts["aws:iot/policy:Policy"] == 1
     assert len(evaluated.outputs[outputs.COLLECTORS]) == 10_000
     assert evaluated.outputs[outputs.THING_NAMES]["site-049"]["edge-0199"] == "fleet:site-049:edge-0199"
     stream = evaluated.one("aws:kinesis/stream:Stream").inputs

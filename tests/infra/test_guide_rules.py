@@ -4,6 +4,7 @@ needs, each pipe against its target's batch limit, decoded protobuf fields again
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -74,6 +75,25 @@ def test_every_rule_role_allows_what_its_actions_need(
     """Issue 21 item 4: the Sparkplug decode rule's error action needs logs:DescribeLogStreams too."""
     stack = {"staging": staging, "prod": prod, "longest": longest}[which]
     assert guide_rules.rule_role_findings(stack) == []
+
+
+def test_every_state_machine_role_allows_what_its_tasks_call(
+        staging: EvaluatedStack, prod: EvaluatedStack, longest: EvaluatedStack) -> None:
+    assert all(s.of_type("aws:sfn/stateMachine:StateMachine") for s in (staging, prod, longest))
+    for stack in (staging, prod, longest):
+        assert guide_rules.state_machine_findings(stack) == []
+
+
+def test_the_state_machine_check_sees_a_missing_grant(staging: EvaluatedStack) -> None:
+    """Take events:PutEvents out of the presence role's policy: every putEvents Task is reported."""
+    stack = copy.deepcopy(staging)
+    for policy in stack.of_type("aws:iam/rolePolicy:RolePolicy"):
+        document = json.loads(policy.inputs["policy"])
+        document["Statement"] = [s for s in document["Statement"] if s["Action"] != ["events:PutEvents"]]
+        policy.inputs["policy"] = json.dumps(document)
+    findings = guide_rules.state_machine_findings(stack)
+    assert len(findings) == 4
+    assert all("may not events:PutEvents" in f and "EventBridge" in f for f in findings)
 
 
 @pytest.mark.parametrize("which", ["staging", "prod", "longest"])

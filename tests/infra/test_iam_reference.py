@@ -59,10 +59,11 @@ def test_every_role_policy_of_every_stack_matches_the_reference(
         for name, document in _policies(stack).items():
             assert [str(f) for f in check_document(document)] == [], f"{stack.stack} {name}"
             checked += 1
-    # staging: 4 route/provisioning/firehose roles + the 2 alarm-event roles; prod also the pipe and
-    # latest-value roles; longest (mixed encodings) also the 4 Sparkplug rules' roles (decode, kinesis,
-    # archive, latest values) and the pre-provisioning hook's (fleet provisioning on)
-    assert checked == 6 + 8 + 13
+    # staging: 4 route/provisioning/firehose roles + the 2 alarm-event roles + the 3 fleet roles (presence
+    # state machine, presence and report rules); prod also the pipe and latest-value roles; longest (mixed
+    # encodings) also the 4 Sparkplug rules' roles (decode, kinesis, archive, latest values) and the
+    # pre-provisioning hook's (fleet provisioning on)
+    assert checked == 9 + 11 + 16
 
 
 def test_provisioning_role_is_a_subset_of_aws_managed_registration_policy(staging: EvaluatedStack) -> None:

@@ -62,7 +62,7 @@ def test_sparkplug_stack_decodes_then_routes_the_json_shape(sparkplug_stack: Eva
     by_name = rules(sparkplug_stack)
     # the staging file's alarmEvents feature adds the (JSON) alarm event rule, whatever the encoding
     assert sorted(by_name) == ["pm500_spb_alarm_events", "pm500_spb_ddata_archive", "pm500_spb_ddata_kinesis",
-                               "pm500_spb_spb_decode"]
+                               "pm500_spb_fleet_report", "pm500_spb_presence", "pm500_spb_spb_decode"]
     bucket = sparkplug_stack.one("aws:s3/bucketObjectv2:BucketObjectv2").inputs
     assert bucket["key"] == DESCRIPTOR_KEY and re.fullmatch(r"sparkplug_b/[0-9a-f]{16}\.desc", DESCRIPTOR_KEY)
     decode = by_name["pm500_spb_spb_decode"]
@@ -102,7 +102,7 @@ def test_descriptor_object_and_its_readers(sparkplug_stack: EvaluatedStack) -> N
 
 def test_mixed_stack_splits_json_and_protobuf_payloads(mixed_stack: EvaluatedStack) -> None:
     by_name = rules(mixed_stack)
-    assert len(by_name) == 6  # 2 json routes, decode + 2 decoded routes, the alarm event rule
+    assert len(by_name) == 8  # 2 json routes, decode + 2 decoded routes, the alarm event rule, 2 fleet rules
     for route in ("ddata_kinesis", "ddata_archive"):  # the json collectors' DDATA, as before
         assert by_name[f"pm500_spb_{route}"]["sql"].endswith(f"{DDATA_FROM} AND NOT isUndefined(metrics)")
     assert by_name["pm500_spb_spb_decode"]["sql"].endswith(f"{DDATA_FROM} AND isUndefined(metrics)")

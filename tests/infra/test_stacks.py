@@ -53,9 +53,12 @@ def test_resource_counts_follow_the_config(stack: EvaluatedStack) -> None:
         MEMBER: collectors,
         "aws:iot/policy:Policy": 1,
         "aws:iot/provisioningTemplate:ProvisioningTemplate": 1,
-        RULE: 2 + extras.latest_value_table + extras.alarm_events,
-        ROLE: 4 + extras.latest_value_table + extras.event_bridge_pipe + 2 * extras.alarm_events,
-        ROLE_POLICY: 4 + extras.latest_value_table + extras.event_bridge_pipe + 2 * extras.alarm_events,
+        # fleet: the presence and report rules, their roles and the presence state machine's role
+        RULE: 2 + extras.latest_value_table + extras.alarm_events + 2 * extras.fleet,
+        ROLE: 4 + extras.latest_value_table + extras.event_bridge_pipe + 2 * extras.alarm_events
+        + 3 * extras.fleet,
+        ROLE_POLICY: 4 + extras.latest_value_table + extras.event_bridge_pipe + 2 * extras.alarm_events
+        + 3 * extras.fleet,
         "aws:kinesis/stream:Stream": 1,
         "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": 1,
         "aws:kms/key:Key": 0,  # the bootstrap's (its administrator's), never the stack's
@@ -64,10 +67,12 @@ def test_resource_counts_follow_the_config(stack: EvaluatedStack) -> None:
         "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
         "aws:s3/bucketVersioning:BucketVersioning": 1,
         "aws:s3/bucketPolicy:BucketPolicy": 1,
-        "aws:dynamodb/table:Table": int(extras.latest_value_table),
+        "aws:dynamodb/table:Table": int(extras.latest_value_table) + int(extras.fleet),
+        "aws:sfn/stateMachine:StateMachine": int(extras.fleet),
         "aws:pipes/pipe:Pipe": int(extras.event_bridge_pipe) + int(extras.alarm_events),
         "aws:sqs/queue:Queue": int(extras.alarm_events),
-        "aws:cloudwatch/eventBus:EventBus": int(extras.event_bridge_pipe or extras.alarm_events),
+        "aws:cloudwatch/eventBus:EventBus": int(
+            extras.event_bridge_pipe or extras.alarm_events or extras.fleet),
         "aws:iot/certificate:Certificate": 0,
     }
     assert {k: counts.get(k, 0) for k in expected} == expected
@@ -86,7 +91,8 @@ def test_prod_is_bigger_and_safer_than_staging(staging: EvaluatedStack, prod: Ev
     )
     assert staging.one("aws:kinesis/stream:Stream").inputs["shardCount"] == s.kinesis.shards
     assert p.deletion_protection and not s.deletion_protection
-    assert prod.one("aws:dynamodb/table:Table").inputs["deletionProtectionEnabled"] is True
+    tables = prod.of_type("aws:dynamodb/table:Table")  # latest values and the fleet table
+    assert len(tables) == 2 and all(t.inputs["deletionProtectionEnabled"] is True for t in tables)
 
 
 def test_every_resource_is_parented_to_a_component(stack: EvaluatedStack) -> None:
@@ -196,6 +202,12 @@ def test_topic_rules_take_only_this_stacks_ddata(stack: EvaluatedStack) -> None:
         if rule.name == "rule/alarm_events":  # events: the thing is topic level 3 (checked below)
             assert " FROM 'pm500/event/+/+' WHERE " in sql
             assert sql.endswith(f"WHERE startswith(topic(3), '{stack.stack}:')")
+        elif rule.name == "rule/presence":  # lifecycle events: the client id is topic level 5
+            assert " FROM '$aws/events/presence/+/+' WHERE " in sql
+            assert sql.endswith(f"WHERE startswith(topic(5), '{stack.stack}:')")
+        elif rule.name == "rule/fleet_report":  # named shadow documents: the thing is topic level 3
+            assert " FROM '$aws/things/+/shadow/name/pm500/update/documents' WHERE " in sql
+            assert sql.endswith(f"WHERE startswith(topic(3), '{stack.stack}:')")
         else:
             assert " FROM 'spBv1.0/pm500/DDATA/+/+' WHERE " in sql
             # Only this stack's things; the latest-value rule adds its timestamp check after an AND.
@@ -226,7 +238,7 @@ def test_each_rule_role_allows_exactly_its_targets(stack: EvaluatedStack) -> Non
     assert archive[("firehose:PutRecord",)] == [firehose_arn]
     for rule in stack.of_type(RULE):
         route = rule.name.removeprefix("rule/")
-        targets = ("kineses", "firehoses", "dynamodbv2s", "sqs")
+        targets = ("kineses", "firehoses", "dynamodbv2s", "sqs", "dynamodbs", "stepFunctions")
         action = next(v for k, v in rule.inputs.items() if k in targets)[0]
         role_arn = f"arn:aws:iam::123456789012:role/pm500-{stack.stack}-rule-{route}"
         assert action["roleArn"] == role_arn == rule.inputs["errorAction"]["cloudwatchLogs"]["roleArn"]
@@ -375,7 +387,7 @@ def test_optional_features_add_pipe_and_latest_table(prod: EvaluatedStack) -> No
     assert pipe["source"] == "arn:aws:kinesis:eu-west-1:123456789012:stream/pm500-prod-ddata"
     assert pipe["target"] == "arn:aws:events:eu-west-1:123456789012:event-bus/pm500-prod-events"
     assert prod.outputs[outputs.EVENT_BUS_NAME] == "pm500-prod-events"
-    table = prod.one("aws:dynamodb/table:Table").inputs
+    table = prod.one("aws:dynamodb/table:Table", "latest").inputs
     assert table["hashKey"] == "meter" and table["billingMode"] == "PAY_PER_REQUEST"
     assert table["serverSideEncryption"]["enabled"] is True
     latest = prod.one(RULE, "rule/ddata_latest").inputs
@@ -485,9 +497,14 @@ def test_every_trust_policy_names_its_source_where_the_service_documents_one(pro
                                  "ArnLike": {"aws:SourceArn": f"{iot}:*"}}, name
         elif service == "lambda.amazonaws.com":
             assert condition is None, name
+        elif service == "states.amazonaws.com":  # the presence state machine (Step Functions guide)
+            machine = "arn:aws:states:eu-west-1:123456789012:stateMachine:pm500-prod-presence"
+            assert condition == {"StringEquals": {"aws:SourceAccount": account},
+                                 "ArnLike": {"aws:SourceArn": machine}}, name
+            assert stack.one("aws:sfn/stateMachine:StateMachine").inputs["name"] == machine.rsplit(":", 1)[1]
         else:
             assert service in ("firehose.amazonaws.com", "pipes.amazonaws.com"), name
             assert condition == {"StringEquals": {"aws:SourceAccount": account}}, name
         checked.add(service)
     assert checked == {"iot.amazonaws.com", "lambda.amazonaws.com", "firehose.amazonaws.com",
-                       "pipes.amazonaws.com"}
+                       "pipes.amazonaws.com", "states.amazonaws.com"}

@@ -52,12 +52,23 @@ def test_staging_stack_lands_whole_in_moto(staging: EvaluatedStack, aws_env: dic
     assert [g["groupName"] for g in iot.list_thing_groups_for_thing(
         thingName="staging:plant-b:edge-02")["thingGroups"]] == ["pm500-staging:plant-b"]
     assert sorted(r["ruleName"] for r in iot.list_topic_rules()["rules"]) == [
-        "pm500_staging_alarm_events", "pm500_staging_ddata_archive", "pm500_staging_ddata_kinesis"]
+        "pm500_staging_alarm_events", "pm500_staging_ddata_archive", "pm500_staging_ddata_kinesis",
+        "pm500_staging_fleet_report", "pm500_staging_presence"]
     roles = {r["RoleName"] for r in client("iam").list_roles()["Roles"]}
     assert roles == {"pm500-staging-provisioning", "pm500-staging-firehose",
                      "pm500-staging-rule-ddata_kinesis", "pm500-staging-rule-ddata_archive",
                      "pm500-staging-rule-alarm_events", "pm500-staging-alarm-pipe",
+                     "pm500-staging-presence", "pm500-staging-rule-presence",
+                     "pm500-staging-rule-fleet_report",
                      "pm500-ci-preview-staging", "pm500-ci-deploy-staging"}  # the bootstrap's
+    # The fleet view (issue 22): moto accepts the presence state machine's definition and the rules'
+    # stepFunctions and dynamoDB actions as the program declares them.
+    [machine] = client("stepfunctions").list_state_machines()["stateMachines"]
+    assert machine["name"] == "pm500-staging-presence"
+    presence = iot.get_topic_rule(ruleName="pm500_staging_presence")["rule"]["actions"][0]["stepFunctions"]
+    assert presence["stateMachineName"] == "pm500-staging-presence"
+    table = client("dynamodb").describe_table(TableName="pm500-staging-fleet")["Table"]
+    assert [k["KeyType"] for k in table["KeySchema"]] == ["HASH", "RANGE"]
     stream = client("kinesis").describe_stream_summary(StreamName="pm500-staging-ddata")
     aliases = client("kms").list_aliases()["Aliases"]
     [alias] = [a for a in aliases if a["AliasName"] == "alias/pm500-staging-data"]

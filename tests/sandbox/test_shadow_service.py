@@ -23,6 +23,7 @@ from sandbox.ca import DevCA
 from sandbox.mosquitto import MosquittoBroker
 from sandbox.moto import REGION, MotoServer
 from sandbox.mqtt import Recorder, close_client, tls_client
+from sandbox.plan_replay import moto_clients
 from sandbox.shadow_service import ShadowService
 
 THING = thing_name("test", "plant-a", "edge-01")
@@ -37,7 +38,7 @@ def service(
     iot = boto3.client("iot")
     for thing in (THING, OTHER):
         iot.create_thing(thingName=thing)
-    service = ShadowService(mqtt_broker, moto_server.endpoint_url, REGION, tmp_path / "service").start()
+    service = ShadowService(mqtt_broker, moto_clients(aws_env, REGION), tmp_path / "service").start()
     yield service
     service.stop()
 
