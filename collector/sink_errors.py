@@ -25,9 +25,9 @@ from cryptography import x509
 
 # kind -> what it means and who acts: the table of docs/collector.md, "/health" (a test holds them equal).
 KINDS: dict[str, str] = {
-    "certificate_expired": "the device certificate's validity has ended: rotate it (`cli.py devices rotate-cert`). "
-    "Checked on the collector's own certificate file at every MQTT failure: a broker refusing an expired "
-    "certificate only shows the client a closed connection",
+    "certificate_expired": "the device certificate's validity has ended: rotate it "
+    "(`cli.py devices rotate-cert`). Checked on the collector's own certificate file at every MQTT "
+    "failure: a broker refusing an expired certificate only shows the client a closed connection",
     "certificate_not_yet_valid": "the certificate is not valid yet: the host's clock is wrong",
     "policy": "the broker closes the connection before CONNACK, or repeatedly right after it: AWS IoT's "
     "answer to an inactive or unattached certificate or an IoT policy that does not allow `iot:Connect` "

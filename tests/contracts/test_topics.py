@@ -30,7 +30,6 @@ from collector.topics import (
     SHADOW_GET,
     SHADOW_UPDATE,
     STATE,
-    TopicTemplate,
     check_thing_name_length,
     collector_state_topic,
     ddata_filter,
@@ -42,9 +41,6 @@ from collector.topics import (
     shadow_topic,
     stack_thing_prefix,
     thing_name,
-)
-from collector.topics import (
-    THING as THING_PLACEHOLDER,
 )
 
 THING = "prod:plant-a:edge-01"
