@@ -81,6 +81,11 @@ MODULE_TESTS: dict[str, list[str]] = {
     "collector/alarms.py": ["tests/collector/test_alarms.py", "tests/collector/test_event_queue.py"],
     "devices/fleet.py": ["tests/cli/test_fleet_functions.py", "tests/cli/test_fleet_commands.py"],
     "collector/sparkplug_b.py": ["tests/collector/test_sparkplug_proto.py"],
+    "collector/config.py": [
+        "tests/collector/test_bundle_files.py",
+        "tests/collector/test_small_defects.py",
+        "tests/collector/test_operations.py",
+    ],
 }
 
 NO_MUTATE = "pragma: no mutate"

@@ -122,7 +122,8 @@ def status_cmd(
         if shown:
             out.print(_table(shown, now, f"Collectors of stack {stack}" + ("" if show_all else
                                                                            " needing attention")))
-        out.print(f"{len(rows)} collectors: " + ", ".join(f"{n} {name}" for name, n in counts.items() if n),
+        noun = "collector" if len(rows) == 1 else "collectors"
+        out.print(f"{len(rows)} {noun}: " + ", ".join(f"{n} {name}" for name, n in counts.items() if n),
                   highlight=False)
     if attention:
         raise typer.Exit(ATTENTION_EXIT)

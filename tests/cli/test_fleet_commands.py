@@ -75,6 +75,7 @@ def test_fleet_status_lists_problems_first_and_exits_3(aws_env: dict[str, str], 
 
     only_b = json.loads(status(stack, "--site", "plant-b", "--json").stdout)
     assert [c["thing"] for c in only_b["collectors"]] == ["test:plant-b:edge-01"]
+    assert "1 collector: 1 never connected" in status(stack, "--site", "plant-b").stdout
 
 
 def test_a_healthy_fleet_exits_0(aws_env: dict[str, str], tmp_path: Path) -> None:
