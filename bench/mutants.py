@@ -10,8 +10,8 @@ and rewrites the module there in place, one mutant at a time; the worktree itsel
 Mutations (one AST change each): comparisons flipped (negated, or the boundary moved), conditions
 negated and `and`/`or` swapped, constants changed (numbers +1, booleans flipped, strings altered),
 statements inside functions deleted, returned values replaced by None. Docstrings, annotations and
-message texts (inside `raise` and logging calls) are not mutated; nor is a line marked
-`# pragma: no mutate`.
+message texts (inside `raise` and logging calls, `description=` and `help=` arguments) are not
+mutated; nor is a line marked `# pragma: no mutate`.
 
 Each mutant runs only the tests listed for its module in MODULE_TESTS (fast unit tests first, `-x`),
 with a timeout derived from the unmutated run. The results of each module go to `docs/mutants.json`,
@@ -82,6 +82,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     "devices/fleet.py": ["tests/cli/test_fleet_functions.py", "tests/cli/test_fleet_commands.py"],
     "collector/sparkplug_b.py": ["tests/collector/test_sparkplug_proto.py"],
     "collector/config.py": [
+        "tests/contracts/test_collector_config.py",
         "tests/collector/test_bundle_files.py",
         "tests/collector/test_small_defects.py",
         "tests/collector/test_operations.py",
@@ -90,6 +91,7 @@ MODULE_TESTS: dict[str, list[str]] = {
 
 NO_MUTATE = "pragma: no mutate"
 _LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
+_TEXT_KEYWORDS = {"description", "help"}
 _NEGATED: dict[type[ast.cmpop], type[ast.cmpop]] = {
     ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE,
     ast.LtE: ast.Gt, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is,
@@ -155,6 +157,10 @@ def _message_nodes(tree: ast.AST) -> set[int]:
                     mark(node.returns)
         elif isinstance(node, ast.AnnAssign):
             mark(node.annotation)
+        if isinstance(node, ast.Call):
+            for keyword in node.keywords:  # schema descriptions and CLI help: texts for humans
+                if keyword.arg in _TEXT_KEYWORDS and isinstance(keyword.value, ast.Constant | ast.JoinedStr):
+                    mark(keyword.value)
     return skip
 
 

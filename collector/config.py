@@ -263,7 +263,7 @@ def apply_env_overrides(data: object, environ: Mapping[str, str]) -> tuple[objec
 def _set_path(node: Any, path: tuple[str | int, ...], value: str) -> str | None:
     """Set `value` at `path`, creating mappings on the way; the problem if the path points nowhere."""
     for depth, part in enumerate(path):
-        here = field_path(path[:depth]) or "the config"
+        here = field_path(path[:depth])
         if isinstance(node, list):
             if not isinstance(part, int):
                 return f"{here}: expected a list index, got {part!r}"

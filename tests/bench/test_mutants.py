@@ -54,7 +54,8 @@ TINY_TEST = textwrap.dedent(
 
 
 def test_generate_skips_docstrings_messages_and_pragma_lines() -> None:
-    mutants = generate(TINY + "LIMIT = 5  # pragma: no mutate\n", "tiny.py")
+    described = 'PORT = Field(8883, description="for humans")\n'
+    mutants = generate(TINY + described + "LIMIT = 5  # pragma: no mutate\n", "tiny.py")
     shown = {(m.original, m.mutated) for m in mutants}
     assert ("value > limit", "value <= limit") in shown  # flipped comparison
     assert ("value > limit", "value >= limit") in shown  # boundary moved
@@ -64,6 +65,7 @@ def test_generate_skips_docstrings_messages_and_pragma_lines() -> None:
     assert ('"big"', "'bigXX'") in shown and ("10", "11") in shown  # constants changed
     texts = " ".join(f"{m.original} {m.mutated}" for m in mutants)
     assert "Docstring" not in texts and "message: neverXX" not in texts and "LIMIT" not in texts
+    assert ("8883", "8884") in shown and "humansXX" not in texts  # a value, not its description
     assert all(m.source != TINY for m in mutants)
 
 

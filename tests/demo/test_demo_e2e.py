@@ -47,6 +47,19 @@ def run_demo(command: list[str], workdir: Path, *extra: str) -> tuple[int, dict[
     return done.returncode, _summary(done.stdout), done.stdout + done.stderr
 
 
+def stop(demo: subprocess.Popen[str]) -> None:
+    """A demo still running after a failed assertion: Ctrl-C, so it stops the servers it started (a
+    SIGKILL would leave them running: each runs in a process group of its own); SIGKILL only if it hangs."""
+    if demo.poll() is not None:
+        return
+    demo.send_signal(signal.SIGINT)
+    try:
+        demo.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        demo.kill()
+        demo.wait()
+
+
 def _summary(stdout: str) -> dict[str, Any]:
     lines = [line for line in stdout.splitlines() if line.startswith(SUMMARY_PREFIX)]
     assert lines, f"no summary line in the demo's output:\n{stdout[-3000:]}"
@@ -144,9 +157,7 @@ def test_a_stop_signal_stops_every_process_the_demo_started(tmp_path, sig):
         demo.send_signal(sig)
         rest, _ = demo.communicate(timeout=RUN_TIMEOUT_S)
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+        stop(demo)
     output.append(rest)
     text = "".join(output)
     assert demo.returncode == 0, text[-4000:]
@@ -214,9 +225,7 @@ def test_documented_sparkplug_demo_moves_the_same_data_and_its_rebirth_command_w
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=RUN_TIMEOUT_S)
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+        stop(demo)
     text = "".join(output) + rest
     assert demo.returncode == 0, text[-4000:]
     summary = _summary(text)
