@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from functools import partial
 from typing import Annotated, Any
 
 import typer
 
 from commands.console import emit, err, operator_errors
-from commands.help_format import ConventionalHelpCommand, ConventionalHelpGroup
+from commands.help_format import command_group
 from commands.options import TARGET, JsonOut, OutputsFile, Region, Stack
 from devices.aws import aws_client
 from devices.errors import DeviceError
@@ -21,12 +20,9 @@ PENDING_EXIT = 3
 # Set when the CLI talks to a stand-in (tests, the demo): then botocore's endpoint settings decide.
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_IOT_DATA")
 
-app = typer.Typer(
-    help="A running collector's settings (poll interval, meters in or out of service, debug), remotely.",
-    no_args_is_help=True,
-    cls=ConventionalHelpGroup,
+app, command = command_group(
+    "A running collector's settings (poll interval, meters in or out of service, debug), remotely."
 )
-command = partial(app.command, cls=ConventionalHelpCommand)
 
 
 def shadow_client(outputs: StackOutputs, region: str | None) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +11,7 @@ import typer
 from rich.table import Table
 
 from commands.console import emit, operator_errors, out
-from commands.help_format import ConventionalHelpCommand, ConventionalHelpGroup
+from commands.help_format import command_group
 from commands.options import (
     CERTIFICATE,
     AskInfluxPassword,
@@ -47,12 +46,9 @@ from devices.lifecycle import allow_replacement, list_devices, revoke_device
 from devices.outputs import check_name, load_outputs
 from devices.provision import BundleSettings, IssueOptions, Mode, provision_device
 
-app = typer.Typer(
-    help="One collector's identity in AWS IoT: provision it, rotate or revoke its certificate, list them.",
-    no_args_is_help=True,
-    cls=ConventionalHelpGroup,
+app, command = command_group(
+    "One collector's identity in AWS IoT: provision it, rotate or revoke its certificate, list them."
 )
-command = partial(app.command, cls=ConventionalHelpCommand)
 
 
 def _single(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from functools import partial
 from typing import Annotated
 
 import typer
@@ -12,7 +11,7 @@ from rich import box
 from rich.table import Table
 
 from commands.console import operator_errors, out
-from commands.help_format import ConventionalHelpCommand, ConventionalHelpGroup
+from commands.help_format import command_group
 from commands.options import JsonOut, OutputsFile, Region, WholeStack
 from devices.aws import aws_client
 from devices.errors import DeviceError
@@ -36,12 +35,9 @@ from devices.outputs import check_name, load_outputs
 # Exit codes for scripts: 0 every collector connected and healthy, 3 some need attention, 1 an error.
 ATTENTION_EXIT = 3
 
-app = typer.Typer(
-    help="The whole fleet at a glance: who is offline and why, whose certificate expires, problems first.",
-    no_args_is_help=True,
-    cls=ConventionalHelpGroup,
+app, command = command_group(
+    "The whole fleet at a glance: who is offline and why, whose certificate expires, problems first."
 )
-command = partial(app.command, cls=ConventionalHelpCommand)
 
 
 def _ago(ms: int | None, now: dt.datetime) -> str:

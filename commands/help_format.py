@@ -9,9 +9,12 @@ changes: error messages name options by their flags.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
+import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 _LABELS: dict[Any, str] = {str: "TEXT", int: "INTEGER", float: "FLOAT", Path: "PATH"}
@@ -65,3 +68,12 @@ class ConventionalHelpGroup(TyperGroup):
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _label(super().get_params(ctx))
+
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def command_group(help: str) -> tuple[typer.Typer, Callable[..., Decorator]]:
+    """A `cli.py <group>` app and its `command` decorator, both with the labels above."""
+    app = typer.Typer(help=help, no_args_is_help=True, cls=ConventionalHelpGroup)
+    return app, partial(app.command, cls=ConventionalHelpCommand)

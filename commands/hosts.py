@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from commands.console import emit, operator_errors
-from commands.help_format import ConventionalHelpCommand, ConventionalHelpGroup
+from commands.help_format import command_group
 from commands.options import (
     OUTPUT,
     STACK_HELP,
@@ -29,12 +28,9 @@ from devices.aws import iot_client
 from devices.hosts import provision_host
 from devices.outputs import load_outputs
 
-app = typer.Typer(
-    help="Sparkplug Host Applications of a stack: give one its certificate and a bundle to configure it.",
-    no_args_is_help=True,
-    cls=ConventionalHelpGroup,
+app, command = command_group(
+    "Sparkplug Host Applications of a stack: give one its certificate and a bundle to configure it."
 )
-command = partial(app.command, cls=ConventionalHelpCommand)
 
 HOST = "Which host application"
 Stack = Annotated[str, typer.Option(help=STACK_HELP, rich_help_panel=HOST)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -12,18 +11,13 @@ import typer
 from collector.consistency import WIRINGS
 from collector.registers import DEFAULT_MAP, RegisterMapError, load_register_map
 from commands.console import operator_errors, out
-from commands.help_format import ConventionalHelpCommand, ConventionalHelpGroup
+from commands.help_format import command_group
 from commands.options import JsonOut
 from devices.errors import DeviceError
 from devices.map_suggest import describe_suggestion, suggest
 from devices.meter_probe import connect, describe, probe
 
-app = typer.Typer(
-    help="Commission PowerMonitor 500 meters on the plant network.",
-    no_args_is_help=True,
-    cls=ConventionalHelpGroup,
-)
-command = partial(app.command, cls=ConventionalHelpCommand)
+app, command = command_group("Commission PowerMonitor 500 meters on the plant network.")
 
 
 @command("probe")

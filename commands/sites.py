@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from commands.console import err, operator_errors, out
-from commands.help_format import ConventionalHelpCommand, ConventionalHelpGroup
+from commands.help_format import command_group
 from commands.options import (
     AskInfluxPassword,
     CaCert,
@@ -42,12 +41,9 @@ from devices.fleet import parse_duration
 from devices.outputs import check_name, load_outputs
 from devices.rotation import Selection, rotate_selection
 
-app = typer.Typer(
-    help="Every collector of a site, or of the whole stack, at once: provision, rotate certificates.",
-    no_args_is_help=True,
-    cls=ConventionalHelpGroup,
+app, command = command_group(
+    "Every collector of a site, or of the whole stack, at once: provision, rotate certificates."
 )
-command = partial(app.command, cls=ConventionalHelpCommand)
 
 Match = Annotated[
     str | None, typer.Option(help="Only things whose name matches this glob, e.g. 'prod:plant-a:line-*'.")

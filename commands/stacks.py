@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from commands.console import err, out
-from commands.help_format import ConventionalHelpCommand, ConventionalHelpGroup
+from commands.help_format import command_group
 from commands.options import JsonOut, WholeStack
 
-app = typer.Typer(
-    help="What a stack needs before `pulumi up`, derived from the program.",
-    no_args_is_help=True,
-    cls=ConventionalHelpGroup,
+app, command = command_group(
+    "What a stack needs before `pulumi up`, derived from the program."
 )
-command = partial(app.command, cls=ConventionalHelpCommand)
 
 
 @command("deployer-policy")
